@@ -1,0 +1,11 @@
+import { handlerFromEnv } from '../lib/handler-from-env';
+
+/**
+ * POST /api/chat on Vercel's edge runtime. To move to Vercel's Node.js runtime (Fluid compute) instead, change
+ * this one line to `{ runtime: 'nodejs' }`: the handler is a Web-standard `(Request) => Response` either way.
+ */
+export const config = { runtime: 'edge' };
+
+// Module scope: parsed and built once per instance, not per request. The request path, in order, lives in
+// lib/chat-handler.ts: guard + read body → validate → upstream (first token) → stream as UI messages or text.
+export default handlerFromEnv(process.env);

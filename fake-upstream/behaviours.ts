@@ -1,0 +1,90 @@
+/** What the fake upstream does with one request. */
+export type Behaviour =
+  /** A normal streamed reply: `text`, or the configured reply (demo echo by default). */
+  | { kind: 'reply'; text?: string }
+  /** A non-streamed error answer, as a real provider sends it. */
+  | { kind: 'status'; status: number; body: object; headers?: Record<string, string> }
+  /** A normal reply whose first token comes only after `delayMs`. */
+  | { kind: 'slow-first-token'; delayMs: number; text?: string }
+  /** Sends `afterTokens` tokens, then goes silent with the connection open. */
+  | { kind: 'stall'; afterTokens: number; text?: string }
+  /** Sends `afterTokens` tokens, then drops the TCP connection. */
+  | { kind: 'cut'; afterTokens: number; text?: string }
+  /** Sends `afterTokens` tokens, then an SSE event that is not JSON. */
+  | { kind: 'malformed'; afterTokens: number; text?: string }
+  /** A very long answer of `tokens` tokens. */
+  | { kind: 'long'; tokens: number };
+
+const openAiError = (
+  status: number,
+  message: string,
+  type: string,
+  code: string | null,
+  headers?: Record<string, string>,
+) =>
+  ({
+    kind: 'status',
+    status,
+    body: { error: { message, type, code, param: null } },
+    ...(headers ? { headers } : {}),
+  }) as const;
+
+/** The failure modes real OpenAI-compatible APIs produce, with their real bodies. */
+export const faults = {
+  unauthorized: () =>
+    openAiError(
+      401,
+      'Incorrect API key provided: sk-fake****************wxyz.',
+      'invalid_request_error',
+      'invalid_api_key',
+    ),
+  modelNotFound: (model = 'gpt-nope') =>
+    openAiError(
+      404,
+      `The model \`${model}\` does not exist or you do not have access to it.`,
+      'invalid_request_error',
+      'model_not_found',
+    ),
+  rateLimited: (retryAfterSeconds = 1) =>
+    openAiError(
+      429,
+      'Rate limit reached for requests on org-internal-1234.',
+      'requests',
+      'rate_limit_exceeded',
+      {
+        'retry-after': String(retryAfterSeconds),
+      },
+    ),
+  insufficientQuota: () =>
+    openAiError(
+      429,
+      'You exceeded your current quota, please check your plan and billing details.',
+      'insufficient_quota',
+      'insufficient_quota',
+    ),
+  contextLength: () =>
+    openAiError(
+      400,
+      "This model's maximum context length is 8192 tokens. However, your messages resulted in 9001 tokens.",
+      'invalid_request_error',
+      'context_length_exceeded',
+    ),
+  serverError: (status: 500 | 502 | 503 = 500) =>
+    openAiError(
+      status,
+      'The server had an error processing your request (internal host gpu-17.internal).',
+      'server_error',
+      null,
+    ),
+} satisfies Record<string, (...args: never[]) => Behaviour>;
+
+/** Words with their trailing spaces, so the tokens join back into the exact text. */
+export function splitTokens(text: string): string[] {
+  return text.match(/\s*\S+\s*|\s+/g) ?? [];
+}
+
+/** Recognisably not a model: a fixed preface, then the user's own words. */
+export function demoReply(said: string): string {
+  const echo = said.trim() ? `You said: "${said.trim()}"` : 'You sent an empty message.';
+  return `[demo] Hi! I am the built-in demo upstream, not a real model. Set OPENAI_API_KEY to talk to one. ${echo}`;
+}

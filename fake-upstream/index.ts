@@ -1,0 +1,219 @@
+import { createServer, type IncomingMessage, type ServerResponse } from 'node:http';
+import type { AddressInfo } from 'node:net';
+import { setTimeout as sleep } from 'node:timers/promises';
+import { type Behaviour, demoReply, splitTokens } from './behaviours';
+
+export { type Behaviour, faults } from './behaviours';
+
+export interface FakeUpstreamOptions {
+  /** Delay before the first token, in ms. Default 0. */
+  readonly firstTokenDelayMs?: number;
+  /** Delay between tokens, in ms. Default 0 (each token is still its own SSE event and its own write). */
+  readonly tokenDelayMs?: number;
+  /** If set, a request whose bearer token differs gets a 401, like a real provider. */
+  readonly apiKey?: string;
+  /** What a plain `reply` says. Default: the demo's canned preface and an echo of the last user message. */
+  readonly reply?: (lastUserText: string) => string;
+  readonly host?: string;
+  readonly port?: number;
+}
+
+/** What the fake saw of one request: enough to assert "called once" and "aborted within 100 ms". */
+export interface FakeCall {
+  readonly body: ChatBody;
+  readonly authorization: string | undefined;
+  readonly startedAt: number;
+  tokensSent: number;
+  endedAt: number | undefined;
+  aborted: boolean;
+  abortedAt: number | undefined;
+  /** Settles when the response has ended or the client went away. */
+  readonly settled: Promise<void>;
+}
+
+interface ChatBody {
+  model?: string;
+  messages?: { role: string; content: unknown }[];
+  stream?: boolean;
+  stream_options?: { include_usage?: boolean };
+  max_tokens?: number;
+  [key: string]: unknown;
+}
+
+export interface FakeUpstream {
+  /** Base URL for an OpenAI client, e.g. `http://127.0.0.1:41234/v1`. */
+  readonly url: string;
+  readonly calls: readonly FakeCall[];
+  /** Queues behaviours for the next calls, in order; once the queue is empty every call gets a normal reply. */
+  script(...behaviours: Behaviour[]): void;
+  reset(): void;
+  close(): Promise<void>;
+}
+
+/** An OpenAI-compatible `/v1/chat/completions` on loopback that speaks real HTTP and real SSE. */
+export async function startFakeUpstream(options: FakeUpstreamOptions = {}): Promise<FakeUpstream> {
+  const calls: FakeCall[] = [];
+  let queue: Behaviour[] = [];
+  const server = createServer((req, res) => {
+    handle(req, res, queue.shift() ?? { kind: 'reply' }, options, calls).catch(() => res.destroy());
+  });
+  // Streams must not be cut by Node's default timeouts while a test holds them open on purpose.
+  server.requestTimeout = 0;
+  server.keepAliveTimeout = 5_000;
+  await new Promise<void>((resolve) =>
+    server.listen(options.port ?? 0, options.host ?? '127.0.0.1', resolve),
+  );
+  const { port } = server.address() as AddressInfo;
+  return {
+    url: `http://${options.host ?? '127.0.0.1'}:${port}/v1`,
+    calls,
+    script: (...behaviours) => {
+      queue.push(...behaviours);
+    },
+    reset: () => {
+      queue = [];
+      calls.length = 0;
+    },
+    close: () =>
+      new Promise((resolve) => {
+        server.closeAllConnections();
+        server.close(() => resolve());
+      }),
+  };
+}
+
+async function handle(
+  req: IncomingMessage,
+  res: ServerResponse,
+  behaviour: Behaviour,
+  options: FakeUpstreamOptions,
+  calls: FakeCall[],
+): Promise<void> {
+  if (req.method !== 'POST' || !req.url?.endsWith('/chat/completions')) {
+    return sendJson(res, 404, {
+      error: { message: `No route ${req.method} ${req.url}`, type: 'invalid_request_error' },
+    });
+  }
+  const body = JSON.parse(await readText(req)) as ChatBody;
+  let settle = () => {};
+  const call: FakeCall = {
+    body,
+    authorization: req.headers.authorization,
+    startedAt: performance.now(),
+    tokensSent: 0,
+    endedAt: undefined,
+    aborted: false,
+    abortedAt: undefined,
+    settled: new Promise<void>((resolve) => {
+      settle = resolve;
+    }),
+  };
+  calls.push(call);
+  res.on('close', () => {
+    if (!res.writableFinished) {
+      call.aborted = true;
+      call.abortedAt = performance.now();
+    }
+    call.endedAt = performance.now();
+    settle();
+  });
+
+  if (options.apiKey !== undefined && req.headers.authorization !== `Bearer ${options.apiKey}`) {
+    // Real providers echo (part of) the key they were given: the proxy must never pass this text on.
+    return sendJson(res, 401, {
+      error: {
+        message: `Incorrect API key provided: ${req.headers.authorization?.slice(7) ?? ''}.`,
+        type: 'invalid_request_error',
+        code: 'invalid_api_key',
+      },
+    });
+  }
+  if (behaviour.kind === 'status') {
+    return sendJson(res, behaviour.status, behaviour.body, behaviour.headers);
+  }
+  await streamReply(res, body, behaviour, options, call);
+}
+
+async function streamReply(
+  res: ServerResponse,
+  body: ChatBody,
+  behaviour: Exclude<Behaviour, { kind: 'status' }>,
+  options: FakeUpstreamOptions,
+  call: FakeCall,
+): Promise<void> {
+  const model = body.model ?? 'fake-model';
+  const created = Math.floor(Date.now() / 1000);
+  const chunk = (delta: object, finish: string | null = null) =>
+    `data: ${JSON.stringify({ id: 'chatcmpl-fake', object: 'chat.completion.chunk', created, model, choices: [{ index: 0, delta, finish_reason: finish }] })}\n\n`;
+  const gone = () => res.destroyed || call.aborted;
+
+  res.writeHead(200, {
+    'content-type': 'text/event-stream',
+    'cache-control': 'no-cache',
+    connection: 'keep-alive',
+  });
+  res.flushHeaders();
+  const firstDelay =
+    behaviour.kind === 'slow-first-token' ? behaviour.delayMs : (options.firstTokenDelayMs ?? 0);
+  if (firstDelay > 0) await sleep(firstDelay);
+  if (gone()) return;
+  res.write(chunk({ role: 'assistant', content: '' }));
+
+  const text = replyText(body, behaviour, options);
+  const tokens = splitTokens(text);
+  const stopAfter = 'afterTokens' in behaviour ? behaviour.afterTokens : tokens.length;
+  for (const token of tokens.slice(0, stopAfter)) {
+    if (call.tokensSent > 0 && (options.tokenDelayMs ?? 0) > 0) await sleep(options.tokenDelayMs ?? 0);
+    if (gone()) return;
+    res.write(chunk({ content: token }));
+    call.tokensSent++;
+  }
+  switch (behaviour.kind) {
+    case 'stall':
+      return; // Hold the connection open and silent until the client gives up.
+    case 'cut':
+      res.destroy();
+      return;
+    case 'malformed':
+      res.end('data: {"choices": [ this is not json\n\n');
+      return;
+  }
+  res.write(chunk({}, 'stop'));
+  if (body.stream_options?.include_usage) {
+    const promptTokens = Math.ceil(JSON.stringify(body.messages ?? []).length / 4);
+    const usage = {
+      prompt_tokens: promptTokens,
+      completion_tokens: call.tokensSent,
+      total_tokens: promptTokens + call.tokensSent,
+    };
+    res.write(
+      `data: ${JSON.stringify({ id: 'chatcmpl-fake', object: 'chat.completion.chunk', created, model, choices: [], usage })}\n\n`,
+    );
+  }
+  res.end('data: [DONE]\n\n');
+}
+
+function replyText(body: ChatBody, behaviour: Behaviour, options: FakeUpstreamOptions): string {
+  if ('text' in behaviour && behaviour.text !== undefined) return behaviour.text;
+  if (behaviour.kind === 'long')
+    return Array.from({ length: behaviour.tokens }, (_, i) => `word${i} `).join('');
+  const lastUser = [...(body.messages ?? [])].reverse().find((m) => m.role === 'user');
+  const said = typeof lastUser?.content === 'string' ? lastUser.content : '';
+  return (options.reply ?? demoReply)(said);
+}
+
+function sendJson(
+  res: ServerResponse,
+  status: number,
+  body: object,
+  headers: Record<string, string> = {},
+): void {
+  res.writeHead(status, { 'content-type': 'application/json', ...headers });
+  res.end(JSON.stringify(body));
+}
+
+async function readText(req: IncomingMessage): Promise<string> {
+  const chunks: Buffer[] = [];
+  for await (const chunk of req) chunks.push(chunk as Buffer);
+  return Buffer.concat(chunks).toString('utf8');
+}

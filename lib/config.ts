@@ -1,0 +1,122 @@
+import { z } from 'zod';
+
+/**
+ * The proxy's settings, parsed once from the environment. Every field is documented in `.env.example` and in the
+ * README's configuration table; keep the three in step.
+ */
+export interface Config {
+  /** Upstream API key. Required: it is the one secret this proxy exists to keep off the browser. */
+  readonly apiKey: string;
+  /** Any OpenAI-compatible base URL (Groq, OpenRouter, Ollama, vLLM...). Default: OpenAI's own. */
+  readonly baseURL: string | undefined;
+  /** Model used when the client names none. */
+  readonly defaultModel: string;
+  /** The only models a client may ask for. Default: just `defaultModel`, so a client cannot pick a pricier one. */
+  readonly allowedModels: readonly string[];
+  /** Sent as the first message of every conversation; clients may not send their own. Empty means none. */
+  readonly systemPrompt: string;
+  readonly limits: Limits;
+}
+
+export interface Limits {
+  /** Messages per conversation. Long histories cost input tokens on every turn. */
+  readonly maxMessages: number;
+  /** Characters in one message. */
+  readonly maxMessageChars: number;
+  /** Characters across the whole conversation: the real driver of input cost. */
+  readonly maxTotalChars: number;
+  /** Output tokens per reply: sent upstream as `max_tokens`; a client may ask for fewer, never more. */
+  readonly maxOutputTokens: number;
+  /** Request body bytes, counted while reading (never trusted from `Content-Length`). */
+  readonly maxBodyBytes: number;
+}
+
+/** A setting is missing or malformed. The message names the variable but never echoes its value (it may be secret). */
+export class ConfigError extends Error {
+  override readonly name = 'ConfigError';
+}
+
+const positiveInt = (fallback: number) =>
+  z.coerce
+    .number({ error: 'must be a whole number' })
+    .int('must be a whole number')
+    .positive('must be greater than 0')
+    .default(fallback);
+
+const modelName = z
+  .string()
+  .trim()
+  .min(1, 'must not be empty')
+  .max(200, 'is too long')
+  .regex(/^[\w./:@-]+$/, 'may only contain letters, digits and . / : @ - _');
+
+const modelList = z
+  .string()
+  .transform((value) =>
+    value
+      .split(',')
+      .map((m) => m.trim())
+      .filter(Boolean),
+  )
+  .pipe(z.array(modelName).min(1, 'must list at least one model'));
+
+const envSchema = z.object({
+  OPENAI_API_KEY: z.string({ error: 'is required (your upstream API key)' }).trim().min(1, 'is required'),
+  OPENAI_BASE_URL: z
+    .url({ protocol: /^https?$/, error: 'must be an http(s) URL' })
+    .transform((u) => u.replace(/\/+$/, ''))
+    .optional(),
+  CHAT_MODEL: modelName.default('gpt-4o-mini'),
+  ALLOWED_MODELS: modelList.optional(),
+  SYSTEM_PROMPT: z.string().max(20_000, 'is too long (20000 characters at most)').default(''),
+  MAX_MESSAGES: positiveInt(50),
+  MAX_MESSAGE_CHARS: positiveInt(8_000),
+  MAX_TOTAL_CHARS: positiveInt(32_000),
+  MAX_OUTPUT_TOKENS: positiveInt(1_024),
+  MAX_BODY_BYTES: positiveInt(256 * 1024),
+});
+
+export type Env = Readonly<Record<string, string | undefined>>;
+
+/** Parses the environment into a frozen config, or throws a ConfigError naming every bad variable. */
+export function loadConfig(env: Env): Config {
+  // `FOO=` in a .env file means "not set", not "set to the empty string".
+  const present = Object.fromEntries(
+    Object.entries(env).filter(([, v]) => v !== undefined && v.trim() !== ''),
+  );
+  const parsed = envSchema.safeParse(present);
+  if (!parsed.success) {
+    const lines = parsed.error.issues.map(
+      (issue) => `${String(issue.path[0] ?? 'environment')} ${issue.message}`,
+    );
+    throw new ConfigError(`Invalid configuration:\n  - ${lines.join('\n  - ')}`);
+  }
+  const e = parsed.data;
+  const allowedModels = e.ALLOWED_MODELS ?? [e.CHAT_MODEL];
+  if (!allowedModels.includes(e.CHAT_MODEL)) {
+    throw new ConfigError(
+      `Invalid configuration:\n  - CHAT_MODEL "${e.CHAT_MODEL}" must be one of ALLOWED_MODELS (${allowedModels.join(', ')})`,
+    );
+  }
+  return deepFreeze({
+    apiKey: e.OPENAI_API_KEY,
+    baseURL: e.OPENAI_BASE_URL,
+    defaultModel: e.CHAT_MODEL,
+    allowedModels,
+    systemPrompt: e.SYSTEM_PROMPT.trim(),
+    limits: {
+      maxMessages: e.MAX_MESSAGES,
+      maxMessageChars: e.MAX_MESSAGE_CHARS,
+      maxTotalChars: e.MAX_TOTAL_CHARS,
+      maxOutputTokens: e.MAX_OUTPUT_TOKENS,
+      maxBodyBytes: e.MAX_BODY_BYTES,
+    },
+  });
+}
+
+function deepFreeze<T extends object>(value: T): T {
+  for (const child of Object.values(value)) {
+    if (child && typeof child === 'object') deepFreeze(child);
+  }
+  return Object.freeze(value);
+}

@@ -1,0 +1,65 @@
+/** The `type` field of an error body, grouped the way OpenAI's own API groups them so clients already know them. */
+export type ErrorType = 'invalid_request_error' | 'upstream_error' | 'server_error' | 'client_closed_request';
+
+export interface ProxyErrorOptions {
+  type?: ErrorType;
+  /** The request field at fault (e.g. `messages[2].content`), for 400s. */
+  param?: string;
+  headers?: Record<string, string>;
+  /** Internal detail for the log line only: never sent to the client. */
+  detail?: string;
+  cause?: unknown;
+}
+
+/**
+ * An expected failure that knows how to become an HTTP answer. `message` is shown to end users, so it is short,
+ * friendly and free of upstream internals; anything else belongs in `detail`, which only reaches the log.
+ */
+export class ProxyError extends Error {
+  override readonly name = 'ProxyError';
+  readonly type: ErrorType;
+  readonly param: string | undefined;
+  readonly headers: Readonly<Record<string, string>>;
+  readonly detail: string | undefined;
+
+  constructor(
+    readonly status: number,
+    readonly code: string,
+    message: string,
+    options: ProxyErrorOptions = {},
+  ) {
+    super(message, { cause: options.cause });
+    this.type = options.type ?? (status >= 500 ? 'server_error' : 'invalid_request_error');
+    this.param = options.param;
+    this.headers = options.headers ?? {};
+    this.detail = options.detail;
+  }
+}
+
+/** Anything that is not a ProxyError is a bug: mask it, so no stack trace or internal message ever leaves. */
+export function toProxyError(error: unknown): ProxyError {
+  if (error instanceof ProxyError) return error;
+  const detail = error instanceof Error ? `${error.name}: ${error.message}` : String(error);
+  return new ProxyError(500, 'internal_error', 'Something went wrong on our side. Please try again.', {
+    detail,
+    cause: error,
+  });
+}
+
+/** The one place an error becomes HTTP: `{ error: { message, type, code, param?, request_id } }`. */
+export function errorResponse(error: ProxyError, headers: Record<string, string>): Response {
+  const requestId = headers['x-request-id'];
+  const body = {
+    error: {
+      message: error.message,
+      type: error.type,
+      code: error.code,
+      ...(error.param === undefined ? {} : { param: error.param }),
+      ...(requestId === undefined ? {} : { request_id: requestId }),
+    },
+  };
+  return new Response(JSON.stringify(body), {
+    status: error.status,
+    headers: { ...headers, ...error.headers, 'content-type': 'application/json; charset=utf-8' },
+  });
+}

@@ -1,0 +1,48 @@
+import type { ProxyError } from './errors';
+import type { Usage } from './upstream';
+
+/** One structured line per request. It never holds a key, a token, a header value or message text. */
+export interface RequestLog {
+  readonly level: 'info' | 'warn' | 'error';
+  readonly msg: 'chat';
+  readonly request_id: string;
+  readonly status: number;
+  readonly outcome: 'complete' | 'error' | 'cancelled' | 'rejected';
+  readonly model?: string;
+  readonly protocol?: 'ui' | 'text';
+  readonly ttft_ms?: number;
+  readonly duration_ms: number;
+  readonly usage?: { prompt_tokens: number; completion_tokens: number; total_tokens: number };
+  readonly error_code?: string;
+  /** Internal, redacted detail (e.g. what the upstream said). Never sent to the client. */
+  readonly error_detail?: string;
+}
+
+export type Logger = (line: RequestLog) => void;
+
+export const jsonLogger: Logger = (line) => {
+  const text = JSON.stringify(line);
+  if (line.level === 'error') console.error(text);
+  else console.log(text);
+};
+
+export function usageFields(usage: Usage | undefined): Pick<RequestLog, 'usage'> {
+  if (!usage) return {};
+  return {
+    usage: {
+      prompt_tokens: usage.promptTokens,
+      completion_tokens: usage.completionTokens,
+      total_tokens: usage.totalTokens,
+    },
+  };
+}
+
+/** Failures that the operator must act on are `error`; a client's own mistake or departure is `warn`/`info`. */
+export function errorFields(error: ProxyError): Pick<RequestLog, 'level' | 'error_code' | 'error_detail'> {
+  const level = error.status >= 500 ? 'error' : error.status === 499 ? 'info' : 'warn';
+  return {
+    level,
+    error_code: error.code,
+    ...(error.detail === undefined ? {} : { error_detail: error.detail }),
+  };
+}

@@ -1,0 +1,133 @@
+import { z } from 'zod';
+import type { Config } from './config';
+import { ProxyError } from './errors';
+
+export type ChatRole = 'user' | 'assistant';
+
+export interface ChatMessage {
+  readonly role: ChatRole;
+  readonly content: string;
+}
+
+/** A request that passed every check: the only shape the upstream ever sees. */
+export interface ChatRequest {
+  readonly messages: readonly ChatMessage[];
+  readonly model: string;
+  readonly maxTokens: number;
+  readonly temperature: number | undefined;
+}
+
+export type ValidateChatRequest = (body: unknown) => ChatRequest;
+
+/**
+ * Builds the validator once per config. Two body shapes are accepted: the one `useChat` sends
+ * (`{ id, messages: [{ id, role, parts: [{ type: 'text', text }] }], trigger, messageId }`) and the curl-friendly
+ * `{ messages: [{ role, content }] }`. Unknown fields are dropped, so nothing unchecked reaches the upstream.
+ */
+export function createRequestValidator(config: Config): ValidateChatRequest {
+  const { limits } = config;
+  const role = z.enum(['user', 'assistant'], {
+    error: (issue) =>
+      issue.input === 'system'
+        ? 'system messages are not accepted: the server sets the system prompt'
+        : 'must be "user" or "assistant"',
+  });
+  const text = z
+    .string({ error: 'must be a string' })
+    .refine((s) => s.trim().length > 0, 'must not be empty')
+    .refine(
+      (s) => s.length <= limits.maxMessageChars,
+      `is too long (at most ${limits.maxMessageChars} characters)`,
+    );
+
+  const simpleMessage = z.object({ role, content: text });
+  const textPart = z.object({ type: z.literal('text'), text: z.string({ error: 'must be a string' }) });
+  // useChat adds `step-start` markers to assistant messages; they carry no content, so they are dropped.
+  const stepStartPart = z.object({ type: z.literal('step-start') });
+  const part = z.discriminatedUnion('type', [textPart, stepStartPart], {
+    error: (issue) =>
+      issue.code === 'invalid_union' ? 'only text parts are supported (type "text")' : 'must be an object',
+  });
+  const uiMessage = z
+    .object({
+      id: z.string().max(200).optional(),
+      role,
+      parts: z
+        .array(part, { error: 'must be an array of parts' })
+        .min(1, 'must contain at least one text part'),
+    })
+    .transform(({ role, parts }) => ({
+      role,
+      content: parts.map((p) => (p.type === 'text' ? p.text : '')).join(''),
+    }))
+    .pipe(z.object({ role, content: text }));
+
+  const options = {
+    model: z
+      .string({ error: 'must be a string' })
+      .refine((m) => config.allowedModels.includes(m), `must be one of: ${config.allowedModels.join(', ')}`)
+      .optional(),
+    maxTokens: z
+      .number({ error: 'must be a number' })
+      .int('must be a whole number')
+      .min(1, 'must be at least 1')
+      .max(limits.maxOutputTokens, `must be at most ${limits.maxOutputTokens}`)
+      .optional(),
+    temperature: z
+      .number({ error: 'must be a number' })
+      .min(0, 'must be >= 0')
+      .max(2, 'must be <= 2')
+      .optional(),
+  };
+  const messageList = <T extends z.ZodType<ChatMessage, unknown>>(message: T) =>
+    z
+      .array(message, { error: 'is required and must be an array of messages' })
+      .min(1, 'must contain at least one message')
+      .max(limits.maxMessages, `has too many messages (at most ${limits.maxMessages})`)
+      .refine(
+        (list) => list.reduce((n, m) => n + m.content.length, 0) <= limits.maxTotalChars,
+        `are too long in total (at most ${limits.maxTotalChars} characters across the conversation)`,
+      );
+  const bodyError = { error: 'The body must be a JSON object' };
+  const uiBody = z.object({ messages: messageList(uiMessage), ...options }, bodyError);
+  const simpleBody = z.object({ messages: messageList(simpleMessage), ...options }, bodyError);
+
+  return (body) => {
+    const schema = looksLikeUseChat(body) ? uiBody : simpleBody;
+    const result = schema.safeParse(body);
+    if (!result.success) throw validationError(result.error);
+    const { messages, model, maxTokens, temperature } = result.data;
+    return {
+      messages,
+      model: model ?? config.defaultModel,
+      maxTokens: maxTokens ?? limits.maxOutputTokens,
+      temperature,
+    };
+  };
+}
+
+function looksLikeUseChat(body: unknown): boolean {
+  if (typeof body !== 'object' || body === null || !('messages' in body)) return false;
+  const { messages } = body;
+  return Array.isArray(messages) && messages.some((m) => typeof m === 'object' && m !== null && 'parts' in m);
+}
+
+function validationError(error: z.ZodError): ProxyError {
+  const issues = error.issues.slice(0, 3).map((issue) => {
+    const path = formatPath(issue.path);
+    return path ? `${path}: ${issue.message}` : issue.message;
+  });
+  const more = error.issues.length > 3 ? ` (and ${error.issues.length - 3} more)` : '';
+  const first = error.issues[0];
+  return new ProxyError(400, 'invalid_request', `Invalid request: ${issues.join('; ')}${more}.`, {
+    param: first ? formatPath(first.path) || undefined : undefined,
+  });
+}
+
+/** `['messages', 0, 'parts', 1, 'text']` → `messages[0].parts[1].text` */
+function formatPath(path: readonly PropertyKey[]): string {
+  return path.reduce<string>(
+    (out, key) => (typeof key === 'number' ? `${out}[${key}]` : out ? `${out}.${String(key)}` : String(key)),
+    '',
+  );
+}

@@ -1,0 +1,11 @@
+import { startFakeUpstream } from '../fake-upstream';
+
+/** A realistic pace: people judge a chat UI by its first token and its flow, so the demo should feel like one. */
+const DEMO_PACE = { firstTokenDelayMs: 350, tokenDelayMs: 35 };
+
+/** Starts the fake upstream on a free loopback port, speaking with a fixed, non-secret demo key. */
+export async function startDemoUpstream(): Promise<{ url: string; apiKey: string }> {
+  const apiKey = 'demo-key-not-secret';
+  const upstream = await startFakeUpstream({ ...DEMO_PACE, apiKey });
+  return { url: upstream.url, apiKey };
+}

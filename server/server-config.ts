@@ -1,0 +1,31 @@
+import { z } from 'zod';
+import { ConfigError, type Env } from '../lib/config';
+
+export interface ServerConfig {
+  readonly port: number;
+  readonly host: string;
+}
+
+const schema = z.object({
+  PORT: z.coerce
+    .number({ error: 'must be a port number' })
+    .int('must be a whole number')
+    .min(0, 'must be between 0 and 65535')
+    .max(65_535, 'must be between 0 and 65535')
+    .default(3000),
+  // Loopback by default: a dev proxy that spends your key should not be open to the whole network by accident.
+  HOST: z.string().trim().min(1).default('127.0.0.1'),
+});
+
+/** The Node server's own settings (the handler's are in lib/config.ts). */
+export function loadServerConfig(env: Env): ServerConfig {
+  const present = Object.fromEntries(
+    Object.entries(env).filter(([, v]) => v !== undefined && v.trim() !== ''),
+  );
+  const parsed = schema.safeParse(present);
+  if (!parsed.success) {
+    const lines = parsed.error.issues.map((issue) => `${String(issue.path[0])} ${issue.message}`);
+    throw new ConfigError(`Invalid configuration:\n  - ${lines.join('\n  - ')}`);
+  }
+  return Object.freeze({ port: parsed.data.PORT, host: parsed.data.HOST });
+}
