@@ -73,6 +73,8 @@ export function createUpstream(options: UpstreamOptions): Upstream {
       } catch (error) {
         throw signal.aborted ? clientClosed() : upstreamError(error, secrets);
       }
+      // The SDK ends an aborted stream quietly instead of throwing, so an early end must be checked against the signal.
+      if (signal.aborted) throw clientClosed();
       if (first === undefined) {
         throw new ProxyError(
           502,
@@ -100,7 +102,10 @@ async function* rest(
   try {
     for (;;) {
       const next = await iterator.next();
-      if (next.done) return;
+      if (next.done) {
+        if (signal.aborted) throw clientClosed();
+        return;
+      }
       const text = absorb(next.value, outcome);
       if (text) yield text;
     }

@@ -85,7 +85,10 @@ export function createRequestValidator(config: Config): ValidateChatRequest {
       .min(1, 'must contain at least one message')
       .max(limits.maxMessages, `has too many messages (at most ${limits.maxMessages})`)
       .refine(
-        (list) => list.reduce((n, m) => n + m.content.length, 0) <= limits.maxTotalChars,
+        // zod still runs this check when an element failed, so it must not trust the element shapes.
+        (list) =>
+          list.reduce((n, m) => n + (typeof m?.content === 'string' ? m.content.length : 0), 0) <=
+          limits.maxTotalChars,
         `are too long in total (at most ${limits.maxTotalChars} characters across the conversation)`,
       );
   const bodyError = { error: 'The body must be a JSON object' };

@@ -1,0 +1,185 @@
+import { describe, expect, it } from 'vitest';
+import { demoReply } from '../fake-upstream/behaviours';
+import { chatRequest, eventually, useHarness, userSays } from './support/harness';
+import { chatLikeUseChat, userMessage } from './support/ui';
+
+const h = await useHarness();
+const REPLY = 'Hello there, this is exactly the reply — with ünïcödé and emoji 🎉 intact.';
+
+describe('UI message stream (useChat)', () => {
+  it('streams a reply that the ai SDK reassembles exactly', async () => {
+    h.fake.script({ kind: 'reply', text: REPLY });
+    const result = await chatLikeUseChat(h.handler, [userMessage('Hi')]);
+    expect(result.errors).toEqual([]);
+    expect(result.text).toBe(REPLY);
+    expect(h.fake.calls).toHaveLength(1);
+  });
+
+  it('answers with the UI stream headers, a request id and the model', async () => {
+    const res = await h.handler(chatRequest(userSays('Hi')));
+    expect(res.status).toBe(200);
+    expect(res.headers.get('content-type')).toBe('text/event-stream');
+    expect(res.headers.get('x-vercel-ai-ui-message-stream')).toBe('v1');
+    expect(res.headers.get('cache-control')).toBe('no-store');
+    expect(res.headers.get('x-chat-model')).toBe('test-model');
+    expect(res.headers.get('x-request-id')).toMatch(/^[0-9a-f-]{36}$/);
+    const body = await res.text();
+    expect(body).toContain('data: {"type":"text-delta"');
+    expect(body.trimEnd().endsWith('data: [DONE]')).toBe(true);
+  });
+
+  it('sends the whole conversation, after the server system prompt, with streaming and usage on', async () => {
+    await chatLikeUseChat(h.handler, [
+      userMessage('First question', 'a'),
+      { id: 'b', role: 'assistant', parts: [{ type: 'step-start' }, { type: 'text', text: 'First answer' }] },
+      userMessage('Second question', 'c'),
+    ]);
+    const sent = h.fake.calls[0]?.body;
+    expect(sent?.messages).toEqual([
+      { role: 'system', content: 'You are a test assistant.' },
+      { role: 'user', content: 'First question' },
+      { role: 'assistant', content: 'First answer' },
+      { role: 'user', content: 'Second question' },
+    ]);
+    expect(sent?.stream).toBe(true);
+    expect(sent?.stream_options).toEqual({ include_usage: true });
+    expect(sent?.model).toBe('test-model');
+    expect(sent?.max_tokens).toBe(h.config.limits.maxOutputTokens);
+  });
+
+  it('passes an allowed model, maxTokens and temperature through', async () => {
+    const res = await h.handler(
+      chatRequest({ ...userSays('Hi'), model: 'test-model-large', maxTokens: 12, temperature: 0.3 }),
+    );
+    await res.text();
+    expect(res.headers.get('x-chat-model')).toBe('test-model-large');
+    expect(h.fake.calls[0]?.body).toMatchObject({
+      model: 'test-model-large',
+      max_tokens: 12,
+      temperature: 0.3,
+    });
+  });
+});
+
+describe('plain text (curl)', () => {
+  it('answers `Accept: text/plain` with the exact text, token by token', async () => {
+    h.fake.script({ kind: 'reply', text: REPLY });
+    const res = await h.handler(chatRequest(userSays('Hi'), { headers: { accept: 'text/plain' } }));
+    expect(res.status).toBe(200);
+    expect(res.headers.get('content-type')).toBe('text/plain; charset=utf-8');
+    expect(await res.text()).toBe(REPLY);
+  });
+
+  it('defaults to the UI stream for curl without an Accept header', async () => {
+    const res = await h.handler(chatRequest(userSays('Hi')));
+    expect(res.headers.get('content-type')).toBe('text/event-stream');
+    await res.text();
+  });
+
+  it('replies with the demo echo of the user words', async () => {
+    const res = await h.handler(chatRequest(userSays('ping pong'), { headers: { accept: 'text/plain' } }));
+    expect(await res.text()).toBe(demoReply('ping pong'));
+  });
+});
+
+describe('flushing and disconnects', () => {
+  it('flushes each token as soon as it arrives, while the upstream is still mid-reply', async () => {
+    // The upstream sends two tokens and then holds the connection: buffering would mean we never see them.
+    h.fake.script({ kind: 'stall', afterTokens: 2, text: 'one two three four' });
+    const res = await h.handler(chatRequest(userSays('Hi'), { headers: { accept: 'text/plain' } }));
+    const reader = res.body?.getReader();
+    if (!reader) throw new Error('no body');
+    const decoder = new TextDecoder();
+    let seen = '';
+    while (seen !== 'one two ') {
+      const { value } = await reader.read();
+      seen += decoder.decode(value);
+    }
+    expect(seen).toBe('one two ');
+    expect(h.fake.calls[0]?.aborted).toBe(false);
+    await reader.cancel();
+  });
+
+  it('aborts the upstream when the client stops reading', async () => {
+    h.fake.script({ kind: 'stall', afterTokens: 1 });
+    const res = await h.handler(chatRequest(userSays('Hi')));
+    const reader = res.body?.getReader();
+    await reader?.read();
+    const cancelledAt = performance.now();
+    await reader?.cancel();
+    const call = h.fake.calls[0];
+    await eventually(() => call?.aborted === true);
+    expect((call?.abortedAt ?? Number.POSITIVE_INFINITY) - cancelledAt).toBeLessThan(100);
+    await eventually(() => h.logs.length === 1);
+    expect(h.logs[0]).toMatchObject({ outcome: 'cancelled', status: 200 });
+  });
+
+  it('aborts the upstream when the request signal fires mid-stream (client disconnect)', async () => {
+    const client = new AbortController();
+    h.fake.script({ kind: 'stall', afterTokens: 1 });
+    const res = await h.handler(chatRequest(userSays('Hi'), { signal: client.signal }));
+    expect(res.status).toBe(200);
+    const abortedAt = performance.now();
+    client.abort();
+    const call = h.fake.calls[0];
+    await eventually(() => call?.aborted === true);
+    expect((call?.abortedAt ?? Number.POSITIVE_INFINITY) - abortedAt).toBeLessThan(100);
+    await res.text().catch(() => {});
+    await eventually(() => h.logs.length === 1);
+    expect(h.logs[0]).toMatchObject({ outcome: 'cancelled' });
+  });
+
+  it('aborts the upstream when the client leaves before the first token', async () => {
+    const client = new AbortController();
+    h.fake.script({ kind: 'slow-first-token', delayMs: 5_000 });
+    const pending = h.handler(chatRequest(userSays('Hi'), { signal: client.signal }));
+    await eventually(() => h.fake.calls.length === 1);
+    client.abort();
+    const res = await pending;
+    expect(res.status).toBe(499);
+    await eventually(() => h.fake.calls[0]?.aborted === true);
+    expect(h.logs[0]).toMatchObject({ status: 499, error_code: 'client_closed_request' });
+  });
+});
+
+describe('request id and the log line', () => {
+  it('keeps a sane incoming x-request-id and replaces an insane one', async () => {
+    const kept = await h.handler(
+      chatRequest(userSays('Hi'), { headers: { 'x-request-id': 'trace-abc_123.4:5' } }),
+    );
+    expect(kept.headers.get('x-request-id')).toBe('trace-abc_123.4:5');
+    await kept.text();
+    const replaced = await h.handler(
+      chatRequest(userSays('Hi'), { headers: { 'x-request-id': 'bad id <script>' } }),
+    );
+    expect(replaced.headers.get('x-request-id')).toMatch(/^[0-9a-f-]{36}$/);
+    await replaced.text();
+    const tooLong = await h.handler(
+      chatRequest(userSays('Hi'), { headers: { 'x-request-id': 'a'.repeat(129) } }),
+    );
+    expect(tooLong.headers.get('x-request-id')).not.toBe('a'.repeat(129));
+    await tooLong.text();
+  });
+
+  it('writes one structured line per request with id, status, model, ttft, duration and usage', async () => {
+    h.fake.script({ kind: 'reply', text: 'one two three' });
+    const res = await h.handler(chatRequest(userSays('Hi'), { headers: { 'x-request-id': 'log-test-1' } }));
+    await res.text();
+    await eventually(() => h.logs.length === 1);
+    const [line] = h.logs;
+    expect(line).toMatchObject({
+      level: 'info',
+      msg: 'chat',
+      request_id: 'log-test-1',
+      status: 200,
+      outcome: 'complete',
+      model: 'test-model',
+      protocol: 'ui',
+      usage: { completion_tokens: 3 },
+    });
+    expect(line?.ttft_ms).toBeGreaterThanOrEqual(0);
+    expect(line?.duration_ms).toBeGreaterThanOrEqual(line?.ttft_ms ?? 0);
+    expect(line?.usage?.prompt_tokens).toBeGreaterThan(0);
+    expect(line?.usage?.total_tokens).toBe((line?.usage?.prompt_tokens ?? 0) + 3);
+  });
+});

@@ -1,0 +1,46 @@
+import { DefaultChatTransport, readUIMessageStream, type UIMessage } from 'ai';
+import type { ChatHandler } from '../../lib/chat-handler';
+
+export interface UiResult {
+  /** The assistant text exactly as useChat would assemble it. */
+  readonly text: string;
+  /** Errors the SDK raised while reading: what useChat would put in `error`. */
+  readonly errors: string[];
+}
+
+/**
+ * Sends messages the way `useChat` does, through the ai SDK's own transport (so the request body is the real one),
+ * and reads the answer with the SDK's own `readUIMessageStream` (so the protocol is checked by the library itself).
+ */
+export async function chatLikeUseChat(
+  handler: ChatHandler,
+  messages: UIMessage[],
+  options: { headers?: Record<string, string> } = {},
+): Promise<UiResult> {
+  const transport = new DefaultChatTransport<UIMessage>({
+    api: 'http://proxy.test/api/chat',
+    ...(options.headers ? { headers: options.headers } : {}),
+    fetch: (input, init) => handler(new Request(input, init)),
+  });
+  const stream = await transport.sendMessages({
+    chatId: 'chat-1',
+    messages,
+    trigger: 'submit-message',
+    messageId: undefined,
+    abortSignal: undefined,
+  });
+  const errors: string[] = [];
+  let last: UIMessage | undefined;
+  for await (const message of readUIMessageStream<UIMessage>({
+    stream,
+    onError: (error) => errors.push(error instanceof Error ? error.message : String(error)),
+  })) {
+    last = message;
+  }
+  const text = (last?.parts ?? []).map((part) => (part.type === 'text' ? part.text : '')).join('');
+  return { text, errors };
+}
+
+export function userMessage(text: string, id = 'm1'): UIMessage {
+  return { id, role: 'user', parts: [{ type: 'text', text }] };
+}
