@@ -172,6 +172,9 @@ async function streamReply(
     case 'stall':
       return; // Hold the connection open and silent until the client gives up.
     case 'cut':
+      // Let the tokens already written reach the client first, as they would from a real server that then dies.
+      await new Promise<void>((resolve) => res.write('', () => resolve()));
+      await sleep(10);
       res.destroy();
       return;
     case 'malformed':

@@ -1,0 +1,94 @@
+import { describe, expect, it } from 'vitest';
+import { ConfigError, loadConfig } from '../lib/config';
+
+const KEY = 'sk-config-test-0123456789';
+
+function configError(env: Record<string, string>): string {
+  try {
+    loadConfig(env);
+  } catch (error) {
+    expect(error).toBeInstanceOf(ConfigError);
+    return (error as ConfigError).message;
+  }
+  throw new Error('expected a ConfigError');
+}
+
+describe('loadConfig', () => {
+  it('applies sensible defaults and freezes the result', () => {
+    const config = loadConfig({ OPENAI_API_KEY: KEY });
+    expect(config).toMatchObject({
+      apiKey: KEY,
+      baseURL: undefined,
+      defaultModel: 'gpt-4o-mini',
+      allowedModels: ['gpt-4o-mini'],
+      systemPrompt: '',
+      limits: {
+        maxMessages: 50,
+        maxMessageChars: 8000,
+        maxTotalChars: 32000,
+        maxOutputTokens: 1024,
+        maxBodyBytes: 262144,
+      },
+    });
+    expect(Object.isFrozen(config)).toBe(true);
+    expect(Object.isFrozen(config.limits)).toBe(true);
+    expect(Object.isFrozen(config.allowedModels)).toBe(true);
+  });
+
+  it('reads every variable', () => {
+    const config = loadConfig({
+      OPENAI_API_KEY: KEY,
+      OPENAI_BASE_URL: 'https://api.groq.com/openai/v1/',
+      CHAT_MODEL: 'llama-3.1-8b-instant',
+      ALLOWED_MODELS: 'llama-3.1-8b-instant, llama-3.3-70b-versatile',
+      SYSTEM_PROMPT: '  Be brief.  ',
+      MAX_MESSAGES: '10',
+      MAX_MESSAGE_CHARS: '500',
+      MAX_TOTAL_CHARS: '2000',
+      MAX_OUTPUT_TOKENS: '256',
+      MAX_BODY_BYTES: '65536',
+    });
+    expect(config.baseURL).toBe('https://api.groq.com/openai/v1');
+    expect(config.allowedModels).toEqual(['llama-3.1-8b-instant', 'llama-3.3-70b-versatile']);
+    expect(config.systemPrompt).toBe('Be brief.');
+    expect(config.limits).toEqual({
+      maxMessages: 10,
+      maxMessageChars: 500,
+      maxTotalChars: 2000,
+      maxOutputTokens: 256,
+      maxBodyBytes: 65536,
+    });
+  });
+
+  it('treats an empty value as unset', () => {
+    expect(loadConfig({ OPENAI_API_KEY: KEY, OPENAI_BASE_URL: '', CHAT_MODEL: ' ' }).defaultModel).toBe(
+      'gpt-4o-mini',
+    );
+  });
+
+  it('names a missing key', () => {
+    expect(configError({})).toMatch(/OPENAI_API_KEY is required/);
+  });
+
+  it('names every bad variable, without echoing values', () => {
+    const message = configError({
+      OPENAI_API_KEY: KEY,
+      OPENAI_BASE_URL: 'ftp://nope',
+      MAX_MESSAGES: 'lots',
+      MAX_OUTPUT_TOKENS: '-5',
+      CHAT_MODEL: 'bad model name',
+    });
+    expect(message).toMatch(/OPENAI_BASE_URL must be an http\(s\) URL/);
+    expect(message).toMatch(/MAX_MESSAGES must be a whole number/);
+    expect(message).toMatch(/MAX_OUTPUT_TOKENS must be greater than 0/);
+    expect(message).toMatch(/CHAT_MODEL may only contain/);
+    expect(message).not.toContain(KEY);
+    expect(message).not.toContain('lots');
+  });
+
+  it('refuses a default model outside the allowlist', () => {
+    expect(configError({ OPENAI_API_KEY: KEY, CHAT_MODEL: 'a', ALLOWED_MODELS: 'b,c' })).toMatch(
+      /CHAT_MODEL "a" must be one of ALLOWED_MODELS/,
+    );
+  });
+});

@@ -1,0 +1,95 @@
+import { EdgeRuntime } from 'edge-runtime';
+import { beforeAll, describe, expect, it } from 'vitest';
+import { buildEdgeBundle, type EdgeBundle } from './support/edge-bundle';
+import { eventually, TEST_KEY, useHarness } from './support/harness';
+
+const h = await useHarness();
+let bundle: EdgeBundle;
+
+beforeAll(async () => {
+  bundle = await buildEdgeBundle();
+});
+
+/** A fresh edge isolate running the bundle, with env vars provided the way Vercel provides them. */
+function edgeIsolate(env: Record<string, string>): {
+  runtime: EdgeRuntime;
+  coldStartMs: number;
+  logs: string[];
+} {
+  const logs: string[] = [];
+  const started = performance.now();
+  const runtime = new EdgeRuntime({
+    extend: (context) => {
+      const capture = (...args: unknown[]) => logs.push(args.map(String).join(' '));
+      Object.assign(context, {
+        process: { env },
+        console: { ...context.console, log: capture, error: capture },
+      });
+      return context;
+    },
+  });
+  runtime.evaluate(bundle.code);
+  return { runtime, coldStartMs: performance.now() - started, logs };
+}
+
+describe('edge bundle', () => {
+  it('imports no Node built-in', () => {
+    expect(bundle.nodeBuiltins).toEqual([]);
+  });
+
+  it('stays far below the 1 MB gzipped limit of Vercel Hobby', () => {
+    console.info(`edge bundle: ${bundle.bytes} bytes, ${bundle.gzipBytes} bytes gzipped`);
+    expect(bundle.gzipBytes).toBeLessThan(1024 * 1024);
+  });
+
+  it('streams a chat inside the edge runtime against the fake upstream', async () => {
+    h.fake.script({ kind: 'reply', text: 'Hello from the edge.' });
+    const { runtime, coldStartMs, logs } = edgeIsolate({
+      OPENAI_API_KEY: TEST_KEY,
+      OPENAI_BASE_URL: h.fake.url,
+      CHAT_MODEL: 'edge-model',
+    });
+    console.info(`edge cold start (evaluate bundle): ${coldStartMs.toFixed(1)} ms`);
+    const res = await runtime.dispatchFetch('https://proxy.test/api/chat', {
+      method: 'POST',
+      headers: { 'content-type': 'application/json', accept: 'text/plain' },
+      body: JSON.stringify({ messages: [{ role: 'user', content: 'Hi' }] }),
+    });
+    expect(res.status).toBe(200);
+    expect(await res.text()).toBe('Hello from the edge.');
+    expect(h.fake.calls[0]?.body.model).toBe('edge-model');
+    await eventually(() => logs.length > 0);
+    expect(JSON.parse(logs[0] ?? '{}')).toMatchObject({
+      status: 200,
+      outcome: 'complete',
+      model: 'edge-model',
+    });
+    expect(logs.join('\n')).not.toContain(TEST_KEY);
+  });
+
+  it('speaks the UI message stream inside the edge runtime', async () => {
+    const { runtime } = edgeIsolate({ OPENAI_API_KEY: TEST_KEY, OPENAI_BASE_URL: h.fake.url });
+    h.fake.script({ kind: 'reply', text: 'UI from the edge.' });
+    const res = await runtime.dispatchFetch('https://proxy.test/api/chat', {
+      method: 'POST',
+      headers: { 'content-type': 'application/json' },
+      body: JSON.stringify({
+        id: 'c',
+        messages: [{ id: 'm', role: 'user', parts: [{ type: 'text', text: 'Hi' }] }],
+        trigger: 'submit-message',
+      }),
+    });
+    expect(res.headers.get('x-vercel-ai-ui-message-stream')).toBe('v1');
+    const body = await res.text();
+    expect(body).toContain('"delta":"UI "');
+    expect(body.trimEnd().endsWith('data: [DONE]')).toBe(true);
+  });
+
+  it('answers 503 with a clean error, and logs the missing variable, when the key is not set', async () => {
+    const { runtime, logs } = edgeIsolate({});
+    const res = await runtime.dispatchFetch('https://proxy.test/api/chat', { method: 'POST' });
+    expect(res.status).toBe(503);
+    expect(await res.json()).toMatchObject({ error: { code: 'proxy_not_configured' } });
+    expect(logs.join('\n')).toContain('OPENAI_API_KEY is required');
+  });
+});
