@@ -1,0 +1,117 @@
+import { type ChildProcess, spawn } from 'node:child_process';
+import { createServer } from 'node:net';
+import { afterEach, describe, expect, it } from 'vitest';
+import { demoReply } from '../fake-upstream/behaviours';
+import { eventually, TEST_KEY, useHarness } from './support/harness';
+
+const h = await useHarness();
+const running: ChildProcess[] = [];
+
+afterEach(() => {
+  for (const child of running.splice(0)) {
+    if (child.exitCode === null && child.pid) process.kill(-child.pid, 'SIGTERM');
+  }
+});
+
+async function freePort(): Promise<number> {
+  const server = createServer();
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  const address = server.address();
+  await new Promise((resolve) => server.close(resolve));
+  if (typeof address !== 'object' || !address) throw new Error('no port');
+  return address.port;
+}
+
+/** Runs an npm script exactly as a user types it, in its own process group so the whole tree can be stopped. */
+function npmRun(script: 'dev' | 'start', env: Record<string, string>) {
+  const { OPENAI_API_KEY: _key, OPENAI_BASE_URL: _url, ...inherited } = process.env;
+  const child = spawn('npm', ['run', '--silent', script], { env: { ...inherited, ...env }, detached: true });
+  running.push(child);
+  let stdout = '';
+  let stderr = '';
+  child.stdout?.on('data', (d: Buffer) => {
+    stdout += d.toString();
+  });
+  child.stderr?.on('data', (d: Buffer) => {
+    stderr += d.toString();
+  });
+  const exited = new Promise<number | null>((resolve) => child.on('exit', (code) => resolve(code)));
+  return { child, exited, output: () => ({ stdout, stderr }) };
+}
+
+async function post(
+  port: number,
+  content: string,
+  accept = 'text/plain',
+  signal?: AbortSignal,
+): Promise<Response> {
+  return fetch(`http://127.0.0.1:${port}/api/chat`, {
+    method: 'POST',
+    headers: { 'content-type': 'application/json', accept },
+    body: JSON.stringify({ messages: [{ role: 'user', content }] }),
+    ...(signal ? { signal } : {}),
+  });
+}
+
+describe('the Node server, started the way a user starts it', () => {
+  it('npm run dev without a key says it uses the demo upstream and streams demo replies token by token', async () => {
+    const port = await freePort();
+    const dev = npmRun('dev', { PORT: String(port) });
+    await eventually(() => dev.output().stdout.includes('listening on'), 15_000);
+    expect(dev.output().stdout).toMatch(/No OPENAI_API_KEY set: using the built-in demo upstream/);
+    expect(dev.output().stdout).toContain(`http://127.0.0.1:${port}/`);
+
+    const started = performance.now();
+    const res = await post(port, 'Hello proxy');
+    expect(res.status).toBe(200);
+    const reader = res.body?.getReader();
+    if (!reader) throw new Error('no body');
+    const decoder = new TextDecoder();
+    const arrivals: number[] = [];
+    let text = '';
+    for (;;) {
+      const { done, value } = await reader.read();
+      if (done) break;
+      arrivals.push(performance.now() - started);
+      text += decoder.decode(value, { stream: true });
+    }
+    expect(text).toBe(demoReply('Hello proxy'));
+    // Streamed, not buffered: tokens arrive spread over the reply, not all at the end.
+    expect(arrivals.length).toBeGreaterThan(10);
+    expect((arrivals.at(-1) ?? 0) - (arrivals[0] ?? 0)).toBeGreaterThan(200);
+    await eventually(() => dev.output().stdout.includes('"outcome":"complete"'));
+  });
+
+  it('npm start refuses to run without a key, naming the variable', async () => {
+    const start = npmRun('start', { PORT: String(await freePort()) });
+    expect(await start.exited).not.toBe(0);
+    expect(start.output().stderr).toContain('OPENAI_API_KEY is required');
+  });
+
+  it('npm start serves the real upstream, and a client disconnect over HTTP aborts it', async () => {
+    const port = await freePort();
+    const start = npmRun('start', {
+      PORT: String(port),
+      HOST: '127.0.0.1',
+      OPENAI_API_KEY: TEST_KEY,
+      OPENAI_BASE_URL: h.fake.url,
+      CHAT_MODEL: 'server-model',
+    });
+    await eventually(() => start.output().stdout.includes('listening on'), 15_000);
+    expect(start.output().stdout).not.toContain('demo');
+
+    h.fake.script({ kind: 'reply', text: 'Served by the node server.' });
+    const res = await post(port, 'Hi');
+    expect(await res.text()).toBe('Served by the node server.');
+    expect(h.fake.calls[0]?.body.model).toBe('server-model');
+
+    h.fake.script({ kind: 'stall', afterTokens: 1 });
+    const client = new AbortController();
+    const streaming = await post(port, 'Hi', 'text/event-stream', client.signal);
+    await streaming.body?.getReader().read();
+    client.abort();
+    await eventually(() => h.fake.calls[1]?.aborted === true);
+    const { stdout, stderr } = start.output();
+    expect(stdout + stderr).not.toContain(TEST_KEY);
+  });
+});
