@@ -40,6 +40,8 @@ export function createUpstream(options: UpstreamOptions): Upstream {
     apiKey: options.apiKey,
     baseURL: options.baseURL ?? null,
     maxRetries: 0,
+    // The SDK would print raw upstream payloads to the console; our one log line records failures, redacted.
+    logLevel: 'off',
     ...(options.fetch ? { fetch: options.fetch } : {}),
   });
   const secrets = [options.apiKey];
