@@ -80,18 +80,7 @@ export type Env = Readonly<Record<string, string | undefined>>;
 
 /** Parses the environment into a frozen config, or throws a ConfigError naming every bad variable. */
 export function loadConfig(env: Env): Config {
-  // `FOO=` in a .env file means "not set", not "set to the empty string".
-  const present = Object.fromEntries(
-    Object.entries(env).filter(([, v]) => v !== undefined && v.trim() !== ''),
-  );
-  const parsed = envSchema.safeParse(present);
-  if (!parsed.success) {
-    const lines = parsed.error.issues.map(
-      (issue) => `${String(issue.path[0] ?? 'environment')} ${issue.message}`,
-    );
-    throw new ConfigError(`Invalid configuration:\n  - ${lines.join('\n  - ')}`);
-  }
-  const e = parsed.data;
+  const e = parseEnv(envSchema, env);
   const allowedModels = e.ALLOWED_MODELS ?? [e.CHAT_MODEL];
   if (!allowedModels.includes(e.CHAT_MODEL)) {
     throw new ConfigError(
@@ -112,6 +101,20 @@ export function loadConfig(env: Env): Config {
       maxBodyBytes: e.MAX_BODY_BYTES,
     },
   });
+}
+
+/** Validates environment variables against a schema; shared by every part that reads the environment. */
+export function parseEnv<T extends z.ZodType>(schema: T, env: Env): z.output<T> {
+  // `FOO=` in a .env file means "not set", not "set to the empty string".
+  const present = Object.fromEntries(
+    Object.entries(env).filter(([, v]) => v !== undefined && v.trim() !== ''),
+  );
+  const parsed = schema.safeParse(present);
+  if (parsed.success) return parsed.data;
+  const lines = parsed.error.issues.map(
+    (issue) => `${String(issue.path[0] ?? 'environment')} ${issue.message}`,
+  );
+  throw new ConfigError(`Invalid configuration:\n  - ${lines.join('\n  - ')}`);
 }
 
 function deepFreeze<T extends object>(value: T): T {

@@ -1,5 +1,5 @@
 import { z } from 'zod';
-import { ConfigError, type Env } from '../lib/config';
+import { type Env, parseEnv } from '../lib/config';
 
 export interface ServerConfig {
   readonly port: number;
@@ -19,13 +19,6 @@ const schema = z.object({
 
 /** The Node server's own settings (the handler's are in lib/config.ts). */
 export function loadServerConfig(env: Env): ServerConfig {
-  const present = Object.fromEntries(
-    Object.entries(env).filter(([, v]) => v !== undefined && v.trim() !== ''),
-  );
-  const parsed = schema.safeParse(present);
-  if (!parsed.success) {
-    const lines = parsed.error.issues.map((issue) => `${String(issue.path[0])} ${issue.message}`);
-    throw new ConfigError(`Invalid configuration:\n  - ${lines.join('\n  - ')}`);
-  }
-  return Object.freeze({ port: parsed.data.PORT, host: parsed.data.HOST });
+  const parsed = parseEnv(schema, env);
+  return Object.freeze({ port: parsed.PORT, host: parsed.HOST });
 }
