@@ -3,6 +3,7 @@ import { defineConfig } from 'vitest/config';
 export default defineConfig({
   test: {
     include: ['tests/**/*.test.ts'],
+    globalSetup: ['tests/support/global-redis.ts'],
     testTimeout: 20_000,
     hookTimeout: 30_000,
   },

@@ -2,17 +2,21 @@ import { linkedAbort } from './abort';
 import type { Config } from './config';
 import { errorResponse, toProxyError } from './errors';
 import { errorFields, jsonLogger, type Logger, type RequestLog, usageFields } from './log';
+import type { Admission, RateLimitGate } from './rate-limit';
 import { readJsonBody } from './read-json-body';
 import { replyStream, type StreamEnd } from './reply-stream';
 import { requestIdFrom } from './request-id';
 import { textFraming, textStreamResponse, wantsPlainText } from './text-stream';
 import { uiFraming, uiStreamResponse } from './ui-stream';
-import type { Upstream } from './upstream';
+import type { Reply, Upstream } from './upstream';
 import { type ChatRequest, createRequestValidator } from './validate-request';
 
 export interface ChatHandlerDeps {
   readonly config: Config;
   readonly upstream: Upstream;
+  readonly gate: RateLimitGate;
+  /** Keeps work alive after the response has ended (Vercel's `waitUntil`); on a server, the promise just runs. */
+  readonly waitUntil?: (promise: Promise<unknown>) => void;
   readonly log?: Logger;
   /** Milliseconds; injected so tests can control time. */
   readonly now?: () => number;
@@ -22,60 +26,69 @@ export interface ChatHandlerDeps {
 export type ChatHandler = (req: Request) => Promise<Response>;
 
 /**
- * The whole proxy as one Web-standard function. Read it top to bottom: guard and parse, validate, open the upstream
- * and wait for the first token (so a failure still gets a real status), then stream the rest in the asked-for protocol.
+ * The whole proxy as one Web-standard function. Read it top to bottom: guard and parse, validate, admit the caller
+ * (rate limit and token budget), open the upstream and wait for the first token (so a failure still gets a real
+ * status), then stream the rest in the asked-for protocol and charge the real usage when it ends.
  */
 export function createChatHandler(deps: ChatHandlerDeps): ChatHandler {
-  const { config, upstream } = deps;
+  const { config, upstream, gate } = deps;
   const log = deps.log ?? jsonLogger;
   const now = deps.now ?? Date.now;
   const newId = deps.newId ?? (() => crypto.randomUUID());
+  const waitUntil = deps.waitUntil ?? ((promise: Promise<unknown>) => void promise.catch(() => {}));
   const validate = createRequestValidator(config);
 
   return async (req) => {
     const startedAt = now();
     const requestId = requestIdFrom(req, newId);
-    const headers = responseHeaders(requestId);
-    const base = { msg: 'chat' as const, request_id: requestId };
-    let request: ChatRequest | undefined;
+    let headers = responseHeaders(requestId);
+    let line: Partial<RequestLog> = { msg: 'chat', request_id: requestId };
     try {
-      request = validate(await readJsonBody(req, config.limits.maxBodyBytes));
+      const request = validate(await readJsonBody(req, config.limits.maxBodyBytes));
+      line = { ...line, model: request.model };
+      const admission = await gate.admit(req);
+      headers = { ...headers, ...admission.headers };
+      line = { ...line, ...admissionFields(admission) };
+
       const abort = linkedAbort(req.signal);
       const reply = await upstream.open(request, abort.signal).catch((error: unknown) => {
         abort.dispose();
         throw error;
       });
-      const ttft = now() - startedAt;
       const protocol = wantsPlainText(req) ? 'text' : 'ui';
-      const model = request.model;
+      line = { ...line, protocol, ttft_ms: now() - startedAt };
       const onEnd = (end: StreamEnd) => {
         abort.dispose();
-        log({
-          ...base,
+        const finished = {
+          ...line,
           ...streamEndFields(end),
-          model,
-          protocol,
-          ttft_ms: ttft,
           duration_ms: now() - startedAt,
           ...usageFields(reply.outcome.usage),
-        });
+        };
+        // The charge covers abandoned streams too: tokens generated before the abort were paid for.
+        const charged = gate.charge(admission.caller, tokensUsed(reply, request));
+        waitUntil(
+          charged.then((budgetError) =>
+            log(complete({ ...finished, ...(budgetError ? { budget_error: budgetError } : {}) })),
+          ),
+        );
       };
       const hooks = { abort: abort.abort, onEnd };
-      const streamHeaders = { ...headers, 'x-chat-model': model };
+      const streamHeaders = { ...headers, 'x-chat-model': request.model };
       return protocol === 'text'
         ? textStreamResponse(replyStream(reply, textFraming, hooks), streamHeaders)
         : uiStreamResponse(replyStream(reply, uiFraming, hooks), streamHeaders);
     } catch (caught) {
       const error = toProxyError(caught);
-      const line: RequestLog = {
-        ...base,
-        ...errorFields(error),
-        status: error.status,
-        outcome: 'rejected',
-        duration_ms: now() - startedAt,
-        ...(request ? { model: request.model } : {}),
-      };
-      log(line);
+      log(
+        complete({
+          ...line,
+          ...errorFields(error),
+          status: error.status,
+          outcome: 'rejected',
+          duration_ms: now() - startedAt,
+        }),
+      );
       return errorResponse(error, headers);
     }
   };
@@ -89,10 +102,30 @@ function responseHeaders(requestId: string): Record<string, string> {
   };
 }
 
+function admissionFields(admission: Admission): Partial<RequestLog> {
+  return {
+    caller: admission.caller.id,
+    ratelimit: admission.decision,
+    ...(admission.detail ? { ratelimit_error: admission.detail } : {}),
+  };
+}
+
+/** What the upstream reported, or, for a stream cut short before its usage chunk, an estimate of what was generated. */
+function tokensUsed(reply: Reply, request: ChatRequest): number {
+  if (reply.outcome.usage) return reply.outcome.usage.totalTokens;
+  const promptChars = request.messages.reduce((n, m) => n + m.content.length, 0);
+  return Math.ceil(promptChars / 4) + reply.outcome.deltas;
+}
+
 /** The status was 200 once streaming began; the outcome says how the stream itself ended. */
 function streamEndFields(
   end: StreamEnd,
 ): Pick<RequestLog, 'level' | 'status' | 'outcome' | 'error_code' | 'error_detail'> {
   if (end.kind === 'error') return { ...errorFields(end.error), status: 200, outcome: 'error' };
   return { level: 'info', status: 200, outcome: end.kind };
+}
+
+/** Assembled step by step as the request goes; every path fills the required fields before logging. */
+function complete(line: Partial<RequestLog>): RequestLog {
+  return line as RequestLog;
 }

@@ -1,4 +1,8 @@
 import { z } from 'zod';
+import { ConfigError, type Env, parseEnv } from './config-error';
+import { type RateLimitConfig, rateLimitEnv, toRateLimitConfig } from './rate-limit-config';
+
+export { ConfigError, type Env, parseEnv } from './config-error';
 
 /**
  * The proxy's settings, parsed once from the environment. Every field is documented in `.env.example` and in the
@@ -16,6 +20,9 @@ export interface Config {
   /** Sent as the first message of every conversation; clients may not send their own. Empty means none. */
   readonly systemPrompt: string;
   readonly limits: Limits;
+  readonly rateLimit: RateLimitConfig;
+  /** Every secret value in this config, so log lines and errors can be scrubbed of them. */
+  readonly secrets: readonly string[];
 }
 
 export interface Limits {
@@ -29,11 +36,6 @@ export interface Limits {
   readonly maxOutputTokens: number;
   /** Request body bytes, counted while reading (never trusted from `Content-Length`). */
   readonly maxBodyBytes: number;
-}
-
-/** A setting is missing or malformed. The message names the variable but never echoes its value (it may be secret). */
-export class ConfigError extends Error {
-  override readonly name = 'ConfigError';
 }
 
 const positiveInt = (fallback: number) =>
@@ -76,11 +78,19 @@ const envSchema = z.object({
   MAX_BODY_BYTES: positiveInt(256 * 1024),
 });
 
-export type Env = Readonly<Record<string, string | undefined>>;
+export interface LoadOptions {
+  /**
+   * In production, limits must live in a shared store. Default: `NODE_ENV=production` or running on Vercel.
+   * The Node server passes `true` for `npm start`.
+   */
+  readonly production?: boolean;
+}
 
 /** Parses the environment into a frozen config, or throws a ConfigError naming every bad variable. */
-export function loadConfig(env: Env): Config {
-  const e = parseEnv(envSchema, env);
+export function loadConfig(env: Env, options: LoadOptions = {}): Config {
+  const e = parseEnv(envSchema.extend(rateLimitEnv.shape), env);
+  const production = options.production ?? (env.NODE_ENV === 'production' || env.VERCEL === '1');
+  const rateLimit = toRateLimitConfig(e, production);
   const allowedModels = e.ALLOWED_MODELS ?? [e.CHAT_MODEL];
   if (!allowedModels.includes(e.CHAT_MODEL)) {
     throw new ConfigError(
@@ -100,21 +110,19 @@ export function loadConfig(env: Env): Config {
       maxOutputTokens: e.MAX_OUTPUT_TOKENS,
       maxBodyBytes: e.MAX_BODY_BYTES,
     },
+    rateLimit,
+    secrets: [e.OPENAI_API_KEY, ...storeSecrets(rateLimit)],
   });
 }
 
-/** Validates environment variables against a schema; shared by every part that reads the environment. */
-export function parseEnv<T extends z.ZodType>(schema: T, env: Env): z.output<T> {
-  // `FOO=` in a .env file means "not set", not "set to the empty string".
-  const present = Object.fromEntries(
-    Object.entries(env).filter(([, v]) => v !== undefined && v.trim() !== ''),
-  );
-  const parsed = schema.safeParse(present);
-  if (parsed.success) return parsed.data;
-  const lines = parsed.error.issues.map(
-    (issue) => `${String(issue.path[0] ?? 'environment')} ${issue.message}`,
-  );
-  throw new ConfigError(`Invalid configuration:\n  - ${lines.join('\n  - ')}`);
+function storeSecrets(rateLimit: RateLimitConfig): string[] {
+  const { store } = rateLimit;
+  if (store.kind === 'upstash') return [store.token];
+  if (store.kind === 'redis') {
+    const password = new URL(store.url).password;
+    return password ? [store.url, decodeURIComponent(password)] : [];
+  }
+  return [];
 }
 
 function deepFreeze<T extends object>(value: T): T {

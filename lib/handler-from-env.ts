@@ -1,7 +1,13 @@
+import type { Redis } from '@upstash/redis';
+import { waitUntil as vercelWaitUntil } from '@vercel/functions';
+import { ipAddress } from '@vercel/functions/headers';
 import { type ChatHandler, createChatHandler } from './chat-handler';
-import { ConfigError, type Env, loadConfig } from './config';
+import { type Config, ConfigError, type Env, loadConfig } from './config';
 import { errorResponse, ProxyError } from './errors';
+import { limitStoresFor } from './limits-from-config';
 import { jsonLogger, type Logger } from './log';
+import { createRateLimitGate } from './rate-limit';
+import { upstashRestRedis } from './upstash-rest';
 import { createUpstream } from './upstream';
 
 export interface FromEnvOptions {
@@ -10,20 +16,38 @@ export interface FromEnvOptions {
 }
 
 /**
- * Builds the handler from environment variables, once, at module scope. On a serverless platform there is no
- * "startup" to fail, so a bad config is logged loudly (naming the variable) and every request gets a clean 503
- * instead of a crashed function.
+ * Builds the edge handler from environment variables, once, at module scope (the limiter's cache and the clients
+ * only pay off there). On a serverless platform there is no "startup" to fail, so a bad config is logged loudly,
+ * naming the variable, and every request gets a clean 503 instead of a crashed function.
  */
 export function handlerFromEnv(env: Env, options: FromEnvOptions = {}): ChatHandler {
   try {
     const config = loadConfig(env);
     const upstream = createUpstream({ ...config, ...(options.fetch ? { fetch: options.fetch } : {}) });
-    return createChatHandler({ config, upstream, ...(options.log ? { log: options.log } : {}) });
+    const gate = createRateLimitGate({
+      config: config.rateLimit,
+      stores: limitStoresFor(config.rateLimit, edgeRedis(config)),
+      clientIp: (req) => ipAddress(req),
+      waitUntil: vercelWaitUntil,
+      secrets: config.secrets,
+    });
+    const log = options.log ?? jsonLogger;
+    return createChatHandler({ config, upstream, gate, waitUntil: vercelWaitUntil, log });
   } catch (error) {
     if (!(error instanceof ConfigError)) throw error;
     console.error(error.message);
     return misconfigured(options.log ?? jsonLogger, error.message);
   }
+}
+
+function edgeRedis(config: Config): Redis | undefined {
+  const { store, redisTimeoutMs } = config.rateLimit;
+  if (store.kind === 'redis') {
+    throw new ConfigError(
+      'Invalid configuration:\n  - REDIS_URL needs a TCP connection, which edge functions cannot open: use Upstash REST (UPSTASH_REDIS_REST_URL/_TOKEN) here',
+    );
+  }
+  return store.kind === 'upstash' ? upstashRestRedis({ ...store, timeoutMs: redisTimeoutMs }) : undefined;
 }
 
 function misconfigured(log: Logger, detail: string): ChatHandler {

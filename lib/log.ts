@@ -13,6 +13,12 @@ export interface RequestLog {
   readonly ttft_ms?: number;
   readonly duration_ms: number;
   readonly usage?: { prompt_tokens: number; completion_tokens: number; total_tokens: number };
+  /** The rate-limit key (an IP, or a verified caller id); never a token. */
+  readonly caller?: string;
+  /** `allowed`, or `fail_open` when the store was unavailable and the request was served anyway. */
+  readonly ratelimit?: 'allowed' | 'fail_open';
+  readonly ratelimit_error?: string;
+  readonly budget_error?: string;
   readonly error_code?: string;
   /** Internal, redacted detail (e.g. what the upstream said). Never sent to the client. */
   readonly error_detail?: string;

@@ -15,7 +15,7 @@ export interface Reply {
   /** Text deltas, starting with the first. A failure mid-stream is thrown as a ProxyError. */
   readonly tokens: AsyncIterable<string>;
   /** Filled in as the stream is read: the upstream reports usage in its last chunk. */
-  readonly outcome: { usage?: Usage; finishReason?: string };
+  readonly outcome: { usage?: Usage; finishReason?: string; deltas: number };
 }
 
 export interface Upstream {
@@ -51,7 +51,7 @@ export function createUpstream(options: UpstreamOptions): Upstream {
 
   return {
     async open(request, signal) {
-      const outcome: Reply['outcome'] = {};
+      const outcome: Reply['outcome'] = { deltas: 0 };
       let iterator: AsyncIterator<ChatCompletionChunk>;
       let first: string | undefined;
       try {
@@ -131,5 +131,7 @@ function absorb(chunk: ChatCompletionChunk, outcome: Reply['outcome']): string |
   const choice = chunk.choices[0];
   if (choice?.finish_reason) outcome.finishReason = choice.finish_reason;
   const text = choice?.delta?.content;
-  return text ? text : undefined;
+  if (!text) return undefined;
+  outcome.deltas++;
+  return text;
 }

@@ -1,22 +1,34 @@
 import { serve } from 'srvx';
 import { createChatHandler } from '../lib/chat-handler';
-import { ConfigError, type Env, loadConfig } from '../lib/config';
+import { type Config, ConfigError, type Env, loadConfig } from '../lib/config';
+import { describeStores, limitStoresFor } from '../lib/limits-from-config';
+import { createRateLimitGate } from '../lib/rate-limit';
+import { upstashRestRedis } from '../lib/upstash-rest';
 import { createUpstream } from '../lib/upstream';
 import { startDemoUpstream } from './demo';
+import { tcpRedis } from './redis-tcp';
 import { routes } from './routes';
 import { loadServerConfig } from './server-config';
 
 /**
  * The persistent Node server: `npm run dev` (offline, demo upstream when no key is set) and `npm start`
- * (production: a key is required). It runs exactly the handler that api/chat.ts exports on the edge.
+ * (production: a key and a shared rate-limit store are required). It runs exactly the handler that api/chat.ts
+ * exports on the edge; only the platform pieces (client IP, Redis transport) differ.
  */
 async function main(): Promise<void> {
   const dev = process.argv.includes('--dev');
   const env: Env =
     dev && !process.env.OPENAI_API_KEY?.trim() ? await withDemoUpstream(process.env) : process.env;
   const server = loadServerConfig(env);
-  const config = loadConfig(env);
-  const chat = createChatHandler({ config, upstream: createUpstream(config) });
+  const config = loadConfig(env, { production: !dev });
+  const gate = createRateLimitGate({
+    config: config.rateLimit,
+    stores: limitStoresFor(config.rateLimit, serverRedis(config)),
+    clientIp: socketIp,
+    waitUntil: (promise) => void promise.catch(() => {}),
+    secrets: config.secrets,
+  });
+  const chat = createChatHandler({ config, upstream: createUpstream(config), gate });
   const listening = await serve({
     fetch: routes(chat),
     port: server.port,
@@ -24,9 +36,22 @@ async function main(): Promise<void> {
     silent: true,
   }).ready();
   const url = listening.url ?? `http://${server.host}:${server.port}/`;
+  console.log(describeStores(config.rateLimit));
   console.log(
     `ai-chat-proxy listening on ${url} (POST ${new URL('/api/chat', url)}) model=${config.defaultModel}`,
   );
+}
+
+function serverRedis(config: Config) {
+  const { store, redisTimeoutMs } = config.rateLimit;
+  if (store.kind === 'upstash') return upstashRestRedis({ ...store, timeoutMs: redisTimeoutMs });
+  if (store.kind === 'redis') return tcpRedis(store.url, redisTimeoutMs).redis;
+  return undefined;
+}
+
+/** srvx puts the socket's remote address on the request. Behind a proxy, set CLIENT_IP_HEADER instead. */
+function socketIp(req: Request): string | undefined {
+  return 'ip' in req && typeof req.ip === 'string' ? req.ip : undefined;
 }
 
 async function withDemoUpstream(env: Env): Promise<Env> {

@@ -52,7 +52,7 @@ describe('edge bundle', () => {
     console.info(`edge cold start (evaluate bundle): ${coldStartMs.toFixed(1)} ms`);
     const res = await runtime.dispatchFetch('https://proxy.test/api/chat', {
       method: 'POST',
-      headers: { 'content-type': 'application/json', accept: 'text/plain' },
+      headers: { 'content-type': 'application/json', accept: 'text/plain', 'x-real-ip': '203.0.113.9' },
       body: JSON.stringify({ messages: [{ role: 'user', content: 'Hi' }] }),
     });
     expect(res.status).toBe(200);
@@ -72,7 +72,7 @@ describe('edge bundle', () => {
     h.fake.script({ kind: 'reply', text: 'UI from the edge.' });
     const res = await runtime.dispatchFetch('https://proxy.test/api/chat', {
       method: 'POST',
-      headers: { 'content-type': 'application/json' },
+      headers: { 'content-type': 'application/json', 'x-real-ip': '203.0.113.9' },
       body: JSON.stringify({
         id: 'c',
         messages: [{ id: 'm', role: 'user', parts: [{ type: 'text', text: 'Hi' }] }],

@@ -3,6 +3,7 @@ import { createServer } from 'node:net';
 import { afterEach, describe, expect, it } from 'vitest';
 import { demoReply } from '../fake-upstream/behaviours';
 import { eventually, TEST_KEY, useHarness } from './support/harness';
+import { REDIS_TEST_URL } from './support/redis';
 
 const h = await useHarness();
 const running: ChildProcess[] = [];
@@ -59,6 +60,7 @@ describe('the Node server, started the way a user starts it', () => {
     const dev = npmRun('dev', { PORT: String(port) });
     await eventually(() => dev.output().stdout.includes('listening on'), 15_000);
     expect(dev.output().stdout).toMatch(/No OPENAI_API_KEY set: using the built-in demo upstream/);
+    expect(dev.output().stdout).toMatch(/Rate limits: 20 requests \/ 60 s .* in-memory, this process only/);
     expect(dev.output().stdout).toContain(`http://127.0.0.1:${port}/`);
 
     const started = performance.now();
@@ -88,6 +90,12 @@ describe('the Node server, started the way a user starts it', () => {
     expect(start.output().stderr).toContain('OPENAI_API_KEY is required');
   });
 
+  it('npm start refuses per-process rate limits unless asked for, naming the variables', async () => {
+    const start = npmRun('start', { PORT: String(await freePort()), OPENAI_API_KEY: TEST_KEY });
+    expect(await start.exited).not.toBe(0);
+    expect(start.output().stderr).toMatch(/No rate-limit store: set UPSTASH_REDIS_REST_URL.*REDIS_URL/);
+  });
+
   it('npm start serves the real upstream, and a client disconnect over HTTP aborts it', async () => {
     const port = await freePort();
     const start = npmRun('start', {
@@ -96,9 +104,12 @@ describe('the Node server, started the way a user starts it', () => {
       OPENAI_API_KEY: TEST_KEY,
       OPENAI_BASE_URL: h.fake.url,
       CHAT_MODEL: 'server-model',
+      REDIS_URL: REDIS_TEST_URL,
+      RATE_LIMIT_PREFIX: `server-test-${process.pid}`,
     });
     await eventually(() => start.output().stdout.includes('listening on'), 15_000);
     expect(start.output().stdout).not.toContain('demo');
+    expect(start.output().stdout).toContain('Redis (REDIS_URL, TCP), shared by every instance');
 
     h.fake.script({ kind: 'reply', text: 'Served by the node server.' });
     const res = await post(port, 'Hi');

@@ -1,10 +1,16 @@
 import { describe, expect, it } from 'vitest';
 import { type Behaviour, faults } from '../fake-upstream';
-import { createChatHandler } from '../lib/chat-handler';
 import { loadConfig } from '../lib/config';
 import type { RequestLog } from '../lib/log';
-import { createUpstream } from '../lib/upstream';
-import { chatRequest, eventually, TEST_KEY, useHarness, userSays } from './support/harness';
+import {
+  buildHandler,
+  chatRequest,
+  eventually,
+  TEST_KEY,
+  testConfig,
+  useHarness,
+  userSays,
+} from './support/harness';
 import { chatLikeUseChat, userMessage } from './support/ui';
 
 const h = await useHarness();
@@ -93,11 +99,7 @@ describe('failures before the first token get a real status and a clean JSON err
       CHAT_MODEL: 'test-model',
     });
     const logs: RequestLog[] = [];
-    const wrongKeyFake = createChatHandler({
-      config,
-      upstream: createUpstream({ ...config, apiKey: `${TEST_KEY}-wrong` }),
-      log: (line) => logs.push(line),
-    });
+    const wrongKeyFake = buildHandler(config, { logs, apiKey: `${TEST_KEY}-wrong` });
     const res = await wrongKeyFake(chatRequest(userSays('Hi')));
     expect(res.status).toBe(502);
     const text = await visible(res);
@@ -106,17 +108,9 @@ describe('failures before the first token get a real status and a clean JSON err
   });
 
   it('answers an unreachable upstream with 502, without hanging', async () => {
-    const config = loadConfig({
-      OPENAI_API_KEY: TEST_KEY,
-      OPENAI_BASE_URL: 'http://127.0.0.1:1/v1',
-      CHAT_MODEL: 'm',
-    });
+    const config = testConfig({ OPENAI_BASE_URL: 'http://127.0.0.1:1/v1' });
     const logs: RequestLog[] = [];
-    const handler = createChatHandler({
-      config,
-      upstream: createUpstream(config),
-      log: (line) => logs.push(line),
-    });
+    const handler = buildHandler(config, { logs });
     const res = await handler(chatRequest(userSays('Hi')));
     expect(res.status).toBe(502);
     expect(((await res.json()) as { error: { code: string } }).error.code).toBe('upstream_unreachable');

@@ -2,11 +2,15 @@ import { afterAll, beforeEach } from 'vitest';
 import { type FakeUpstream, type FakeUpstreamOptions, startFakeUpstream } from '../../fake-upstream';
 import { type ChatHandler, createChatHandler } from '../../lib/chat-handler';
 import { type Config, loadConfig } from '../../lib/config';
+import type { LimitStores } from '../../lib/limit-stores';
+import { limitStoresFor } from '../../lib/limits-from-config';
 import type { RequestLog } from '../../lib/log';
+import { createRateLimitGate } from '../../lib/rate-limit';
 import { createUpstream } from '../../lib/upstream';
 
 /** Shaped like a real key so that key-shaped redaction is exercised too. */
 export const TEST_KEY = 'sk-test-SECRET-0123456789abcdef';
+export const TEST_IP = '203.0.113.10';
 
 export interface Harness {
   readonly fake: FakeUpstream;
@@ -24,20 +28,9 @@ export async function useHarness(
   fakeOptions: FakeUpstreamOptions = {},
 ): Promise<Harness> {
   const fake = await startFakeUpstream({ apiKey: TEST_KEY, ...fakeOptions });
-  const config = loadConfig({
-    OPENAI_API_KEY: TEST_KEY,
-    OPENAI_BASE_URL: fake.url,
-    CHAT_MODEL: 'test-model',
-    ALLOWED_MODELS: 'test-model,test-model-large',
-    SYSTEM_PROMPT: 'You are a test assistant.',
-    ...env,
-  });
+  const config = testConfig({ OPENAI_BASE_URL: fake.url, ...env });
   const logs: RequestLog[] = [];
-  const handler = createChatHandler({
-    config,
-    upstream: createUpstream(config),
-    log: (line) => logs.push(line),
-  });
+  const handler = buildHandler(config, { logs });
   beforeEach(() => {
     fake.reset();
     logs.length = 0;
@@ -46,13 +39,55 @@ export async function useHarness(
   return { fake, config, handler, logs };
 }
 
+/** Test defaults: limits high enough to stay out of the way of tests that are not about them. */
+export function testConfig(env: Record<string, string>): Config {
+  return loadConfig({
+    OPENAI_API_KEY: TEST_KEY,
+    CHAT_MODEL: 'test-model',
+    ALLOWED_MODELS: 'test-model,test-model-large',
+    SYSTEM_PROMPT: 'You are a test assistant.',
+    RATE_LIMIT_REQUESTS: '1000000',
+    TOKEN_BUDGET: '100000000',
+    ...env,
+  });
+}
+
+export interface BuildOptions {
+  readonly logs?: RequestLog[];
+  /** Default: in-memory stores. */
+  readonly stores?: LimitStores;
+  /** Overrides the upstream key, to play a misconfigured server. */
+  readonly apiKey?: string;
+  readonly waitUntil?: (promise: Promise<unknown>) => void;
+}
+
+/** Wires a handler the way api/chat.ts does; the client IP comes from `x-real-ip`, as on Vercel. */
+export function buildHandler(config: Config, options: BuildOptions = {}): ChatHandler {
+  const waitUntil = options.waitUntil ?? ((promise: Promise<unknown>) => void promise);
+  const gate = createRateLimitGate({
+    config: config.rateLimit,
+    stores: options.stores ?? limitStoresFor(config.rateLimit, undefined),
+    clientIp: (req) => req.headers.get('x-real-ip') ?? undefined,
+    waitUntil,
+    secrets: config.secrets,
+  });
+  const logs = options.logs;
+  return createChatHandler({
+    config,
+    upstream: createUpstream({ ...config, ...(options.apiKey ? { apiKey: options.apiKey } : {}) }),
+    gate,
+    waitUntil,
+    ...(logs ? { log: (line: RequestLog) => void logs.push(line) } : {}),
+  });
+}
+
 export function chatRequest(
   body: unknown,
   init: { headers?: Record<string, string>; signal?: AbortSignal } = {},
 ): Request {
   return new Request('http://proxy.test/api/chat', {
     method: 'POST',
-    headers: { 'content-type': 'application/json', ...init.headers },
+    headers: { 'content-type': 'application/json', 'x-real-ip': TEST_IP, ...init.headers },
     body: typeof body === 'string' ? body : JSON.stringify(body),
     ...(init.signal ? { signal: init.signal } : {}),
   });

@@ -1,5 +1,6 @@
 import { DefaultChatTransport, readUIMessageStream, type UIMessage } from 'ai';
 import type { ChatHandler } from '../../lib/chat-handler';
+import { TEST_IP } from './harness';
 
 export interface UiResult {
   /** The assistant text exactly as useChat would assemble it. */
@@ -19,7 +20,7 @@ export async function chatLikeUseChat(
 ): Promise<UiResult> {
   const transport = new DefaultChatTransport<UIMessage>({
     api: 'http://proxy.test/api/chat',
-    ...(options.headers ? { headers: options.headers } : {}),
+    headers: { 'x-real-ip': TEST_IP, ...options.headers },
     fetch: (input, init) => handler(new Request(input, init)),
   });
   const stream = await transport.sendMessages({

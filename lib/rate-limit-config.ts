@@ -1,0 +1,130 @@
+import { z } from 'zod';
+import { ConfigError } from './config-error';
+
+export type StoreConfig =
+  | { readonly kind: 'upstash'; readonly url: string; readonly token: string }
+  | { readonly kind: 'redis'; readonly url: string }
+  | { readonly kind: 'memory' };
+
+export interface RateLimitConfig {
+  /** Requests per caller per window (sliding window). */
+  readonly requests: number;
+  readonly windowMs: number;
+  /** Total tokens (prompt + completion) per caller per budget window. */
+  readonly tokenBudget: number;
+  readonly budgetWindowMs: number;
+  /** What to do when Redis is down or slow: `open` serves (and says so), `closed` answers 503. */
+  readonly failMode: 'open' | 'closed';
+  /** A Redis call slower than this counts as an outage. Short, because it sits in front of every chat. */
+  readonly redisTimeoutMs: number;
+  readonly store: StoreConfig;
+  /** Key prefix in Redis, so several deployments can share one database. */
+  readonly prefix: string;
+  /** A header set by a proxy you trust (e.g. `fly-client-ip`, `x-forwarded-for`); unset = the platform's own IP. */
+  readonly clientIpHeader: string | undefined;
+  /** With `x-forwarded-for`: how many trusted proxies append to it (we read the entry they saw). */
+  readonly trustedProxyHops: number;
+}
+
+const UNITS = { ms: 1, s: 1_000, m: 60_000, h: 3_600_000, d: 86_400_000 } as const;
+
+const duration = (fallback: string) =>
+  z
+    .string()
+    .default(fallback)
+    .transform((value, ctx) => {
+      const match = /^\s*(\d+)\s*(ms|s|m|h|d)\s*$/.exec(value);
+      const ms = match ? Number(match[1]) * UNITS[match[2] as keyof typeof UNITS] : 0;
+      if (ms <= 0)
+        ctx.addIssue({
+          code: 'custom',
+          message: 'must be a duration such as "500 ms", "60 s", "10 m" or "1 d"',
+        });
+      return ms;
+    });
+
+const count = (fallback: number) =>
+  z.coerce
+    .number({ error: 'must be a whole number' })
+    .int('must be a whole number')
+    .positive('must be greater than 0')
+    .default(fallback);
+
+export const rateLimitEnv = z.object({
+  RATE_LIMIT_REQUESTS: count(20),
+  RATE_LIMIT_WINDOW: duration('60 s'),
+  TOKEN_BUDGET: count(100_000),
+  TOKEN_BUDGET_WINDOW: duration('1 d'),
+  RATE_LIMIT_FAIL: z.enum(['open', 'closed'], { error: 'must be "open" or "closed"' }).default('open'),
+  REDIS_TIMEOUT_MS: count(300),
+  RATE_LIMIT_STORE: z
+    .enum(['auto', 'upstash', 'redis', 'memory'], { error: 'must be auto, upstash, redis or memory' })
+    .default('auto'),
+  RATE_LIMIT_PREFIX: z
+    .string()
+    .regex(/^[\w:.-]{1,64}$/, 'may only contain letters, digits and : . - _')
+    .default('ai-chat-proxy'),
+  UPSTASH_REDIS_REST_URL: z.url({ protocol: /^https?$/, error: 'must be an http(s) URL' }).optional(),
+  UPSTASH_REDIS_REST_TOKEN: z.string().optional(),
+  KV_REST_API_URL: z.url({ protocol: /^https?$/, error: 'must be an http(s) URL' }).optional(),
+  KV_REST_API_TOKEN: z.string().optional(),
+  REDIS_URL: z.url({ protocol: /^rediss?$/, error: 'must be a redis:// or rediss:// URL' }).optional(),
+  CLIENT_IP_HEADER: z
+    .string()
+    .toLowerCase()
+    .regex(/^[a-z0-9-]{1,64}$/, 'must be a header name')
+    .optional(),
+  TRUSTED_PROXY_HOPS: count(1),
+});
+
+type RateLimitEnv = z.output<typeof rateLimitEnv>;
+
+export function toRateLimitConfig(e: RateLimitEnv, production: boolean): RateLimitConfig {
+  return {
+    requests: e.RATE_LIMIT_REQUESTS,
+    windowMs: e.RATE_LIMIT_WINDOW,
+    tokenBudget: e.TOKEN_BUDGET,
+    budgetWindowMs: e.TOKEN_BUDGET_WINDOW,
+    failMode: e.RATE_LIMIT_FAIL,
+    redisTimeoutMs: e.REDIS_TIMEOUT_MS,
+    store: chooseStore(e, production),
+    prefix: e.RATE_LIMIT_PREFIX,
+    clientIpHeader: e.CLIENT_IP_HEADER,
+    trustedProxyHops: e.TRUSTED_PROXY_HOPS,
+  };
+}
+
+function chooseStore(e: RateLimitEnv, production: boolean): StoreConfig {
+  const url = e.UPSTASH_REDIS_REST_URL ?? e.KV_REST_API_URL;
+  const token = e.UPSTASH_REDIS_REST_TOKEN ?? e.KV_REST_API_TOKEN;
+  const upstash = url && token ? ({ kind: 'upstash', url, token } as const) : undefined;
+  const redis = e.REDIS_URL ? ({ kind: 'redis', url: e.REDIS_URL } as const) : undefined;
+  if (url && !token)
+    throw new ConfigError(
+      'Invalid configuration:\n  - UPSTASH_REDIS_REST_TOKEN is required with UPSTASH_REDIS_REST_URL',
+    );
+  switch (e.RATE_LIMIT_STORE) {
+    case 'upstash':
+      if (!upstash)
+        throw new ConfigError(
+          'Invalid configuration:\n  - RATE_LIMIT_STORE=upstash needs UPSTASH_REDIS_REST_URL and UPSTASH_REDIS_REST_TOKEN',
+        );
+      return upstash;
+    case 'redis':
+      if (!redis) throw new ConfigError('Invalid configuration:\n  - RATE_LIMIT_STORE=redis needs REDIS_URL');
+      return redis;
+    case 'memory':
+      return { kind: 'memory' };
+    case 'auto': {
+      const chosen = upstash ?? redis;
+      if (chosen) return chosen;
+      // Per-process limits on a platform that runs many instances would quietly multiply every limit.
+      if (production) {
+        throw new ConfigError(
+          'Invalid configuration:\n  - No rate-limit store: set UPSTASH_REDIS_REST_URL and UPSTASH_REDIS_REST_TOKEN (or KV_REST_API_URL/_TOKEN, or REDIS_URL). For a single-instance server, RATE_LIMIT_STORE=memory keeps limits in memory on purpose.',
+        );
+      }
+      return { kind: 'memory' };
+    }
+  }
+}

@@ -1,0 +1,15 @@
+import { Redis } from '@upstash/redis';
+
+/**
+ * The Upstash REST client, built once per instance. Its own retries are off and every HTTP call is cut at
+ * `timeoutMs`: a limiter that waits seconds for Redis would hold every chat hostage to it.
+ */
+export function upstashRestRedis(options: { url: string; token: string; timeoutMs: number }): Redis {
+  return new Redis({
+    url: options.url,
+    token: options.token,
+    retry: false,
+    enableTelemetry: false,
+    signal: () => AbortSignal.timeout(options.timeoutMs),
+  });
+}

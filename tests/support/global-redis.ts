@@ -1,0 +1,50 @@
+import { type ChildProcess, execFileSync, spawn } from 'node:child_process';
+import { Socket } from 'node:net';
+import { REDIS_TEST_HOST, REDIS_TEST_PORT } from './redis';
+
+/**
+ * vitest global setup: reuse the redis-server on 127.0.0.1:6379 if one answers PING, else start one (and stop it
+ * afterwards). Tests of limits run against real Redis, never a fake, so a missing binary is a clear failure.
+ */
+export default async function setup(): Promise<() => void> {
+  if (await pings()) return () => {};
+  const binary = findRedisServer();
+  const child: ChildProcess = spawn(binary, ['--port', String(REDIS_TEST_PORT), '--bind', REDIS_TEST_HOST, '--save', '', '--appendonly', 'no'], {
+    stdio: 'ignore',
+  });
+  const deadline = Date.now() + 10_000;
+  while (!(await pings())) {
+    if (Date.now() > deadline || child.exitCode !== null) {
+      throw new Error(`redis-server did not start on ${REDIS_TEST_HOST}:${REDIS_TEST_PORT}`);
+    }
+    await new Promise((resolve) => setTimeout(resolve, 50));
+  }
+  return () => {
+    child.kill('SIGTERM');
+  };
+}
+
+function findRedisServer(): string {
+  try {
+    return execFileSync('sh', ['-c', 'command -v redis-server'], { encoding: 'utf8' }).trim();
+  } catch {
+    throw new Error(
+      'The tests need a real Redis: nothing answers on 127.0.0.1:6379 and redis-server is not installed. ' +
+        'Install it (Debian/Ubuntu: sudo apt-get install -y redis-server; macOS: brew install redis) or start one on that port.',
+    );
+  }
+}
+
+function pings(): Promise<boolean> {
+  return new Promise((resolve) => {
+    const socket = new Socket();
+    const done = (ok: boolean) => {
+      socket.destroy();
+      resolve(ok);
+    };
+    socket.setTimeout(500, () => done(false));
+    socket.once('error', () => done(false));
+    socket.connect(REDIS_TEST_PORT, REDIS_TEST_HOST, () => socket.write('PING\r\n'));
+    socket.once('data', (data) => done(data.toString().startsWith('+PONG')));
+  });
+}

@@ -1,0 +1,84 @@
+import { createServer, type IncomingMessage, type ServerResponse } from 'node:http';
+import type { AddressInfo } from 'node:net';
+import IORedis from 'ioredis';
+import { tcpRequester } from '../../server/redis-tcp';
+import { REDIS_TEST_URL } from './redis';
+
+export interface UpstashBridge {
+  readonly url: string;
+  readonly token: string;
+  /** `hang` accepts requests and never answers: a Redis that is up but stuck. */
+  setMode(mode: 'normal' | 'hang'): void;
+  readonly requests: { count: number };
+  close(): Promise<void>;
+}
+
+/**
+ * A loopback server that speaks Upstash's REST protocol over a real redis-server, so the real @upstash/redis HTTP
+ * client code runs in tests: single commands, `/pipeline`, `/multi-exec`, bearer auth and `Upstash-Encoding: base64`.
+ * Commands run through the same Requester the Node server uses for REDIS_URL, including its Lua shebang fix.
+ */
+export async function startUpstashBridge(token = 'bridge-token-SECRET-42'): Promise<UpstashBridge> {
+  const connection = new IORedis(REDIS_TEST_URL, { maxRetriesPerRequest: 1 });
+  const requester = tcpRequester(connection);
+  let mode: 'normal' | 'hang' = 'normal';
+  const requests = { count: 0 };
+  const server = createServer((req, res) => {
+    requests.count++;
+    if (mode === 'hang') return;
+    handle(req, res).catch((error: unknown) => send(res, 500, { error: String(error) }));
+  });
+
+  async function handle(req: IncomingMessage, res: ServerResponse): Promise<void> {
+    if (req.headers.authorization !== `Bearer ${token}`) return send(res, 401, { error: 'Unauthorized' });
+    const body = JSON.parse(await readText(req)) as unknown;
+    const path = (req.url ?? '/').split('?')[0]?.replace(/^\/+|\/+$/g, '') ?? '';
+    if (path !== '' && path !== 'pipeline' && path !== 'multi-exec') return send(res, 404, { error: `unknown path /${path}` });
+    const reply = await requester.request({ ...(path ? { path: [path] } : {}), body });
+    const base64 = req.headers['upstash-encoding'] === 'base64';
+    const encoded = base64 ? encode(reply) : reply;
+    const failed = !Array.isArray(reply) && typeof reply.error === 'string';
+    send(res, failed ? 400 : 200, encoded);
+  }
+
+  server.keepAliveTimeout = 5_000;
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  const { port } = server.address() as AddressInfo;
+  return {
+    url: `http://127.0.0.1:${port}`,
+    token,
+    setMode: (next) => {
+      mode = next;
+    },
+    requests,
+    close: async () => {
+      server.closeAllConnections();
+      await new Promise((resolve) => server.close(resolve));
+      connection.disconnect();
+    },
+  };
+}
+
+/** Upstash base64-encodes every string inside `result`, at any depth, when asked to. */
+function encode(reply: unknown): unknown {
+  if (Array.isArray(reply)) return reply.map(encode);
+  if (reply && typeof reply === 'object' && 'result' in reply) return { ...reply, result: encodeValue(reply.result) };
+  return reply;
+}
+
+function encodeValue(value: unknown): unknown {
+  if (typeof value === 'string') return Buffer.from(value).toString('base64');
+  if (Array.isArray(value)) return value.map(encodeValue);
+  return value;
+}
+
+function send(res: ServerResponse, status: number, body: unknown): void {
+  res.writeHead(status, { 'content-type': 'application/json' });
+  res.end(JSON.stringify(body));
+}
+
+async function readText(req: IncomingMessage): Promise<string> {
+  const chunks: Buffer[] = [];
+  for await (const chunk of req) chunks.push(chunk as Buffer);
+  return Buffer.concat(chunks).toString('utf8');
+}
