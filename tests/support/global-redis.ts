@@ -9,9 +9,13 @@ import { REDIS_TEST_HOST, REDIS_TEST_PORT } from './redis';
 export default async function setup(): Promise<() => void> {
   if (await pings()) return () => {};
   const binary = findRedisServer();
-  const child: ChildProcess = spawn(binary, ['--port', String(REDIS_TEST_PORT), '--bind', REDIS_TEST_HOST, '--save', '', '--appendonly', 'no'], {
-    stdio: 'ignore',
-  });
+  const child: ChildProcess = spawn(
+    binary,
+    ['--port', String(REDIS_TEST_PORT), '--bind', REDIS_TEST_HOST, '--save', '', '--appendonly', 'no'],
+    {
+      stdio: 'ignore',
+    },
+  );
   const deadline = Date.now() + 10_000;
   while (!(await pings())) {
     if (Date.now() > deadline || child.exitCode !== null) {

@@ -96,9 +96,9 @@ export function chatRequest(
 export const userSays = (content: string) => ({ messages: [{ role: 'user', content }] });
 
 /** Waits until `check` holds, polling briefly; for things that happen on another socket (an abort reaching the fake). */
-export async function eventually(check: () => boolean, timeoutMs = 2_000): Promise<void> {
+export async function eventually(check: () => boolean | Promise<boolean>, timeoutMs = 2_000): Promise<void> {
   const deadline = Date.now() + timeoutMs;
-  while (!check()) {
+  while (!(await check())) {
     if (Date.now() > deadline) throw new Error(`condition not met within ${timeoutMs} ms`);
     await new Promise((resolve) => setTimeout(resolve, 5));
   }

@@ -33,7 +33,8 @@ export async function startUpstashBridge(token = 'bridge-token-SECRET-42'): Prom
     if (req.headers.authorization !== `Bearer ${token}`) return send(res, 401, { error: 'Unauthorized' });
     const body = JSON.parse(await readText(req)) as unknown;
     const path = (req.url ?? '/').split('?')[0]?.replace(/^\/+|\/+$/g, '') ?? '';
-    if (path !== '' && path !== 'pipeline' && path !== 'multi-exec') return send(res, 404, { error: `unknown path /${path}` });
+    if (path !== '' && path !== 'pipeline' && path !== 'multi-exec')
+      return send(res, 404, { error: `unknown path /${path}` });
     const reply = await requester.request({ ...(path ? { path: [path] } : {}), body });
     const base64 = req.headers['upstash-encoding'] === 'base64';
     const encoded = base64 ? encode(reply) : reply;
@@ -62,7 +63,8 @@ export async function startUpstashBridge(token = 'bridge-token-SECRET-42'): Prom
 /** Upstash base64-encodes every string inside `result`, at any depth, when asked to. */
 function encode(reply: unknown): unknown {
   if (Array.isArray(reply)) return reply.map(encode);
-  if (reply && typeof reply === 'object' && 'result' in reply) return { ...reply, result: encodeValue(reply.result) };
+  if (reply && typeof reply === 'object' && 'result' in reply)
+    return { ...reply, result: encodeValue(reply.result) };
   return reply;
 }
 

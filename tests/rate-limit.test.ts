@@ -1,0 +1,326 @@
+import { createServer, type Server, type Socket } from 'node:net';
+import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
+import type { ChatHandler } from '../lib/chat-handler';
+import type { LimitStores } from '../lib/limit-stores';
+import type { RequestLog } from '../lib/log';
+import { redisLimitStores } from '../lib/redis-limits';
+import { upstashRestRedis } from '../lib/upstash-rest';
+import { tcpRedis } from '../server/redis-tcp';
+import {
+  buildHandler,
+  chatRequest,
+  eventually,
+  TEST_IP,
+  testConfig,
+  useHarness,
+  userSays,
+} from './support/harness';
+import { REDIS_TEST_URL, uniquePrefix } from './support/redis';
+import { startUpstashBridge, type UpstashBridge } from './support/upstash-bridge';
+
+const h = await useHarness();
+let bridge: UpstashBridge;
+let tcp: ReturnType<typeof tcpRedis>;
+const closers: (() => unknown)[] = [];
+
+beforeAll(async () => {
+  bridge = await startUpstashBridge();
+  tcp = tcpRedis(REDIS_TEST_URL, 1_000);
+});
+afterAll(async () => {
+  for (const close of closers) await close();
+  await bridge.close();
+  await tcp.close();
+});
+
+type Backend = 'rest' | 'tcp';
+
+/** Limit stores on the real Redis, through the REST bridge or REDIS_URL, under a prefix no other test uses. */
+function redisStores(backend: Backend, config: ReturnType<typeof testConfig>, prefix: string): LimitStores {
+  const redis =
+    backend === 'rest'
+      ? upstashRestRedis({ url: bridge.url, token: bridge.token, timeoutMs: config.rateLimit.redisTimeoutMs })
+      : tcp.redis;
+  return redisLimitStores(redis, { ...config.rateLimit, kind: backend, prefix });
+}
+
+function fromIp(ip: string, extra: Record<string, string> = {}): Request {
+  return chatRequest(userSays('Hi'), { headers: { 'x-real-ip': ip, accept: 'text/plain', ...extra } });
+}
+
+async function drain(res: Response): Promise<Response> {
+  await res.text();
+  return res;
+}
+
+describe.each<Backend>(['rest', 'tcp'])('request limit on real Redis (%s)', (backend) => {
+  it('lets exactly 50 of 200 concurrent requests through two instances sharing one Redis', async () => {
+    const config = testConfig({
+      OPENAI_BASE_URL: h.fake.url,
+      RATE_LIMIT_REQUESTS: '50',
+      RATE_LIMIT_WINDOW: '60 s',
+    });
+    const prefix = uniquePrefix(`exact-${backend}`);
+    // Two instances: separate handlers, separate limiter objects and caches, one Redis.
+    const instances = [0, 1].map(() =>
+      buildHandler(config, { stores: redisStores(backend, config, prefix) }),
+    );
+    const responses = await Promise.all(
+      Array.from({ length: 200 }, (_, i) =>
+        (instances[i % 2] as ChatHandler)(fromIp('198.51.100.7')).then(drain),
+      ),
+    );
+    const statuses = responses.map((r) => r.status);
+    expect(statuses.filter((s) => s === 200)).toHaveLength(50);
+    expect(statuses.filter((s) => s === 429)).toHaveLength(150);
+    expect(h.fake.calls).toHaveLength(50);
+  });
+
+  it('does not let one caller affect another', async () => {
+    const config = testConfig({ OPENAI_BASE_URL: h.fake.url, RATE_LIMIT_REQUESTS: '2' });
+    const handler = buildHandler(config, { stores: redisStores(backend, config, uniquePrefix('iso')) });
+    for (let i = 0; i < 2; i++) expect((await drain(await handler(fromIp('198.51.100.1')))).status).toBe(200);
+    expect((await drain(await handler(fromIp('198.51.100.1')))).status).toBe(429);
+    expect((await drain(await handler(fromIp('198.51.100.2')))).status).toBe(200);
+  });
+
+  it('serves again once the window has passed', async () => {
+    const config = testConfig({
+      OPENAI_BASE_URL: h.fake.url,
+      RATE_LIMIT_REQUESTS: '2',
+      RATE_LIMIT_WINDOW: '300 ms',
+    });
+    const handler = buildHandler(config, { stores: redisStores(backend, config, uniquePrefix('reset')) });
+    for (let i = 0; i < 2; i++) await drain(await handler(fromIp('198.51.100.3')));
+    const refused = await drain(await handler(fromIp('198.51.100.3')));
+    expect(refused.status).toBe(429);
+    // Sliding window: the previous window still counts, weighted, for part of the next one.
+    await eventually(async () => (await drain(await handler(fromIp('198.51.100.3')))).status === 200, 1_500);
+  });
+});
+
+describe('token budget', () => {
+  it.each<Backend | 'memory'>(['memory', 'rest'])(
+    'charges real usage and refuses once spent (%s)',
+    async (backend) => {
+      const config = testConfig({ OPENAI_BASE_URL: h.fake.url, TOKEN_BUDGET: '40' });
+      const charged: Promise<unknown>[] = [];
+      const handler = buildHandler(config, {
+        ...(backend === 'memory' ? {} : { stores: redisStores(backend, config, uniquePrefix('budget')) }),
+        waitUntil: (p) => void charged.push(p),
+      });
+      h.fake.script({ kind: 'reply', text: 'one two three four five six seven eight nine ten' });
+      const first = await handler(fromIp('198.51.100.20'));
+      expect(await first.text()).toContain('ten');
+      await Promise.all(charged);
+      const usage = h.fake.calls[0]?.tokensSent;
+      expect(usage).toBe(10);
+      // The fake reports usage (prompt ≈ chars/4 + 10 completion tokens), which is what gets charged.
+      const second = await handler(fromIp('198.51.100.20'));
+      expect(second.status).toBe(200);
+      expect(second.headers.get('ratelimit')).toMatch(/"tokens";r=\d+;/);
+      await second.text();
+      await Promise.all(charged);
+      const third = await handler(fromIp('198.51.100.20'));
+      expect(third.status).toBe(429);
+      const body = (await third.json()) as { error: { code: string; message: string } };
+      expect(body.error.code).toBe('token_budget_exceeded');
+      expect(body.error.message).toMatch(/used up your message allowance.*try again in/);
+      expect(third.headers.get('retry-after')).toMatch(/^\d+$/);
+      expect(h.fake.calls).toHaveLength(2);
+    },
+  );
+
+  it('charges an abandoned stream for what was generated before the abort', async () => {
+    const config = testConfig({ OPENAI_BASE_URL: h.fake.url, TOKEN_BUDGET: '1000' });
+    const stores = redisStores('tcp', config, uniquePrefix('abandon'));
+    const charged: Promise<unknown>[] = [];
+    const handler = buildHandler(config, { stores, waitUntil: (p) => void charged.push(p) });
+    h.fake.script({ kind: 'stall', afterTokens: 3 });
+    const res = await handler(fromIp('198.51.100.21'));
+    const reader = res.body?.getReader();
+    await reader?.read();
+    await reader?.cancel();
+    await eventually(() => charged.length === 1);
+    await Promise.all(charged);
+    const left = await stores.budget.peek('ip:198.51.100.21');
+    // No usage chunk arrived: prompt estimate (2 chars → 1) + the tokens that were streamed before the abort.
+    expect(1000 - left.remaining).toBeGreaterThanOrEqual(2);
+    expect(1000 - left.remaining).toBeLessThanOrEqual(4);
+  });
+});
+
+describe('headers', () => {
+  it('puts remaining quota on a 200 and the full set on a 429', async () => {
+    const config = testConfig({
+      OPENAI_BASE_URL: h.fake.url,
+      RATE_LIMIT_REQUESTS: '2',
+      RATE_LIMIT_WINDOW: '60 s',
+      TOKEN_BUDGET: '5000',
+      TOKEN_BUDGET_WINDOW: '1 h',
+    });
+    const handler = buildHandler(config);
+    const ok = await drain(await handler(fromIp('192.0.2.1')));
+    expect(ok.status).toBe(200);
+    expect(ok.headers.get('x-ratelimit-limit')).toBe('2');
+    expect(ok.headers.get('x-ratelimit-remaining')).toBe('1');
+    const reset = Number(ok.headers.get('x-ratelimit-reset'));
+    expect(reset).toBe(Math.ceil(((Math.floor(Date.now() / 60_000) + 1) * 60_000) / 1000));
+    expect(ok.headers.get('ratelimit-policy')).toBe('"requests";q=2;w=60, "tokens";q=5000;w=3600');
+    expect(ok.headers.get('ratelimit')).toMatch(/^"requests";r=1;t=\d+, "tokens";r=5000;t=\d+$/);
+
+    await drain(await handler(fromIp('192.0.2.1')));
+    const refused = await handler(fromIp('192.0.2.1'));
+    expect(refused.status).toBe(429);
+    expect(refused.headers.get('content-type')).toBe('application/json; charset=utf-8');
+    const retryAfter = Number(refused.headers.get('retry-after'));
+    expect(retryAfter).toBeGreaterThanOrEqual(1);
+    expect(retryAfter).toBeLessThanOrEqual(60);
+    expect(refused.headers.get('x-ratelimit-remaining')).toBe('0');
+    expect(refused.headers.get('ratelimit')).toMatch(/^"requests";r=0;t=\d+/);
+    expect(refused.headers.get('ratelimit-policy')).toBeTruthy();
+    const body = (await refused.json()) as { error: { code: string; message: string; request_id: string } };
+    expect(body.error.code).toBe('rate_limited');
+    expect(body.error.message).toMatch(/too quickly\. Please wait \d+ seconds? and try again\./);
+    expect(body.error.request_id).toBe(refused.headers.get('x-request-id'));
+  });
+
+  it('never calls the upstream for a refused request', async () => {
+    const handler = buildHandler(testConfig({ OPENAI_BASE_URL: h.fake.url, RATE_LIMIT_REQUESTS: '1' }));
+    await drain(await handler(fromIp('192.0.2.2')));
+    await drain(await handler(fromIp('192.0.2.2')));
+    expect(h.fake.calls).toHaveLength(1);
+  });
+});
+
+describe('Redis outage', () => {
+  let logs: RequestLog[];
+  beforeEach(() => {
+    logs = [];
+  });
+
+  /** A TCP server that accepts connections and never says a word: Redis up but stuck. */
+  async function blackHole(): Promise<string> {
+    const sockets: Socket[] = [];
+    const server: Server = createServer((socket) => void sockets.push(socket));
+    await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+    closers.push(() => {
+      for (const s of sockets) s.destroy();
+      return new Promise((resolve) => server.close(resolve));
+    });
+    const address = server.address();
+    return `redis://127.0.0.1:${typeof address === 'object' && address ? address.port : 0}`;
+  }
+
+  async function outageHandler(
+    kind: 'rest-hang' | 'rest-down' | 'tcp-hang' | 'tcp-refused',
+    fail: 'open' | 'closed',
+  ) {
+    const config = testConfig({
+      OPENAI_BASE_URL: h.fake.url,
+      RATE_LIMIT_FAIL: fail,
+      REDIS_TIMEOUT_MS: '150',
+    });
+    const prefix = uniquePrefix('outage');
+    let stores: LimitStores;
+    if (kind === 'rest-hang' || kind === 'rest-down') {
+      const dead = await startUpstashBridge();
+      if (kind === 'rest-hang') dead.setMode('hang');
+      closers.push(() => dead.close());
+      if (kind === 'rest-down') await dead.close(); // stopped mid-test: connection refused from now on
+      const redis = upstashRestRedis({ url: dead.url, token: dead.token, timeoutMs: 150 });
+      stores = redisLimitStores(redis, { ...config.rateLimit, kind: 'upstash', prefix });
+    } else {
+      const url = kind === 'tcp-hang' ? await blackHole() : 'redis://127.0.0.1:1';
+      const client = tcpRedis(url, 150);
+      closers.push(() => client.close());
+      stores = redisLimitStores(client.redis, { ...config.rateLimit, kind: 'redis', prefix });
+    }
+    return buildHandler(config, { stores, logs });
+  }
+
+  const kinds = ['rest-hang', 'rest-down', 'tcp-hang', 'tcp-refused'] as const;
+
+  it.each(kinds)(
+    'fails open by default (%s): serves, says so in a header and the log, within the timeout',
+    async (kind) => {
+      const handler = await outageHandler(kind, 'open');
+      const started = performance.now();
+      const res = await handler(fromIp('192.0.2.50'));
+      expect(performance.now() - started).toBeLessThan(150 + 350);
+      expect(res.status).toBe(200);
+      expect(res.headers.get('x-ratelimit-fail')).toBe('open');
+      await res.text();
+      await eventually(() => logs.length === 1);
+      expect(logs[0]).toMatchObject({ ratelimit: 'fail_open', status: 200 });
+      expect(logs[0]?.ratelimit_error).toMatch(/unavailable/);
+      expect(JSON.stringify(logs)).not.toContain(bridge.token);
+    },
+  );
+
+  it.each(kinds)(
+    'fails closed when asked (%s): 503 within the timeout, never a 500 or a hang',
+    async (kind) => {
+      const handler = await outageHandler(kind, 'closed');
+      const started = performance.now();
+      const res = await handler(fromIp('192.0.2.51'));
+      expect(performance.now() - started).toBeLessThan(150 + 350);
+      expect(res.status).toBe(503);
+      expect(res.headers.get('retry-after')).toBe('5');
+      expect(((await res.json()) as { error: { code: string } }).error.code).toBe('rate_limiter_unavailable');
+      expect(h.fake.calls).toHaveLength(0);
+      expect(logs[0]).toMatchObject({ status: 503, error_code: 'rate_limiter_unavailable' });
+    },
+  );
+});
+
+describe('caller identity', () => {
+  it('refuses a request whose caller cannot be identified instead of using a shared bucket', async () => {
+    const handler = buildHandler(testConfig({ OPENAI_BASE_URL: h.fake.url }));
+    const req = new Request('http://proxy.test/api/chat', {
+      method: 'POST',
+      headers: { 'content-type': 'application/json' },
+      body: JSON.stringify(userSays('Hi')),
+    });
+    const res = await handler(req);
+    expect(res.status).toBe(403);
+    expect(((await res.json()) as { error: { code: string } }).error.code).toBe('caller_unidentified');
+    expect(h.fake.calls).toHaveLength(0);
+  });
+
+  it('treats garbage in the IP header as no IP', async () => {
+    const handler = buildHandler(testConfig({ OPENAI_BASE_URL: h.fake.url }));
+    expect((await handler(fromIp('not-an-ip'))).status).toBe(403);
+    expect((await handler(fromIp('999.1.1.1'))).status).toBe(403);
+  });
+
+  it('buckets IPv6 callers by /64, so rotating the interface id does not dodge the limit', async () => {
+    const handler = buildHandler(testConfig({ OPENAI_BASE_URL: h.fake.url, RATE_LIMIT_REQUESTS: '1' }));
+    expect((await drain(await handler(fromIp('2001:db8:1:2::1')))).status).toBe(200);
+    expect((await drain(await handler(fromIp('2001:db8:1:2:aaaa:bbbb:cccc:dddd')))).status).toBe(429);
+    expect((await drain(await handler(fromIp('2001:db8:1:3::1')))).status).toBe(200);
+  });
+
+  it('reads a trusted proxy header, taking only the entry the proxy itself appended to x-forwarded-for', async () => {
+    const config = testConfig({
+      OPENAI_BASE_URL: h.fake.url,
+      RATE_LIMIT_REQUESTS: '1',
+      CLIENT_IP_HEADER: 'X-Forwarded-For',
+    });
+    const handler = buildHandler(config);
+    const via = (xff: string) =>
+      chatRequest(userSays('Hi'), { headers: { 'x-forwarded-for': xff, 'x-real-ip': TEST_IP } });
+    expect((await drain(await handler(via('10.9.9.9, 198.51.100.60')))).status).toBe(200);
+    // A spoofed left-hand entry changes nothing: the caller is still 198.51.100.60.
+    expect((await drain(await handler(via('1.2.3.4, 198.51.100.60')))).status).toBe(429);
+    expect((await handler(chatRequest(userSays('Hi')))).status).toBe(403); // bypassed the proxy: no header
+  });
+
+  it('logs the caller id with each request', async () => {
+    const logs: RequestLog[] = [];
+    const handler = buildHandler(testConfig({ OPENAI_BASE_URL: h.fake.url }), { logs });
+    await drain(await handler(fromIp('::ffff:192.0.2.77')));
+    await eventually(() => logs.length === 1);
+    expect(logs[0]).toMatchObject({ caller: 'ip:192.0.2.77', ratelimit: 'allowed' });
+  });
+});
