@@ -27,7 +27,17 @@ async function main(): Promise<void> {
     const proxyUrl = await startProcess(
       children,
       ['server/main.ts'],
-      { OPENAI_API_KEY: KEY, OPENAI_BASE_URL: fakeUrl, PORT: '0', CHAT_MODEL: 'bench-model' },
+      {
+        OPENAI_API_KEY: KEY,
+        OPENAI_BASE_URL: fakeUrl,
+        PORT: '0',
+        CHAT_MODEL: 'bench-model',
+        // The real request path, limiter included, on the local Redis; limits high enough never to refuse.
+        REDIS_URL: process.env.REDIS_URL ?? 'redis://127.0.0.1:6379',
+        RATE_LIMIT_PREFIX: `bench-${process.pid}`,
+        RATE_LIMIT_REQUESTS: '1000000000',
+        TOKEN_BUDGET: '1000000000000',
+      },
       /listening on (\S+)/,
     );
     const body = { messages: [{ role: 'user', content: 'Tell me about foxes.' }] };

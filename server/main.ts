@@ -1,3 +1,4 @@
+import type { Redis } from '@upstash/redis';
 import { serve } from 'srvx';
 import { createChatHandler } from '../lib/chat-handler';
 import { type Config, ConfigError, type Env, loadConfig } from '../lib/config';
@@ -21,9 +22,10 @@ async function main(): Promise<void> {
     dev && !process.env.OPENAI_API_KEY?.trim() ? await withDemoUpstream(process.env) : process.env;
   const server = loadServerConfig(env);
   const config = loadConfig(env, { production: !dev });
+  const redis = serverRedis(config);
   const gate = createRateLimitGate({
     config: config.rateLimit,
-    stores: limitStoresFor(config.rateLimit, serverRedis(config)),
+    stores: limitStoresFor(config.rateLimit, redis?.client),
     clientIp: socketIp,
     waitUntil: (promise) => void promise.catch(() => {}),
     secrets: config.secrets,
@@ -34,7 +36,16 @@ async function main(): Promise<void> {
     port: server.port,
     hostname: server.host,
     silent: true,
+    gracefulShutdown: false, // ours below also closes Redis, so the process really exits
   }).ready();
+  const shutdown = async () => {
+    // Let replies in flight finish, but not forever: platforms send SIGKILL after ~10 s anyway.
+    await Promise.race([listening.close(), new Promise((resolve) => setTimeout(resolve, SHUTDOWN_GRACE_MS))]);
+    await redis?.close();
+    process.exit(0);
+  };
+  process.once('SIGTERM', shutdown);
+  process.once('SIGINT', shutdown);
   const url = listening.url ?? `http://${server.host}:${server.port}/`;
   console.log(describeStores(config.rateLimit));
   console.log(
@@ -42,10 +53,17 @@ async function main(): Promise<void> {
   );
 }
 
-function serverRedis(config: Config) {
+const SHUTDOWN_GRACE_MS = 8_000;
+
+function serverRedis(config: Config): { client: Redis; close: () => Promise<void> } | undefined {
   const { store, redisTimeoutMs } = config.rateLimit;
-  if (store.kind === 'upstash') return upstashRestRedis({ ...store, timeoutMs: redisTimeoutMs });
-  if (store.kind === 'redis') return tcpRedis(store.url, redisTimeoutMs).redis;
+  if (store.kind === 'upstash') {
+    return { client: upstashRestRedis({ ...store, timeoutMs: redisTimeoutMs }), close: async () => {} };
+  }
+  if (store.kind === 'redis') {
+    const { redis, close } = tcpRedis(store.url, redisTimeoutMs);
+    return { client: redis, close };
+  }
   return undefined;
 }
 

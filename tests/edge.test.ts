@@ -2,6 +2,8 @@ import { EdgeRuntime } from 'edge-runtime';
 import { beforeAll, describe, expect, it } from 'vitest';
 import { buildEdgeBundle, type EdgeBundle } from './support/edge-bundle';
 import { eventually, TEST_KEY, useHarness } from './support/harness';
+import { uniquePrefix } from './support/redis';
+import { startUpstashBridge } from './support/upstash-bridge';
 
 const h = await useHarness();
 let bundle: EdgeBundle;
@@ -91,5 +93,32 @@ describe('edge bundle', () => {
     expect(res.status).toBe(503);
     expect(await res.json()).toMatchObject({ error: { code: 'proxy_not_configured' } });
     expect(logs.join('\n')).toContain('OPENAI_API_KEY is required');
+  });
+
+  it('rate-limits through Upstash REST from inside the edge runtime', async () => {
+    const bridge = await startUpstashBridge();
+    const { runtime } = edgeIsolate({
+      OPENAI_API_KEY: TEST_KEY,
+      OPENAI_BASE_URL: h.fake.url,
+      UPSTASH_REDIS_REST_URL: bridge.url,
+      UPSTASH_REDIS_REST_TOKEN: bridge.token,
+      RATE_LIMIT_REQUESTS: '2',
+      RATE_LIMIT_PREFIX: uniquePrefix('edge').replace(/[^\w:.-]/g, '-'),
+    });
+    const send = () =>
+      runtime.dispatchFetch('https://proxy.test/api/chat', {
+        method: 'POST',
+        headers: { 'content-type': 'application/json', accept: 'text/plain', 'x-real-ip': '203.0.113.99' },
+        body: JSON.stringify({ messages: [{ role: 'user', content: 'Hi' }] }),
+      });
+    const statuses: number[] = [];
+    for (let i = 0; i < 3; i++) {
+      const res = await send();
+      statuses.push(res.status);
+      await res.text();
+    }
+    expect(statuses).toEqual([200, 200, 429]);
+    expect(bridge.requests.count).toBeGreaterThan(0);
+    await bridge.close();
   });
 });

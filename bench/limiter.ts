@@ -1,0 +1,67 @@
+import { loadConfig } from '../lib/config';
+import type { LimitStores } from '../lib/limit-stores';
+import { memoryLimitStores } from '../lib/memory-limits';
+import { createRateLimitGate } from '../lib/rate-limit';
+import { redisLimitStores } from '../lib/redis-limits';
+import { upstashRestRedis } from '../lib/upstash-rest';
+import { tcpRedis } from '../server/redis-tcp';
+import { REDIS_TEST_URL } from '../tests/support/redis';
+import { startUpstashBridge } from '../tests/support/upstash-bridge';
+import { ms, summarize } from './stats';
+
+/**
+ * What the rate-limit step adds to each request: `gate.admit()` (request limit + budget check, one round trip),
+ * timed over many requests against each store. Needs a redis-server on 127.0.0.1:6379 (as the tests do).
+ */
+const REQUESTS = Number(process.env.BENCH_LIMITER_REQUESTS ?? 2000);
+
+const config = loadConfig({
+  OPENAI_API_KEY: 'bench',
+  RATE_LIMIT_REQUESTS: '1000000',
+  TOKEN_BUDGET: '1000000000',
+});
+const bridge = await startUpstashBridge();
+const tcp = tcpRedis(REDIS_TEST_URL, 1_000);
+const prefix = `bench:${process.pid}`;
+const stores: [string, LimitStores][] = [
+  ['memory', memoryLimitStores(config.rateLimit)],
+  [
+    'REDIS_URL (TCP)',
+    redisLimitStores(tcp.redis, { ...config.rateLimit, kind: 'redis', prefix: `${prefix}:tcp` }),
+  ],
+  [
+    'Upstash REST (loopback bridge)',
+    redisLimitStores(upstashRestRedis({ url: bridge.url, token: bridge.token, timeoutMs: 1_000 }), {
+      ...config.rateLimit,
+      kind: 'upstash',
+      prefix: `${prefix}:rest`,
+    }),
+  ],
+];
+
+console.log(
+  `limiter latency per request, ${REQUESTS} sequential requests from 100 callers, after 200 warm-up\n`,
+);
+for (const [name, store] of stores) {
+  const gate = createRateLimitGate({
+    config: config.rateLimit,
+    stores: store,
+    clientIp: (req) => req.headers.get('x-real-ip') ?? undefined,
+    waitUntil: () => {},
+    secrets: [],
+  });
+  const request = (i: number) =>
+    new Request('http://bench/api/chat', { headers: { 'x-real-ip': `198.51.100.${i % 100}` } });
+  for (let i = 0; i < 200; i++) await gate.admit(request(i));
+  const samples: number[] = [];
+  for (let i = 0; i < REQUESTS; i++) {
+    const req = request(i);
+    const started = performance.now();
+    await gate.admit(req);
+    samples.push(performance.now() - started);
+  }
+  const s = summarize(samples);
+  console.log(`${name.padEnd(32)} p50 ${ms(s.p50)}  p99 ${ms(s.p99)}  mean ${ms(s.mean)}  (n=${s.n})`);
+}
+await bridge.close();
+await tcp.close();
