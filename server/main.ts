@@ -7,6 +7,7 @@ import { createRateLimitGate } from '../lib/rate-limit';
 import { upstashRestRedis } from '../lib/upstash-rest';
 import { createUpstream } from '../lib/upstream';
 import { startDemoUpstream } from './demo';
+import { loadDotEnv } from './env-file';
 import { tcpRedis } from './redis-tcp';
 import { routes } from './routes';
 import { loadServerConfig } from './server-config';
@@ -18,6 +19,7 @@ import { loadServerConfig } from './server-config';
  */
 async function main(): Promise<void> {
   const dev = process.argv.includes('--dev');
+  if (loadDotEnv()) console.log('Read settings from .env (variables already set in the environment win).');
   const env: Env =
     dev && !process.env.OPENAI_API_KEY?.trim() ? await withDemoUpstream(process.env) : process.env;
   const server = loadServerConfig(env);

@@ -1,5 +1,8 @@
 import { type ChildProcess, spawn } from 'node:child_process';
+import { mkdtempSync, writeFileSync } from 'node:fs';
 import { createServer } from 'node:net';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
 import { demoReply } from '../fake-upstream/behaviours';
 import { eventually, TEST_KEY, useHarness } from './support/harness';
@@ -26,7 +29,10 @@ async function freePort(): Promise<number> {
 /** Runs an npm script exactly as a user types it, in its own process group so the whole tree can be stopped. */
 function npmRun(script: 'dev' | 'start', env: Record<string, string>) {
   const { OPENAI_API_KEY: _key, OPENAI_BASE_URL: _url, ...inherited } = process.env;
-  const child = spawn('npm', ['run', '--silent', script], { env: { ...inherited, ...env }, detached: true });
+  const child = spawn('npm', ['run', '--silent', script], {
+    env: { ...inherited, ENV_FILE: '/nonexistent/.env', ...env },
+    detached: true,
+  });
   running.push(child);
   let stdout = '';
   let stderr = '';
@@ -88,6 +94,19 @@ describe('the Node server, started the way a user starts it', () => {
     const start = npmRun('start', { PORT: String(await freePort()) });
     expect(await start.exited).not.toBe(0);
     expect(start.output().stderr).toContain('OPENAI_API_KEY is required');
+  });
+
+  it('npm start reads its settings from an env file', async () => {
+    const port = await freePort();
+    const file = join(mkdtempSync(join(tmpdir(), 'acp-env-')), '.env');
+    writeFileSync(
+      file,
+      `OPENAI_API_KEY=${TEST_KEY}\nOPENAI_BASE_URL=${h.fake.url}\nRATE_LIMIT_STORE=memory\nPORT=${port}\n`,
+    );
+    const start = npmRun('start', { ENV_FILE: file });
+    await eventually(() => start.output().stdout.includes('listening on'), 15_000);
+    expect(start.output().stdout).toContain('Read settings from .env');
+    expect(start.output().stdout).toContain(`127.0.0.1:${port}`);
   });
 
   it('npm start refuses per-process rate limits unless asked for, naming the variables', async () => {
