@@ -121,4 +121,13 @@ describe('edge bundle', () => {
     expect(bridge.requests.count).toBeGreaterThan(0);
     await bridge.close();
   });
+
+  it('refuses per-instance limits on Vercel: 503 and a log line naming the Redis variables', async () => {
+    const { runtime, logs } = edgeIsolate({ OPENAI_API_KEY: TEST_KEY, VERCEL: '1' });
+    const res = await runtime.dispatchFetch('https://proxy.test/api/chat', { method: 'POST' });
+    expect(res.status).toBe(503);
+    expect(logs.join('\n')).toMatch(
+      /No rate-limit store: set UPSTASH_REDIS_REST_URL and UPSTASH_REDIS_REST_TOKEN/,
+    );
+  });
 });
