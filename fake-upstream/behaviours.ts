@@ -45,14 +45,16 @@ export const faults = {
       'invalid_request_error',
       'model_not_found',
     ),
-  rateLimited: (retryAfterSeconds = 1) =>
+  /** `retry-after` in seconds and/or OpenAI's `retry-after-ms`. */
+  rateLimited: (retryAfter: { seconds?: number; ms?: number } = { seconds: 1 }) =>
     openAiError(
       429,
       'Rate limit reached for requests on org-internal-1234.',
       'requests',
       'rate_limit_exceeded',
       {
-        'retry-after': String(retryAfterSeconds),
+        ...(retryAfter.seconds === undefined ? {} : { 'retry-after': String(retryAfter.seconds) }),
+        ...(retryAfter.ms === undefined ? {} : { 'retry-after-ms': String(retryAfter.ms) }),
       },
     ),
   insufficientQuota: () =>

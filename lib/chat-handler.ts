@@ -1,6 +1,7 @@
 import { linkedAbort } from './abort';
 import type { Config } from './config';
 import { errorResponse, toProxyError } from './errors';
+import type { ServedReply, Upstream } from './failover';
 import { errorFields, jsonLogger, type Logger, type RequestLog, usageFields } from './log';
 import type { Admission, RateLimitGate } from './rate-limit';
 import { readJsonBody } from './read-json-body';
@@ -8,7 +9,6 @@ import { replyStream, type StreamEnd } from './reply-stream';
 import { requestIdFrom } from './request-id';
 import { textFraming, textStreamResponse, wantsPlainText } from './text-stream';
 import { uiFraming, uiStreamResponse } from './ui-stream';
-import type { Reply, Upstream } from './upstream';
 import { type ChatRequest, createRequestValidator } from './validate-request';
 
 export interface ChatHandlerDeps {
@@ -50,13 +50,14 @@ export function createChatHandler(deps: ChatHandlerDeps): ChatHandler {
       headers = { ...headers, ...admission.headers };
       line = { ...line, ...admissionFields(admission) };
 
-      const abort = linkedAbort(req.signal);
+      // The total timeout covers the whole reply; retries and the first-token deadline live in the upstream.
+      const abort = linkedAbort(req.signal, { ms: config.failover.totalTimeoutMs, kind: 'total' });
       const reply = await upstream.open(request, abort.signal).catch((error: unknown) => {
         abort.dispose();
         throw error;
       });
       const protocol = wantsPlainText(req) ? 'text' : 'ui';
-      line = { ...line, protocol, ttft_ms: now() - startedAt };
+      line = { ...line, ...servedFields(reply), protocol, ttft_ms: now() - startedAt };
       const onEnd = (end: StreamEnd) => {
         abort.dispose();
         const finished = {
@@ -73,8 +74,8 @@ export function createChatHandler(deps: ChatHandlerDeps): ChatHandler {
           ),
         );
       };
-      const hooks = { abort: abort.abort, onEnd };
-      const streamHeaders = { ...headers, 'x-chat-model': request.model };
+      const hooks = { abort: () => abort.abort(), onEnd };
+      const streamHeaders = { ...headers, ...servedHeaders(reply) };
       return protocol === 'text'
         ? textStreamResponse(replyStream(reply, textFraming, hooks), streamHeaders)
         : uiStreamResponse(replyStream(reply, uiFraming, hooks), streamHeaders);
@@ -110,8 +111,26 @@ function admissionFields(admission: Admission): Partial<RequestLog> {
   };
 }
 
-/** What the upstream reported, or, for a stream cut short before its usage chunk, an estimate of what was generated. */
-function tokensUsed(reply: Reply, request: ChatRequest): number {
+/** Which model answered, and whether it was a fallback: a response header the client can act on. */
+function servedHeaders(reply: ServedReply): Record<string, string> {
+  const { model, fallback } = reply.served;
+  return {
+    ...(model ? { 'x-chat-model': model } : {}),
+    ...(fallback === 'none' ? {} : { 'x-chat-fallback': fallback }),
+  };
+}
+
+function servedFields(reply: ServedReply): Partial<RequestLog> {
+  const { model, attempts, fallback } = reply.served;
+  return { ...(model ? { model } : {}), attempts, ...(fallback === 'none' ? {} : { fallback }) };
+}
+
+/**
+ * What the upstream reported, or, for a stream cut short before its usage chunk, an estimate of what was generated.
+ * The operator's fallback message costs nothing, so it is not charged.
+ */
+function tokensUsed(reply: ServedReply, request: ChatRequest): number {
+  if (reply.served.fallback === 'message') return 0;
   if (reply.outcome.usage) return reply.outcome.usage.totalTokens;
   const promptChars = request.messages.reduce((n, m) => n + m.content.length, 0);
   return Math.ceil(promptChars / 4) + reply.outcome.deltas;

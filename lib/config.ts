@@ -1,5 +1,6 @@
 import { z } from 'zod';
 import { ConfigError, type Env, parseEnv } from './config-error';
+import { type FailoverConfig, failoverEnv, toFailoverConfig } from './failover-config';
 import { type RateLimitConfig, rateLimitEnv, toRateLimitConfig } from './rate-limit-config';
 
 export { ConfigError, type Env, parseEnv } from './config-error';
@@ -21,6 +22,8 @@ export interface Config {
   readonly systemPrompt: string;
   readonly limits: Limits;
   readonly rateLimit: RateLimitConfig;
+  /** Retries, fallbacks and timeouts. */
+  readonly failover: FailoverConfig;
   /** Every secret value in this config, so log lines and errors can be scrubbed of them. */
   readonly secrets: readonly string[];
 }
@@ -88,9 +91,10 @@ export interface LoadOptions {
 
 /** Parses the environment into a frozen config, or throws a ConfigError naming every bad variable. */
 export function loadConfig(env: Env, options: LoadOptions = {}): Config {
-  const e = parseEnv(envSchema.extend(rateLimitEnv.shape), env);
+  const e = parseEnv(envSchema.extend(rateLimitEnv.shape).extend(failoverEnv.shape), env);
   const production = options.production ?? (env.NODE_ENV === 'production' || env.VERCEL === '1');
   const rateLimit = toRateLimitConfig(e, production);
+  const failover = toFailoverConfig(e, env);
   const allowedModels = e.ALLOWED_MODELS ?? [e.CHAT_MODEL];
   if (!allowedModels.includes(e.CHAT_MODEL)) {
     throw new ConfigError(
@@ -111,7 +115,12 @@ export function loadConfig(env: Env, options: LoadOptions = {}): Config {
       maxBodyBytes: e.MAX_BODY_BYTES,
     },
     rateLimit,
-    secrets: [e.OPENAI_API_KEY, ...storeSecrets(rateLimit)],
+    failover,
+    secrets: [
+      e.OPENAI_API_KEY,
+      ...storeSecrets(rateLimit),
+      ...Object.values(failover.providers).map((p) => p.apiKey),
+    ],
   });
 }
 

@@ -8,7 +8,7 @@ import { limitStoresFor } from './limits-from-config';
 import { jsonLogger, type Logger } from './log';
 import { createRateLimitGate } from './rate-limit';
 import { upstashRestRedis } from './upstash-rest';
-import { createUpstream } from './upstream';
+import { upstreamFromConfig } from './upstream-from-config';
 
 export interface FromEnvOptions {
   readonly fetch?: typeof fetch;
@@ -23,7 +23,7 @@ export interface FromEnvOptions {
 export function handlerFromEnv(env: Env, options: FromEnvOptions = {}): ChatHandler {
   try {
     const config = loadConfig(env);
-    const upstream = createUpstream({ ...config, ...(options.fetch ? { fetch: options.fetch } : {}) });
+    const upstream = upstreamFromConfig(config, options.fetch ? { fetch: options.fetch } : {});
     const gate = createRateLimitGate({
       config: config.rateLimit,
       stores: limitStoresFor(config.rateLimit, edgeRedis(config)),

@@ -11,6 +11,10 @@ export interface RequestLog {
   readonly model?: string;
   readonly protocol?: 'ui' | 'text';
   readonly ttft_ms?: number;
+  /** Upstream attempts before the first token, retries and fallbacks included. */
+  readonly attempts?: number;
+  /** `model` when a fallback model answered, `message` when FALLBACK_MESSAGE did. */
+  readonly fallback?: 'model' | 'message';
   readonly duration_ms: number;
   readonly usage?: { prompt_tokens: number; completion_tokens: number; total_tokens: number };
   /** The rate-limit key (an IP, or a verified caller id); never a token. */

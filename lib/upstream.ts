@@ -1,7 +1,7 @@
 import OpenAI from 'openai';
 import type { ChatCompletionChunk, ChatCompletionMessageParam } from 'openai/resources/chat/completions';
-import { ProxyError } from './errors';
-import { clientClosed, midStreamError, upstreamError } from './upstream-errors';
+import { linkedAbort, UpstreamTimeout } from './abort';
+import { abortError, midStreamError, UpstreamFailure, upstreamError } from './upstream-errors';
 import type { ChatRequest } from './validate-request';
 
 export interface Usage {
@@ -18,15 +18,27 @@ export interface Reply {
   readonly outcome: { usage?: Usage; finishReason?: string; deltas: number };
 }
 
-export interface Upstream {
-  /**
-   * Starts a streamed completion and waits for its first token. Rejects with a ProxyError if the upstream fails
-   * before that, so the caller can still answer with a real HTTP status. `signal` aborts the upstream request.
-   */
-  open(request: ChatRequest, signal: AbortSignal): Promise<Reply>;
+export interface AttemptTimeouts {
+  /** From the request to the first token. */
+  readonly firstTokenMs: number;
+  /** Between two tokens, once streaming. */
+  readonly idleMs: number;
 }
 
-export interface UpstreamOptions {
+/** One OpenAI-compatible API with one key: a single attempt, no retries (lib/failover.ts owns those). */
+export interface UpstreamTarget {
+  /** Names the base URL + key pair, for logs and for the rule "do not fall back to the same failing key". */
+  readonly provider: string;
+  /**
+   * Starts a streamed completion and waits for its first token. Rejects with an UpstreamFailure (with retry advice)
+   * if the upstream fails before that, so the caller can retry, fall back, or answer with a real HTTP status.
+   * `signal` aborts the upstream request, as do the timeouts.
+   */
+  open(request: ChatRequest, model: string, signal: AbortSignal, timeouts: AttemptTimeouts): Promise<Reply>;
+}
+
+export interface TargetOptions {
+  readonly provider: string;
   readonly apiKey: string;
   readonly baseURL: string | undefined;
   readonly systemPrompt: string;
@@ -34,7 +46,7 @@ export interface UpstreamOptions {
   readonly fetch?: typeof fetch;
 }
 
-export function createUpstream(options: UpstreamOptions): Upstream {
+export function createUpstreamTarget(options: TargetOptions): UpstreamTarget {
   // Built once: the client keeps no per-request state, and its own retries are off because the retry policy is ours.
   const client = new OpenAI({
     apiKey: options.apiKey,
@@ -50,21 +62,23 @@ export function createUpstream(options: UpstreamOptions): Upstream {
     : [];
 
   return {
-    async open(request, signal) {
+    provider: options.provider,
+    async open(request, model, signal, timeouts) {
+      const attempt = linkedAbort(signal, { ms: timeouts.firstTokenMs, kind: 'first_token' });
       const outcome: Reply['outcome'] = { deltas: 0 };
-      let iterator: AsyncIterator<ChatCompletionChunk>;
+      let iterator: AsyncIterator<ChatCompletionChunk> | undefined;
       let first: string | undefined;
       try {
         const stream = await client.chat.completions.create(
           {
-            model: request.model,
+            model,
             messages: [...system, ...request.messages],
             max_tokens: request.maxTokens,
             ...(request.temperature === undefined ? {} : { temperature: request.temperature }),
             stream: true,
             stream_options: { include_usage: true },
           },
-          { signal },
+          { signal: attempt.signal },
         );
         iterator = stream[Symbol.asyncIterator]();
         while (first === undefined) {
@@ -72,23 +86,27 @@ export function createUpstream(options: UpstreamOptions): Upstream {
           if (next.done) break;
           first = absorb(next.value, outcome);
         }
+        // The SDK ends an aborted stream quietly instead of throwing, so an early end is checked against the signal.
+        if (attempt.signal.aborted) throw attempt.signal.reason;
       } catch (error) {
-        throw signal.aborted ? clientClosed() : upstreamError(error, secrets);
+        attempt.dispose();
+        await iterator?.return?.();
+        throw attempt.signal.aborted ? abortError(attempt.signal) : upstreamError(error, secrets);
       }
-      // The SDK ends an aborted stream quietly instead of throwing, so an early end must be checked against the signal.
-      if (signal.aborted) throw clientClosed();
       if (first === undefined) {
-        throw new ProxyError(
+        attempt.dispose();
+        const detail = `stream ended without text (finish_reason: ${outcome.finishReason ?? 'none'})`;
+        const message = 'The assistant returned an empty reply. Please try again.';
+        throw new UpstreamFailure(
           502,
           'upstream_empty',
-          'The assistant returned an empty reply. Please try again.',
-          {
-            type: 'upstream_error',
-            detail: `stream ended without text (finish_reason: ${outcome.finishReason ?? 'none'})`,
-          },
+          message,
+          { retry: true, fallback: 'any' },
+          { detail },
         );
       }
-      return { tokens: rest(first, iterator, outcome, signal, secrets), outcome };
+      attempt.clearTimer();
+      return { tokens: rest(first, iterator, outcome, attempt, timeouts.idleMs, secrets), outcome };
     },
   };
 }
@@ -97,23 +115,32 @@ async function* rest(
   first: string,
   iterator: AsyncIterator<ChatCompletionChunk>,
   outcome: Reply['outcome'],
-  signal: AbortSignal,
+  attempt: ReturnType<typeof linkedAbort>,
+  idleMs: number,
   secrets: readonly string[],
 ): AsyncGenerator<string> {
   yield first;
   try {
     for (;;) {
-      const next = await iterator.next();
+      // A stalled stream is aborted, not just abandoned: the upstream stops generating (and billing).
+      const idle = setTimeout(() => attempt.abort(new UpstreamTimeout('idle')), idleMs);
+      let next: IteratorResult<ChatCompletionChunk>;
+      try {
+        next = await iterator.next();
+      } finally {
+        clearTimeout(idle);
+      }
       if (next.done) {
-        if (signal.aborted) throw clientClosed();
+        if (attempt.signal.aborted) throw attempt.signal.reason;
         return;
       }
       const text = absorb(next.value, outcome);
       if (text) yield text;
     }
   } catch (error) {
-    throw signal.aborted ? clientClosed() : midStreamError(error, secrets);
+    throw attempt.signal.aborted ? abortError(attempt.signal) : midStreamError(error, secrets);
   } finally {
+    attempt.dispose();
     // Runs on early exit too (client gone): `return()` aborts the SDK's request so no more tokens are billed.
     await iterator.return?.();
   }

@@ -5,7 +5,7 @@ import { type Config, ConfigError, type Env, loadConfig } from '../lib/config';
 import { describeStores, limitStoresFor } from '../lib/limits-from-config';
 import { createRateLimitGate } from '../lib/rate-limit';
 import { upstashRestRedis } from '../lib/upstash-rest';
-import { createUpstream } from '../lib/upstream';
+import { upstreamFromConfig } from '../lib/upstream-from-config';
 import { startDemoUpstream } from './demo';
 import { loadDotEnv } from './env-file';
 import { tcpRedis } from './redis-tcp';
@@ -32,7 +32,7 @@ async function main(): Promise<void> {
     waitUntil: (promise) => void promise.catch(() => {}),
     secrets: config.secrets,
   });
-  const chat = createChatHandler({ config, upstream: createUpstream(config), gate });
+  const chat = createChatHandler({ config, upstream: upstreamFromConfig(config), gate });
   const listening = await serve({
     fetch: routes(chat),
     port: server.port,

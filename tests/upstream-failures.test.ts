@@ -1,6 +1,6 @@
-import { describe, expect, it } from 'vitest';
-import { type Behaviour, faults } from '../fake-upstream';
-import { loadConfig } from '../lib/config';
+import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
+import { type Behaviour, type FakeUpstream, faults, startFakeUpstream } from '../fake-upstream';
+import type { ChatHandler } from '../lib/chat-handler';
 import type { RequestLog } from '../lib/log';
 import {
   buildHandler,
@@ -13,140 +13,371 @@ import {
 } from './support/harness';
 import { chatLikeUseChat, userMessage } from './support/ui';
 
-const h = await useHarness();
+/** Tiny timeouts and delays, so every row runs in milliseconds (no real multi-second sleeps). */
+const FAST = {
+  UPSTREAM_MAX_ATTEMPTS: '3',
+  RETRY_BASE_DELAY_MS: '5',
+  RETRY_MAX_DELAY_MS: '20',
+  RETRY_AFTER_MAX_MS: '500',
+  FIRST_TOKEN_TIMEOUT_MS: '150',
+  START_DEADLINE_MS: '1500',
+  IDLE_TIMEOUT_MS: '150',
+};
+const SPARE_KEY = 'sk-spare-SECRET-9876543210';
 
-/** Every byte a client could see: status line aside, the headers and the body. */
-async function visible(res: Response): Promise<string> {
-  return `${JSON.stringify([...res.headers])}\n${await res.text()}`;
+const h = await useHarness(FAST);
+let spare: FakeUpstream;
+let withFallbacks: ChatHandler;
+const logs: RequestLog[] = [];
+
+beforeAll(async () => {
+  spare = await startFakeUpstream({ apiKey: SPARE_KEY });
+  // Fallbacks: first another model on the same upstream (same key), then a model on another provider.
+  const config = testConfig({
+    ...FAST,
+    OPENAI_BASE_URL: h.fake.url,
+    FALLBACK_MODELS: 'backup-model, spare-model@spare',
+    UPSTREAM_SPARE_BASE_URL: spare.url,
+    UPSTREAM_SPARE_API_KEY: SPARE_KEY,
+  });
+  withFallbacks = buildHandler(config, { logs });
+});
+afterAll(() => spare.close());
+beforeEach(() => {
+  spare.reset();
+  logs.length = 0;
+});
+
+interface ErrorBody {
+  error: { message: string; type: string; code: string; request_id: string };
 }
 
-function expectNoSecret(...outputs: string[]): void {
+/** Every byte a client could see: the headers and the body. */
+async function visible(res: Response): Promise<string> {
+  return `${JSON.stringify([...res.headers])}\n${await res.clone().text()}`;
+}
+
+function expectNoLeak(...outputs: string[]): void {
   for (const output of outputs) {
     expect(output).not.toContain(TEST_KEY);
+    expect(output).not.toContain(SPARE_KEY);
     expect(output).not.toContain('SECRET');
     expect(output).not.toMatch(/sk-[A-Za-z0-9*]{4,}/);
+    // Upstream internals (its wording, org ids, hostnames) stay in the log.
+    expect(output).not.toMatch(
+      /org-internal|gpu-17|maximum context length|exceeded your current quota|Incorrect API key|does not exist/,
+    );
   }
 }
 
-describe('failures before the first token get a real status and a clean JSON error', () => {
-  const rows: [name: string, behaviour: Behaviour, status: number, code: string, message: RegExp][] = [
-    ['an invalid key (401)', faults.unauthorized(), 502, 'upstream_auth', /not set up correctly/],
-    [
-      'a spent quota (429 insufficient_quota)',
-      faults.insufficientQuota(),
-      503,
-      'upstream_quota',
-      /unavailable right now/,
-    ],
-    ['a rate limit (429)', faults.rateLimited(7), 503, 'upstream_rate_limited', /busy right now/],
-    ['an unknown model (404)', faults.modelNotFound(), 502, 'upstream_model', /unavailable right now/],
-    [
-      'a context overflow (400)',
-      faults.contextLength(),
+async function expectError(res: Response, status: number, code: string, message: RegExp): Promise<void> {
+  expect(res.status).toBe(status);
+  expectNoLeak(await visible(res));
+  const body = (await res.json()) as ErrorBody;
+  expect(body.error).toMatchObject({
+    code,
+    type: 'upstream_error',
+    request_id: res.headers.get('x-request-id'),
+  });
+  expect(body.error.message).toMatch(message);
+}
+
+const ask = (handler: ChatHandler = h.handler) =>
+  handler(chatRequest(userSays('Hi'), { headers: { accept: 'text/plain' } }));
+const UNAVAILABLE = /^The assistant is unavailable right now\. Please try again in a moment\.$/;
+const models = (fake: FakeUpstream) => fake.calls.map((c) => c.body.model);
+
+describe('401 invalid key', () => {
+  it('answers 502 upstream_auth blaming the setup, never retries, logs loudly', async () => {
+    h.fake.script(faults.unauthorized());
+    await expectError(await ask(), 502, 'upstream_auth', /not set up correctly.*let the site owner know/);
+    expect(h.fake.calls).toHaveLength(1);
+    expect(h.logs[0]).toMatchObject({ level: 'error', error_code: 'upstream_auth' });
+    expect(h.logs[0]?.error_detail).toContain('Incorrect API key provided');
+    expectNoLeak(JSON.stringify(h.logs).replace('Incorrect API key', ''));
+  });
+
+  it('skips fallbacks that share the failing key and uses one with its own', async () => {
+    h.fake.script(faults.unauthorized());
+    const res = await ask(withFallbacks);
+    expect(res.status).toBe(200);
+    expect(res.headers.get('x-chat-model')).toBe('spare-model');
+    expect(res.headers.get('x-chat-fallback')).toBe('model');
+    await res.text();
+    expect(models(h.fake)).toEqual(['test-model']);
+    expect(models(spare)).toEqual(['spare-model']);
+  });
+
+  it('never leaks the key when the upstream echoes it back', async () => {
+    const logs: RequestLog[] = [];
+    const wrongKey = buildHandler(testConfig({ ...FAST, OPENAI_BASE_URL: h.fake.url }), {
+      logs,
+      apiKey: `${TEST_KEY}-wrong`,
+    });
+    const res = await ask(wrongKey);
+    expect(res.status).toBe(502);
+    expect(logs[0]?.error_detail).toContain('Incorrect API key provided: [redacted]');
+    expectNoLeak(await visible(res), JSON.stringify(logs).replace('Incorrect API key', ''));
+  });
+});
+
+describe('429 insufficient_quota', () => {
+  it('answers 503 upstream_quota with a friendly message and no retry', async () => {
+    h.fake.script(faults.insufficientQuota());
+    await expectError(await ask(), 503, 'upstream_quota', UNAVAILABLE);
+    expect(h.fake.calls).toHaveLength(1);
+  });
+});
+
+describe('429 rate limited', () => {
+  it('retries after the upstream’s retry-after and succeeds', async () => {
+    h.fake.script(faults.rateLimited({ ms: 60 }), { kind: 'reply', text: 'Second time lucky.' });
+    const res = await ask();
+    expect(res.status).toBe(200);
+    expect(await res.text()).toBe('Second time lucky.');
+    const [first, second] = h.fake.calls;
+    expect(h.fake.calls).toHaveLength(2);
+    expect((second?.startedAt ?? 0) - (first?.startedAt ?? 0)).toBeGreaterThanOrEqual(55);
+  });
+
+  it('after every attempt, answers 503 with Retry-After', async () => {
+    h.fake.script(
+      faults.rateLimited({ ms: 10, seconds: 3 }),
+      faults.rateLimited({ ms: 10, seconds: 3 }),
+      faults.rateLimited({ ms: 10, seconds: 3 }),
+    );
+    const res = await ask();
+    expect(res.headers.get('retry-after')).toBe('1');
+    await expectError(res, 503, 'upstream_rate_limited', /busy right now\. Please try again shortly\./);
+    expect(h.fake.calls).toHaveLength(3);
+  });
+
+  it('does not wait for a retry-after beyond the cap: falls back at once, else 503 with that Retry-After', async () => {
+    h.fake.script(faults.rateLimited({ seconds: 30 }));
+    const res = await ask();
+    expect(res.headers.get('retry-after')).toBe('30');
+    await expectError(res, 503, 'upstream_rate_limited', /busy/);
+    expect(h.fake.calls).toHaveLength(1);
+
+    h.fake.reset();
+    h.fake.script(faults.rateLimited({ seconds: 30 }));
+    const saved = await ask(withFallbacks);
+    expect(saved.status).toBe(200);
+    expect(saved.headers.get('x-chat-model')).toBe('backup-model');
+    await saved.text();
+    expect(models(h.fake)).toEqual(['test-model', 'backup-model']);
+  });
+});
+
+describe('404 model_not_found', () => {
+  it('answers 502 upstream_model without a fallback', async () => {
+    h.fake.script(faults.modelNotFound('test-model'));
+    await expectError(await ask(), 502, 'upstream_model', UNAVAILABLE);
+    expect(h.fake.calls).toHaveLength(1);
+  });
+
+  it('falls back to the next model, and says which one served', async () => {
+    h.fake.script(faults.modelNotFound('test-model'));
+    const res = await ask(withFallbacks);
+    expect(res.status).toBe(200);
+    expect(res.headers.get('x-chat-model')).toBe('backup-model');
+    expect(res.headers.get('x-chat-fallback')).toBe('model');
+    await res.text();
+    expect(models(h.fake)).toEqual(['test-model', 'backup-model']);
+    await eventually(() => logs.length === 1);
+    expect(logs[0]).toMatchObject({ model: 'backup-model', fallback: 'model', attempts: 2 });
+  });
+});
+
+describe('400 context_length_exceeded', () => {
+  it('answers 400 context_too_long, telling the user what to do, with no retry or fallback', async () => {
+    h.fake.script(faults.contextLength());
+    const res = await ask(withFallbacks);
+    await expectError(
+      res,
       400,
       'context_too_long',
-      /Start a new chat or shorten/,
-    ],
-    ['a server error (500)', faults.serverError(500), 502, 'upstream_unavailable', /unavailable right now/],
-    ['an overload (503)', faults.serverError(503), 502, 'upstream_unavailable', /unavailable right now/],
-    ['an empty stream', { kind: 'reply', text: '' }, 502, 'upstream_empty', /empty reply/],
-    [
-      'a connection cut before any token',
-      { kind: 'cut', afterTokens: 0 },
-      502,
-      'upstream_unreachable',
-      /unavailable/,
-    ],
-  ];
-
-  it.each(rows)('%s', async (_name, behaviour, status, code, message) => {
-    h.fake.script(behaviour);
-    const res = await h.handler(chatRequest(userSays('Hi')));
-    expect(res.status).toBe(status);
-    const text = await visible(res.clone());
-    const body = (await res.json()) as {
-      error: { code: string; message: string; type: string; request_id: string };
-    };
-    expect(body.error).toMatchObject({ code, request_id: res.headers.get('x-request-id') });
-    expect(body.error.message).toMatch(message);
-    // Upstream internals (its wording, org ids, hostnames) stay in the log.
-    expect(text).not.toMatch(
-      /org-internal|gpu-17|maximum context length|exceeded your current quota|Incorrect API key/,
+      /too long for the assistant\. Start a new chat or shorten your message\./,
     );
     expect(h.fake.calls).toHaveLength(1);
-    expectNoSecret(text, JSON.stringify(h.logs));
-    expect(h.logs[0]).toMatchObject({ status, error_code: code, outcome: 'rejected' });
+    expect(spare.calls).toHaveLength(0);
+  });
+});
+
+describe('500 / 502 / 503 / network errors', () => {
+  it('retries with backoff and succeeds', async () => {
+    h.fake.script(faults.serverError(500), faults.serverError(502), { kind: 'reply', text: 'Recovered.' });
+    const res = await ask();
+    expect(await res.text()).toBe('Recovered.');
+    expect(h.fake.calls).toHaveLength(3);
   });
 
-  it('passes a rate-limited upstream’s retry-after on to the client', async () => {
-    h.fake.script(faults.rateLimited(7));
-    const res = await h.handler(chatRequest(userSays('Hi')));
-    expect(res.headers.get('retry-after')).toBe('7');
+  it('answers 502 after the last attempt', async () => {
+    h.fake.script(faults.serverError(500), faults.serverError(500), faults.serverError(500));
+    await expectError(await ask(), 502, 'upstream_unavailable', UNAVAILABLE);
+    expect(h.fake.calls).toHaveLength(3);
+    expect(h.logs[0]).toMatchObject({ level: 'error' });
+    expect(h.logs[0]?.error_detail).toMatch(/gpu-17\.internal.*\(after 3 attempts\)/);
   });
 
-  it('logs what the upstream said, with the key redacted, for the operator', async () => {
-    h.fake.script(faults.serverError(500));
-    await h.handler(chatRequest(userSays('Hi')));
-    expect(h.logs[0]?.level).toBe('error');
-    expect(h.logs[0]?.error_detail).toContain('gpu-17.internal');
+  it('answers 503 when the upstream was overloaded', async () => {
+    h.fake.script(faults.serverError(503), faults.serverError(503), faults.serverError(503));
+    await expectError(await ask(), 503, 'upstream_unavailable', UNAVAILABLE);
   });
 
-  it('never leaks the key when the upstream echoes it back in a 401', async () => {
-    // A handler whose key the fake rejects: the fake answers with the key it was given, as real providers do.
-    const config = loadConfig({
-      OPENAI_API_KEY: TEST_KEY,
-      OPENAI_BASE_URL: h.fake.url,
-      CHAT_MODEL: 'test-model',
-    });
+  it('falls back after the retries', async () => {
+    h.fake.script(...Array.from({ length: 6 }, () => faults.serverError(500)));
+    const res = await ask(withFallbacks);
+    expect(res.headers.get('x-chat-model')).toBe('spare-model');
+    await res.text();
+    expect(h.fake.calls).toHaveLength(6); // 3 × test-model, 3 × backup-model
+    expect(spare.calls).toHaveLength(1);
+  });
+
+  it('answers 502 upstream_unreachable when nothing listens, after retrying', async () => {
     const logs: RequestLog[] = [];
-    const wrongKeyFake = buildHandler(config, { logs, apiKey: `${TEST_KEY}-wrong` });
-    const res = await wrongKeyFake(chatRequest(userSays('Hi')));
-    expect(res.status).toBe(502);
-    const text = await visible(res);
-    expect(logs[0]?.error_detail).toContain('Incorrect API key provided: [redacted]');
-    expectNoSecret(text, JSON.stringify(logs));
-  });
-
-  it('answers an unreachable upstream with 502, without hanging', async () => {
-    const config = testConfig({ OPENAI_BASE_URL: 'http://127.0.0.1:1/v1' });
-    const logs: RequestLog[] = [];
-    const handler = buildHandler(config, { logs });
-    const res = await handler(chatRequest(userSays('Hi')));
-    expect(res.status).toBe(502);
-    expect(((await res.json()) as { error: { code: string } }).error.code).toBe('upstream_unreachable');
+    const handler = buildHandler(testConfig({ ...FAST, OPENAI_BASE_URL: 'http://127.0.0.1:1/v1' }), { logs });
+    await expectError(await ask(handler), 502, 'upstream_unreachable', UNAVAILABLE);
     expect(logs[0]?.error_detail).toMatch(/Connection error|ECONNREFUSED/);
   });
 });
 
-describe('failures after the first token go inside the stream, which ends cleanly', () => {
-  const midStream: [name: string, behaviour: Behaviour][] = [
-    ['a cut connection', { kind: 'cut', afterTokens: 2, text: 'Partial answer that never ends' }],
-    ['malformed SSE', { kind: 'malformed', afterTokens: 2, text: 'Partial answer that never ends' }],
-  ];
-
-  it.each(midStream)('%s: useChat keeps the partial text and gets an error', async (_name, behaviour) => {
-    h.fake.script(behaviour);
-    const result = await chatLikeUseChat(h.handler, [userMessage('Hi')]);
-    expect(result.text).toBe('Partial answer ');
-    expect(result.errors).toEqual(['The reply was interrupted. Please try again.']);
-    await eventually(() => h.logs.length === 1);
-    expect(h.logs[0]).toMatchObject({ status: 200, outcome: 'error', error_code: 'upstream_interrupted' });
+describe('no first token within the first-token timeout', () => {
+  it('aborts the slow attempt and retries', async () => {
+    h.fake.script({ kind: 'slow-first-token', delayMs: 5_000 }, { kind: 'reply', text: 'Faster now.' });
+    const res = await ask();
+    expect(await res.text()).toBe('Faster now.');
+    expect(h.fake.calls).toHaveLength(2);
+    await eventually(() => h.fake.calls[0]?.aborted === true);
   });
 
-  it.each(midStream)('%s: curl sees the partial text and a clear last line', async (_name, behaviour) => {
-    h.fake.script(behaviour);
-    const res = await h.handler(chatRequest(userSays('Hi'), { headers: { accept: 'text/plain' } }));
-    expect(res.status).toBe(200);
-    expect(await res.text()).toBe(
-      'Partial answer \n\n[error] The reply was interrupted. Please try again.\n',
+  it('answers 504 when every attempt is too slow, having aborted each one', async () => {
+    h.fake.script(
+      ...Array.from({ length: 3 }, () => ({ kind: 'slow-first-token', delayMs: 5_000 }) as const),
     );
+    const started = performance.now();
+    await expectError(await ask(), 504, 'upstream_timeout', /took too long to answer\. Please try again\./);
+    expect(performance.now() - started).toBeLessThan(1_500);
+    expect(h.fake.calls).toHaveLength(3);
+    await eventually(() => h.fake.calls.every((c) => c.aborted));
+  });
+
+  it('stops at the overall deadline, whatever attempts are left', async () => {
+    const handler = buildHandler(
+      testConfig({ ...FAST, OPENAI_BASE_URL: h.fake.url, START_DEADLINE_MS: '200' }),
+    );
+    h.fake.script(
+      ...Array.from({ length: 3 }, () => ({ kind: 'slow-first-token', delayMs: 5_000 }) as const),
+    );
+    const started = performance.now();
+    const res = await ask(handler);
+    expect(res.status).toBe(504);
+    expect(performance.now() - started).toBeLessThan(400);
+    expect(h.fake.calls).toHaveLength(2);
+    await eventually(() => h.fake.calls.every((c) => c.aborted));
+  });
+});
+
+describe('after the first token: errors go inside the stream, which ends cleanly', () => {
+  const midStream: [name: string, behaviour: Behaviour, message: string][] = [
+    [
+      'a stall (idle timeout)',
+      { kind: 'stall', afterTokens: 2, text: 'Partial answer that never ends' },
+      'The assistant stopped responding. Please try again.',
+    ],
+    [
+      'a cut connection',
+      { kind: 'cut', afterTokens: 2, text: 'Partial answer that never ends' },
+      'The reply was interrupted. Please try again.',
+    ],
+    [
+      'malformed SSE',
+      { kind: 'malformed', afterTokens: 2, text: 'Partial answer that never ends' },
+      'The reply was interrupted. Please try again.',
+    ],
+  ];
+
+  it.each(midStream)(
+    '%s: useChat keeps the partial text and gets an error',
+    async (_name, behaviour, message) => {
+      h.fake.script(behaviour);
+      const result = await chatLikeUseChat(h.handler, [userMessage('Hi')]);
+      expect(result.text).toBe('Partial answer ');
+      expect(result.errors).toEqual([message]);
+      expect(h.fake.calls).toHaveLength(1); // no retry once a token was sent
+      await eventually(() => h.logs.length === 1);
+      expect(h.logs[0]).toMatchObject({ status: 200, outcome: 'error' });
+    },
+  );
+
+  it.each(midStream)(
+    '%s: curl sees the partial text and a clear last line',
+    async (_name, behaviour, message) => {
+      h.fake.script(behaviour);
+      const res = await ask();
+      expect(res.status).toBe(200);
+      expect(await res.text()).toBe(`Partial answer \n\n[error] ${message}\n`);
+    },
+  );
+
+  it('aborts a stalled upstream at the idle timeout', async () => {
+    h.fake.script({ kind: 'stall', afterTokens: 1 });
+    const res = await ask();
+    await res.text();
+    await eventually(() => h.fake.calls[0]?.aborted === true);
+    expect(h.logs[0]?.error_code).toBe('upstream_stalled');
+  });
+
+  it('stops a reply at the total timeout, aborting the upstream', async () => {
+    const slow = await startFakeUpstream({ apiKey: TEST_KEY, tokenDelayMs: 30 });
+    const handler = buildHandler(testConfig({ ...FAST, OPENAI_BASE_URL: slow.url, TOTAL_TIMEOUT_MS: '250' }));
+    slow.script({ kind: 'long', tokens: 1_000 });
+    const text = await (await ask(handler)).text();
+    expect(text).toMatch(/^word0 word1 .*\n\n\[error\] The reply took too long and was stopped\.\n$/s);
+    await eventually(() => slow.calls[0]?.aborted === true);
+    await slow.close();
   });
 
   it('streams a very long answer completely', async () => {
     h.fake.script({ kind: 'long', tokens: 5_000 });
-    const res = await h.handler(chatRequest(userSays('Hi'), { headers: { accept: 'text/plain' } }));
-    const text = await res.text();
+    const text = await (await ask()).text();
     expect(text.split(' ').filter(Boolean)).toHaveLength(5_000);
-    expect(text.startsWith('word0 word1 ')).toBe(true);
+  });
+});
+
+describe('FALLBACK_MESSAGE', () => {
+  it('streams the operator’s message as a normal reply when every upstream failed, flagged, and charges nothing', async () => {
+    const logs: RequestLog[] = [];
+    const charged: Promise<unknown>[] = [];
+    const config = testConfig({
+      ...FAST,
+      OPENAI_BASE_URL: h.fake.url,
+      FALLBACK_MESSAGE: 'Our assistant is taking a break. Please email help@example.com.',
+      TOKEN_BUDGET: '1000',
+    });
+    const handler = buildHandler(config, { logs, waitUntil: (p) => void charged.push(p) });
+    h.fake.script(faults.serverError(503), faults.serverError(503), faults.serverError(503));
+    const ui = await chatLikeUseChat(handler, [userMessage('Hi')]);
+    expect(ui.text).toBe('Our assistant is taking a break. Please email help@example.com.');
+    expect(ui.errors).toEqual([]);
+    expect(h.fake.calls).toHaveLength(3);
+    await Promise.all(charged);
+    expect(logs[0]).toMatchObject({ fallback: 'message', status: 200 });
+
+    h.fake.script(faults.serverError(500), faults.serverError(500), faults.serverError(500));
+    const res = await handler(chatRequest(userSays('Hi'), { headers: { accept: 'text/plain' } }));
+    expect(res.headers.get('x-chat-fallback')).toBe('message');
+    expect(res.headers.get('x-chat-model')).toBeNull();
+    // Nothing was charged: the whole budget is still there.
+    expect(res.headers.get('ratelimit')).toMatch(/"tokens";r=1000;/);
+    await res.text();
+  });
+
+  it('is not used for a client error such as a too-long conversation', async () => {
+    const handler = buildHandler(
+      testConfig({ ...FAST, OPENAI_BASE_URL: h.fake.url, FALLBACK_MESSAGE: 'Taking a break.' }),
+    );
+    h.fake.script(faults.contextLength());
+    expect((await ask(handler)).status).toBe(400);
   });
 });

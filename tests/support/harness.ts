@@ -6,7 +6,7 @@ import type { LimitStores } from '../../lib/limit-stores';
 import { limitStoresFor } from '../../lib/limits-from-config';
 import type { RequestLog } from '../../lib/log';
 import { createRateLimitGate } from '../../lib/rate-limit';
-import { createUpstream } from '../../lib/upstream';
+import { upstreamFromConfig } from '../../lib/upstream-from-config';
 
 /** Shaped like a real key so that key-shaped redaction is exercised too. */
 export const TEST_KEY = 'sk-test-SECRET-0123456789abcdef';
@@ -74,7 +74,7 @@ export function buildHandler(config: Config, options: BuildOptions = {}): ChatHa
   const logs = options.logs;
   return createChatHandler({
     config,
-    upstream: createUpstream({ ...config, ...(options.apiKey ? { apiKey: options.apiKey } : {}) }),
+    upstream: upstreamFromConfig(config, options.apiKey ? { apiKey: options.apiKey } : {}),
     gate,
     waitUntil,
     // Tests that do not look at log lines keep them off the console.

@@ -1,0 +1,114 @@
+import { abortableSleep, linkedAbort } from './abort';
+import { ProxyError } from './errors';
+import { fallbackReply } from './fallback-reply';
+import type { Reply, UpstreamTarget } from './upstream';
+import { abortError, UpstreamFailure } from './upstream-errors';
+import type { ChatRequest } from './validate-request';
+
+/** One way to answer: a model on a target (base URL + key). The first route is the requested model. */
+export interface Route {
+  readonly model: string;
+  readonly target: UpstreamTarget;
+}
+
+export interface FailoverPolicy {
+  /** Attempts per route, the first included. */
+  readonly maxAttempts: number;
+  /** Backoff: full jitter over `retryBaseMs * 2^n`, capped at `retryMaxMs`. */
+  readonly retryBaseMs: number;
+  readonly retryMaxMs: number;
+  /** Longest `retry-after` we will wait for; a longer one means: fall back now. */
+  readonly retryAfterMaxMs: number;
+  readonly firstTokenTimeoutMs: number;
+  /** All attempts together must produce a first token within this (an edge response must start within 25 s). */
+  readonly startDeadlineMs: number;
+  readonly idleTimeoutMs: number;
+}
+
+export interface Served {
+  readonly model: string | undefined;
+  readonly provider: string | undefined;
+  readonly attempts: number;
+  /** `model`: a fallback model answered; `message`: every upstream failed and FALLBACK_MESSAGE was sent. */
+  readonly fallback: 'none' | 'model' | 'message';
+}
+
+export interface ServedReply extends Reply {
+  readonly served: Served;
+}
+
+/** The upstream as the handler sees it: retries and fallbacks are inside. */
+export interface Upstream {
+  open(request: ChatRequest, signal: AbortSignal): Promise<ServedReply>;
+}
+
+export interface FailoverOptions {
+  readonly routes: (model: string) => readonly Route[];
+  readonly policy: FailoverPolicy;
+  readonly fallbackMessage?: string | undefined;
+  /** Injected for tests: jitter and the clock. */
+  readonly random?: () => number;
+  readonly now?: () => number;
+}
+
+/**
+ * Tries each route in order, retrying one that advises it, but only before the first token: once a token has been
+ * sent, the reply is committed. One deadline covers everything, and each timeout aborts its attempt.
+ */
+export function createFailover(options: FailoverOptions): Upstream {
+  const { policy } = options;
+  const random = options.random ?? Math.random;
+  const now = options.now ?? Date.now;
+  const timeouts = { firstTokenMs: policy.firstTokenTimeoutMs, idleMs: policy.idleTimeoutMs };
+
+  const delayBefore = (failure: UpstreamFailure, attempt: number): number | undefined => {
+    const asked = failure.advice.retryAfterMs;
+    if (asked !== undefined) return asked <= policy.retryAfterMaxMs ? asked : undefined;
+    return Math.round(random() * Math.min(policy.retryMaxMs, policy.retryBaseMs * 2 ** (attempt - 1)));
+  };
+
+  return {
+    async open(request, signal) {
+      const deadlineAt = now() + policy.startDeadlineMs;
+      const deadline = linkedAbort(signal, { ms: policy.startDeadlineMs, kind: 'deadline' });
+      const burnt = new Set<string>(); // providers whose key failed (auth, quota): no point trying them again
+      let last: UpstreamFailure | undefined;
+      let attempts = 0;
+      try {
+        for (const [index, route] of options.routes(request.model).entries()) {
+          if (last && (last.advice.fallback === 'none' || burnt.has(route.target.provider))) continue;
+          for (let attempt = 1; attempt <= policy.maxAttempts && !deadline.signal.aborted; attempt++) {
+            attempts++;
+            try {
+              const reply = await route.target.open(request, route.model, deadline.signal, timeouts);
+              deadline.clearTimer();
+              const fallback = index === 0 ? 'none' : 'model';
+              return {
+                ...reply,
+                served: { model: route.model, provider: route.target.provider, attempts, fallback },
+              };
+            } catch (error) {
+              if (!(error instanceof UpstreamFailure)) throw error;
+              last = error;
+              if (error.advice.fallback === 'other-credentials') burnt.add(route.target.provider);
+              const wait =
+                error.advice.retry && attempt < policy.maxAttempts ? delayBefore(error, attempt) : undefined;
+              if (wait === undefined || now() + wait >= deadlineAt) break;
+              await abortableSleep(wait, deadline.signal).catch(() => {});
+            }
+          }
+          if (deadline.signal.aborted) break;
+        }
+      } finally {
+        deadline.clearTimer();
+      }
+      if (signal.aborted) throw abortError(signal);
+      if (!last) throw new ProxyError(502, 'upstream_unavailable', 'The assistant is unavailable right now.');
+      if (options.fallbackMessage && last.status >= 500) {
+        const served = { model: undefined, provider: undefined, attempts, fallback: 'message' as const };
+        return { ...fallbackReply(options.fallbackMessage), served };
+      }
+      throw last.afterAttempts(attempts);
+    },
+  };
+}
