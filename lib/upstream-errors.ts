@@ -32,7 +32,10 @@ export class UpstreamFailure extends ProxyError {
   /** The same failure, with the attempt count in its log detail. */
   afterAttempts(attempts: number): UpstreamFailure {
     const detail = `${this.detail ?? this.code} (after ${attempts} attempt${attempts === 1 ? '' : 's'})`;
-    return new UpstreamFailure(this.status, this.code, this.message, this.advice, { ...this.options, detail });
+    return new UpstreamFailure(this.status, this.code, this.message, this.advice, {
+      ...this.options,
+      detail,
+    });
   }
 }
 
