@@ -22,11 +22,12 @@ export interface IdentityOptions {
 export function createCallerIdentifier(
   options: IdentityOptions,
   platformIp: ClientIp,
-): (req: Request) => Caller {
+): (req: Request, verifiedId?: string) => Caller {
   const readIp: ClientIp = options.clientIpHeader
     ? headerIp(options.clientIpHeader, options.trustedProxyHops)
     : platformIp;
-  return (req) => {
+  return (req, verifiedId) => {
+    if (verifiedId) return { id: `user:${verifiedId}`, kind: 'user' };
     const ip = normalizeIp(readIp(req));
     if (!ip) {
       throw new ProxyError(

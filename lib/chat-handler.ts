@@ -1,5 +1,7 @@
 import { linkedAbort } from './abort';
+import { createAuthenticator } from './caller-auth';
 import type { Config } from './config';
+import { createCors } from './cors';
 import { errorResponse, toProxyError } from './errors';
 import type { ServedReply, Upstream } from './failover';
 import { errorFields, jsonLogger, type Logger, type RequestLog, usageFields } from './log';
@@ -26,7 +28,8 @@ export interface ChatHandlerDeps {
 export type ChatHandler = (req: Request) => Promise<Response>;
 
 /**
- * The whole proxy as one Web-standard function. Read it top to bottom: guard and parse, validate, admit the caller
+ * The whole proxy as one Web-standard function. Read it top to bottom: CORS, caller auth, guard and
+ * parse, validate, admit the caller
  * (rate limit and token budget), open the upstream and wait for the first token (so a failure still gets a real
  * status), then stream the rest in the asked-for protocol and charge the real usage when it ends.
  */
@@ -37,6 +40,12 @@ export function createChatHandler(deps: ChatHandlerDeps): ChatHandler {
   const newId = deps.newId ?? (() => crypto.randomUUID());
   const waitUntil = deps.waitUntil ?? ((promise: Promise<unknown>) => void promise.catch(() => {}));
   const validate = createRequestValidator(config);
+  const { security } = config;
+  const cors = createCors({
+    allowedOrigins: security.allowedOrigins,
+    maxAgeSeconds: security.corsMaxAgeSeconds,
+  });
+  const authenticate = createAuthenticator(security);
 
   return async (req) => {
     const startedAt = now();
@@ -44,9 +53,12 @@ export function createChatHandler(deps: ChatHandlerDeps): ChatHandler {
     let headers = responseHeaders(requestId);
     let line: Partial<RequestLog> = { msg: 'chat', request_id: requestId };
     try {
+      if (req.method === 'OPTIONS') return cors.preflight(req);
+      headers = { ...headers, ...cors.check(req) };
+      const callerId = await authenticate(req);
       const request = validate(await readJsonBody(req, config.limits.maxBodyBytes));
       line = { ...line, model: request.model };
-      const admission = await gate.admit(req);
+      const admission = await gate.admit(req, callerId);
       headers = { ...headers, ...admission.headers };
       line = { ...line, ...admissionFields(admission) };
 

@@ -2,6 +2,7 @@ import { z } from 'zod';
 import { ConfigError, type Env, parseEnv } from './config-error';
 import { type FailoverConfig, failoverEnv, toFailoverConfig } from './failover-config';
 import { type RateLimitConfig, rateLimitEnv, toRateLimitConfig } from './rate-limit-config';
+import { type SecurityConfig, securityEnv, toSecurityConfig } from './security-config';
 
 export { ConfigError, type Env, parseEnv } from './config-error';
 
@@ -24,6 +25,8 @@ export interface Config {
   readonly rateLimit: RateLimitConfig;
   /** Retries, fallbacks and timeouts. */
   readonly failover: FailoverConfig;
+  /** CORS and caller auth. */
+  readonly security: SecurityConfig;
   /** Every secret value in this config, so log lines and errors can be scrubbed of them. */
   readonly secrets: readonly string[];
 }
@@ -91,10 +94,14 @@ export interface LoadOptions {
 
 /** Parses the environment into a frozen config, or throws a ConfigError naming every bad variable. */
 export function loadConfig(env: Env, options: LoadOptions = {}): Config {
-  const e = parseEnv(envSchema.extend(rateLimitEnv.shape).extend(failoverEnv.shape), env);
+  const e = parseEnv(
+    envSchema.extend(rateLimitEnv.shape).extend(failoverEnv.shape).extend(securityEnv.shape),
+    env,
+  );
   const production = options.production ?? (env.NODE_ENV === 'production' || env.VERCEL === '1');
   const rateLimit = toRateLimitConfig(e, production);
   const failover = toFailoverConfig(e, env);
+  const security = toSecurityConfig(e);
   const allowedModels = e.ALLOWED_MODELS ?? [e.CHAT_MODEL];
   if (!allowedModels.includes(e.CHAT_MODEL)) {
     throw new ConfigError(
@@ -116,10 +123,13 @@ export function loadConfig(env: Env, options: LoadOptions = {}): Config {
     },
     rateLimit,
     failover,
+    security,
     secrets: [
       e.OPENAI_API_KEY,
       ...storeSecrets(rateLimit),
       ...Object.values(failover.providers).map((p) => p.apiKey),
+      ...security.authTokens.keys(),
+      ...(security.jwt?.secret ? [security.jwt.secret] : []),
     ],
   });
 }

@@ -19,7 +19,7 @@ export interface Admission {
 
 export interface RateLimitGate {
   /** Identifies the caller and checks its request rate and token budget. Throws a 403, 429 or 503 ProxyError. */
-  admit(req: Request): Promise<Admission>;
+  admit(req: Request, verifiedCallerId?: string): Promise<Admission>;
   /** Charges real token usage once a reply has ended. Never rejects: returns an error detail for the log instead. */
   charge(caller: Caller, tokens: number): Promise<string | undefined>;
 }
@@ -45,8 +45,8 @@ export function createRateLimitGate(options: GateOptions): RateLimitGate {
   const deadline = <T>(promise: Promise<T>) => withDeadline(promise, config.redisTimeoutMs);
 
   return {
-    async admit(req) {
-      const caller = identify(req);
+    async admit(req, verifiedCallerId) {
+      const caller = identify(req, verifiedCallerId);
       let requests: Awaited<ReturnType<LimitStores['requests']['take']>>;
       let budget: WindowState;
       try {

@@ -9,7 +9,7 @@ const JSON_TYPE = /^application\/json\s*(;|$)/i;
 export async function readJsonBody(req: Request, maxBytes: number): Promise<unknown> {
   if (req.method !== 'POST') {
     throw new ProxyError(405, 'method_not_allowed', `Method ${req.method} is not allowed. Use POST.`, {
-      headers: { allow: 'POST' },
+      headers: { allow: 'POST, OPTIONS' },
     });
   }
   const contentType = req.headers.get('content-type') ?? '';

@@ -33,7 +33,7 @@ const ui = (parts: unknown[], role = 'user') => ({
 describe('the HTTP guard', () => {
   it('answers a wrong method with 405 and Allow', async () => {
     const res = await h.handler(new Request('http://proxy.test/api/chat', { method: 'GET' }));
-    expect(res.headers.get('allow')).toBe('POST');
+    expect(res.headers.get('allow')).toBe('POST, OPTIONS');
     await expectError(res, 405, 'method_not_allowed');
   });
 

@@ -1,0 +1,87 @@
+import { createRemoteJWKSet, type JWTVerifyGetKey, jwtVerify } from 'jose';
+import { ProxyError } from './errors';
+import type { SecurityConfig } from './security-config';
+
+/** Verifies the caller's bearer token; resolves to a verified caller id, or `undefined` when auth is off. */
+export type Authenticate = (req: Request) => Promise<string | undefined>;
+
+const REALM = 'Bearer realm="ai-chat-proxy"';
+
+/**
+ * Optional caller auth: static tokens (`AUTH_TOKENS`), and/or JWTs checked with `jose` (HS256 secret or a JWKS URL;
+ * signature, expiry, and issuer/audience when set). Static tokens are compared as SHA-256 digests in constant time,
+ * against every configured token, so timing reveals nothing about how close a guess was.
+ */
+export function createAuthenticator(config: SecurityConfig): Authenticate {
+  const { authTokens, jwt } = config;
+  if (authTokens.size === 0 && !jwt) return async () => undefined;
+  const digests = Promise.all(
+    [...authTokens].map(async ([token, caller]) => ({ digest: await sha256(token), caller })),
+  );
+  const key: Uint8Array | JWTVerifyGetKey | undefined = jwt?.secret
+    ? new TextEncoder().encode(jwt.secret)
+    : jwt?.jwksUrl
+      ? createRemoteJWKSet(new URL(jwt.jwksUrl))
+      : undefined;
+
+  return async (req) => {
+    const token = bearer(req);
+    if (!token) {
+      throw unauthorized('Sign-in required: send your token as "Authorization: Bearer <token>".', REALM);
+    }
+    if (authTokens.size > 0) {
+      const presented = await sha256(token);
+      let match: string | undefined;
+      for (const { digest, caller } of await digests) {
+        if (constantTimeEqual(presented, digest)) match = caller; // no early exit
+      }
+      if (match) return match;
+    }
+    if (key && jwt) {
+      const subject = await verifyJwt(token, key, jwt).catch(() => undefined);
+      if (subject) return subject;
+    }
+    throw unauthorized(
+      'Your sign-in token is invalid or has expired. Please sign in again.',
+      `${REALM}, error="invalid_token"`,
+    );
+  };
+}
+
+async function verifyJwt(
+  token: string,
+  key: Uint8Array | JWTVerifyGetKey,
+  jwt: NonNullable<SecurityConfig['jwt']>,
+): Promise<string | undefined> {
+  const options = {
+    ...(jwt.issuer ? { issuer: jwt.issuer } : {}),
+    ...(jwt.audience ? { audience: jwt.audience } : {}),
+    // A shared secret only ever signs HS256: refusing other algorithms closes the algorithm-confusion door.
+    ...(key instanceof Uint8Array ? { algorithms: ['HS256'] } : {}),
+    requiredClaims: ['sub', 'exp'],
+  };
+  const { payload } =
+    key instanceof Uint8Array ? await jwtVerify(token, key, options) : await jwtVerify(token, key, options);
+  const sub = payload.sub;
+  return sub && /^[\w.@:|-]{1,128}$/.test(sub) ? sub : undefined;
+}
+
+function bearer(req: Request): string | undefined {
+  const header = req.headers.get('authorization');
+  const match = header ? /^Bearer\s+([\x21-\x7e]{1,4096})$/i.exec(header.trim()) : null;
+  return match?.[1];
+}
+
+function unauthorized(message: string, challenge: string): ProxyError {
+  return new ProxyError(401, 'unauthorized', message, { headers: { 'www-authenticate': challenge } });
+}
+
+async function sha256(text: string): Promise<Uint8Array> {
+  return new Uint8Array(await crypto.subtle.digest('SHA-256', new TextEncoder().encode(text)));
+}
+
+function constantTimeEqual(a: Uint8Array, b: Uint8Array): boolean {
+  let diff = a.length ^ b.length;
+  for (let i = 0; i < a.length; i++) diff |= (a[i] ?? 0) ^ (b[i] ?? 0);
+  return diff === 0;
+}
