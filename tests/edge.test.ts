@@ -3,6 +3,7 @@ import { beforeAll, describe, expect, it } from 'vitest';
 import { buildEdgeBundle, type EdgeBundle } from './support/edge-bundle';
 import { eventually, TEST_KEY, useHarness } from './support/harness';
 import { uniquePrefix } from './support/redis';
+import { recordOutput } from './support/secret-scan';
 import { startUpstashBridge } from './support/upstash-bridge';
 
 const h = await useHarness();
@@ -22,7 +23,11 @@ function edgeIsolate(env: Record<string, string>): {
   const started = performance.now();
   const runtime = new EdgeRuntime({
     extend: (context) => {
-      const capture = (...args: unknown[]) => logs.push(args.map(String).join(' '));
+      const capture = (...args: unknown[]) => {
+        const line = args.map(String).join(' ');
+        recordOutput(line);
+        logs.push(line);
+      };
       Object.assign(context, {
         process: { env },
         console: { ...context.console, log: capture, error: capture },

@@ -7,6 +7,7 @@ import { afterEach, describe, expect, it } from 'vitest';
 import { demoReply } from '../fake-upstream/behaviours';
 import { eventually, TEST_KEY, useHarness } from './support/harness';
 import { REDIS_TEST_URL } from './support/redis';
+import { recordOutput } from './support/secret-scan';
 
 const h = await useHarness();
 const running: ChildProcess[] = [];
@@ -38,9 +39,11 @@ function npmRun(script: 'dev' | 'start', env: Record<string, string>) {
   let stderr = '';
   child.stdout?.on('data', (d: Buffer) => {
     stdout += d.toString();
+    recordOutput(d.toString());
   });
   child.stderr?.on('data', (d: Buffer) => {
     stderr += d.toString();
+    recordOutput(d.toString());
   });
   const exited = new Promise<number | null>((resolve) => child.on('exit', (code) => resolve(code)));
   return { child, exited, output: () => ({ stdout, stderr }) };

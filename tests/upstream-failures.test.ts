@@ -11,6 +11,7 @@ import {
   useHarness,
   userSays,
 } from './support/harness';
+import { SECRETS } from './support/secret-scan';
 import { chatLikeUseChat, userMessage } from './support/ui';
 
 /** Tiny timeouts and delays, so every row runs in milliseconds (no real multi-second sleeps). */
@@ -23,7 +24,7 @@ const FAST = {
   START_DEADLINE_MS: '1500',
   IDLE_TIMEOUT_MS: '150',
 };
-const SPARE_KEY = 'sk-spare-SECRET-9876543210';
+const SPARE_KEY = SECRETS.spareKey;
 
 const h = await useHarness(FAST);
 let spare: FakeUpstream;

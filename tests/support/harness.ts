@@ -7,9 +7,10 @@ import { limitStoresFor } from '../../lib/limits-from-config';
 import type { RequestLog } from '../../lib/log';
 import { createRateLimitGate } from '../../lib/rate-limit';
 import { upstreamFromConfig } from '../../lib/upstream-from-config';
+import { recordOutput, recordResponse, SECRETS } from './secret-scan';
 
 /** Shaped like a real key so that key-shaped redaction is exercised too. */
-export const TEST_KEY = 'sk-test-SECRET-0123456789abcdef';
+export const TEST_KEY = SECRETS.upstreamKey;
 export const TEST_IP = '203.0.113.10';
 
 export interface Harness {
@@ -72,14 +73,18 @@ export function buildHandler(config: Config, options: BuildOptions = {}): ChatHa
     secrets: config.secrets,
   });
   const logs = options.logs;
-  return createChatHandler({
+  const handler = createChatHandler({
     config,
     upstream: upstreamFromConfig(config, options.apiKey ? { apiKey: options.apiKey } : {}),
     gate,
     waitUntil,
-    // Tests that do not look at log lines keep them off the console.
-    log: (line: RequestLog) => void logs?.push(line),
+    // Every log line is scanned for secrets; tests that do not look at them keep them off the console.
+    log: (line: RequestLog) => {
+      recordOutput(JSON.stringify(line));
+      logs?.push(line);
+    },
   });
+  return async (req) => recordResponse(await handler(req));
 }
 
 export function chatRequest(

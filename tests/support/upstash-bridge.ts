@@ -3,6 +3,7 @@ import type { AddressInfo } from 'node:net';
 import IORedis from 'ioredis';
 import { tcpRequester } from '../../server/redis-tcp';
 import { REDIS_TEST_URL } from './redis';
+import { SECRETS } from './secret-scan';
 
 export interface UpstashBridge {
   readonly url: string;
@@ -18,7 +19,7 @@ export interface UpstashBridge {
  * client code runs in tests: single commands, `/pipeline`, `/multi-exec`, bearer auth and `Upstash-Encoding: base64`.
  * Commands run through the same Requester the Node server uses for REDIS_URL, including its Lua shebang fix.
  */
-export async function startUpstashBridge(token = 'bridge-token-SECRET-42'): Promise<UpstashBridge> {
+export async function startUpstashBridge(token: string = SECRETS.bridgeToken): Promise<UpstashBridge> {
   const connection = new IORedis(REDIS_TEST_URL, { maxRetriesPerRequest: 1 });
   const requester = tcpRequester(connection);
   let mode: 'normal' | 'hang' = 'normal';
