@@ -53,7 +53,7 @@ export function createChatHandler(deps: ChatHandlerDeps): ChatHandler {
     let headers = responseHeaders(requestId);
     let line: Partial<RequestLog> = { msg: 'chat', request_id: requestId };
     try {
-      if (req.method === 'OPTIONS') return cors.preflight(req);
+      if (req.method === 'OPTIONS') return cors.preflight(req, headers);
       headers = { ...headers, ...cors.check(req) };
       const callerId = await authenticate(req);
       const request = validate(await readJsonBody(req, config.limits.maxBodyBytes));

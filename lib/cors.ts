@@ -27,8 +27,11 @@ export interface Cors {
    * allowed (requests without `Origin`, like curl or server-to-server calls, are not CORS and pass).
    */
   check(req: Request): Record<string, string>;
-  /** The answer to an `OPTIONS` request: a preflight grant, or plain `Allow` when it is not a preflight. */
-  preflight(req: Request): Response;
+  /**
+   * The answer to an `OPTIONS` request: a preflight grant, or plain `Allow` when it is not a preflight.
+   * `base` carries the headers every response has (request id, cache policy).
+   */
+  preflight(req: Request, base: Record<string, string>): Response;
 }
 
 /**
@@ -67,15 +70,20 @@ export function createCors(options: CorsOptions): Cors {
       if (!headers) throw denied();
       return headers;
     },
-    preflight(req) {
+    preflight(req, base) {
       const isPreflight = req.headers.has('origin') && req.headers.has('access-control-request-method');
-      if (!isPreflight)
-        return new Response(null, { status: 204, headers: { allow: 'POST, OPTIONS', vary: 'Origin' } });
+      if (!isPreflight) {
+        return new Response(null, {
+          status: 204,
+          headers: { ...base, allow: 'POST, OPTIONS', vary: 'Origin' },
+        });
+      }
       const headers = decide(req);
       if (!headers) throw denied();
       return new Response(null, {
         status: 204,
         headers: {
+          ...base,
           ...headers,
           'access-control-allow-methods': ALLOW_METHODS,
           'access-control-allow-headers': ALLOW_HEADERS,
