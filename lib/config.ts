@@ -1,10 +1,10 @@
 import { z } from 'zod';
-import { ConfigError, type Env, parseEnv } from './config-error';
+import { ConfigError, type Env, parseEnv, positiveInt } from './env';
 import { type FailoverConfig, failoverEnv, toFailoverConfig } from './failover-config';
 import { type RateLimitConfig, rateLimitEnv, toRateLimitConfig } from './rate-limit-config';
 import { type SecurityConfig, securityEnv, toSecurityConfig } from './security-config';
 
-export { ConfigError, type Env, parseEnv } from './config-error';
+export { ConfigError, type Env, parseEnv } from './env';
 
 /**
  * The proxy's settings, parsed once from the environment. Every field is documented in `.env.example` and in the
@@ -43,13 +43,6 @@ export interface Limits {
   /** Request body bytes, counted while reading (never trusted from `Content-Length`). */
   readonly maxBodyBytes: number;
 }
-
-const positiveInt = (fallback: number) =>
-  z.coerce
-    .number({ error: 'must be a whole number' })
-    .int('must be a whole number')
-    .positive('must be greater than 0')
-    .default(fallback);
 
 const modelName = z
   .string()

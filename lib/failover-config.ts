@@ -1,5 +1,5 @@
 import { z } from 'zod';
-import { ConfigError, type Env } from './config-error';
+import { ConfigError, type Env, positiveInt } from './env';
 import type { FailoverPolicy } from './failover';
 
 export interface FallbackRoute {
@@ -22,12 +22,8 @@ export interface FailoverConfig {
   readonly totalTimeoutMs: number;
 }
 
-const ms = (fallback: number) =>
-  z.coerce
-    .number({ error: 'must be a number of milliseconds' })
-    .int('must be a whole number')
-    .positive('must be greater than 0')
-    .default(fallback);
+/** Milliseconds. */
+const ms = positiveInt;
 
 export const failoverEnv = z.object({
   FALLBACK_MODELS: z.string().optional(),

@@ -1,5 +1,5 @@
 import { z } from 'zod';
-import { ConfigError } from './config-error';
+import { ConfigError, positiveInt } from './env';
 
 export type StoreConfig =
   | { readonly kind: 'upstash'; readonly url: string; readonly token: string }
@@ -43,12 +43,7 @@ const duration = (fallback: string) =>
       return ms;
     });
 
-const count = (fallback: number) =>
-  z.coerce
-    .number({ error: 'must be a whole number' })
-    .int('must be a whole number')
-    .positive('must be greater than 0')
-    .default(fallback);
+const count = positiveInt;
 
 export const rateLimitEnv = z.object({
   RATE_LIMIT_REQUESTS: count(20),

@@ -1,5 +1,5 @@
 import { z } from 'zod';
-import { ConfigError } from './config-error';
+import { ConfigError } from './env';
 
 export interface SecurityConfig {
   /** Exact origins, `https://*.example.com` patterns, or `*`; the page's own origin is always allowed. */

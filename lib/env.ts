@@ -1,4 +1,4 @@
-import type { z } from 'zod';
+import { z } from 'zod';
 
 export type Env = Readonly<Record<string, string | undefined>>;
 
@@ -20,3 +20,11 @@ export function parseEnv<T extends z.ZodType>(schema: T, env: Env): z.output<T> 
   );
   throw new ConfigError(`Invalid configuration:\n  - ${lines.join('\n  - ')}`);
 }
+
+/** A positive whole number from an env string, with a default: limits, counts and timeouts all read this way. */
+export const positiveInt = (fallback: number) =>
+  z.coerce
+    .number({ error: 'must be a whole number' })
+    .int('must be a whole number')
+    .positive('must be greater than 0')
+    .default(fallback);
