@@ -28,10 +28,9 @@ export interface ChatHandlerDeps {
 export type ChatHandler = (req: Request) => Promise<Response>;
 
 /**
- * The whole proxy as one Web-standard function. Read it top to bottom: CORS, caller auth, guard and
- * parse, validate, admit the caller
- * (rate limit and token budget), open the upstream and wait for the first token (so a failure still gets a real
- * status), then stream the rest in the asked-for protocol and charge the real usage when it ends.
+ * The whole proxy as one Web-standard function. Read it top to bottom: CORS, caller auth, guard and parse, validate,
+ * admit the caller (rate limit and token budget), open the upstream and wait for the first token (so a failure still
+ * gets a real status), then stream the rest in the asked-for protocol and charge the real usage when it ends.
  */
 export function createChatHandler(deps: ChatHandlerDeps): ChatHandler {
   const { config, upstream, gate } = deps;
