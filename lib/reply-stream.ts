@@ -1,13 +1,16 @@
 import { type ProxyError, toProxyError } from './errors';
 import type { Reply } from './upstream';
 
-/** How one wire protocol frames a reply. Only the framing differs between protocols; the pumping is shared. */
-export interface Framing<T> {
-  start(): T[];
-  delta(text: string): T;
-  end(finishReason: string | undefined): T[];
+/**
+ * How one wire protocol frames a reply, as the exact text to send. Only the framing differs between protocols; the
+ * pumping is shared.
+ */
+export interface Framing {
+  start(): string;
+  delta(text: string): string;
+  end(finishReason: string | undefined): string;
   /** Once the status is 200 an error can only be told inside the stream, and the stream must still end cleanly. */
-  error(message: string): T[];
+  error(message: string): string;
 }
 
 export type StreamEnd =
@@ -15,15 +18,18 @@ export type StreamEnd =
   | { readonly kind: 'error'; readonly error: ProxyError }
   | { readonly kind: 'cancelled' };
 
+const encoder = new TextEncoder();
+
 /**
- * Turns a reply into a pull-based stream: a token is read from the upstream only when the client is ready for it,
- * and each one is enqueued the moment it arrives (no buffering). A cancel (client gone) aborts the upstream.
+ * Turns a reply into a pull-based byte stream: a token is read from the upstream only when the client is ready for
+ * it, and each one is framed, encoded and enqueued the moment it arrives (no buffering, and no extra stream stages
+ * between the upstream and the socket). A cancel (client gone) aborts the upstream.
  */
-export function replyStream<T>(
+export function replyStream(
   reply: Reply,
-  framing: Framing<T>,
+  framing: Framing,
   hooks: { abort: () => void; onEnd: (end: StreamEnd) => void },
-): ReadableStream<T> {
+): ReadableStream<Uint8Array> {
   const tokens = reply.tokens[Symbol.asyncIterator]();
   let ended = false;
   const end = (result: StreamEnd) => {
@@ -32,20 +38,23 @@ export function replyStream<T>(
     hooks.onEnd(result);
     return true;
   };
+  const send = (controller: ReadableStreamDefaultController<Uint8Array>, text: string) => {
+    if (text) controller.enqueue(encoder.encode(text));
+  };
 
-  return new ReadableStream<T>({
+  return new ReadableStream<Uint8Array>({
     start(controller) {
-      for (const chunk of framing.start()) controller.enqueue(chunk);
+      send(controller, framing.start());
     },
     async pull(controller) {
       try {
         const next = await tokens.next();
         if (ended) return;
         if (!next.done) {
-          controller.enqueue(framing.delta(next.value));
+          send(controller, framing.delta(next.value));
           return;
         }
-        for (const chunk of framing.end(reply.outcome.finishReason)) controller.enqueue(chunk);
+        send(controller, framing.end(reply.outcome.finishReason));
         controller.close();
         end({ kind: 'complete' });
       } catch (caught) {
@@ -55,7 +64,7 @@ export function replyStream<T>(
           return;
         }
         if (ended) return;
-        for (const chunk of framing.error(error.message)) controller.enqueue(chunk);
+        send(controller, framing.error(error.message));
         controller.close();
         end({ kind: 'error', error });
       }

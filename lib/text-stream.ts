@@ -1,18 +1,18 @@
 import type { Framing } from './reply-stream';
 
 /** Plain text tokens, for `curl -N`. A failure after the first token becomes a clearly marked last line. */
-export const textFraming: Framing<string> = {
-  start: () => [],
+export const textFraming: Framing = {
+  start: () => '',
   delta: (text) => text,
-  end: () => [],
-  error: (message) => [`\n\n[error] ${message}\n`],
+  end: () => '',
+  error: (message) => `\n\n[error] ${message}\n`,
 };
 
 export function textStreamResponse(
-  stream: ReadableStream<string>,
+  stream: ReadableStream<Uint8Array>,
   headers: Record<string, string>,
 ): Response {
-  return new Response(stream.pipeThrough(new TextEncoderStream()), {
+  return new Response(stream, {
     status: 200,
     headers: { ...headers, 'content-type': 'text/plain; charset=utf-8', 'x-accel-buffering': 'no' },
   });

@@ -119,8 +119,9 @@ async function* rest(
   idleMs: number,
   secrets: readonly string[],
 ): AsyncGenerator<string> {
-  yield first;
+  let finished = false;
   try {
+    yield first;
     for (;;) {
       // A stalled stream is aborted, not just abandoned: the upstream stops generating (and billing).
       const idle = setTimeout(() => attempt.abort(new UpstreamTimeout('idle')), idleMs);
@@ -132,6 +133,7 @@ async function* rest(
       }
       if (next.done) {
         if (attempt.signal.aborted) throw attempt.signal.reason;
+        finished = true;
         return;
       }
       const text = absorb(next.value, outcome);
@@ -141,8 +143,8 @@ async function* rest(
     throw attempt.signal.aborted ? abortError(attempt.signal) : midStreamError(error, secrets);
   } finally {
     attempt.dispose();
-    // Runs on early exit too (client gone): `return()` aborts the SDK's request so no more tokens are billed.
-    await iterator.return?.();
+    // On an early exit (client gone, timeout), `return()` aborts the SDK's request so no more tokens are billed.
+    if (!finished) await iterator.return?.();
   }
 }
 
