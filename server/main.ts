@@ -6,6 +6,7 @@ import { describeStores, limitStoresFor } from '../lib/limits-from-config';
 import { createRateLimitGate } from '../lib/rate-limit';
 import { upstashRestRedis } from '../lib/upstash-rest';
 import { upstreamFromConfig } from '../lib/upstream-from-config';
+import { chatPage } from './chat-page';
 import { startDemoUpstream } from './demo';
 import { loadDotEnv } from './env-file';
 import { tcpRedis } from './redis-tcp';
@@ -34,7 +35,7 @@ async function main(): Promise<void> {
   });
   const chat = createChatHandler({ config, upstream: upstreamFromConfig(config), gate });
   const listening = await serve({
-    fetch: routes(chat),
+    fetch: routes(chat, chatPage()),
     port: server.port,
     hostname: server.host,
     silent: true,

@@ -1,12 +1,12 @@
 import { EdgeRuntime } from 'edge-runtime';
 import { beforeAll, describe, expect, it } from 'vitest';
 import { buildEdgeBundle, type EdgeBundle } from './support/edge-bundle';
-import { eventually, TEST_KEY, useHarness } from './support/harness';
+import { eventually, startHarness, TEST_KEY } from './support/harness';
 import { uniquePrefix } from './support/redis';
 import { recordOutput } from './support/secret-scan';
 import { startUpstashBridge } from './support/upstash-bridge';
 
-const h = await useHarness();
+const h = await startHarness();
 let bundle: EdgeBundle;
 
 beforeAll(async () => {

@@ -1,7 +1,7 @@
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
 import type { ChatHandler } from '../lib/chat-handler';
-import { buildHandler, testConfig, useHarness } from './support/harness';
+import { buildHandler, startHarness, testConfig } from './support/harness';
 import { SECRETS } from './support/secret-scan';
 
 /**
@@ -11,7 +11,7 @@ import { SECRETS } from './support/secret-scan';
 const SEED = Number(process.env.FUZZ_SEED ?? 20261129);
 const RUNS = Number(process.env.FUZZ_RUNS ?? 3000);
 
-const h = await useHarness({ MAX_BODY_BYTES: '65536', MAX_MESSAGE_CHARS: '4000', MAX_TOTAL_CHARS: '8000' });
+const h = await startHarness({ MAX_BODY_BYTES: '65536', MAX_MESSAGE_CHARS: '4000', MAX_TOTAL_CHARS: '8000' });
 
 const encoder = new TextEncoder();
 const POLLUTION_KEYS = ['__proto__', 'constructor', 'prototype', 'toString', 'hasOwnProperty', 'valueOf'];

@@ -10,15 +10,15 @@ import {
   buildHandler,
   chatRequest,
   eventually,
+  startHarness,
   TEST_IP,
   testConfig,
-  useHarness,
   userSays,
 } from './support/harness';
 import { REDIS_TEST_URL, uniquePrefix } from './support/redis';
 import { startUpstashBridge, type UpstashBridge } from './support/upstash-bridge';
 
-const h = await useHarness();
+const h = await startHarness();
 let bridge: UpstashBridge;
 let tcp: ReturnType<typeof tcpRedis>;
 const closers: (() => unknown)[] = [];

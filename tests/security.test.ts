@@ -4,10 +4,10 @@ import { exportJWK, generateKeyPair, SignJWT } from 'jose';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { ChatHandler } from '../lib/chat-handler';
 import type { RequestLog } from '../lib/log';
-import { buildHandler, chatRequest, eventually, testConfig, useHarness, userSays } from './support/harness';
+import { buildHandler, chatRequest, eventually, startHarness, testConfig, userSays } from './support/harness';
 import { findLeaks, forgetOutputsFrom, outputCount, recordOutput, SECRETS } from './support/secret-scan';
 
-const h = await useHarness();
+const h = await startHarness();
 
 const preflight = (handler: ChatHandler, origin: string, method = 'POST') =>
   handler(

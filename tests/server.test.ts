@@ -1,53 +1,13 @@
-import { type ChildProcess, spawn } from 'node:child_process';
 import { mkdtempSync, writeFileSync } from 'node:fs';
-import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { afterEach, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { demoReply } from '../fake-upstream/behaviours';
-import { eventually, TEST_KEY, useHarness } from './support/harness';
+import { eventually, startHarness, TEST_KEY } from './support/harness';
+import { freePort, npmRun } from './support/processes';
 import { REDIS_TEST_URL } from './support/redis';
-import { recordOutput } from './support/secret-scan';
 
-const h = await useHarness();
-const running: ChildProcess[] = [];
-
-afterEach(() => {
-  for (const child of running.splice(0)) {
-    if (child.exitCode === null && child.pid) process.kill(-child.pid, 'SIGTERM');
-  }
-});
-
-async function freePort(): Promise<number> {
-  const server = createServer();
-  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
-  const address = server.address();
-  await new Promise((resolve) => server.close(resolve));
-  if (typeof address !== 'object' || !address) throw new Error('no port');
-  return address.port;
-}
-
-/** Runs an npm script exactly as a user types it, in its own process group so the whole tree can be stopped. */
-function npmRun(script: 'dev' | 'start', env: Record<string, string>) {
-  const { OPENAI_API_KEY: _key, OPENAI_BASE_URL: _url, ...inherited } = process.env;
-  const child = spawn('npm', ['run', '--silent', script], {
-    env: { ...inherited, ENV_FILE: '/nonexistent/.env', ...env },
-    detached: true,
-  });
-  running.push(child);
-  let stdout = '';
-  let stderr = '';
-  child.stdout?.on('data', (d: Buffer) => {
-    stdout += d.toString();
-    recordOutput(d.toString());
-  });
-  child.stderr?.on('data', (d: Buffer) => {
-    stderr += d.toString();
-    recordOutput(d.toString());
-  });
-  const exited = new Promise<number | null>((resolve) => child.on('exit', (code) => resolve(code)));
-  return { child, exited, output: () => ({ stdout, stderr }) };
-}
+const h = await startHarness();
 
 async function post(
   port: number,

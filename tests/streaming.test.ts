@@ -1,9 +1,9 @@
 import { describe, expect, it } from 'vitest';
 import { demoReply } from '../fake-upstream/behaviours';
-import { chatRequest, eventually, useHarness, userSays } from './support/harness';
+import { chatRequest, eventually, startHarness, userSays } from './support/harness';
 import { chatLikeUseChat, userMessage } from './support/ui';
 
-const h = await useHarness();
+const h = await startHarness();
 const REPLY = 'Hello there, this is exactly the reply — with ünïcödé and emoji 🎉 intact.';
 
 describe('UI message stream (useChat)', () => {

@@ -6,9 +6,9 @@ import {
   buildHandler,
   chatRequest,
   eventually,
+  startHarness,
   TEST_KEY,
   testConfig,
-  useHarness,
   userSays,
 } from './support/harness';
 import { SECRETS } from './support/secret-scan';
@@ -26,7 +26,7 @@ const FAST = {
 };
 const SPARE_KEY = SECRETS.spareKey;
 
-const h = await useHarness(FAST);
+const h = await startHarness(FAST);
 let spare: FakeUpstream;
 let withFallbacks: ChatHandler;
 const logs: RequestLog[] = [];

@@ -1,7 +1,7 @@
 import { afterEach, describe, expect, it } from 'vitest';
-import { chatRequest, useHarness, userSays } from './support/harness';
+import { chatRequest, startHarness, userSays } from './support/harness';
 
-const h = await useHarness({
+const h = await startHarness({
   MAX_MESSAGES: '4',
   MAX_MESSAGE_CHARS: '100',
   MAX_TOTAL_CHARS: '250',

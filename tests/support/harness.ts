@@ -24,7 +24,7 @@ export interface Harness {
  * A real fake upstream on loopback plus a handler wired to it exactly as production wires it (the base URL is
  * the only thing that differs). Registers its own cleanup, and resets the fake and the logs before each test.
  */
-export async function useHarness(
+export async function startHarness(
   env: Record<string, string> = {},
   fakeOptions: FakeUpstreamOptions = {},
 ): Promise<Harness> {

@@ -1,0 +1,59 @@
+import { resolve } from 'node:path';
+import { build } from 'esbuild';
+
+const HTML = `<!doctype html>
+<html lang="en">
+<head>
+<meta charset="utf-8">
+<meta name="viewport" content="width=device-width, initial-scale=1">
+<title>ai-chat-proxy</title>
+<style>
+  body { font: 16px/1.5 system-ui, sans-serif; max-width: 42rem; margin: 2rem auto; padding: 0 1rem; }
+  ol { list-style: none; padding: 0; } li { margin: .5rem 0; white-space: pre-wrap; }
+  li[data-role="assistant"] { color: #234; } #error { color: #a00; }
+  form { display: flex; gap: .5rem; } input { flex: 1; font: inherit; padding: .4rem; }
+</style>
+</head>
+<body><div id="root"></div><script type="module" src="/chat.js"></script></body>
+</html>`;
+
+export interface ChatPage {
+  html(): Response;
+  script(): Promise<Response>;
+}
+
+/**
+ * The chat page the Node server serves at `/`. Its script (React + `useChat`) is bundled on first request and kept
+ * in memory, so start-up stays fast and there is no build step to forget.
+ */
+export function chatPage(): ChatPage {
+  let bundle: Promise<string> | undefined;
+  const headers = { 'cache-control': 'no-cache', 'x-content-type-options': 'nosniff' };
+  return {
+    html: () => new Response(HTML, { headers: { ...headers, 'content-type': 'text/html; charset=utf-8' } }),
+    async script() {
+      bundle ??= bundleScript();
+      return new Response(await bundle, {
+        headers: { ...headers, 'content-type': 'text/javascript; charset=utf-8' },
+      });
+    },
+  };
+}
+
+async function bundleScript(): Promise<string> {
+  const result = await build({
+    entryPoints: [resolve(import.meta.dirname, '../page/chat.tsx')],
+    bundle: true,
+    write: false,
+    minify: true,
+    format: 'esm',
+    platform: 'browser',
+    target: 'es2022',
+    jsx: 'automatic',
+    define: { 'process.env.NODE_ENV': '"production"' },
+    logLevel: 'silent',
+  });
+  const file = result.outputFiles[0];
+  if (!file) throw new Error('the chat page did not build');
+  return file.text;
+}
