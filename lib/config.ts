@@ -1,5 +1,5 @@
-import { z } from 'zod';
-import { ConfigError, type Env, parseEnv, positiveInt } from './env';
+import * as z from 'zod/mini';
+import { ConfigError, commaList, type Env, httpUrl, parseEnv, positiveInt } from './env';
 import { type FailoverConfig, failoverEnv, toFailoverConfig } from './failover-config';
 import { type RateLimitConfig, rateLimitEnv, toRateLimitConfig } from './rate-limit-config';
 import { type SecurityConfig, securityEnv, toSecurityConfig } from './security-config';
@@ -46,30 +46,24 @@ export interface Limits {
 
 const modelName = z
   .string()
-  .trim()
-  .min(1, 'must not be empty')
-  .max(200, 'is too long')
-  .regex(/^[\w./:@-]+$/, 'may only contain letters, digits and . / : @ - _');
-
-const modelList = z
-  .string()
-  .transform((value) =>
-    value
-      .split(',')
-      .map((m) => m.trim())
-      .filter(Boolean),
-  )
-  .pipe(z.array(modelName).min(1, 'must list at least one model'));
+  .check(
+    z.trim(),
+    z.minLength(1, 'must not be empty'),
+    z.maxLength(200, 'is too long'),
+    z.regex(/^[\w./:@-]+$/, 'may only contain letters, digits and . / : @ - _'),
+  );
 
 const envSchema = z.object({
-  OPENAI_API_KEY: z.string({ error: 'is required (your upstream API key)' }).trim().min(1, 'is required'),
-  OPENAI_BASE_URL: z
-    .url({ protocol: /^https?$/, error: 'must be an http(s) URL' })
-    .transform((u) => u.replace(/\/+$/, ''))
-    .optional(),
-  CHAT_MODEL: modelName.default('gpt-4o-mini'),
-  ALLOWED_MODELS: modelList.optional(),
-  SYSTEM_PROMPT: z.string().max(20_000, 'is too long (20000 characters at most)').default(''),
+  OPENAI_API_KEY: z
+    .string({ error: 'is required (your upstream API key)' })
+    .check(z.trim(), z.minLength(1, 'is required')),
+  OPENAI_BASE_URL: z.optional(httpUrl()),
+  CHAT_MODEL: z._default(modelName, 'gpt-4o-mini'),
+  ALLOWED_MODELS: z.optional(commaList(modelName).check(z.minLength(1, 'must list at least one model'))),
+  SYSTEM_PROMPT: z._default(
+    z.string().check(z.maxLength(20_000, 'is too long (20000 characters at most)')),
+    '',
+  ),
   MAX_MESSAGES: positiveInt(50),
   MAX_MESSAGE_CHARS: positiveInt(8_000),
   MAX_TOTAL_CHARS: positiveInt(32_000),
@@ -87,10 +81,8 @@ export interface LoadOptions {
 
 /** Parses the environment into a frozen config, or throws a ConfigError naming every bad variable. */
 export function loadConfig(env: Env, options: LoadOptions = {}): Config {
-  const e = parseEnv(
-    envSchema.extend(rateLimitEnv.shape).extend(failoverEnv.shape).extend(securityEnv.shape),
-    env,
-  );
+  const schema = z.extend(envSchema, { ...rateLimitEnv.shape, ...failoverEnv.shape, ...securityEnv.shape });
+  const e = parseEnv(schema, env);
   const production = options.production ?? (env.NODE_ENV === 'production' || env.VERCEL === '1');
   const rateLimit = toRateLimitConfig(e, production);
   const failover = toFailoverConfig(e, env);

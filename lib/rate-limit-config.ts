@@ -1,4 +1,4 @@
-import { z } from 'zod';
+import * as z from 'zod/mini';
 import { ConfigError, positiveInt } from './env';
 
 export type StoreConfig =
@@ -29,19 +29,21 @@ export interface RateLimitConfig {
 const UNITS = { ms: 1, s: 1_000, m: 60_000, h: 3_600_000, d: 86_400_000 } as const;
 
 const duration = (fallback: string) =>
-  z
-    .string()
-    .default(fallback)
-    .transform((value, ctx) => {
+  z.pipe(
+    z._default(z.string(), fallback),
+    z.transform((value: string, ctx) => {
       const match = /^\s*(\d+)\s*(ms|s|m|h|d)\s*$/.exec(value);
       const ms = match ? Number(match[1]) * UNITS[match[2] as keyof typeof UNITS] : 0;
-      if (ms <= 0)
-        ctx.addIssue({
+      if (ms <= 0) {
+        ctx.issues.push({
           code: 'custom',
+          input: value,
           message: 'must be a duration such as "500 ms", "60 s", "10 m" or "1 d"',
         });
+      }
       return ms;
-    });
+    }),
+  );
 
 const count = positiveInt;
 
@@ -50,25 +52,24 @@ export const rateLimitEnv = z.object({
   RATE_LIMIT_WINDOW: duration('60 s'),
   TOKEN_BUDGET: count(100_000),
   TOKEN_BUDGET_WINDOW: duration('1 d'),
-  RATE_LIMIT_FAIL: z.enum(['open', 'closed'], { error: 'must be "open" or "closed"' }).default('open'),
+  RATE_LIMIT_FAIL: z._default(z.enum(['open', 'closed'], { error: 'must be "open" or "closed"' }), 'open'),
   REDIS_TIMEOUT_MS: count(300),
-  RATE_LIMIT_STORE: z
-    .enum(['auto', 'upstash', 'redis', 'memory'], { error: 'must be auto, upstash, redis or memory' })
-    .default('auto'),
-  RATE_LIMIT_PREFIX: z
-    .string()
-    .regex(/^[\w:.-]{1,64}$/, 'may only contain letters, digits and : . - _')
-    .default('ai-chat-proxy'),
-  UPSTASH_REDIS_REST_URL: z.url({ protocol: /^https?$/, error: 'must be an http(s) URL' }).optional(),
-  UPSTASH_REDIS_REST_TOKEN: z.string().optional(),
-  KV_REST_API_URL: z.url({ protocol: /^https?$/, error: 'must be an http(s) URL' }).optional(),
-  KV_REST_API_TOKEN: z.string().optional(),
-  REDIS_URL: z.url({ protocol: /^rediss?$/, error: 'must be a redis:// or rediss:// URL' }).optional(),
-  CLIENT_IP_HEADER: z
-    .string()
-    .toLowerCase()
-    .regex(/^[a-z0-9-]{1,64}$/, 'must be a header name')
-    .optional(),
+  RATE_LIMIT_STORE: z._default(
+    z.enum(['auto', 'upstash', 'redis', 'memory'], { error: 'must be auto, upstash, redis or memory' }),
+    'auto',
+  ),
+  RATE_LIMIT_PREFIX: z._default(
+    z.string().check(z.regex(/^[\w:.-]{1,64}$/, 'may only contain letters, digits and : . - _')),
+    'ai-chat-proxy',
+  ),
+  UPSTASH_REDIS_REST_URL: z.optional(z.url({ protocol: /^https?$/, error: 'must be an http(s) URL' })),
+  UPSTASH_REDIS_REST_TOKEN: z.optional(z.string()),
+  KV_REST_API_URL: z.optional(z.url({ protocol: /^https?$/, error: 'must be an http(s) URL' })),
+  KV_REST_API_TOKEN: z.optional(z.string()),
+  REDIS_URL: z.optional(z.url({ protocol: /^rediss?$/, error: 'must be a redis:// or rediss:// URL' })),
+  CLIENT_IP_HEADER: z.optional(
+    z.string().check(z.toLowerCase(), z.regex(/^[a-z0-9-]{1,64}$/, 'must be a header name')),
+  ),
   TRUSTED_PROXY_HOPS: count(1),
 });
 

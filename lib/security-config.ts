@@ -1,5 +1,5 @@
-import { z } from 'zod';
-import { ConfigError } from './env';
+import * as z from 'zod/mini';
+import { ConfigError, commaList } from './env';
 
 export interface SecurityConfig {
   /** Exact origins, `https://*.example.com` patterns, or `*`; the page's own origin is always allowed. */
@@ -19,39 +19,32 @@ export interface SecurityConfig {
 
 const ORIGIN = /^(\*|https?:\/\/(\*\.)?[a-z0-9.-]+(:\d{1,5})?|null)$/;
 
-export const securityEnv = z
-  .object({
-    ALLOWED_ORIGINS: z
-      .string()
-      .transform((v) =>
-        v
-          .split(',')
-          .map((o) => o.trim().toLowerCase().replace(/\/+$/, ''))
-          .filter(Boolean),
-      )
-      .pipe(
-        z.array(
-          z
-            .string()
-            .regex(ORIGIN, 'must list origins like https://app.example.com, https://*.example.com or *'),
-        ),
-      ),
-    CORS_MAX_AGE: z.coerce
+const origin = z.string().check(
+  z.toLowerCase(),
+  z.overwrite((o) => o.replace(/\/+$/, '')),
+  z.regex(ORIGIN, 'must list origins like https://app.example.com, https://*.example.com or *'),
+);
+
+export const securityEnv = z.object({
+  ALLOWED_ORIGINS: z.optional(commaList(origin)),
+  CORS_MAX_AGE: z._default(
+    z.coerce
       .number({ error: 'must be a number of seconds' })
-      .int()
-      .min(0)
-      .max(86_400, 'must be at most 86400')
-      .default(600),
-    AUTH_TOKENS: z.string().optional(),
-    AUTH_JWT_SECRET: z
-      .string()
-      .min(32, 'must be at least 32 characters (HS256 needs a strong secret)')
-      .optional(),
-    AUTH_JWKS_URL: z.url({ protocol: /^https?$/, error: 'must be an http(s) URL' }).optional(),
-    AUTH_JWT_ISSUER: z.string().optional(),
-    AUTH_JWT_AUDIENCE: z.string().optional(),
-  })
-  .partial({ ALLOWED_ORIGINS: true });
+      .check(
+        z.refine(Number.isInteger, 'must be a whole number'),
+        z.gte(0),
+        z.lte(86_400, 'must be at most 86400'),
+      ),
+    600,
+  ),
+  AUTH_TOKENS: z.optional(z.string()),
+  AUTH_JWT_SECRET: z.optional(
+    z.string().check(z.minLength(32, 'must be at least 32 characters (HS256 needs a strong secret)')),
+  ),
+  AUTH_JWKS_URL: z.optional(z.url({ protocol: /^https?$/, error: 'must be an http(s) URL' })),
+  AUTH_JWT_ISSUER: z.optional(z.string()),
+  AUTH_JWT_AUDIENCE: z.optional(z.string()),
+});
 
 type SecurityEnv = z.output<typeof securityEnv>;
 

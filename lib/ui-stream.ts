@@ -1,7 +1,19 @@
-import { type FinishReason, UI_MESSAGE_STREAM_HEADERS, type UIMessageChunk } from 'ai';
+import type { FinishReason, UIMessageChunk } from 'ai';
 import type { Framing } from './reply-stream';
 
 const TEXT_ID = 'text-0';
+
+/**
+ * The ai SDK's `UI_MESSAGE_STREAM_HEADERS`, spelled out: importing the constant would pull the SDK's runtime (and a
+ * second copy of zod) into the edge bundle for five strings. A test keeps the two equal.
+ */
+export const UI_STREAM_HEADERS: Readonly<Record<string, string>> = {
+  'content-type': 'text/event-stream',
+  'cache-control': 'no-cache',
+  connection: 'keep-alive',
+  'x-vercel-ai-ui-message-stream': 'v1',
+  'x-accel-buffering': 'no',
+};
 
 /** OpenAI's finish reasons, spelled the way the ai SDK spells them. */
 const FINISH_REASONS: Record<string, FinishReason> = {
@@ -38,5 +50,5 @@ export function uiStreamResponse(
   headers: Record<string, string>,
 ): Response {
   // The SDK's headers (including `x-vercel-ai-ui-message-stream: v1`); ours win on conflict (cache-control).
-  return new Response(stream, { status: 200, headers: { ...UI_MESSAGE_STREAM_HEADERS, ...headers } });
+  return new Response(stream, { status: 200, headers: { ...UI_STREAM_HEADERS, ...headers } });
 }

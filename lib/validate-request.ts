@@ -1,4 +1,4 @@
-import { z } from 'zod';
+import * as z from 'zod/mini';
 import type { Config } from './config';
 import { ProxyError } from './errors';
 
@@ -32,13 +32,13 @@ export function createRequestValidator(config: Config): ValidateChatRequest {
         ? 'system messages are not accepted: the server sets the system prompt'
         : 'must be "user" or "assistant"',
   });
-  const text = z
-    .string({ error: 'must be a string' })
-    .refine((s) => s.trim().length > 0, 'must not be empty')
-    .refine(
+  const text = z.string({ error: 'must be a string' }).check(
+    z.refine((s) => s.trim().length > 0, 'must not be empty'),
+    z.refine(
       (s) => s.length <= limits.maxMessageChars,
       `is too long (at most ${limits.maxMessageChars} characters)`,
-    );
+    ),
+  );
 
   const simpleMessage = z.object({ role, content: text });
   const textPart = z.object({ type: z.literal('text'), text: z.string({ error: 'must be a string' }) });
@@ -48,49 +48,59 @@ export function createRequestValidator(config: Config): ValidateChatRequest {
     error: (issue) =>
       issue.code === 'invalid_union' ? 'only text parts are supported (type "text")' : 'must be an object',
   });
-  const uiMessage = z
-    .object({
-      id: z.string().max(200).optional(),
+  const uiMessage = z.pipe(
+    z.object({
+      id: z.optional(z.string().check(z.maxLength(200))),
       role,
       parts: z
         .array(part, { error: 'must be an array of parts' })
-        .min(1, 'must contain at least one text part'),
-    })
-    .transform(({ role, parts }) => ({
-      role,
-      content: parts.map((p) => (p.type === 'text' ? p.text : '')).join(''),
-    }))
-    .pipe(z.object({ role, content: text }));
+        .check(z.minLength(1, 'must contain at least one text part')),
+    }),
+    z.pipe(
+      z.transform(({ role, parts }: { role: ChatRole; parts: z.output<typeof part>[] }) => ({
+        role,
+        content: parts.map((p) => (p.type === 'text' ? p.text : '')).join(''),
+      })),
+      z.object({ role, content: text }),
+    ),
+  );
 
   const options = {
-    model: z
-      .string({ error: 'must be a string' })
-      .refine((m) => config.allowedModels.includes(m), `must be one of: ${config.allowedModels.join(', ')}`)
-      .optional(),
-    maxTokens: z
-      .number({ error: 'must be a number' })
-      .int('must be a whole number')
-      .min(1, 'must be at least 1')
-      .max(limits.maxOutputTokens, `must be at most ${limits.maxOutputTokens}`)
-      .optional(),
-    temperature: z
-      .number({ error: 'must be a number' })
-      .min(0, 'must be >= 0')
-      .max(2, 'must be <= 2')
-      .optional(),
+    model: z.optional(
+      z
+        .string({ error: 'must be a string' })
+        .check(
+          z.refine(
+            (m) => config.allowedModels.includes(m),
+            `must be one of: ${config.allowedModels.join(', ')}`,
+          ),
+        ),
+    ),
+    maxTokens: z.optional(
+      z
+        .number({ error: 'must be a number' })
+        .check(
+          z.refine(Number.isInteger, 'must be a whole number'),
+          z.gte(1, 'must be at least 1'),
+          z.lte(limits.maxOutputTokens, `must be at most ${limits.maxOutputTokens}`),
+        ),
+    ),
+    temperature: z.optional(
+      z.number({ error: 'must be a number' }).check(z.gte(0, 'must be >= 0'), z.lte(2, 'must be <= 2')),
+    ),
   };
-  const messageList = <T extends z.ZodType<ChatMessage, unknown>>(message: T) =>
-    z
-      .array(message, { error: 'is required and must be an array of messages' })
-      .min(1, 'must contain at least one message')
-      .max(limits.maxMessages, `has too many messages (at most ${limits.maxMessages})`)
-      .refine(
+  const messageList = <T extends z.ZodMiniType<ChatMessage, unknown>>(message: T) =>
+    z.array(message, { error: 'is required and must be an array of messages' }).check(
+      z.minLength(1, 'must contain at least one message'),
+      z.maxLength(limits.maxMessages, `has too many messages (at most ${limits.maxMessages})`),
+      z.refine(
         // zod still runs this check when an element failed, so it must not trust the element shapes.
         (list) =>
           list.reduce((n, m) => n + (typeof m?.content === 'string' ? m.content.length : 0), 0) <=
           limits.maxTotalChars,
         `are too long in total (at most ${limits.maxTotalChars} characters across the conversation)`,
-      );
+      ),
+    );
   const bodyError = { error: 'The body must be a JSON object' };
   const uiBody = z.object({ messages: messageList(uiMessage), ...options }, bodyError);
   const simpleBody = z.object({ messages: messageList(simpleMessage), ...options }, bodyError);
@@ -115,7 +125,7 @@ function looksLikeUseChat(body: unknown): boolean {
   return Array.isArray(messages) && messages.some((m) => typeof m === 'object' && m !== null && 'parts' in m);
 }
 
-function validationError(error: z.ZodError): ProxyError {
+function validationError(error: z.core.$ZodError): ProxyError {
   const issues = error.issues.slice(0, 3).map((issue) => {
     const path = formatPath(issue.path);
     return path ? `${path}: ${issue.message}` : issue.message;

@@ -1,4 +1,4 @@
-import { z } from 'zod';
+import * as z from 'zod/mini';
 import { type Env, parseEnv } from '../lib/config';
 
 export interface ServerConfig {
@@ -7,14 +7,18 @@ export interface ServerConfig {
 }
 
 const schema = z.object({
-  PORT: z.coerce
-    .number({ error: 'must be a port number' })
-    .int('must be a whole number')
-    .min(0, 'must be between 0 and 65535')
-    .max(65_535, 'must be between 0 and 65535')
-    .default(3000),
+  PORT: z._default(
+    z.coerce
+      .number({ error: 'must be a port number' })
+      .check(
+        z.refine(Number.isInteger, 'must be a whole number'),
+        z.gte(0, 'must be between 0 and 65535'),
+        z.lte(65_535, 'must be between 0 and 65535'),
+      ),
+    3000,
+  ),
   // Loopback by default: a dev proxy that spends your key should not be open to the whole network by accident.
-  HOST: z.string().trim().min(1).default('127.0.0.1'),
+  HOST: z._default(z.string().check(z.trim(), z.minLength(1)), '127.0.0.1'),
 });
 
 /** The Node server's own settings (the handler's are in lib/config.ts). */

@@ -1,5 +1,7 @@
+import { UI_MESSAGE_STREAM_HEADERS } from 'ai';
 import { describe, expect, it } from 'vitest';
 import { demoReply } from '../fake-upstream/behaviours';
+import { UI_STREAM_HEADERS } from '../lib/ui-stream';
 import { chatRequest, eventually, startHarness, userSays } from './support/harness';
 import { chatLikeUseChat, userMessage } from './support/ui';
 
@@ -7,6 +9,10 @@ const h = await startHarness();
 const REPLY = 'Hello there, this is exactly the reply — with ünïcödé and emoji 🎉 intact.';
 
 describe('UI message stream (useChat)', () => {
+  it('sends exactly the ai SDK’s UI stream headers', () => {
+    expect(UI_STREAM_HEADERS).toEqual(UI_MESSAGE_STREAM_HEADERS);
+  });
+
   it('streams a reply that the ai SDK reassembles exactly', async () => {
     h.fake.script({ kind: 'reply', text: REPLY });
     const result = await chatLikeUseChat(h.handler, [userMessage('Hi')]);
