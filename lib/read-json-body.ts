@@ -41,7 +41,18 @@ async function readCapped(req: Request, maxBytes: number): Promise<Uint8Array> {
   const chunks: Uint8Array[] = [];
   let size = 0;
   for (;;) {
-    const { done, value } = await reader.read();
+    const { done, value } = await reader.read().catch(() => {
+      // The upload broke off: the client left (nobody to answer) or sent a broken stream (its fault, not ours).
+      throw req.signal.aborted
+        ? new ProxyError(499, 'client_closed_request', 'The client closed the request.', {
+            type: 'client_closed_request',
+          })
+        : new ProxyError(
+            400,
+            'body_unreadable',
+            'The request body could not be read completely. Please send it again.',
+          );
+    });
     if (done) break;
     size += value.byteLength;
     if (size > maxBytes) {

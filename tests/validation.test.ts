@@ -110,6 +110,22 @@ describe('the HTTP guard', () => {
     expect(cancelled).toBe(true);
     expect(pulled).toBeLessThanOrEqual(2000 + 2 * 512);
   });
+
+  it('answers a body that breaks off mid-upload with 400, not a 500', async () => {
+    const broken = new ReadableStream<Uint8Array>({
+      start(controller) {
+        controller.enqueue(new TextEncoder().encode('{"messages":['));
+        controller.error(new Error('connection reset'));
+      },
+    });
+    const req = new Request('http://proxy.test/api/chat', {
+      method: 'POST',
+      headers: { 'content-type': 'application/json' },
+      body: broken,
+      duplex: 'half',
+    } as RequestInit);
+    await expectError(await h.handler(req), 400, 'body_unreadable');
+  });
 });
 
 describe('body validation', () => {
