@@ -21,6 +21,19 @@ export function parseEnv<T extends z.ZodMiniType>(schema: T, env: Env): z.output
   throw new ConfigError(`Invalid configuration:\n  - ${lines.join('\n  - ')}`);
 }
 
+/** A whole number from an env string, between `min` and `max`, with a default. */
+export const intBetween = (min: number, max: number, fallback: number) =>
+  z._default(
+    z.coerce
+      .number({ error: 'must be a whole number' })
+      .check(
+        z.refine(Number.isInteger, 'must be a whole number'),
+        z.gte(min, `must be between ${min} and ${max}`),
+        z.lte(max, `must be between ${min} and ${max}`),
+      ),
+    fallback,
+  );
+
 /**
  * A positive whole number from an env string, with a default: limits, counts and timeouts all read this way.
  * (zod/mini throughout: the classic API is not tree-shakable and would add 430 KB to the edge bundle.)

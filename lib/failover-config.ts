@@ -1,5 +1,5 @@
 import * as z from 'zod/mini';
-import { ConfigError, type Env, positiveInt } from './env';
+import { ConfigError, type Env, intBetween, positiveInt } from './env';
 import type { FailoverPolicy } from './failover';
 
 export interface FallbackRoute {
@@ -28,16 +28,7 @@ const ms = positiveInt;
 export const failoverEnv = z.object({
   FALLBACK_MODELS: z.optional(z.string()),
   FALLBACK_MESSAGE: z.optional(z.string().check(z.maxLength(2_000, 'is too long (2000 characters at most)'))),
-  UPSTREAM_MAX_ATTEMPTS: z._default(
-    z.coerce
-      .number({ error: 'must be a whole number' })
-      .check(
-        z.refine(Number.isInteger, 'must be a whole number'),
-        z.gte(1, 'must be at least 1'),
-        z.lte(5, 'must be at most 5'),
-      ),
-    2,
-  ),
+  UPSTREAM_MAX_ATTEMPTS: intBetween(1, 5, 2),
   RETRY_BASE_DELAY_MS: ms(250),
   RETRY_MAX_DELAY_MS: ms(2_000),
   RETRY_AFTER_MAX_MS: ms(5_000),

@@ -1,5 +1,5 @@
 import * as z from 'zod/mini';
-import { ConfigError, commaList } from './env';
+import { ConfigError, commaList, intBetween } from './env';
 
 export interface SecurityConfig {
   /** Exact origins, `https://*.example.com` patterns, or `*`; the page's own origin is always allowed. */
@@ -27,16 +27,7 @@ const origin = z.string().check(
 
 export const securityEnv = z.object({
   ALLOWED_ORIGINS: z.optional(commaList(origin)),
-  CORS_MAX_AGE: z._default(
-    z.coerce
-      .number({ error: 'must be a number of seconds' })
-      .check(
-        z.refine(Number.isInteger, 'must be a whole number'),
-        z.gte(0),
-        z.lte(86_400, 'must be at most 86400'),
-      ),
-    600,
-  ),
+  CORS_MAX_AGE: intBetween(0, 86_400, 600),
   AUTH_TOKENS: z.optional(z.string()),
   AUTH_JWT_SECRET: z.optional(
     z.string().check(z.minLength(32, 'must be at least 32 characters (HS256 needs a strong secret)')),

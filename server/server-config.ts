@@ -1,5 +1,6 @@
 import * as z from 'zod/mini';
 import { type Env, parseEnv } from '../lib/config';
+import { intBetween } from '../lib/env';
 
 export interface ServerConfig {
   readonly port: number;
@@ -7,16 +8,7 @@ export interface ServerConfig {
 }
 
 const schema = z.object({
-  PORT: z._default(
-    z.coerce
-      .number({ error: 'must be a port number' })
-      .check(
-        z.refine(Number.isInteger, 'must be a whole number'),
-        z.gte(0, 'must be between 0 and 65535'),
-        z.lte(65_535, 'must be between 0 and 65535'),
-      ),
-    3000,
-  ),
+  PORT: intBetween(0, 65_535, 3000),
   // Loopback by default: a dev proxy that spends your key should not be open to the whole network by accident.
   HOST: z._default(z.string().check(z.trim(), z.minLength(1)), '127.0.0.1'),
 });
