@@ -40,7 +40,19 @@ async function main(): Promise<void> {
       },
       /listening on (\S+)/,
     );
+    const peerUrl = await startProcess(
+      children,
+      ['bench/peer-ai-sdk.ts'],
+      { OPENAI_API_KEY: KEY, OPENAI_BASE_URL: fakeUrl },
+      /peer listening on (\S+)/,
+    );
     const body = { messages: [{ role: 'user', content: 'Tell me about foxes.' }] };
+    // What useChat sends: the UI targets (ours and the peer's) get exactly this.
+    const useChatBody = JSON.stringify({
+      id: 'bench',
+      messages: [{ id: 'm1', role: 'user', parts: [{ type: 'text', text: 'Tell me about foxes.' }] }],
+      trigger: 'submit-message',
+    });
     const targets: Target[] = [
       {
         name: 'direct',
@@ -62,7 +74,16 @@ async function main(): Promise<void> {
           new Request(new URL('/api/chat', proxyUrl), {
             method: 'POST',
             headers: { 'content-type': 'application/json' },
-            body: JSON.stringify(body),
+            body: useChatBody,
+          }),
+      },
+      {
+        name: 'ai-sdk route (peer)',
+        request: () =>
+          new Request(peerUrl, {
+            method: 'POST',
+            headers: { 'content-type': 'application/json' },
+            body: useChatBody,
           }),
       },
       {
@@ -130,14 +151,14 @@ function report(
     `\nsequential: ${SEQUENTIAL} requests; concurrent: ${CONCURRENT} requests at concurrency ${CONCURRENCY}\n`,
   );
   console.log(
-    'target        | seq first byte p50/p99 | seq total p50/p99    | conc total p50/p99   | req/s  | ratio p50 (seq, conc)',
+    'target              | seq first byte p50/p99 | seq total p50/p99    | conc total p50/p99   | req/s  | ratio p50 (seq, conc)',
   );
   for (const [name, r] of Object.entries(results)) {
     const ratio = direct
       ? `${(r.seq.p50 / direct.seq.p50).toFixed(2)}x, ${(r.conc.p50 / direct.conc.p50).toFixed(2)}x`
       : '';
     console.log(
-      `${name.padEnd(13)} | ${`${ms(r.seqTtft.p50)} / ${ms(r.seqTtft.p99)}`.padEnd(22)} | ${`${ms(r.seq.p50)} / ${ms(r.seq.p99)}`.padEnd(20)} | ${`${ms(r.conc.p50)} / ${ms(r.conc.p99)}`.padEnd(20)} | ${r.rps.toFixed(0).padStart(6)} | ${ratio}`,
+      `${name.padEnd(19)} | ${`${ms(r.seqTtft.p50)} / ${ms(r.seqTtft.p99)}`.padEnd(22)} | ${`${ms(r.seq.p50)} / ${ms(r.seq.p99)}`.padEnd(20)} | ${`${ms(r.conc.p50)} / ${ms(r.conc.p99)}`.padEnd(20)} | ${r.rps.toFixed(0).padStart(6)} | ${ratio}`,
     );
   }
   if (direct) {
