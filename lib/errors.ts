@@ -36,6 +36,13 @@ export class ProxyError extends Error {
   }
 }
 
+/** The client went away; nobody will read this answer, but the log line still needs a status. */
+export function clientClosed(): ProxyError {
+  return new ProxyError(499, 'client_closed_request', 'The client closed the request.', {
+    type: 'client_closed_request',
+  });
+}
+
 /** Anything that is not a ProxyError is a bug: mask it, so no stack trace or internal message ever leaves. */
 export function toProxyError(error: unknown): ProxyError {
   if (error instanceof ProxyError) return error;

@@ -152,8 +152,3 @@ async function withDeadline<T>(promise: Promise<T>, ms: number): Promise<T> {
 function describe(error: unknown): string {
   return error instanceof Error ? `${error.name}: ${error.message}` : String(error);
 }
-
-/** Tokens to charge for a reply: the upstream's own count when it sent one, else our estimate of what was generated. */
-export function tokensToCharge(usage: { totalTokens: number } | undefined, estimate: () => number): number {
-  return usage ? usage.totalTokens : estimate();
-}

@@ -1,4 +1,4 @@
-import { ProxyError } from './errors';
+import { clientClosed, ProxyError } from './errors';
 
 const JSON_TYPE = /^application\/json\s*(;|$)/i;
 
@@ -44,9 +44,7 @@ async function readCapped(req: Request, maxBytes: number): Promise<Uint8Array> {
     const { done, value } = await reader.read().catch(() => {
       // The upload broke off: the client left (nobody to answer) or sent a broken stream (its fault, not ours).
       throw req.signal.aborted
-        ? new ProxyError(499, 'client_closed_request', 'The client closed the request.', {
-            type: 'client_closed_request',
-          })
+        ? clientClosed()
         : new ProxyError(
             400,
             'body_unreadable',

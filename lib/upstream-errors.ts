@@ -1,6 +1,6 @@
 import { APIConnectionError, APIConnectionTimeoutError, APIError } from 'openai';
 import { UpstreamTimeout } from './abort';
-import { ProxyError, type ProxyErrorOptions } from './errors';
+import { clientClosed, ProxyError, type ProxyErrorOptions } from './errors';
 import { redact } from './redact';
 
 const UNAVAILABLE = 'The assistant is unavailable right now. Please try again in a moment.';
@@ -37,13 +37,6 @@ export class UpstreamFailure extends ProxyError {
       detail,
     });
   }
-}
-
-/** The client went away; nobody will read this answer, but the log line still needs a status. */
-export function clientClosed(): ProxyError {
-  return new ProxyError(499, 'client_closed_request', 'The client closed the request.', {
-    type: 'client_closed_request',
-  });
 }
 
 /** Why the upstream request was aborted: one of our timeouts, or the client leaving. */
