@@ -1,4 +1,4 @@
-import { createRemoteJWKSet, type JWTVerifyGetKey, jwtVerify } from 'jose';
+import { createRemoteJWKSet, errors, type JWTVerifyGetKey, jwtVerify } from 'jose';
 import { ProxyError } from './errors';
 import type { SecurityConfig } from './security-config';
 
@@ -38,7 +38,7 @@ export function createAuthenticator(config: SecurityConfig): Authenticate {
       if (match) return match;
     }
     if (key && jwt) {
-      const subject = await verifyJwt(token, key, jwt).catch(() => undefined);
+      const subject = await verifyJwt(token, key, jwt).catch(unlessKeysUnreachable);
       if (subject) return subject;
     }
     throw unauthorized(
@@ -64,6 +64,27 @@ async function verifyJwt(
     key instanceof Uint8Array ? await jwtVerify(token, key, options) : await jwtVerify(token, key, options);
   const sub = payload.sub;
   return sub && /^[\w.@:|-]{1,128}$/.test(sub) ? sub : undefined;
+}
+
+/**
+ * A token that fails verification is the caller's problem (401). A JWKS endpoint that cannot be reached or read is
+ * ours: answering 401 would tell every signed-in user their session is bad, so it is a 503 instead.
+ */
+function unlessKeysUnreachable(error: unknown): undefined {
+  const unreachable =
+    error instanceof errors.JWKSTimeout || error instanceof errors.JWKSInvalid || error instanceof TypeError;
+  if (unreachable) {
+    throw new ProxyError(
+      503,
+      'auth_unavailable',
+      'Sign-in cannot be checked right now. Please try again in a moment.',
+      {
+        headers: { 'retry-after': '5' },
+        detail: `JWKS unavailable: ${error instanceof Error ? error.message : String(error)}`,
+      },
+    );
+  }
+  return undefined;
 }
 
 function bearer(req: Request): string | undefined {

@@ -220,6 +220,7 @@ describe('fuzzing', () => {
           OPENAI_BASE_URL: h.fake.url,
           ALLOWED_ORIGINS: 'https://app.example.org,https://*.example.com',
           AUTH_TOKENS: `fuzz:${SECRETS.aliceToken}`,
+          AUTH_JWT_SECRET: SECRETS.jwtSecret,
           CLIENT_IP_HEADER: 'x-forwarded-for',
         }),
       ),

@@ -263,6 +263,21 @@ describe('JWT auth', () => {
     });
     afterAll(() => new Promise((resolve) => server.close(resolve)));
 
+    it('answers 503, not 401, when the JWKS endpoint cannot be reached', async () => {
+      const down = buildHandler(
+        testConfig({ OPENAI_BASE_URL: h.fake.url, AUTH_JWKS_URL: 'http://127.0.0.1:1/jwks.json' }),
+      );
+      const token = await new SignJWT({})
+        .setProtectedHeader({ alg: 'ES256', kid: 'k1' })
+        .setSubject('u')
+        .setExpirationTime('5m')
+        .sign(privateKey);
+      const res = await down(chatRequest(userSays('Hi'), { headers: { authorization: `Bearer ${token}` } }));
+      expect(res.status).toBe(503);
+      expect(((await res.json()) as { error: { code: string } }).error.code).toBe('auth_unavailable');
+      expect(h.fake.calls).toHaveLength(0);
+    });
+
     it('verifies tokens signed by a key from the JWKS, and refuses others', async () => {
       const good = await new SignJWT({})
         .setProtectedHeader({ alg: 'ES256', kid: 'k1' })
