@@ -1,7 +1,7 @@
-import { existsSync } from 'node:fs';
 import { type Browser, chromium, type Page } from 'playwright-core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { demoReply } from '../fake-upstream/behaviours';
+import { ensureDebianPackage } from './support/debian-package';
 import { eventually } from './support/harness';
 import { freePort, npmRun } from './support/processes';
 
@@ -9,28 +9,32 @@ import { freePort, npmRun } from './support/processes';
  * The real thing: `npm run dev` serves the chat page, Debian's Chromium loads it, and `useChat` from
  * `@ai-sdk/react` (unchanged) streams a reply through the proxy from the demo upstream.
  */
-const CHROMIUM = process.env.CHROMIUM_PATH ?? '/usr/bin/chromium';
 let browser: Browser;
 
 beforeAll(async () => {
-  if (!existsSync(CHROMIUM)) {
-    throw new Error(
-      `The browser test needs Chromium at ${CHROMIUM}: install Debian's (sudo apt-get install -y chromium) or set CHROMIUM_PATH.`,
+  const executablePath =
+    process.env.CHROMIUM_PATH ??
+    ensureDebianPackage(
+      'chromium',
+      'chromium',
+      "The browser test needs Debian's Chromium (sudo apt-get install -y chromium) or CHROMIUM_PATH.",
     );
-  }
-  browser = await chromium.launch({
-    executablePath: CHROMIUM,
-    headless: true,
-    args: [
-      '--no-sandbox',
-      '--disable-gpu',
-      '--disable-quic',
-      '--no-first-run',
-      '--disable-background-networking',
-      '--disable-component-update',
-      '--disable-sync',
-    ],
-  });
+  browser = await chromium.launch(
+    {
+      executablePath,
+      headless: true,
+      args: [
+        '--no-sandbox',
+        '--disable-gpu',
+        '--disable-quic',
+        '--no-first-run',
+        '--disable-background-networking',
+        '--disable-component-update',
+        '--disable-sync',
+      ],
+    },
+    300_000,
+  ); // installing Chromium on a fresh machine takes a while
 });
 afterAll(() => browser?.close());
 

@@ -1,5 +1,6 @@
-import { type ChildProcess, execFileSync, spawn } from 'node:child_process';
+import { type ChildProcess, spawn } from 'node:child_process';
 import { Socket } from 'node:net';
+import { ensureDebianPackage } from './debian-package';
 import { REDIS_TEST_HOST, REDIS_TEST_PORT } from './redis';
 
 /**
@@ -29,14 +30,11 @@ export default async function setup(): Promise<() => void> {
 }
 
 function findRedisServer(): string {
-  try {
-    return execFileSync('sh', ['-c', 'command -v redis-server'], { encoding: 'utf8' }).trim();
-  } catch {
-    throw new Error(
-      'The tests need a real Redis: nothing answers on 127.0.0.1:6379 and redis-server is not installed. ' +
-        'Install it (Debian/Ubuntu: sudo apt-get install -y redis-server; macOS: brew install redis) or start one on that port.',
-    );
-  }
+  return ensureDebianPackage(
+    'redis-server',
+    'redis-server',
+    'The tests need a real Redis: nothing answers on 127.0.0.1:6379. Install it (Debian/Ubuntu: sudo apt-get install -y redis-server; macOS: brew install redis) or start one on that port.',
+  );
 }
 
 function pings(): Promise<boolean> {
