@@ -19,23 +19,20 @@ beforeAll(async () => {
       'chromium',
       "The browser test needs Debian's Chromium (sudo apt-get install -y chromium) or CHROMIUM_PATH.",
     );
-  browser = await chromium.launch(
-    {
-      executablePath,
-      headless: true,
-      args: [
-        '--no-sandbox',
-        '--disable-gpu',
-        '--disable-quic',
-        '--no-first-run',
-        '--disable-background-networking',
-        '--disable-component-update',
-        '--disable-sync',
-      ],
-    },
-    300_000,
-  ); // installing Chromium on a fresh machine takes a while
-});
+  browser = await chromium.launch({
+    executablePath,
+    headless: true,
+    args: [
+      '--no-sandbox',
+      '--disable-gpu',
+      '--disable-quic',
+      '--no-first-run',
+      '--disable-background-networking',
+      '--disable-component-update',
+      '--disable-sync',
+    ],
+  });
+}, 300_000); // installing Chromium on a fresh machine takes a while
 afterAll(() => browser?.close());
 
 async function openChat(env: Record<string, string> = {}): Promise<Page> {
