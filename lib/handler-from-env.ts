@@ -1,14 +1,13 @@
 import type { Redis } from '@upstash/redis';
 import { waitUntil as vercelWaitUntil } from '@vercel/functions';
 import { ipAddress } from '@vercel/functions/headers';
-import { type ChatHandler, createChatHandler } from './chat-handler';
+import type { ChatHandler } from './chat-handler';
 import { type Config, ConfigError, type Env, loadConfig } from './config';
 import { errorResponse, ProxyError } from './errors';
 import { limitStoresFor } from './limits-from-config';
 import { jsonLogger, type Logger } from './log';
-import { createRateLimitGate } from './rate-limit';
 import { upstashRestRedis } from './upstash-rest';
-import { upstreamFromConfig } from './upstream-from-config';
+import { wireChatHandler } from './wire-handler';
 
 export interface FromEnvOptions {
   readonly fetch?: typeof fetch;
@@ -23,16 +22,13 @@ export interface FromEnvOptions {
 export function handlerFromEnv(env: Env, options: FromEnvOptions = {}): ChatHandler {
   try {
     const config = loadConfig(env);
-    const upstream = upstreamFromConfig(config, options.fetch ? { fetch: options.fetch } : {});
-    const gate = createRateLimitGate({
-      config: config.rateLimit,
+    return wireChatHandler(config, {
       stores: limitStoresFor(config.rateLimit, edgeRedis(config)),
       clientIp: (req) => ipAddress(req),
       waitUntil: vercelWaitUntil,
-      secrets: config.secrets,
+      ...(options.log ? { log: options.log } : {}),
+      ...(options.fetch ? { upstream: { fetch: options.fetch } } : {}),
     });
-    const log = options.log ?? jsonLogger;
-    return createChatHandler({ config, upstream, gate, waitUntil: vercelWaitUntil, log });
   } catch (error) {
     if (!(error instanceof ConfigError)) throw error;
     console.error(error.message);

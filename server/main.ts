@@ -1,11 +1,9 @@
 import type { Redis } from '@upstash/redis';
 import { serve } from 'srvx';
-import { createChatHandler } from '../lib/chat-handler';
 import { type Config, ConfigError, type Env, loadConfig } from '../lib/config';
 import { describeStores, limitStoresFor } from '../lib/limits-from-config';
-import { createRateLimitGate } from '../lib/rate-limit';
 import { upstashRestRedis } from '../lib/upstash-rest';
-import { upstreamFromConfig } from '../lib/upstream-from-config';
+import { wireChatHandler } from '../lib/wire-handler';
 import { chatPage } from './chat-page';
 import { startDemoUpstream } from './demo';
 import { loadDotEnv } from './env-file';
@@ -26,14 +24,10 @@ async function main(): Promise<void> {
   const server = loadServerConfig(env);
   const config = loadConfig(env, { production: !dev });
   const redis = serverRedis(config);
-  const gate = createRateLimitGate({
-    config: config.rateLimit,
+  const chat = wireChatHandler(config, {
     stores: limitStoresFor(config.rateLimit, redis?.client),
     clientIp: socketIp,
-    waitUntil: (promise) => void promise.catch(() => {}),
-    secrets: config.secrets,
   });
-  const chat = createChatHandler({ config, upstream: upstreamFromConfig(config), gate });
   const listening = await serve({
     fetch: routes(chat, chatPage()),
     port: server.port,

@@ -191,6 +191,14 @@ describe('caller auth', () => {
   });
 });
 
+/** A short-lived ES256 token with key id `k1`, as the JWKS test serves it. */
+const signEs256 = (key: CryptoKey, subject: string) =>
+  new SignJWT({})
+    .setProtectedHeader({ alg: 'ES256', kid: 'k1' })
+    .setSubject(subject)
+    .setExpirationTime('5m')
+    .sign(key);
+
 describe('JWT auth', () => {
   const SECRET = SECRETS.jwtSecret;
   const key = new TextEncoder().encode(SECRET);
@@ -267,11 +275,7 @@ describe('JWT auth', () => {
       const down = buildHandler(
         testConfig({ OPENAI_BASE_URL: h.fake.url, AUTH_JWKS_URL: 'http://127.0.0.1:1/jwks.json' }),
       );
-      const token = await new SignJWT({})
-        .setProtectedHeader({ alg: 'ES256', kid: 'k1' })
-        .setSubject('u')
-        .setExpirationTime('5m')
-        .sign(privateKey);
+      const token = await signEs256(privateKey, 'u');
       const res = await down(chatRequest(userSays('Hi'), { headers: { authorization: `Bearer ${token}` } }));
       expect(res.status).toBe(503);
       expect(((await res.json()) as { error: { code: string } }).error.code).toBe('auth_unavailable');
@@ -279,22 +283,14 @@ describe('JWT auth', () => {
     });
 
     it('verifies tokens signed by a key from the JWKS, and refuses others', async () => {
-      const good = await new SignJWT({})
-        .setProtectedHeader({ alg: 'ES256', kid: 'k1' })
-        .setSubject('jwks-user')
-        .setExpirationTime('5m')
-        .sign(privateKey);
+      const good = await signEs256(privateKey, 'jwks-user');
       const ok = await jwks(
         chatRequest(userSays('Hi'), { headers: { accept: 'text/plain', authorization: `Bearer ${good}` } }),
       );
       expect(ok.status).toBe(200);
       await ok.text();
       const other = (await generateKeyPair('ES256')).privateKey;
-      const forged = await new SignJWT({})
-        .setProtectedHeader({ alg: 'ES256', kid: 'k1' })
-        .setSubject('x')
-        .setExpirationTime('5m')
-        .sign(other);
+      const forged = await signEs256(other, 'x');
       const no = await jwks(chatRequest(userSays('Hi'), { headers: { authorization: `Bearer ${forged}` } }));
       expect(no.status).toBe(401);
     });

@@ -1,12 +1,11 @@
 import { afterAll, beforeEach } from 'vitest';
 import { type FakeUpstream, type FakeUpstreamOptions, startFakeUpstream } from '../../fake-upstream';
-import { type ChatHandler, createChatHandler } from '../../lib/chat-handler';
+import type { ChatHandler } from '../../lib/chat-handler';
 import { type Config, loadConfig } from '../../lib/config';
 import type { LimitStores } from '../../lib/limit-stores';
 import { limitStoresFor } from '../../lib/limits-from-config';
 import type { RequestLog } from '../../lib/log';
-import { createRateLimitGate } from '../../lib/rate-limit';
-import { upstreamFromConfig } from '../../lib/upstream-from-config';
+import { wireChatHandler } from '../../lib/wire-handler';
 import { recordOutput, recordResponse, SECRETS } from './secret-scan';
 
 /** Shaped like a real key so that key-shaped redaction is exercised too. */
@@ -64,20 +63,12 @@ export interface BuildOptions {
 
 /** Wires a handler the way api/chat.ts does; the client IP comes from `x-real-ip`, as on Vercel. */
 export function buildHandler(config: Config, options: BuildOptions = {}): ChatHandler {
-  const waitUntil = options.waitUntil ?? ((promise: Promise<unknown>) => void promise);
-  const gate = createRateLimitGate({
-    config: config.rateLimit,
+  const logs = options.logs;
+  const handler = wireChatHandler(config, {
     stores: options.stores ?? limitStoresFor(config.rateLimit, undefined),
     clientIp: (req) => req.headers.get('x-real-ip') ?? undefined,
-    waitUntil,
-    secrets: config.secrets,
-  });
-  const logs = options.logs;
-  const handler = createChatHandler({
-    config,
-    upstream: upstreamFromConfig(config, options.apiKey ? { apiKey: options.apiKey } : {}),
-    gate,
-    waitUntil,
+    ...(options.waitUntil ? { waitUntil: options.waitUntil } : {}),
+    ...(options.apiKey ? { upstream: { apiKey: options.apiKey } } : {}),
     // Every log line is scanned for secrets; tests that do not look at them keep them off the console.
     log: (line: RequestLog) => {
       recordOutput(JSON.stringify(line));
