@@ -1,4 +1,4 @@
-import { handlerFromEnv } from '../lib/handler-from-env';
+import { handlerFromEnv } from '../lib/platform/vercel';
 
 /**
  * POST /api/chat on Vercel's edge runtime. To move to Vercel's Node.js runtime (Fluid compute) instead, change

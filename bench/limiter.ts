@@ -1,9 +1,9 @@
 import { loadConfig } from '../lib/config';
-import type { LimitStores } from '../lib/limit-stores';
-import { memoryLimitStores } from '../lib/memory-limits';
-import { createRateLimitGate } from '../lib/rate-limit';
-import { redisLimitStores } from '../lib/redis-limits';
-import { upstashRestRedis } from '../lib/upstash-rest';
+import { createRateLimitGate } from '../lib/limits/gate';
+import { memoryLimitStores } from '../lib/limits/memory-store';
+import { redisLimitStores } from '../lib/limits/redis-store';
+import type { LimitStores } from '../lib/limits/stores';
+import { upstashRestRedis } from '../lib/redis/upstash-rest';
 import { tcpRedis } from '../server/redis-tcp';
 import { REDIS_TEST_URL } from '../tests/support/redis';
 import { startUpstashBridge } from '../tests/support/upstash-bridge';

@@ -1,17 +1,17 @@
-import { linkedAbort } from './abort';
-import { createAuthenticator } from './caller-auth';
 import type { Config } from './config';
-import { createCors } from './cors';
 import { errorResponse, toProxyError } from './errors';
-import type { ServedReply, Upstream } from './failover';
+import { createAuthenticator } from './http/caller-auth';
+import { createCors } from './http/cors';
+import { readJsonBody } from './http/read-body';
+import { requestIdFrom } from './http/request-id';
+import { type ChatRequest, createRequestValidator } from './http/validate-request';
+import type { Admission, RateLimitGate } from './limits/gate';
 import { errorFields, jsonLogger, type Logger, type RequestLog, usageFields } from './log';
-import type { Admission, RateLimitGate } from './rate-limit';
-import { readJsonBody } from './read-json-body';
-import { replyStream, type StreamEnd } from './reply-stream';
-import { requestIdFrom } from './request-id';
-import { textFraming, textStreamResponse, wantsPlainText } from './text-stream';
-import { uiFraming, uiStreamResponse } from './ui-stream';
-import { type ChatRequest, createRequestValidator } from './validate-request';
+import { replyStream, type StreamEnd } from './stream/reply-stream';
+import { textFraming, textStreamResponse, wantsPlainText } from './stream/text-framing';
+import { uiFraming, uiStreamResponse } from './stream/ui-framing';
+import { linkedAbort } from './upstream/abort';
+import type { ServedReply, Upstream } from './upstream/failover';
 
 export interface ChatHandlerDeps {
   readonly config: Config;

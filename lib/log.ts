@@ -1,5 +1,5 @@
 import type { ProxyError } from './errors';
-import type { Usage } from './upstream';
+import type { Usage } from './upstream/target';
 
 /** One structured line per request. It never holds a key, a token, a header value or message text. */
 export interface RequestLog {

@@ -1,9 +1,9 @@
 import type { Redis } from '@upstash/redis';
 import { serve } from 'srvx';
 import { type Config, ConfigError, type Env, loadConfig } from '../lib/config';
-import { describeStores, limitStoresFor } from '../lib/limits-from-config';
-import { upstashRestRedis } from '../lib/upstash-rest';
-import { wireChatHandler } from '../lib/wire-handler';
+import { wireChatHandler } from '../lib/create-proxy';
+import { describeStores, limitStoresFor } from '../lib/limits/describe';
+import { upstashRestRedis } from '../lib/redis/upstash-rest';
 import { chatPage } from './chat-page';
 import { startDemoUpstream } from './demo';
 import { loadDotEnv } from './env-file';

@@ -1,6 +1,6 @@
 import * as z from 'zod/mini';
 import { type Env, parseEnv } from '../lib/config';
-import { intBetween } from '../lib/env';
+import { intBetween } from '../lib/config/env';
 
 export interface ServerConfig {
   readonly port: number;

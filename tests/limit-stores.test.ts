@@ -1,9 +1,9 @@
 import IORedis from 'ioredis';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import type { LimitStores } from '../lib/limit-stores';
-import { memoryLimitStores } from '../lib/memory-limits';
-import { redisLimitStores } from '../lib/redis-limits';
-import { upstashRestRedis } from '../lib/upstash-rest';
+import { memoryLimitStores } from '../lib/limits/memory-store';
+import { redisLimitStores } from '../lib/limits/redis-store';
+import type { LimitStores } from '../lib/limits/stores';
+import { upstashRestRedis } from '../lib/redis/upstash-rest';
 import { LuaCompat } from '../server/lua-compat';
 import { tcpRedis } from '../server/redis-tcp';
 import { REDIS_TEST_URL, uniquePrefix } from './support/redis';

@@ -1,10 +1,10 @@
 import { createServer, type Server, type Socket } from 'node:net';
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import type { ChatHandler } from '../lib/chat-handler';
-import type { LimitStores } from '../lib/limit-stores';
+import { redisLimitStores } from '../lib/limits/redis-store';
+import type { LimitStores } from '../lib/limits/stores';
 import type { RequestLog } from '../lib/log';
-import { redisLimitStores } from '../lib/redis-limits';
-import { upstashRestRedis } from '../lib/upstash-rest';
+import { upstashRestRedis } from '../lib/redis/upstash-rest';
 import { tcpRedis } from '../server/redis-tcp';
 import {
   buildHandler,

@@ -1,7 +1,7 @@
 import { UI_MESSAGE_STREAM_HEADERS } from 'ai';
 import { describe, expect, it } from 'vitest';
 import { demoReply } from '../fake-upstream/behaviours';
-import { UI_STREAM_HEADERS } from '../lib/ui-stream';
+import { UI_STREAM_HEADERS } from '../lib/stream/ui-framing';
 import { chatRequest, eventually, startHarness, userSays } from './support/harness';
 import { chatLikeUseChat, userMessage } from './support/ui';
 

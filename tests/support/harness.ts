@@ -2,10 +2,10 @@ import { afterAll, beforeEach } from 'vitest';
 import { type FakeUpstream, type FakeUpstreamOptions, startFakeUpstream } from '../../fake-upstream';
 import type { ChatHandler } from '../../lib/chat-handler';
 import { type Config, loadConfig } from '../../lib/config';
-import type { LimitStores } from '../../lib/limit-stores';
-import { limitStoresFor } from '../../lib/limits-from-config';
+import { wireChatHandler } from '../../lib/create-proxy';
+import { limitStoresFor } from '../../lib/limits/describe';
+import type { LimitStores } from '../../lib/limits/stores';
 import type { RequestLog } from '../../lib/log';
-import { wireChatHandler } from '../../lib/wire-handler';
 import { recordOutput, recordResponse, SECRETS } from './secret-scan';
 
 /** Shaped like a real key so that key-shaped redaction is exercised too. */

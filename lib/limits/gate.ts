@@ -1,9 +1,9 @@
+import type { RateLimitConfig } from '../config/rate-limit';
+import { ProxyError } from '../errors';
+import { redact } from '../redact';
 import type { Caller, ClientIp } from './caller-identity';
 import { createCallerIdentifier } from './caller-identity';
-import { ProxyError } from './errors';
-import type { LimitStores, WindowState } from './limit-stores';
-import type { RateLimitConfig } from './rate-limit-config';
-import { redact } from './redact';
+import type { LimitStores, WindowState } from './stores';
 
 /** How the limiter decided: a log field, and (for `fail_open`) a response header. */
 export type LimitDecision = 'allowed' | 'fail_open';

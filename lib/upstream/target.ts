@@ -1,8 +1,8 @@
 import OpenAI from 'openai';
 import type { ChatCompletionChunk, ChatCompletionMessageParam } from 'openai/resources/chat/completions';
+import type { ChatRequest } from '../http/validate-request';
 import { linkedAbort, UpstreamTimeout } from './abort';
-import { abortError, midStreamError, UpstreamFailure, upstreamError } from './upstream-errors';
-import type { ChatRequest } from './validate-request';
+import { abortError, midStreamError, UpstreamFailure, upstreamError } from './errors';
 
 export interface Usage {
   readonly promptTokens: number;

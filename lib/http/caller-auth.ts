@@ -1,6 +1,6 @@
 import { createRemoteJWKSet, errors, type JWTVerifyGetKey, jwtVerify } from 'jose';
-import { ProxyError } from './errors';
-import type { SecurityConfig } from './security-config';
+import type { SecurityConfig } from '../config/security';
+import { ProxyError } from '../errors';
 
 /** Verifies the caller's bearer token; resolves to a verified caller id, or `undefined` when auth is off. */
 export type Authenticate = (req: Request) => Promise<string | undefined>;

@@ -1,10 +1,10 @@
-import type { ClientIp } from './caller-identity';
 import { type ChatHandler, createChatHandler } from './chat-handler';
 import type { Config } from './config';
-import type { LimitStores } from './limit-stores';
+import type { ClientIp } from './limits/caller-identity';
+import { createRateLimitGate } from './limits/gate';
+import type { LimitStores } from './limits/stores';
 import type { Logger } from './log';
-import { createRateLimitGate } from './rate-limit';
-import { upstreamFromConfig } from './upstream-from-config';
+import { upstreamFromConfig } from './upstream/create-upstream';
 
 /** What differs between the edge, the Node server and the tests; everything else is built from the config. */
 export interface Platform {

@@ -1,6 +1,6 @@
 import * as z from 'zod/mini';
-import type { Config } from './config';
-import { ProxyError } from './errors';
+import type { Config } from '../config';
+import { ProxyError } from '../errors';
 
 export type ChatRole = 'user' | 'assistant';
 

@@ -1,8 +1,8 @@
 import type { Redis } from '@upstash/redis';
-import type { LimitStores } from './limit-stores';
-import { memoryLimitStores } from './memory-limits';
-import type { RateLimitConfig } from './rate-limit-config';
-import { redisLimitStores } from './redis-limits';
+import type { RateLimitConfig } from '../config/rate-limit';
+import { memoryLimitStores } from './memory-store';
+import { redisLimitStores } from './redis-store';
+import type { LimitStores } from './stores';
 
 /** The stores the config asks for. `redis` is the client for the `upstash` or `redis` kinds, built by the caller. */
 export function limitStoresFor(config: RateLimitConfig, redis: Redis | undefined): LimitStores {

@@ -1,4 +1,4 @@
-import { ProxyError } from './errors';
+import { ProxyError } from '../errors';
 
 export interface Caller {
   /** The rate-limit key: `ip:203.0.113.7`, `ip:2001:db8:1:2::/64` or (with caller auth) `user:alice`. */

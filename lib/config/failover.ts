@@ -1,6 +1,6 @@
 import * as z from 'zod/mini';
+import type { FailoverPolicy } from '../upstream/failover';
 import { ConfigError, type Env, intBetween, positiveInt } from './env';
-import type { FailoverPolicy } from './failover';
 
 export interface FallbackRoute {
   readonly model: string;

@@ -1,7 +1,7 @@
 import { APIConnectionError, APIConnectionTimeoutError, APIError } from 'openai';
+import { clientClosed, ProxyError, type ProxyErrorOptions } from '../errors';
+import { redact } from '../redact';
 import { UpstreamTimeout } from './abort';
-import { clientClosed, ProxyError, type ProxyErrorOptions } from './errors';
-import { redact } from './redact';
 
 const UNAVAILABLE = 'The assistant is unavailable right now. Please try again in a moment.';
 

@@ -1,13 +1,13 @@
 import type { Redis } from '@upstash/redis';
 import { waitUntil as vercelWaitUntil } from '@vercel/functions';
 import { ipAddress } from '@vercel/functions/headers';
-import type { ChatHandler } from './chat-handler';
-import { type Config, ConfigError, type Env, loadConfig } from './config';
-import { errorResponse, ProxyError } from './errors';
-import { limitStoresFor } from './limits-from-config';
-import { jsonLogger, type Logger } from './log';
-import { upstashRestRedis } from './upstash-rest';
-import { wireChatHandler } from './wire-handler';
+import type { ChatHandler } from '../chat-handler';
+import { type Config, ConfigError, type Env, loadConfig } from '../config';
+import { wireChatHandler } from '../create-proxy';
+import { errorResponse, ProxyError } from '../errors';
+import { limitStoresFor } from '../limits/describe';
+import { jsonLogger, type Logger } from '../log';
+import { upstashRestRedis } from '../redis/upstash-rest';
 
 export interface FromEnvOptions {
   readonly fetch?: typeof fetch;

@@ -1,9 +1,9 @@
+import { ProxyError } from '../errors';
+import type { ChatRequest } from '../http/validate-request';
 import { abortableSleep, linkedAbort } from './abort';
-import { ProxyError } from './errors';
+import { abortError, UpstreamFailure } from './errors';
 import { fallbackReply } from './fallback-reply';
-import type { Reply, UpstreamTarget } from './upstream';
-import { abortError, UpstreamFailure } from './upstream-errors';
-import type { ChatRequest } from './validate-request';
+import type { Reply, UpstreamTarget } from './target';
 
 /** One way to answer: a model on a target (base URL + key). The first route is the requested model. */
 export interface Route {

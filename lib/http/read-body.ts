@@ -1,4 +1,4 @@
-import { clientClosed, ProxyError } from './errors';
+import { clientClosed, ProxyError } from '../errors';
 
 const JSON_TYPE = /^application\/json\s*(;|$)/i;
 

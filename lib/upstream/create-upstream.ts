@@ -1,6 +1,6 @@
-import type { Config } from './config';
+import type { Config } from '../config';
 import { createFailover, type Route, type Upstream } from './failover';
-import { createUpstreamTarget } from './upstream';
+import { createUpstreamTarget } from './target';
 
 /**
  * The upstream the handler talks to: the main API, then `FALLBACK_MODELS` in order, with the retry policy and

@@ -1,4 +1,4 @@
-import { type LimitStores, slidingWindowUsed, windowIndex } from './limit-stores';
+import { type LimitStores, slidingWindowUsed, windowIndex } from './stores';
 
 interface Windows {
   readonly requests: number;

@@ -1,8 +1,8 @@
 import * as z from 'zod/mini';
 import { ConfigError, commaList, type Env, httpUrl, parseEnv, positiveInt } from './env';
-import { type FailoverConfig, failoverEnv, toFailoverConfig } from './failover-config';
-import { type RateLimitConfig, rateLimitEnv, toRateLimitConfig } from './rate-limit-config';
-import { type SecurityConfig, securityEnv, toSecurityConfig } from './security-config';
+import { type FailoverConfig, failoverEnv, toFailoverConfig } from './failover';
+import { type RateLimitConfig, rateLimitEnv, toRateLimitConfig } from './rate-limit';
+import { type SecurityConfig, securityEnv, toSecurityConfig } from './security';
 
 export { ConfigError, type Env, parseEnv } from './env';
 

@@ -1,4 +1,4 @@
-import { ProxyError } from './errors';
+import { ProxyError } from '../errors';
 
 /** Only what the endpoint needs: browsers are told exactly this much. */
 const ALLOW_METHODS = 'POST';

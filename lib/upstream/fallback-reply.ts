@@ -1,4 +1,4 @@
-import type { Reply } from './upstream';
+import type { Reply } from './target';
 
 /**
  * The operator's `FALLBACK_MESSAGE`, streamed like a normal reply when every upstream failed: the user sees a

@@ -1,6 +1,6 @@
 import { Ratelimit } from '@upstash/ratelimit';
 import type { Redis } from '@upstash/redis';
-import { type LimitStores, slidingWindowUsed, windowIndex } from './limit-stores';
+import { type LimitStores, slidingWindowUsed, windowIndex } from './stores';
 
 interface Options {
   readonly kind: string;
