@@ -1,4 +1,4 @@
-import { handlerFromEnv } from '../lib/platform/vercel';
+import { vercelHandler } from '../lib/platform/vercel';
 
 /**
  * POST /api/chat on Vercel's edge runtime. To move to Vercel's Node.js runtime (Fluid compute) instead, change
@@ -7,5 +7,5 @@ import { handlerFromEnv } from '../lib/platform/vercel';
 export const config = { runtime: 'edge' };
 
 // Module scope: parsed and built once per instance, not per request. The request path, in order, lives in
-// lib/chat-handler.ts: guard + read body → validate → upstream (first token) → stream as UI messages or text.
-export default handlerFromEnv(process.env);
+// lib/chat-handler.ts: CORS, auth, body, validation, limits, upstream (first token), then the stream.
+export default vercelHandler(process.env);

@@ -1,4 +1,5 @@
 import { loadConfig } from '../lib/config';
+import { defaultInternal } from '../lib/internal';
 import { createRateLimitGate } from '../lib/limits/gate';
 import { memoryLimitStores } from '../lib/limits/memory-store';
 import { redisLimitStores } from '../lib/limits/redis-store';
@@ -24,18 +25,22 @@ const bridge = await startUpstashBridge();
 const tcp = tcpRedis(REDIS_TEST_URL, 1_000);
 const prefix = `bench:${process.pid}`;
 const stores: [string, LimitStores][] = [
-  ['memory', memoryLimitStores(config.rateLimit)],
+  ['memory', memoryLimitStores(config.rateLimit, Date.now)],
   [
     'REDIS_URL (TCP)',
-    redisLimitStores(tcp.redis, { ...config.rateLimit, kind: 'redis', prefix: `${prefix}:tcp` }),
+    redisLimitStores(tcp.redis, { ...config.rateLimit, kind: 'redis', prefix: `${prefix}:tcp` }, Date.now),
   ],
   [
     'Upstash REST (loopback bridge)',
-    redisLimitStores(upstashRestRedis({ url: bridge.url, token: bridge.token, timeoutMs: 1_000 }), {
-      ...config.rateLimit,
-      kind: 'upstash',
-      prefix: `${prefix}:rest`,
-    }),
+    redisLimitStores(
+      upstashRestRedis({ url: bridge.url, token: bridge.token, timeoutMs: 1_000 }),
+      {
+        ...config.rateLimit,
+        kind: 'upstash',
+        prefix: `${prefix}:rest`,
+      },
+      Date.now,
+    ),
   ],
 ];
 
@@ -48,6 +53,7 @@ for (const [name, store] of stores) {
     stores: store,
     clientIp: (req) => req.headers.get('x-real-ip') ?? undefined,
     waitUntil: () => {},
+    internal: defaultInternal,
     secrets: [],
   });
   const request = (i: number) =>

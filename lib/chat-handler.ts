@@ -4,12 +4,15 @@ import { createAuthenticator } from './http/caller-auth';
 import { createCors } from './http/cors';
 import { readJsonBody } from './http/read-body';
 import { requestIdFrom } from './http/request-id';
-import { type ChatRequest, createRequestValidator } from './http/validate-request';
+import { baseHeaders, methodNotAllowed } from './http/responses';
+import { createRequestValidator } from './http/validate-request';
+import type { Internal } from './internal';
 import type { Admission, RateLimitGate } from './limits/gate';
-import { errorFields, jsonLogger, type Logger, type RequestLog, usageFields } from './log';
+import { errorFields, type Logger, type RequestContext, usageFields } from './log';
 import { replyStream, type StreamEnd } from './stream/reply-stream';
 import { textFraming, textStreamResponse, wantsPlainText } from './stream/text-framing';
 import { uiFraming, uiStreamResponse } from './stream/ui-framing';
+import type { ChatRequest } from './types';
 import { linkedAbort } from './upstream/abort';
 import type { ServedReply, Upstream } from './upstream/failover';
 
@@ -18,11 +21,9 @@ export interface ChatHandlerDeps {
   readonly upstream: Upstream;
   readonly gate: RateLimitGate;
   /** Keeps work alive after the response has ended (Vercel's `waitUntil`); on a server, the promise just runs. */
-  readonly waitUntil?: (promise: Promise<unknown>) => void;
-  readonly log?: Logger;
-  /** Milliseconds; injected so tests can control time. */
-  readonly now?: () => number;
-  readonly newId?: () => string;
+  readonly waitUntil: (promise: Promise<unknown>) => void;
+  readonly log: Logger;
+  readonly internal: Internal;
 }
 
 export type ChatHandler = (req: Request) => Promise<Response>;
@@ -33,11 +34,8 @@ export type ChatHandler = (req: Request) => Promise<Response>;
  * gets a real status), then stream the rest in the asked-for protocol and charge the real usage when it ends.
  */
 export function createChatHandler(deps: ChatHandlerDeps): ChatHandler {
-  const { config, upstream, gate } = deps;
-  const log = deps.log ?? jsonLogger;
-  const now = deps.now ?? Date.now;
-  const newId = deps.newId ?? (() => crypto.randomUUID());
-  const waitUntil = deps.waitUntil ?? ((promise: Promise<unknown>) => void promise.catch(() => {}));
+  const { config, upstream, gate, log, waitUntil } = deps;
+  const { now, newId } = deps.internal;
   const validate = createRequestValidator(config);
   const { security } = config;
   const cors = createCors({
@@ -49,17 +47,18 @@ export function createChatHandler(deps: ChatHandlerDeps): ChatHandler {
   return async (req) => {
     const startedAt = now();
     const requestId = requestIdFrom(req, newId);
-    let headers = responseHeaders(requestId);
-    let line: Partial<RequestLog> = { msg: 'chat', request_id: requestId };
+    let headers = baseHeaders(requestId);
+    let context: RequestContext = { msg: 'chat', request_id: requestId };
     try {
       if (req.method === 'OPTIONS') return cors.preflight(req, headers);
       headers = { ...headers, ...cors.check(req) };
+      if (req.method !== 'POST') throw methodNotAllowed(req.method);
       const callerId = await authenticate(req);
-      const request = validate(await readJsonBody(req, config.limits.maxBodyBytes));
-      line = { ...line, model: request.model };
+      const request = validate(await readJsonBody(req, config.caps.maxBodyBytes));
+      context = { ...context, model: request.model };
       const admission = await gate.admit(req, callerId);
       headers = { ...headers, ...admission.headers };
-      line = { ...line, ...admissionFields(admission) };
+      context = { ...context, ...admissionFields(admission) };
 
       // The total timeout covers the whole reply; retries and the first-token deadline live in the upstream.
       const abort = linkedAbort(req.signal, { ms: config.failover.totalTimeoutMs, kind: 'total' });
@@ -68,21 +67,15 @@ export function createChatHandler(deps: ChatHandlerDeps): ChatHandler {
         throw error;
       });
       const protocol = wantsPlainText(req) ? 'text' : 'ui';
-      line = { ...line, ...servedFields(reply), protocol, ttft_ms: now() - startedAt };
+      context = { ...context, ...servedFields(reply), protocol, ttft_ms: now() - startedAt };
       const onEnd = (end: StreamEnd) => {
         abort.dispose();
-        const finished = {
-          ...line,
-          ...streamEndFields(end),
-          duration_ms: now() - startedAt,
-          ...usageFields(reply.outcome.usage),
-        };
+        const ended = { ...context, ...streamEndFields(end), duration_ms: now() - startedAt };
         // The charge covers abandoned streams too: tokens generated before the abort were paid for.
         const charged = gate.charge(admission.caller, tokensUsed(reply, request));
+        const usage = usageFields(reply.outcome.usage);
         waitUntil(
-          charged.then((budgetError) =>
-            log(complete({ ...finished, ...(budgetError ? { budget_error: budgetError } : {}) })),
-          ),
+          charged.then((budget_error) => log({ ...ended, ...usage, ...(budget_error && { budget_error }) })),
         );
       };
       const hooks = { abort: () => abort.abort(), onEnd };
@@ -92,29 +85,14 @@ export function createChatHandler(deps: ChatHandlerDeps): ChatHandler {
         : uiStreamResponse(replyStream(reply, uiFraming, hooks), streamHeaders);
     } catch (caught) {
       const error = toProxyError(caught);
-      log(
-        complete({
-          ...line,
-          ...errorFields(error),
-          status: error.status,
-          outcome: 'rejected',
-          duration_ms: now() - startedAt,
-        }),
-      );
+      const duration_ms = now() - startedAt;
+      log({ ...context, ...errorFields(error), status: error.status, outcome: 'rejected', duration_ms });
       return errorResponse(error, headers);
     }
   };
 }
 
-function responseHeaders(requestId: string): Record<string, string> {
-  return {
-    'x-request-id': requestId,
-    'cache-control': 'no-store',
-    'x-content-type-options': 'nosniff',
-  };
-}
-
-function admissionFields(admission: Admission): Partial<RequestLog> {
+function admissionFields(admission: Admission): Partial<RequestContext> {
   return {
     caller: admission.caller.id,
     ratelimit: admission.decision,
@@ -131,7 +109,7 @@ function servedHeaders(reply: ServedReply): Record<string, string> {
   };
 }
 
-function servedFields(reply: ServedReply): Partial<RequestLog> {
+function servedFields(reply: ServedReply): Partial<RequestContext> {
   const { model, attempts, fallback } = reply.served;
   return { ...(model ? { model } : {}), attempts, ...(fallback === 'none' ? {} : { fallback }) };
 }
@@ -148,14 +126,7 @@ function tokensUsed(reply: ServedReply, request: ChatRequest): number {
 }
 
 /** The status was 200 once streaming began; the outcome says how the stream itself ended. */
-function streamEndFields(
-  end: StreamEnd,
-): Pick<RequestLog, 'level' | 'status' | 'outcome' | 'error_code' | 'error_detail'> {
-  if (end.kind === 'error') return { ...errorFields(end.error), status: 200, outcome: 'error' };
-  return { level: 'info', status: 200, outcome: end.kind };
-}
-
-/** Assembled step by step as the request goes; every path fills the required fields before logging. */
-function complete(line: Partial<RequestLog>): RequestLog {
-  return line as RequestLog;
+function streamEndFields(end: StreamEnd) {
+  if (end.kind === 'error') return { ...errorFields(end.error), status: 200, outcome: 'error' } as const;
+  return { level: 'info', status: 200, outcome: end.kind } as const;
 }

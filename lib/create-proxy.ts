@@ -1,38 +1,56 @@
 import { type ChatHandler, createChatHandler } from './chat-handler';
 import type { Config } from './config';
+import { type Internal, internalWith } from './internal';
 import type { ClientIp } from './limits/caller-identity';
+import { createLimitStores } from './limits/create-stores';
 import { createRateLimitGate } from './limits/gate';
-import type { LimitStores } from './limits/stores';
-import type { Logger } from './log';
-import { upstreamFromConfig } from './upstream/create-upstream';
+import { jsonLogger, type Logger } from './log';
+import { connectRedis, type TcpRedis } from './redis/connect';
+import { createUpstream } from './upstream/create-upstream';
 
-/** What differs between the edge, the Node server and the tests; everything else is built from the config. */
+/**
+ * What the platform supplies; everything else is built from the config. The Vercel adapter
+ * (lib/platform/vercel.ts) and the Node adapter (server/node-platform.ts) each fill this in, and nothing more.
+ */
 export interface Platform {
-  readonly stores: LimitStores;
   /** How this platform reports the client address (Vercel's `x-real-ip`, the Node socket...). */
   readonly clientIp: ClientIp;
+  /** How to reach a `REDIS_URL` over TCP; absent where sockets are not allowed (the edge). */
+  readonly tcpRedis?: TcpRedis;
   /** Keeps background work alive after the response (Vercel's `waitUntil`); by default the promise just runs. */
   readonly waitUntil?: (promise: Promise<unknown>) => void;
   readonly log?: Logger;
-  /** Injected `fetch` for the upstream, or (tests) another key to play a misconfigured server. */
-  readonly upstream?: { readonly fetch?: typeof fetch; readonly apiKey?: string };
+  /** Clock, jitter and ids; tests replace them to move time instead of sleeping. */
+  readonly _internal?: Partial<Internal>;
 }
 
-/** The one place that wires the chat handler: api/chat.ts, server/main.ts and the tests all come through here. */
-export function wireChatHandler(config: Config, platform: Platform): ChatHandler {
+export interface ChatProxy {
+  readonly handler: ChatHandler;
+  /** Lets go of what the proxy holds open (the Redis connection), so a server can exit. */
+  close(): Promise<void>;
+}
+
+/** The one composition root: api/chat.ts (through its adapter), the Node server and the tests all come here. */
+export function createProxy(config: Config, platform: Platform): ChatProxy {
+  const internal = internalWith(platform._internal);
   const waitUntil = platform.waitUntil ?? ((promise: Promise<unknown>) => void promise.catch(() => {}));
+  const { rateLimit } = config;
+  const redis = connectRedis(rateLimit.store, rateLimit.redisTimeoutMs, platform.tcpRedis);
   const gate = createRateLimitGate({
-    config: config.rateLimit,
-    stores: platform.stores,
+    config: rateLimit,
+    stores: createLimitStores(rateLimit, redis?.redis, internal.now),
     clientIp: platform.clientIp,
     waitUntil,
     secrets: config.secrets,
+    internal,
   });
-  return createChatHandler({
+  const handler = createChatHandler({
     config,
-    upstream: upstreamFromConfig(config, platform.upstream),
+    upstream: createUpstream(config, internal),
     gate,
     waitUntil,
-    ...(platform.log ? { log: platform.log } : {}),
+    log: platform.log ?? jsonLogger,
+    internal,
   });
+  return { handler, close: async () => redis?.close() };
 }

@@ -43,6 +43,29 @@ export function clientClosed(): ProxyError {
   });
 }
 
+/** How long a client should wait after a passing outage of ours (limiter store, sign-in keys) before trying again. */
+const BUSY_RETRY_AFTER_SECONDS = 5;
+
+/** A 503 for something of ours that is briefly unavailable: the client may retry in a few seconds. */
+export function briefOutage(code: string, message: string, detail: string): ProxyError {
+  return new ProxyError(503, code, message, {
+    headers: { 'retry-after': String(BUSY_RETRY_AFTER_SECONDS) },
+    detail,
+  });
+}
+
+/** A 429: the caller used up a quota; `waitSeconds` tells it when to come back. */
+export function quotaExceeded(
+  code: string,
+  message: string,
+  waitSeconds: number,
+  headers: Record<string, string>,
+): ProxyError {
+  return new ProxyError(429, code, message, {
+    headers: { ...headers, 'retry-after': String(waitSeconds) },
+  });
+}
+
 /** Anything that is not a ProxyError is a bug: mask it, so no stack trace or internal message ever leaves. */
 export function toProxyError(error: unknown): ProxyError {
   if (error instanceof ProxyError) return error;

@@ -1,5 +1,5 @@
 import type { ProxyError } from './errors';
-import type { Usage } from './upstream/target';
+import type { Usage } from './types';
 
 /** One structured line per request. It never holds a key, a token, a header value or message text. */
 export interface RequestLog {
@@ -27,6 +27,9 @@ export interface RequestLog {
   /** Internal, redacted detail (e.g. what the upstream said). Never sent to the client. */
   readonly error_detail?: string;
 }
+
+/** What is known about a request before it ends: everything but how it ended. */
+export type RequestContext = Omit<RequestLog, 'level' | 'status' | 'outcome' | 'duration_ms'>;
 
 export type Logger = (line: RequestLog) => void;
 

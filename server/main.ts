@@ -1,13 +1,11 @@
-import type { Redis } from '@upstash/redis';
 import { serve } from 'srvx';
-import { type Config, ConfigError, type Env, loadConfig } from '../lib/config';
-import { wireChatHandler } from '../lib/create-proxy';
-import { describeStores, limitStoresFor } from '../lib/limits/describe';
-import { upstashRestRedis } from '../lib/redis/upstash-rest';
+import { ConfigError, type Env, loadConfig } from '../lib/config';
+import { createProxy } from '../lib/create-proxy';
+import { describeStores } from '../lib/limits/create-stores';
 import { chatPage } from './chat-page';
 import { startDemoUpstream } from './demo';
 import { loadDotEnv } from './env-file';
-import { tcpRedis } from './redis-tcp';
+import { nodePlatform } from './node-platform';
 import { routes } from './routes';
 import { loadServerConfig } from './server-config';
 
@@ -23,13 +21,9 @@ async function main(): Promise<void> {
     dev && !process.env.OPENAI_API_KEY?.trim() ? await withDemoUpstream(process.env) : process.env;
   const server = loadServerConfig(env);
   const config = loadConfig(env, { production: !dev });
-  const redis = serverRedis(config);
-  const chat = wireChatHandler(config, {
-    stores: limitStoresFor(config.rateLimit, redis?.client),
-    clientIp: socketIp,
-  });
+  const proxy = createProxy(config, nodePlatform);
   const listening = await serve({
-    fetch: routes(chat, chatPage()),
+    fetch: routes(proxy.handler, chatPage()),
     port: server.port,
     hostname: server.host,
     silent: true,
@@ -38,7 +32,7 @@ async function main(): Promise<void> {
   const shutdown = async () => {
     // Let replies in flight finish, but not forever: platforms send SIGKILL after ~10 s anyway.
     await Promise.race([listening.close(), new Promise((resolve) => setTimeout(resolve, SHUTDOWN_GRACE_MS))]);
-    await redis?.close();
+    await proxy.close();
     process.exit(0);
   };
   process.once('SIGTERM', shutdown);
@@ -51,23 +45,6 @@ async function main(): Promise<void> {
 }
 
 const SHUTDOWN_GRACE_MS = 8_000;
-
-function serverRedis(config: Config): { client: Redis; close: () => Promise<void> } | undefined {
-  const { store, redisTimeoutMs } = config.rateLimit;
-  if (store.kind === 'upstash') {
-    return { client: upstashRestRedis({ ...store, timeoutMs: redisTimeoutMs }), close: async () => {} };
-  }
-  if (store.kind === 'redis') {
-    const { redis, close } = tcpRedis(store.url, redisTimeoutMs);
-    return { client: redis, close };
-  }
-  return undefined;
-}
-
-/** srvx puts the socket's remote address on the request. Behind a proxy, set CLIENT_IP_HEADER instead. */
-function socketIp(req: Request): string | undefined {
-  return 'ip' in req && typeof req.ip === 'string' ? req.ip : undefined;
-}
 
 async function withDemoUpstream(env: Env): Promise<Env> {
   const demo = await startDemoUpstream();

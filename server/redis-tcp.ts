@@ -1,5 +1,6 @@
 import { Redis, type Requester, type UpstashRequest, type UpstashResponse } from '@upstash/redis';
 import IORedis from 'ioredis';
+import type { RedisConnection } from '../lib/redis/connect';
 import { LuaCompat } from './lua-compat';
 
 type Reply = UpstashResponse<unknown>;
@@ -9,7 +10,7 @@ type Reply = UpstashResponse<unknown>;
  * the very same limiter code as the edge. It implements Upstash's `Requester`: a single command, `/pipeline`
  * and `/multi-exec`, each answered in Upstash's `{ result } | { error }` shape.
  */
-export function tcpRedis(url: string, timeoutMs: number): { redis: Redis; close: () => Promise<void> } {
+export function tcpRedis(url: string, timeoutMs: number): RedisConnection {
   const connection = new IORedis(url, {
     // Fail fast instead of queueing forever while Redis is down: the limiter's fail-open/closed policy decides.
     commandTimeout: timeoutMs,

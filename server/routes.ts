@@ -1,5 +1,8 @@
 import type { ChatHandler } from '../lib/chat-handler';
-import { errorResponse, ProxyError } from '../lib/errors';
+import { errorResponse } from '../lib/errors';
+import { requestIdFrom } from '../lib/http/request-id';
+import { baseHeaders, notFound } from '../lib/http/responses';
+import { defaultInternal } from '../lib/internal';
 import type { ChatPage } from './chat-page';
 
 /** The Node server's routing: the very same chat handler as the edge function, the chat page, a health check. */
@@ -10,12 +13,11 @@ export function routes(chat: ChatHandler, page: ChatPage): (req: Request) => Pro
     const read = req.method === 'GET' || req.method === 'HEAD';
     if (read && pathname === '/') return page.html();
     if (read && pathname === '/chat.js') return page.script();
+    const headers = baseHeaders(requestIdFrom(req, defaultInternal.newId));
     if (read && pathname === '/healthz') {
-      return new Response(req.method === 'HEAD' ? null : 'ok\n', {
-        headers: { 'content-type': 'text/plain' },
-      });
+      const body = req.method === 'HEAD' ? null : 'ok\n';
+      return new Response(body, { headers: { ...headers, 'content-type': 'text/plain; charset=utf-8' } });
     }
-    const error = new ProxyError(404, 'not_found', 'Nothing here. The chat endpoint is POST /api/chat.');
-    return errorResponse(error, { 'cache-control': 'no-store' });
+    return errorResponse(notFound(), headers);
   };
 }

@@ -1,6 +1,5 @@
 import * as z from 'zod/mini';
-import { type Env, parseEnv } from '../lib/config';
-import { intBetween } from '../lib/config/env';
+import { type Env, intBetween, parseEnv } from '../lib/config/env';
 
 export interface ServerConfig {
   readonly port: number;

@@ -22,7 +22,7 @@ describe('loadConfig', () => {
       defaultModel: 'gpt-4o-mini',
       allowedModels: ['gpt-4o-mini'],
       systemPrompt: '',
-      limits: {
+      caps: {
         maxMessages: 50,
         maxMessageChars: 8000,
         maxTotalChars: 32000,
@@ -31,7 +31,7 @@ describe('loadConfig', () => {
       },
     });
     expect(Object.isFrozen(config)).toBe(true);
-    expect(Object.isFrozen(config.limits)).toBe(true);
+    expect(Object.isFrozen(config.caps)).toBe(true);
     expect(Object.isFrozen(config.allowedModels)).toBe(true);
   });
 
@@ -51,7 +51,7 @@ describe('loadConfig', () => {
     expect(config.baseURL).toBe('https://api.groq.com/openai/v1');
     expect(config.allowedModels).toEqual(['llama-3.1-8b-instant', 'llama-3.3-70b-versatile']);
     expect(config.systemPrompt).toBe('Be brief.');
-    expect(config.limits).toEqual({
+    expect(config.caps).toEqual({
       maxMessages: 10,
       maxMessageChars: 500,
       maxTotalChars: 2000,

@@ -132,7 +132,7 @@ describe('edge bundle', () => {
     const res = await runtime.dispatchFetch('https://proxy.test/api/chat', { method: 'POST' });
     expect(res.status).toBe(503);
     expect(logs.join('\n')).toMatch(
-      /No rate-limit store: set UPSTASH_REDIS_REST_URL and UPSTASH_REDIS_REST_TOKEN/,
+      /RATE_LIMIT_STORE has no shared store: set UPSTASH_REDIS_REST_URL and UPSTASH_REDIS_REST_TOKEN/,
     );
   });
 });

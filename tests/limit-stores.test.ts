@@ -24,19 +24,23 @@ afterAll(async () => {
 
 /** One contract, three stores: the in-memory store must behave exactly like the Redis ones. */
 const backends: [name: string, make: () => LimitStores][] = [
-  ['memory', () => memoryLimitStores(WINDOWS)],
+  ['memory', () => memoryLimitStores(WINDOWS, Date.now)],
   [
     'Upstash REST',
     () =>
-      redisLimitStores(upstashRestRedis({ url: bridge.url, token: bridge.token, timeoutMs: 1_000 }), {
-        ...WINDOWS,
-        kind: 'upstash',
-        prefix: uniquePrefix('rest'),
-      }),
+      redisLimitStores(
+        upstashRestRedis({ url: bridge.url, token: bridge.token, timeoutMs: 1_000 }),
+        {
+          ...WINDOWS,
+          kind: 'upstash',
+          prefix: uniquePrefix('rest'),
+        },
+        Date.now,
+      ),
   ],
   [
     'REDIS_URL',
-    () => redisLimitStores(tcp.redis, { ...WINDOWS, kind: 'redis', prefix: uniquePrefix('tcp') }),
+    () => redisLimitStores(tcp.redis, { ...WINDOWS, kind: 'redis', prefix: uniquePrefix('tcp') }, Date.now),
   ],
 ];
 

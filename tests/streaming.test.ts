@@ -50,7 +50,7 @@ describe('UI message stream (useChat)', () => {
     expect(sent?.stream).toBe(true);
     expect(sent?.stream_options).toEqual({ include_usage: true });
     expect(sent?.model).toBe('test-model');
-    expect(sent?.max_tokens).toBe(h.config.limits.maxOutputTokens);
+    expect(sent?.max_tokens).toBe(h.config.caps.maxOutputTokens);
   });
 
   it('passes an allowed model, maxTokens and temperature through', async () => {

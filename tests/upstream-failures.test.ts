@@ -111,10 +111,12 @@ describe('401 invalid key', () => {
 
   it('never leaks the key when the upstream echoes it back', async () => {
     const logs: RequestLog[] = [];
-    const wrongKey = buildHandler(testConfig({ ...FAST, OPENAI_BASE_URL: h.fake.url }), {
-      logs,
-      apiKey: `${TEST_KEY}-wrong`,
+    const misconfigured = testConfig({
+      ...FAST,
+      OPENAI_BASE_URL: h.fake.url,
+      OPENAI_API_KEY: `${TEST_KEY}-wrong`,
     });
+    const wrongKey = buildHandler(misconfigured, { logs });
     const res = await ask(wrongKey);
     expect(res.status).toBe(502);
     expect(logs[0]?.error_detail).toContain('Incorrect API key provided: [redacted]');

@@ -1,6 +1,19 @@
 import * as z from 'zod/mini';
-import type { FailoverPolicy } from '../upstream/failover';
-import { ConfigError, type Env, intBetween, positiveInt } from './env';
+import { type Env, httpUrl, intBetween, invalid, MODEL_NAME, positiveInt } from './env';
+
+export interface FailoverPolicy {
+  /** Attempts per route, the first included. */
+  readonly maxAttempts: number;
+  /** Backoff: full jitter over `retryBaseMs * 2^n`, capped at `retryMaxMs`. */
+  readonly retryBaseMs: number;
+  readonly retryMaxMs: number;
+  /** Longest `retry-after` we will wait for; a longer one means: fall back now. */
+  readonly retryAfterMaxMs: number;
+  readonly firstTokenTimeoutMs: number;
+  /** All attempts together must produce a first token within this (an edge response must start within 25 s). */
+  readonly startDeadlineMs: number;
+  readonly idleTimeoutMs: number;
+}
 
 export interface FallbackRoute {
   readonly model: string;
@@ -41,7 +54,6 @@ export const failoverEnv = z.object({
 type FailoverEnv = z.output<typeof failoverEnv>;
 
 const ENTRY = /^([^\s,]+?)(?:@([A-Za-z][A-Za-z0-9_]*))?$/;
-const MODEL = /^[\w./:@-]{1,200}$/;
 
 /**
  * `FALLBACK_MODELS` is an ordered, comma-separated list. `model` runs on the main upstream; `model@name` runs on the
@@ -56,19 +68,15 @@ export function toFailoverConfig(e: FailoverEnv, env: Env): FailoverConfig {
     .map((entry): FallbackRoute => {
       const match = ENTRY.exec(entry);
       const model = match?.[1];
-      if (!match || !model || !MODEL.test(model)) {
-        throw new ConfigError(
-          `Invalid configuration:\n  - FALLBACK_MODELS entry "${entry}" must be "model" or "model@provider"`,
-        );
+      if (!match || !model || !MODEL_NAME.test(model)) {
+        throw invalid('FALLBACK_MODELS', `entry "${entry}" must be "model" or "model@provider"`);
       }
       const name = match[2]?.toUpperCase();
       if (name && !providers[name]) providers[name] = provider(name, env);
       return { model, provider: name };
     });
   if (e.FIRST_TOKEN_TIMEOUT_MS > e.START_DEADLINE_MS) {
-    throw new ConfigError(
-      'Invalid configuration:\n  - FIRST_TOKEN_TIMEOUT_MS must not exceed START_DEADLINE_MS',
-    );
+    throw invalid('FIRST_TOKEN_TIMEOUT_MS', 'must not exceed START_DEADLINE_MS');
   }
   return {
     fallbacks,
@@ -90,17 +98,14 @@ export function toFailoverConfig(e: FailoverEnv, env: Env): FailoverConfig {
 function provider(name: string, env: Env): ProviderConfig {
   const urlVar = `UPSTREAM_${name}_BASE_URL`;
   const keyVar = `UPSTREAM_${name}_API_KEY`;
-  const baseURL = env[urlVar]?.trim();
+  const baseURL = httpUrl().safeParse(env[urlVar]?.trim());
   const apiKey = env[keyVar]?.trim();
-  if (!baseURL || !/^https?:\/\/\S+$/.test(baseURL)) {
-    throw new ConfigError(
-      `Invalid configuration:\n  - ${urlVar} must be an http(s) URL (FALLBACK_MODELS names the provider "${name.toLowerCase()}")`,
+  if (!baseURL.success) {
+    throw invalid(
+      urlVar,
+      `must be an http(s) URL (FALLBACK_MODELS names the provider "${name.toLowerCase()}")`,
     );
   }
-  if (!apiKey) {
-    throw new ConfigError(
-      `Invalid configuration:\n  - ${keyVar} is required (use any placeholder for a server without auth)`,
-    );
-  }
-  return { baseURL: baseURL.replace(/\/+$/, ''), apiKey };
+  if (!apiKey) throw invalid(keyVar, 'is required (use any placeholder for a server without auth)');
+  return { baseURL: baseURL.data, apiKey };
 }

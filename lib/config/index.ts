@@ -1,14 +1,14 @@
 import * as z from 'zod/mini';
-import { ConfigError, commaList, type Env, httpUrl, parseEnv, positiveInt } from './env';
+import { commaList, type Env, httpUrl, invalid, modelName, parseEnv, positiveInt } from './env';
 import { type FailoverConfig, failoverEnv, toFailoverConfig } from './failover';
 import { type RateLimitConfig, rateLimitEnv, toRateLimitConfig } from './rate-limit';
 import { type SecurityConfig, securityEnv, toSecurityConfig } from './security';
 
-export { ConfigError, type Env, parseEnv } from './env';
+export { ConfigError, type Env } from './env';
 
 /**
- * The proxy's settings, parsed once from the environment. Every field is documented in `.env.example` and in the
- * README's configuration table; keep the three in step.
+ * The proxy's settings, parsed once from the environment. Every variable is documented in `.env.example` and in the
+ * README's configuration table; tests/config-docs.test.ts keeps the three in step.
  */
 export interface Config {
   /** Upstream API key. Required: it is the one secret this proxy exists to keep off the browser. */
@@ -21,7 +21,8 @@ export interface Config {
   readonly allowedModels: readonly string[];
   /** Sent as the first message of every conversation; clients may not send their own. Empty means none. */
   readonly systemPrompt: string;
-  readonly limits: Limits;
+  /** How big one request may be. (Rate limits, which count requests over time, are `rateLimit`.) */
+  readonly caps: RequestCaps;
   readonly rateLimit: RateLimitConfig;
   /** Retries, fallbacks and timeouts. */
   readonly failover: FailoverConfig;
@@ -31,7 +32,7 @@ export interface Config {
   readonly secrets: readonly string[];
 }
 
-export interface Limits {
+export interface RequestCaps {
   /** Messages per conversation. Long histories cost input tokens on every turn. */
   readonly maxMessages: number;
   /** Characters in one message. */
@@ -44,22 +45,13 @@ export interface Limits {
   readonly maxBodyBytes: number;
 }
 
-const modelName = z
-  .string()
-  .check(
-    z.trim(),
-    z.minLength(1, 'must not be empty'),
-    z.maxLength(200, 'is too long'),
-    z.regex(/^[\w./:@-]+$/, 'may only contain letters, digits and . / : @ - _'),
-  );
-
 const envSchema = z.object({
   OPENAI_API_KEY: z
     .string({ error: 'is required (your upstream API key)' })
     .check(z.trim(), z.minLength(1, 'is required')),
   OPENAI_BASE_URL: z.optional(httpUrl()),
-  CHAT_MODEL: z._default(modelName, 'gpt-4o-mini'),
-  ALLOWED_MODELS: z.optional(commaList(modelName).check(z.minLength(1, 'must list at least one model'))),
+  CHAT_MODEL: z._default(modelName(), 'gpt-4o-mini'),
+  ALLOWED_MODELS: z.optional(commaList(modelName()).check(z.minLength(1, 'must list at least one model'))),
   SYSTEM_PROMPT: z._default(
     z.string().check(z.maxLength(20_000, 'is too long (20000 characters at most)')),
     '',
@@ -70,6 +62,14 @@ const envSchema = z.object({
   MAX_OUTPUT_TOKENS: positiveInt(1_024),
   MAX_BODY_BYTES: positiveInt(256 * 1024),
 });
+
+/** Every variable the config reads by name (providers add `UPSTREAM_<NAME>_*`); the docs test checks them. */
+export const CONFIG_VARIABLES: readonly string[] = [
+  ...Object.keys(envSchema.shape),
+  ...Object.keys(rateLimitEnv.shape),
+  ...Object.keys(failoverEnv.shape),
+  ...Object.keys(securityEnv.shape),
+];
 
 export interface LoadOptions {
   /**
@@ -89,8 +89,9 @@ export function loadConfig(env: Env, options: LoadOptions = {}): Config {
   const security = toSecurityConfig(e);
   const allowedModels = e.ALLOWED_MODELS ?? [e.CHAT_MODEL];
   if (!allowedModels.includes(e.CHAT_MODEL)) {
-    throw new ConfigError(
-      `Invalid configuration:\n  - CHAT_MODEL "${e.CHAT_MODEL}" must be one of ALLOWED_MODELS (${allowedModels.join(', ')})`,
+    throw invalid(
+      'CHAT_MODEL',
+      `"${e.CHAT_MODEL}" must be one of ALLOWED_MODELS (${allowedModels.join(', ')})`,
     );
   }
   return deepFreeze({
@@ -99,7 +100,7 @@ export function loadConfig(env: Env, options: LoadOptions = {}): Config {
     defaultModel: e.CHAT_MODEL,
     allowedModels,
     systemPrompt: e.SYSTEM_PROMPT.trim(),
-    limits: {
+    caps: {
       maxMessages: e.MAX_MESSAGES,
       maxMessageChars: e.MAX_MESSAGE_CHARS,
       maxTotalChars: e.MAX_TOTAL_CHARS,

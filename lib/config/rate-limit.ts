@@ -1,5 +1,5 @@
 import * as z from 'zod/mini';
-import { ConfigError, positiveInt } from './env';
+import { duration, httpUrl, invalid, positiveInt } from './env';
 
 export type StoreConfig =
   | { readonly kind: 'upstash'; readonly url: string; readonly token: string }
@@ -26,25 +26,6 @@ export interface RateLimitConfig {
   readonly trustedProxyHops: number;
 }
 
-const UNITS = { ms: 1, s: 1_000, m: 60_000, h: 3_600_000, d: 86_400_000 } as const;
-
-const duration = (fallback: string) =>
-  z.pipe(
-    z._default(z.string(), fallback),
-    z.transform((value: string, ctx) => {
-      const match = /^\s*(\d+)\s*(ms|s|m|h|d)\s*$/.exec(value);
-      const ms = match ? Number(match[1]) * UNITS[match[2] as keyof typeof UNITS] : 0;
-      if (ms <= 0) {
-        ctx.issues.push({
-          code: 'custom',
-          input: value,
-          message: 'must be a duration such as "500 ms", "60 s", "10 m" or "1 d"',
-        });
-      }
-      return ms;
-    }),
-  );
-
 const count = positiveInt;
 
 export const rateLimitEnv = z.object({
@@ -62,9 +43,9 @@ export const rateLimitEnv = z.object({
     z.string().check(z.regex(/^[\w:.-]{1,64}$/, 'may only contain letters, digits and : . - _')),
     'ai-chat-proxy',
   ),
-  UPSTASH_REDIS_REST_URL: z.optional(z.url({ protocol: /^https?$/, error: 'must be an http(s) URL' })),
+  UPSTASH_REDIS_REST_URL: z.optional(httpUrl()),
   UPSTASH_REDIS_REST_TOKEN: z.optional(z.string()),
-  KV_REST_API_URL: z.optional(z.url({ protocol: /^https?$/, error: 'must be an http(s) URL' })),
+  KV_REST_API_URL: z.optional(httpUrl()),
   KV_REST_API_TOKEN: z.optional(z.string()),
   REDIS_URL: z.optional(z.url({ protocol: /^rediss?$/, error: 'must be a redis:// or rediss:// URL' })),
   CLIENT_IP_HEADER: z.optional(
@@ -95,19 +76,13 @@ function chooseStore(e: RateLimitEnv, production: boolean): StoreConfig {
   const token = e.UPSTASH_REDIS_REST_TOKEN ?? e.KV_REST_API_TOKEN;
   const upstash = url && token ? ({ kind: 'upstash', url, token } as const) : undefined;
   const redis = e.REDIS_URL ? ({ kind: 'redis', url: e.REDIS_URL } as const) : undefined;
-  if (url && !token)
-    throw new ConfigError(
-      'Invalid configuration:\n  - UPSTASH_REDIS_REST_TOKEN is required with UPSTASH_REDIS_REST_URL',
-    );
+  if (url && !token) throw invalid('UPSTASH_REDIS_REST_TOKEN', 'is required with UPSTASH_REDIS_REST_URL');
   switch (e.RATE_LIMIT_STORE) {
     case 'upstash':
-      if (!upstash)
-        throw new ConfigError(
-          'Invalid configuration:\n  - RATE_LIMIT_STORE=upstash needs UPSTASH_REDIS_REST_URL and UPSTASH_REDIS_REST_TOKEN',
-        );
+      if (!upstash) throw invalid('RATE_LIMIT_STORE=upstash', 'needs UPSTASH_REDIS_REST_URL and _TOKEN');
       return upstash;
     case 'redis':
-      if (!redis) throw new ConfigError('Invalid configuration:\n  - RATE_LIMIT_STORE=redis needs REDIS_URL');
+      if (!redis) throw invalid('RATE_LIMIT_STORE=redis', 'needs REDIS_URL');
       return redis;
     case 'memory':
       return { kind: 'memory' };
@@ -116,8 +91,9 @@ function chooseStore(e: RateLimitEnv, production: boolean): StoreConfig {
       if (chosen) return chosen;
       // Per-process limits on a platform that runs many instances would quietly multiply every limit.
       if (production) {
-        throw new ConfigError(
-          'Invalid configuration:\n  - No rate-limit store: set UPSTASH_REDIS_REST_URL and UPSTASH_REDIS_REST_TOKEN (or KV_REST_API_URL/_TOKEN, or REDIS_URL). For a single-instance server, RATE_LIMIT_STORE=memory keeps limits in memory on purpose.',
+        throw invalid(
+          'RATE_LIMIT_STORE',
+          'has no shared store: set UPSTASH_REDIS_REST_URL and UPSTASH_REDIS_REST_TOKEN (or KV_REST_API_URL/_TOKEN, or REDIS_URL). For a single-instance server, RATE_LIMIT_STORE=memory keeps limits in memory on purpose.',
         );
       }
       return { kind: 'memory' };

@@ -1,5 +1,5 @@
 import * as z from 'zod/mini';
-import { ConfigError, commaList, intBetween } from './env';
+import { commaList, httpUrl, intBetween, invalid } from './env';
 
 export interface SecurityConfig {
   /** Exact origins, `https://*.example.com` patterns, or `*`; the page's own origin is always allowed. */
@@ -32,7 +32,7 @@ export const securityEnv = z.object({
   AUTH_JWT_SECRET: z.optional(
     z.string().check(z.minLength(32, 'must be at least 32 characters (HS256 needs a strong secret)')),
   ),
-  AUTH_JWKS_URL: z.optional(z.url({ protocol: /^https?$/, error: 'must be an http(s) URL' })),
+  AUTH_JWKS_URL: z.optional(httpUrl()),
   AUTH_JWT_ISSUER: z.optional(z.string()),
   AUTH_JWT_AUDIENCE: z.optional(z.string()),
 });
@@ -41,13 +41,11 @@ type SecurityEnv = z.output<typeof securityEnv>;
 
 export function toSecurityConfig(e: SecurityEnv): SecurityConfig {
   if (e.AUTH_JWT_SECRET && e.AUTH_JWKS_URL) {
-    throw new ConfigError('Invalid configuration:\n  - set AUTH_JWT_SECRET or AUTH_JWKS_URL, not both');
+    throw invalid('AUTH_JWT_SECRET/AUTH_JWKS_URL', 'exclude each other: set one of them, not both');
   }
   const jwtOn = Boolean(e.AUTH_JWT_SECRET || e.AUTH_JWKS_URL);
   if (!jwtOn && (e.AUTH_JWT_ISSUER || e.AUTH_JWT_AUDIENCE)) {
-    throw new ConfigError(
-      'Invalid configuration:\n  - AUTH_JWT_ISSUER/AUTH_JWT_AUDIENCE need AUTH_JWT_SECRET or AUTH_JWKS_URL',
-    );
+    throw invalid('AUTH_JWT_ISSUER/AUTH_JWT_AUDIENCE', 'need AUTH_JWT_SECRET or AUTH_JWKS_URL');
   }
   return {
     allowedOrigins: e.ALLOWED_ORIGINS ?? [],
@@ -76,9 +74,7 @@ function parseTokens(value: string | undefined): Map<string, string> {
     const token = entry.slice(colon + 1);
     if (colon < 1 || !/^[\w.@-]{1,64}$/.test(caller) || token.length < 16) {
       // Never echo the entry: it holds a secret.
-      throw new ConfigError(
-        'Invalid configuration:\n  - AUTH_TOKENS must be "caller:token" pairs, each token at least 16 characters',
-      );
+      throw invalid('AUTH_TOKENS', 'must be "caller:token" pairs, each token at least 16 characters');
     }
     tokens.set(token, caller);
   }

@@ -1,6 +1,6 @@
 import { createRemoteJWKSet, errors, type JWTVerifyGetKey, jwtVerify } from 'jose';
 import type { SecurityConfig } from '../config/security';
-import { ProxyError } from '../errors';
+import { briefOutage, ProxyError } from '../errors';
 
 /** Verifies the caller's bearer token; resolves to a verified caller id, or `undefined` when auth is off. */
 export type Authenticate = (req: Request) => Promise<string | undefined>;
@@ -74,14 +74,10 @@ function unlessKeysUnreachable(error: unknown): undefined {
   const unreachable =
     error instanceof errors.JWKSTimeout || error instanceof errors.JWKSInvalid || error instanceof TypeError;
   if (unreachable) {
-    throw new ProxyError(
-      503,
+    throw briefOutage(
       'auth_unavailable',
       'Sign-in cannot be checked right now. Please try again in a moment.',
-      {
-        headers: { 'retry-after': '5' },
-        detail: `JWKS unavailable: ${error instanceof Error ? error.message : String(error)}`,
-      },
+      `JWKS unavailable: ${error instanceof Error ? error.message : String(error)}`,
     );
   }
   return undefined;

@@ -1,4 +1,5 @@
 import { ProxyError } from '../errors';
+import { ALLOW } from './responses';
 
 /** Only what the endpoint needs: browsers are told exactly this much. */
 const ALLOW_METHODS = 'POST';
@@ -75,7 +76,7 @@ export function createCors(options: CorsOptions): Cors {
       if (!isPreflight) {
         return new Response(null, {
           status: 204,
-          headers: { ...base, allow: 'POST, OPTIONS', vary: 'Origin' },
+          headers: { ...base, allow: ALLOW, vary: 'Origin' },
         });
       }
       const headers = decide(req);

@@ -3,15 +3,10 @@ import { clientClosed, ProxyError } from '../errors';
 const JSON_TYPE = /^application\/json\s*(;|$)/i;
 
 /**
- * Checks method and content type, then reads the body as JSON while counting bytes. The count is what arrives,
- * not what `Content-Length` claims, and reading stops at the cap so an oversized body costs us at most `maxBytes`.
+ * Checks the content type, then reads the body as JSON while counting bytes. The count is what arrives, not what
+ * `Content-Length` claims, and reading stops at the cap so an oversized body costs us at most `maxBytes`.
  */
 export async function readJsonBody(req: Request, maxBytes: number): Promise<unknown> {
-  if (req.method !== 'POST') {
-    throw new ProxyError(405, 'method_not_allowed', `Method ${req.method} is not allowed. Use POST.`, {
-      headers: { allow: 'POST, OPTIONS' },
-    });
-  }
   const contentType = req.headers.get('content-type') ?? '';
   if (!JSON_TYPE.test(contentType)) {
     // Requiring JSON also means a cross-origin browser call cannot be a CORS "simple request": it gets preflighted.

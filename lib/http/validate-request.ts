@@ -1,21 +1,7 @@
 import * as z from 'zod/mini';
-import type { Config } from '../config';
+import type { Config, RequestCaps } from '../config';
 import { ProxyError } from '../errors';
-
-export type ChatRole = 'user' | 'assistant';
-
-export interface ChatMessage {
-  readonly role: ChatRole;
-  readonly content: string;
-}
-
-/** A request that passed every check: the only shape the upstream ever sees. */
-export interface ChatRequest {
-  readonly messages: readonly ChatMessage[];
-  readonly model: string;
-  readonly maxTokens: number;
-  readonly temperature: number | undefined;
-}
+import type { ChatMessage, ChatRequest, ChatRole } from '../types';
 
 export type ValidateChatRequest = (body: unknown) => ChatRequest;
 
@@ -25,21 +11,42 @@ export type ValidateChatRequest = (body: unknown) => ChatRequest;
  * `{ messages: [{ role, content }] }`. Unknown fields are dropped, so nothing unchecked reaches the upstream.
  */
 export function createRequestValidator(config: Config): ValidateChatRequest {
-  const { limits } = config;
-  const role = z.enum(['user', 'assistant'], {
-    error: (issue) =>
-      issue.input === 'system'
-        ? 'system messages are not accepted: the server sets the system prompt'
-        : 'must be "user" or "assistant"',
-  });
+  const { caps } = config;
+  const { simpleMessage, uiMessage } = messageSchemas(caps);
+  const options = optionSchemas(config);
+  const bodyError = { error: 'The body must be a JSON object' };
+  const uiBody = z.object({ messages: messageList(uiMessage, caps), ...options }, bodyError);
+  const simpleBody = z.object({ messages: messageList(simpleMessage, caps), ...options }, bodyError);
+
+  return (body) => {
+    const schema = looksLikeUseChat(body) ? uiBody : simpleBody;
+    const result = schema.safeParse(body);
+    if (!result.success) throw validationError(result.error);
+    const { messages, model, maxTokens, temperature } = result.data;
+    return {
+      messages,
+      model: model ?? config.defaultModel,
+      maxTokens: maxTokens ?? caps.maxOutputTokens,
+      temperature,
+    };
+  };
+}
+
+const role = z.enum(['user', 'assistant'], {
+  error: (issue) =>
+    issue.input === 'system'
+      ? 'system messages are not accepted: the server sets the system prompt'
+      : 'must be "user" or "assistant"',
+});
+
+function messageSchemas(caps: RequestCaps) {
   const text = z.string({ error: 'must be a string' }).check(
     z.refine((s) => s.trim().length > 0, 'must not be empty'),
     z.refine(
-      (s) => s.length <= limits.maxMessageChars,
-      `is too long (at most ${limits.maxMessageChars} characters)`,
+      (s) => s.length <= caps.maxMessageChars,
+      `is too long (at most ${caps.maxMessageChars} characters)`,
     ),
   );
-
   const simpleMessage = z.object({ role, content: text });
   const textPart = z.object({ type: z.literal('text'), text: z.string({ error: 'must be a string' }) });
   // useChat adds `step-start` markers to assistant messages; they carry no content, so they are dropped.
@@ -64,8 +71,12 @@ export function createRequestValidator(config: Config): ValidateChatRequest {
       z.object({ role, content: text }),
     ),
   );
+  return { simpleMessage, uiMessage };
+}
 
-  const options = {
+function optionSchemas(config: Config) {
+  const { maxOutputTokens } = config.caps;
+  return {
     model: z.optional(
       z
         .string({ error: 'must be a string' })
@@ -82,41 +93,27 @@ export function createRequestValidator(config: Config): ValidateChatRequest {
         .check(
           z.refine(Number.isInteger, 'must be a whole number'),
           z.gte(1, 'must be at least 1'),
-          z.lte(limits.maxOutputTokens, `must be at most ${limits.maxOutputTokens}`),
+          z.lte(maxOutputTokens, `must be at most ${maxOutputTokens}`),
         ),
     ),
     temperature: z.optional(
       z.number({ error: 'must be a number' }).check(z.gte(0, 'must be >= 0'), z.lte(2, 'must be <= 2')),
     ),
   };
-  const messageList = <T extends z.ZodMiniType<ChatMessage, unknown>>(message: T) =>
-    z.array(message, { error: 'is required and must be an array of messages' }).check(
-      z.minLength(1, 'must contain at least one message'),
-      z.maxLength(limits.maxMessages, `has too many messages (at most ${limits.maxMessages})`),
-      z.refine(
-        // zod still runs this check when an element failed, so it must not trust the element shapes.
-        (list) =>
-          list.reduce((n, m) => n + (typeof m?.content === 'string' ? m.content.length : 0), 0) <=
-          limits.maxTotalChars,
-        `are too long in total (at most ${limits.maxTotalChars} characters across the conversation)`,
-      ),
-    );
-  const bodyError = { error: 'The body must be a JSON object' };
-  const uiBody = z.object({ messages: messageList(uiMessage), ...options }, bodyError);
-  const simpleBody = z.object({ messages: messageList(simpleMessage), ...options }, bodyError);
+}
 
-  return (body) => {
-    const schema = looksLikeUseChat(body) ? uiBody : simpleBody;
-    const result = schema.safeParse(body);
-    if (!result.success) throw validationError(result.error);
-    const { messages, model, maxTokens, temperature } = result.data;
-    return {
-      messages,
-      model: model ?? config.defaultModel,
-      maxTokens: maxTokens ?? limits.maxOutputTokens,
-      temperature,
-    };
-  };
+function messageList<T extends z.ZodMiniType<ChatMessage, unknown>>(message: T, caps: RequestCaps) {
+  return z.array(message, { error: 'is required and must be an array of messages' }).check(
+    z.minLength(1, 'must contain at least one message'),
+    z.maxLength(caps.maxMessages, `has too many messages (at most ${caps.maxMessages})`),
+    z.refine(
+      // zod still runs this check when an element failed, so it must not trust the element shapes.
+      (list) =>
+        list.reduce((n, m) => n + (typeof m?.content === 'string' ? m.content.length : 0), 0) <=
+        caps.maxTotalChars,
+      `are too long in total (at most ${caps.maxTotalChars} characters across the conversation)`,
+    ),
+  );
 }
 
 function looksLikeUseChat(body: unknown): boolean {

@@ -1,5 +1,6 @@
 import type { RateLimitConfig } from '../config/rate-limit';
-import { ProxyError } from '../errors';
+import { briefOutage, quotaExceeded } from '../errors';
+import type { Internal } from '../internal';
 import { redact } from '../redact';
 import type { Caller, ClientIp } from './caller-identity';
 import { createCallerIdentifier } from './caller-identity';
@@ -31,7 +32,7 @@ export interface GateOptions {
   /** Keeps background work (the limiter's `pending`) alive after the response on serverless platforms. */
   readonly waitUntil: (promise: Promise<unknown>) => void;
   readonly secrets: readonly string[];
-  readonly now?: () => number;
+  readonly internal: Internal;
 }
 
 class StoreTimeout extends Error {
@@ -40,7 +41,7 @@ class StoreTimeout extends Error {
 
 export function createRateLimitGate(options: GateOptions): RateLimitGate {
   const { config, stores, waitUntil, secrets } = options;
-  const now = options.now ?? Date.now;
+  const { now } = options.internal;
   const identify = createCallerIdentifier(config, options.clientIp);
   const deadline = <T>(promise: Promise<T>) => withDeadline(promise, config.redisTimeoutMs);
 
@@ -57,14 +58,10 @@ export function createRateLimitGate(options: GateOptions): RateLimitGate {
       } catch (error) {
         const detail = redact(`rate-limit store (${stores.kind}) unavailable: ${describe(error)}`, secrets);
         if (config.failMode === 'closed') {
-          throw new ProxyError(
-            503,
+          throw briefOutage(
             'rate_limiter_unavailable',
             'The service is busy right now. Please try again in a moment.',
-            {
-              headers: { 'retry-after': '5' },
-              detail,
-            },
+            detail,
           );
         }
         return { caller, decision: 'fail_open', headers: { 'x-ratelimit-fail': 'open' }, detail };
@@ -73,25 +70,13 @@ export function createRateLimitGate(options: GateOptions): RateLimitGate {
       const headers = quotaHeaders(config, requests, budget, now());
       if (!requests.allowed) {
         const wait = secondsUntil(requests.resetAt, now());
-        throw new ProxyError(
-          429,
-          'rate_limited',
-          `You are sending messages too quickly. Please wait ${humanize(wait)} and try again.`,
-          {
-            headers: { ...headers, 'retry-after': String(wait) },
-          },
-        );
+        const message = `You are sending messages too quickly. Please wait ${humanize(wait)} and try again.`;
+        throw quotaExceeded('rate_limited', message, wait, headers);
       }
       if (budget.remaining <= 0) {
         const wait = secondsUntil(budget.resetAt, now());
-        throw new ProxyError(
-          429,
-          'token_budget_exceeded',
-          `You have used up your message allowance for now. Please try again in ${humanize(wait)}.`,
-          {
-            headers: { ...headers, 'retry-after': String(wait) },
-          },
-        );
+        const message = `You have used up your message allowance for now. Please try again in ${humanize(wait)}.`;
+        throw quotaExceeded('token_budget_exceeded', message, wait, headers);
       }
       return { caller, decision: 'allowed', headers };
     },

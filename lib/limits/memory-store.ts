@@ -11,7 +11,7 @@ interface Windows {
  * In-process stores with the same semantics as the Redis ones, for local development (and a deliberately
  * single-instance server). The clock is injected so tests can move time instead of sleeping.
  */
-export function memoryLimitStores(windows: Windows, now: () => number = Date.now): LimitStores {
+export function memoryLimitStores(windows: Windows, now: () => number): LimitStores {
   const requestCounts = new SlidingCounts(windows.windowMs);
   const tokenCounts = new SlidingCounts(windows.budgetWindowMs);
   return {

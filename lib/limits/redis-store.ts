@@ -16,7 +16,7 @@ interface Options {
  * Lua script, so the count is exact under any concurrency). The token budget uses the same window arithmetic with
  * plain INCRBY, because a budget must record a charge even when it overshoots, which the limiter's script refuses.
  */
-export function redisLimitStores(redis: Redis, options: Options): LimitStores {
+export function redisLimitStores(redis: Redis, options: Options, now: () => number): LimitStores {
   const limiter = new Ratelimit({
     redis,
     limiter: Ratelimit.slidingWindow(options.requests, `${options.windowMs} ms`),
@@ -44,13 +44,13 @@ export function redisLimitStores(redis: Redis, options: Options): LimitStores {
     },
     budget: {
       async peek(callerId) {
-        const now = Date.now();
-        const index = windowIndex(now, windowMs);
+        const t = now();
+        const index = windowIndex(t, windowMs);
         const [previous, current] = await redis.mget<[number | null, number | null]>(
           budgetKey(callerId, index - 1),
           budgetKey(callerId, index),
         );
-        const used = slidingWindowUsed(Number(previous ?? 0), Number(current ?? 0), now, windowMs);
+        const used = slidingWindowUsed(Number(previous ?? 0), Number(current ?? 0), t, windowMs);
         return {
           limit: tokenBudget,
           remaining: Math.max(0, tokenBudget - used),
@@ -58,7 +58,7 @@ export function redisLimitStores(redis: Redis, options: Options): LimitStores {
         };
       },
       async charge(callerId, tokens) {
-        const key = budgetKey(callerId, windowIndex(Date.now(), windowMs));
+        const key = budgetKey(callerId, windowIndex(now(), windowMs));
         // Two windows plus a margin: the previous window still counts, weighted, during the current one.
         await redis
           .multi()

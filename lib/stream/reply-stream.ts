@@ -1,5 +1,5 @@
 import { type ProxyError, toProxyError } from '../errors';
-import type { Reply } from '../upstream/target';
+import type { Reply } from '../types';
 
 /**
  * How one wire protocol frames a reply, as the exact text to send. Only the framing differs between protocols; the

@@ -1,4 +1,5 @@
 import type { Config } from '../config';
+import type { Internal } from '../internal';
 import { createFailover, type Route, type Upstream } from './failover';
 import { createUpstreamTarget } from './target';
 
@@ -6,27 +7,18 @@ import { createUpstreamTarget } from './target';
  * The upstream the handler talks to: the main API, then `FALLBACK_MODELS` in order, with the retry policy and
  * timeouts from the config. Clients are built once here, at module scope.
  */
-export function upstreamFromConfig(
-  config: Config,
-  options: { fetch?: typeof fetch; apiKey?: string } = {},
-): Upstream {
-  const fetchOption = options.fetch ? { fetch: options.fetch } : {};
+export function createUpstream(config: Config, internal: Internal): Upstream {
+  const { systemPrompt } = config;
   const main = createUpstreamTarget({
     provider: 'main',
-    apiKey: options.apiKey ?? config.apiKey,
+    apiKey: config.apiKey,
     baseURL: config.baseURL,
-    systemPrompt: config.systemPrompt,
-    ...fetchOption,
+    systemPrompt,
   });
   const providers = new Map(
     Object.entries(config.failover.providers).map(([name, p]) => [
       name,
-      createUpstreamTarget({
-        provider: name.toLowerCase(),
-        ...p,
-        systemPrompt: config.systemPrompt,
-        ...fetchOption,
-      }),
+      createUpstreamTarget({ provider: name.toLowerCase(), ...p, systemPrompt }),
     ]),
   );
   const fallbacks: Route[] = config.failover.fallbacks.map((f) => ({
@@ -40,5 +32,6 @@ export function upstreamFromConfig(
     ],
     policy: config.failover.policy,
     fallbackMessage: config.failover.fallbackMessage,
+    internal,
   });
 }

@@ -47,13 +47,7 @@ export function abortError(signal: AbortSignal): ProxyError {
   switch (reason.kind) {
     case 'first_token':
     case 'deadline':
-      return new UpstreamFailure(
-        504,
-        'upstream_timeout',
-        'The assistant took too long to answer. Please try again.',
-        { retry: true, fallback: 'any' },
-        { detail },
-      );
+      return upstreamTimeout({ detail });
     case 'idle':
       return new ProxyError(504, 'upstream_stalled', 'The assistant stopped responding. Please try again.', {
         type: 'upstream_error',
@@ -74,15 +68,7 @@ export function abortError(signal: AbortSignal): ProxyError {
 export function upstreamError(error: unknown, secrets: readonly string[]): UpstreamFailure {
   if (error instanceof UpstreamFailure) return error;
   const opts = { detail: redact(describe(error), secrets), cause: error };
-  if (error instanceof APIConnectionTimeoutError) {
-    return new UpstreamFailure(
-      504,
-      'upstream_timeout',
-      'The assistant took too long to answer. Please try again.',
-      { retry: true, fallback: 'any' },
-      opts,
-    );
-  }
+  if (error instanceof APIConnectionTimeoutError) return upstreamTimeout(opts);
   if (error instanceof APIConnectionError || !(error instanceof APIError)) {
     return new UpstreamFailure(
       502,
@@ -144,6 +130,12 @@ export function upstreamError(error: unknown, secrets: readonly string[]): Upstr
     );
   }
   return new UpstreamFailure(502, 'upstream_error', UNAVAILABLE, { retry: false, fallback: 'none' }, opts);
+}
+
+/** No first token in time: worth another try, here or on a fallback. */
+function upstreamTimeout(options: ProxyErrorOptions): UpstreamFailure {
+  const message = 'The assistant took too long to answer. Please try again.';
+  return new UpstreamFailure(504, 'upstream_timeout', message, { retry: true, fallback: 'any' }, options);
 }
 
 /** A failure after tokens were sent: the status is already 200, so this text goes inside the stream. */

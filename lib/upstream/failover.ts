@@ -1,28 +1,15 @@
-import { ProxyError } from '../errors';
-import type { ChatRequest } from '../http/validate-request';
+import type { FailoverPolicy } from '../config/failover';
+import type { Internal } from '../internal';
+import type { ChatRequest, Reply } from '../types';
 import { abortableSleep, linkedAbort } from './abort';
 import { abortError, UpstreamFailure } from './errors';
 import { fallbackReply } from './fallback-reply';
-import type { Reply, UpstreamTarget } from './target';
+import type { UpstreamTarget } from './target';
 
 /** One way to answer: a model on a target (base URL + key). The first route is the requested model. */
 export interface Route {
   readonly model: string;
   readonly target: UpstreamTarget;
-}
-
-export interface FailoverPolicy {
-  /** Attempts per route, the first included. */
-  readonly maxAttempts: number;
-  /** Backoff: full jitter over `retryBaseMs * 2^n`, capped at `retryMaxMs`. */
-  readonly retryBaseMs: number;
-  readonly retryMaxMs: number;
-  /** Longest `retry-after` we will wait for; a longer one means: fall back now. */
-  readonly retryAfterMaxMs: number;
-  readonly firstTokenTimeoutMs: number;
-  /** All attempts together must produce a first token within this (an edge response must start within 25 s). */
-  readonly startDeadlineMs: number;
-  readonly idleTimeoutMs: number;
 }
 
 export interface Served {
@@ -45,10 +32,9 @@ export interface Upstream {
 export interface FailoverOptions {
   readonly routes: (model: string) => readonly Route[];
   readonly policy: FailoverPolicy;
-  readonly fallbackMessage?: string | undefined;
-  /** Injected for tests: jitter and the clock. */
-  readonly random?: () => number;
-  readonly now?: () => number;
+  readonly fallbackMessage: string | undefined;
+  /** The backoff's jitter and the deadline's clock. */
+  readonly internal: Internal;
 }
 
 /**
@@ -57,8 +43,7 @@ export interface FailoverOptions {
  */
 export function createFailover(options: FailoverOptions): Upstream {
   const { policy } = options;
-  const random = options.random ?? Math.random;
-  const now = options.now ?? Date.now;
+  const { random, now } = options.internal;
   const timeouts = { firstTokenMs: policy.firstTokenTimeoutMs, idleMs: policy.idleTimeoutMs };
 
   const delayBefore = (failure: UpstreamFailure, attempt: number): number | undefined => {
@@ -102,8 +87,8 @@ export function createFailover(options: FailoverOptions): Upstream {
       } finally {
         deadline.clearTimer();
       }
-      if (signal.aborted) throw abortError(signal);
-      if (!last) throw new ProxyError(502, 'upstream_unavailable', 'The assistant is unavailable right now.');
+      // No failure recorded means no attempt ran: only a client that left before the first one gets here.
+      if (signal.aborted || !last) throw abortError(signal);
       if (options.fallbackMessage && last.status >= 500) {
         const served = { model: undefined, provider: undefined, attempts, fallback: 'message' as const };
         return { ...fallbackReply(options.fallbackMessage), served };

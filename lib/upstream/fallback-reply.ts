@@ -1,4 +1,4 @@
-import type { Reply } from './target';
+import type { Reply } from '../types';
 
 /**
  * The operator's `FALLBACK_MESSAGE`, streamed like a normal reply when every upstream failed: the user sees a

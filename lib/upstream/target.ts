@@ -1,22 +1,8 @@
 import OpenAI from 'openai';
 import type { ChatCompletionChunk, ChatCompletionMessageParam } from 'openai/resources/chat/completions';
-import type { ChatRequest } from '../http/validate-request';
+import type { ChatRequest, Reply } from '../types';
 import { linkedAbort, UpstreamTimeout } from './abort';
 import { abortError, midStreamError, UpstreamFailure, upstreamError } from './errors';
-
-export interface Usage {
-  readonly promptTokens: number;
-  readonly completionTokens: number;
-  readonly totalTokens: number;
-}
-
-/** A reply whose first token has already arrived, so the HTTP status is settled. */
-export interface Reply {
-  /** Text deltas, starting with the first. A failure mid-stream is thrown as a ProxyError. */
-  readonly tokens: AsyncIterable<string>;
-  /** Filled in as the stream is read: the upstream reports usage in its last chunk. */
-  readonly outcome: { usage?: Usage; finishReason?: string; deltas: number };
-}
 
 export interface AttemptTimeouts {
   /** From the request to the first token. */
@@ -42,8 +28,6 @@ export interface TargetOptions {
   readonly apiKey: string;
   readonly baseURL: string | undefined;
   readonly systemPrompt: string;
-  /** Injected in tests and the edge proof; defaults to the platform's `fetch`. */
-  readonly fetch?: typeof fetch;
 }
 
 export function createUpstreamTarget(options: TargetOptions): UpstreamTarget {
@@ -54,7 +38,6 @@ export function createUpstreamTarget(options: TargetOptions): UpstreamTarget {
     maxRetries: 0,
     // The SDK would print raw upstream payloads to the console; our one log line records failures, redacted.
     logLevel: 'off',
-    ...(options.fetch ? { fetch: options.fetch } : {}),
   });
   const secrets = [options.apiKey];
   const system: ChatCompletionMessageParam[] = options.systemPrompt

@@ -2,10 +2,10 @@ import { afterAll, beforeEach } from 'vitest';
 import { type FakeUpstream, type FakeUpstreamOptions, startFakeUpstream } from '../../fake-upstream';
 import type { ChatHandler } from '../../lib/chat-handler';
 import { type Config, loadConfig } from '../../lib/config';
-import { wireChatHandler } from '../../lib/create-proxy';
-import { limitStoresFor } from '../../lib/limits/describe';
-import type { LimitStores } from '../../lib/limits/stores';
+import { type ChatProxy, createProxy } from '../../lib/create-proxy';
+import type { Internal } from '../../lib/internal';
 import type { RequestLog } from '../../lib/log';
+import { tcpRedis } from '../../server/redis-tcp';
 import { recordOutput, recordResponse, SECRETS } from './secret-scan';
 
 /** Shaped like a real key so that key-shaped redaction is exercised too. */
@@ -54,28 +54,34 @@ export function testConfig(env: Record<string, string>): Config {
 
 export interface BuildOptions {
   readonly logs?: RequestLog[];
-  /** Default: in-memory stores. */
-  readonly stores?: LimitStores;
-  /** Overrides the upstream key, to play a misconfigured server. */
-  readonly apiKey?: string;
   readonly waitUntil?: (promise: Promise<unknown>) => void;
+  readonly _internal?: Partial<Internal>;
 }
 
-/** Wires a handler the way api/chat.ts does; the client IP comes from `x-real-ip`, as on Vercel. */
+const proxies: ChatProxy[] = [];
+afterAll(async () => {
+  for (const proxy of proxies.splice(0)) await proxy.close();
+});
+
+/**
+ * Wires a handler through the one composition root, as api/chat.ts and the Node server do: stores come from the
+ * config (REDIS_URL over TCP, Upstash REST, or memory), and the client IP from `x-real-ip`, as on Vercel.
+ */
 export function buildHandler(config: Config, options: BuildOptions = {}): ChatHandler {
   const logs = options.logs;
-  const handler = wireChatHandler(config, {
-    stores: options.stores ?? limitStoresFor(config.rateLimit, undefined),
+  const proxy = createProxy(config, {
     clientIp: (req) => req.headers.get('x-real-ip') ?? undefined,
+    tcpRedis,
     ...(options.waitUntil ? { waitUntil: options.waitUntil } : {}),
-    ...(options.apiKey ? { upstream: { apiKey: options.apiKey } } : {}),
+    ...(options._internal ? { _internal: options._internal } : {}),
     // Every log line is scanned for secrets; tests that do not look at them keep them off the console.
     log: (line: RequestLog) => {
       recordOutput(JSON.stringify(line));
       logs?.push(line);
     },
   });
-  return async (req) => recordResponse(await handler(req));
+  proxies.push(proxy);
+  return async (req) => recordResponse(await proxy.handler(req));
 }
 
 export function chatRequest(

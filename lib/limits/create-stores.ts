@@ -1,13 +1,24 @@
 import type { Redis } from '@upstash/redis';
+import { ConfigError } from '../config/env';
 import type { RateLimitConfig } from '../config/rate-limit';
 import { memoryLimitStores } from './memory-store';
 import { redisLimitStores } from './redis-store';
 import type { LimitStores } from './stores';
 
-/** The stores the config asks for. `redis` is the client for the `upstash` or `redis` kinds, built by the caller. */
-export function limitStoresFor(config: RateLimitConfig, redis: Redis | undefined): LimitStores {
-  if (config.store.kind === 'memory' || !redis) return memoryLimitStores(config);
-  return redisLimitStores(redis, { ...config, kind: config.store.kind });
+/**
+ * The stores the config asks for. A Redis kind with no Redis client is a startup error, never a quiet fallback to
+ * per-process limits: that would multiply every limit by the number of instances.
+ */
+export function createLimitStores(
+  config: RateLimitConfig,
+  redis: Redis | undefined,
+  now: () => number,
+): LimitStores {
+  const { kind } = config.store;
+  if (kind === 'memory') return memoryLimitStores(config, now);
+  if (!redis)
+    throw new ConfigError(`The ${kind} rate-limit store was configured but no Redis client was built.`);
+  return redisLimitStores(redis, { ...config, kind }, now);
 }
 
 /** The one startup line that says where limits live, so nobody runs per-process limits by accident. */
