@@ -1,11 +1,22 @@
 import { defineConfig } from 'vitest/config';
 
+/** Tests that start real processes (`npm run dev`, `npm start`, Chromium): `npm test` runs them, `test:fast` not. */
+const SPAWNING = ['tests/server.test.ts', 'tests/browser.test.ts'];
+
 export default defineConfig({
   test: {
-    include: ['tests/**/*.test.ts'],
     globalSetup: ['tests/support/global-redis.ts'],
-    setupFiles: ['tests/support/secret-guard.ts'],
+    setupFiles: ['tests/support/per-file.ts'],
     testTimeout: 20_000,
     hookTimeout: 30_000,
+    projects: [
+      {
+        extends: true,
+        // In-process tests share one module graph per worker: importing openai, ai and zod once instead of once
+        // per file halves the wall time. Every file still passes alone, and per-file hooks live in the setup file.
+        test: { name: 'fast', include: ['tests/**/*.test.ts'], exclude: SPAWNING, isolate: false },
+      },
+      { extends: true, test: { name: 'processes', include: SPAWNING } },
+    ],
   },
 });

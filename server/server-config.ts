@@ -12,6 +12,9 @@ const schema = z.object({
   HOST: z._default(z.string().check(z.trim(), z.minLength(1)), '127.0.0.1'),
 });
 
+/** The Node server's own variables (`ENV_FILE` is read before the config, in server/env-file.ts). */
+export const SERVER_VARIABLES: readonly string[] = [...Object.keys(schema.shape), 'ENV_FILE'];
+
 /** The Node server's own settings (the handler's are in lib/config.ts). */
 export function loadServerConfig(env: Env): ServerConfig {
   const parsed = parseEnv(schema, env);

@@ -87,6 +87,24 @@ describe('memory store over time (injected clock)', () => {
   });
 });
 
+describe('Redis budget over time (injected clock)', () => {
+  it('counts a charge in its window, weighted in the next, and forgets it two windows on', async () => {
+    let now = 2_000_000 * 60_000; // the start of a window
+    const stores = redisLimitStores(
+      tcp.redis,
+      { ...WINDOWS, kind: 'redis', prefix: uniquePrefix('clock') },
+      () => now,
+    );
+    await stores.budget.charge('user:t', 60);
+    expect((await stores.budget.peek('user:t')).remaining).toBe(40);
+    expect((await stores.budget.peek('user:t')).resetAt).toBe(now + 60_000);
+    now += 60_000 + 30_000; // half-way into the next window: 60 * 1/2 = 30 still counts
+    expect((await stores.budget.peek('user:t')).remaining).toBe(70);
+    now += 60_000; // two windows on: nothing counts any more
+    expect((await stores.budget.peek('user:t')).remaining).toBe(100);
+  });
+});
+
 describe('Redis 7.0 compatibility of the limiter scripts', () => {
   it('rewrites the allow-key-locking shebang that open-source Redis rejects, and keeps the original SHA working', async () => {
     const redis = new IORedis(REDIS_TEST_URL);

@@ -95,6 +95,24 @@ describe.each<Backend>(['rest', 'tcp'])('request limit on real Redis (%s)', (bac
   });
 });
 
+describe('request limit in memory (injected clock)', () => {
+  it('refuses past the limit and serves again once the clock has moved two windows on', async () => {
+    let now = 3_000_000 * 60_000; // the start of a window
+    const config = testConfig({
+      OPENAI_BASE_URL: h.fake.url,
+      RATE_LIMIT_REQUESTS: '2',
+      RATE_LIMIT_WINDOW: '60 s',
+    });
+    const handler = buildHandler(config, { _internal: { now: () => now } });
+    for (let i = 0; i < 2; i++) expect((await drain(await handler(fromIp('198.51.100.9')))).status).toBe(200);
+    const refused = await drain(await handler(fromIp('198.51.100.9')));
+    expect(refused.status).toBe(429);
+    expect(refused.headers.get('retry-after')).toBe('60');
+    now += 120_000;
+    expect((await drain(await handler(fromIp('198.51.100.9')))).status).toBe(200);
+  });
+});
+
 describe('token budget', () => {
   it.each<Backend | 'memory'>(['memory', 'rest'])(
     'charges real usage and refuses once spent (%s)',

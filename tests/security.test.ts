@@ -4,6 +4,8 @@ import { exportJWK, generateKeyPair, SignJWT } from 'jose';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { ChatHandler } from '../lib/chat-handler';
 import type { RequestLog } from '../lib/log';
+import { vercelHandler } from '../lib/platform/vercel';
+import { routes } from '../server/routes';
 import { buildHandler, chatRequest, eventually, startHarness, testConfig, userSays } from './support/harness';
 import { findLeaks, forgetOutputsFrom, outputCount, recordOutput, SECRETS } from './support/secret-scan';
 
@@ -175,7 +177,12 @@ describe('caller auth', () => {
     expect(logs.map((l) => l.caller)).toContain('user:alice');
   });
 
-  it('never writes a token into a log line', () => {
+  it('never writes a token into a log line, accepted or refused', async () => {
+    logs.length = 0;
+    await (await as(`Bearer ${BOB}`, '198.51.100.203')).text();
+    await (await as(`Bearer ${ALICE}x`, '198.51.100.203')).text();
+    await eventually(() => logs.length === 2);
+    expect(logs.map((l) => l.status)).toContain(401);
     const text = JSON.stringify(logs);
     expect(text).not.toContain(ALICE);
     expect(text).not.toContain(BOB);
@@ -202,6 +209,7 @@ const signEs256 = (key: CryptoKey, subject: string) =>
 describe('JWT auth', () => {
   const SECRET = SECRETS.jwtSecret;
   const key = new TextEncoder().encode(SECRET);
+  const logs: RequestLog[] = [];
   const handler = buildHandler(
     testConfig({
       OPENAI_BASE_URL: h.fake.url,
@@ -209,6 +217,7 @@ describe('JWT auth', () => {
       AUTH_JWT_ISSUER: 'https://auth.test',
       AUTH_JWT_AUDIENCE: 'chat',
     }),
+    { logs },
   );
   const sign = (
     claims: { sub?: string; iss?: string; aud?: string; exp?: string | number },
@@ -229,9 +238,12 @@ describe('JWT auth', () => {
     );
 
   it('accepts a valid HS256 token and uses its subject as the caller', async () => {
+    logs.length = 0;
     const res = await withToken(await sign({ sub: 'user-42' }));
     expect(res.status).toBe(200);
     await res.text();
+    await eventually(() => logs.length === 1);
+    expect(logs[0]?.caller).toBe('user:user-42');
   });
 
   it('refuses expired, wrong-issuer, wrong-audience, wrong-secret and subject-less tokens', async () => {
@@ -298,20 +310,51 @@ describe('JWT auth', () => {
 });
 
 describe('response headers', () => {
-  it('sends nosniff and no-store on streams and on errors, and never a stack trace', async () => {
-    const ok = await h.handler(chatRequest(userSays('Hi')));
-    const bad = await h.handler(chatRequest('{"broken'));
-    for (const res of [ok, bad]) {
+  it('sends a request id, nosniff and no-store on every kind of response, and never a stack trace', async () => {
+    const page = { html: () => new Response('page'), script: async () => new Response('script') };
+    const server = routes(h.handler, page);
+    const get = (path: string) => server(new Request(`http://proxy.test${path}`));
+    const responses = [
+      await h.handler(chatRequest(userSays('Hi'))),
+      await h.handler(chatRequest('{"broken')),
+      await h.handler(new Request('http://proxy.test/api/chat', { method: 'GET' })),
+      await h.handler(new Request('http://proxy.test/api/chat', { method: 'OPTIONS' })),
+      await vercelHandler({})(chatRequest(userSays('Hi'))), // misconfigured: no key
+      await get('/nothing-here'),
+      await get('/healthz'),
+    ];
+    expect(responses.map((r) => r.status)).toEqual([200, 400, 405, 204, 503, 404, 200]);
+    for (const res of responses) {
+      expect(res.headers.get('x-request-id')).toMatch(/^[\w-]{8,}$/);
       expect(res.headers.get('x-content-type-options')).toBe('nosniff');
       expect(res.headers.get('cache-control')).toBe('no-store');
       expect(await res.text()).not.toMatch(/\bat \S+ \(|node_modules|\.ts:\d+/);
     }
   });
+
+  it('mints request ids with the injected id source, and keeps a sane one the caller sent', async () => {
+    const handler = buildHandler(testConfig({ OPENAI_BASE_URL: h.fake.url }), {
+      _internal: { newId: () => 'minted-id-1' },
+    });
+    const minted = await handler(chatRequest(userSays('Hi')));
+    expect(minted.headers.get('x-request-id')).toBe('minted-id-1');
+    await minted.text();
+    const kept = await handler(chatRequest(userSays('Hi'), { headers: { 'x-request-id': 'trace-abc.123' } }));
+    expect(kept.headers.get('x-request-id')).toBe('trace-abc.123');
+    await kept.text();
+    const insane = await handler(
+      chatRequest(userSays('Hi'), { headers: { 'x-request-id': 'a b"<script>' } }),
+    );
+    expect(insane.headers.get('x-request-id')).toBe('minted-id-1');
+    await insane.text();
+  });
 });
 
 describe('secret hygiene', () => {
-  it('scans every response and log line of each test file for secrets (and the scan catches a planted one)', () => {
-    expect(outputCount()).toBeGreaterThan(50);
+  it('scans every response and log line of each test file for secrets (and the scan catches a planted one)', async () => {
+    const before = outputCount();
+    await (await h.handler(chatRequest(userSays('Hi')))).text();
+    expect(outputCount()).toBeGreaterThan(before); // the response was recorded
     expect(findLeaks()).toEqual([]);
     const mark = outputCount();
     recordOutput(`oops: ${SECRETS.upstreamKey}`);

@@ -75,7 +75,9 @@ describe('the Node server, started the way a user starts it', () => {
   it('npm start refuses per-process rate limits unless asked for, naming the variables', async () => {
     const start = npmRun('start', { PORT: String(await freePort()), OPENAI_API_KEY: TEST_KEY });
     expect(await start.exited).not.toBe(0);
-    expect(start.output().stderr).toMatch(/RATE_LIMIT_STORE has no shared store: set UPSTASH_REDIS_REST_URL.*REDIS_URL/);
+    expect(start.output().stderr).toMatch(
+      /RATE_LIMIT_STORE has no shared store: set UPSTASH_REDIS_REST_URL.*REDIS_URL/,
+    );
   });
 
   it('npm start serves the real upstream, and a client disconnect over HTTP aborts it', async () => {

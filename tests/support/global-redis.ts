@@ -1,6 +1,6 @@
 import { type ChildProcess, spawn } from 'node:child_process';
+import { existsSync } from 'node:fs';
 import { Socket } from 'node:net';
-import { ensureDebianPackage } from './debian-package';
 import { REDIS_TEST_HOST, REDIS_TEST_PORT } from './redis';
 
 /**
@@ -29,11 +29,16 @@ export default async function setup(): Promise<() => void> {
   };
 }
 
+/** The suite never installs anything (.ci/run does); it says what is missing and how to get it, at once. */
 function findRedisServer(): string {
-  return ensureDebianPackage(
-    'redis-server',
-    'redis-server',
-    'The tests need a real Redis: nothing answers on 127.0.0.1:6379. Install it (Debian/Ubuntu: sudo apt-get install -y redis-server; macOS: brew install redis) or start one on that port.',
+  const found = [
+    '/usr/bin/redis-server',
+    '/usr/local/bin/redis-server',
+    '/opt/homebrew/bin/redis-server',
+  ].find((path) => existsSync(path));
+  if (found) return found;
+  throw new Error(
+    'The tests need a real Redis: nothing answers on 127.0.0.1:6379 and there is no redis-server to start. Install it (Debian/Ubuntu: sudo apt-get install -y redis-server; macOS: brew install redis) or start one on that port.',
   );
 }
 

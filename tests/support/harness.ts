@@ -59,9 +59,11 @@ export interface BuildOptions {
 }
 
 const proxies: ChatProxy[] = [];
-afterAll(async () => {
+
+/** Called after each test file (tests/support/per-file.ts). */
+export async function closeProxies(): Promise<void> {
   for (const proxy of proxies.splice(0)) await proxy.close();
-});
+}
 
 /**
  * Wires a handler through the one composition root, as api/chat.ts and the Node server do: stores come from the

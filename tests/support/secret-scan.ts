@@ -1,6 +1,6 @@
 /**
  * Every secret the test suite configures, and every byte of output it sees: response status lines, headers and
- * bodies, log lines, and the server processes' console. `tests/support/secret-guard.ts` fails the run if any
+ * bodies, log lines, and the server processes' console. `tests/support/per-file.ts` fails the run if any
  * secret, or anything shaped like an API key, shows up in any of it.
  */
 export const SECRETS = {
