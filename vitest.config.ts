@@ -1,7 +1,10 @@
 import { defineConfig } from 'vitest/config';
 
-/** Tests that start real processes (`npm run dev`, `npm start`, Chromium): `npm test` runs them, `test:fast` not. */
-const SPAWNING = ['tests/server.test.ts', 'tests/browser.test.ts'];
+/**
+ * Tests that start real processes (`npm run dev`, `npm start`, Chromium) or load the machine on purpose (1,000-request
+ * bursts on a busy event loop): `npm test` runs them, `npm run test:fast` does not.
+ */
+const SLOW = ['tests/server.test.ts', 'tests/browser.test.ts', 'tests/burst.test.ts'];
 
 export default defineConfig({
   test: {
@@ -14,9 +17,9 @@ export default defineConfig({
         extends: true,
         // In-process tests share one module graph per worker: importing openai, ai and zod once instead of once
         // per file halves the wall time. Every file still passes alone, and per-file hooks live in the setup file.
-        test: { name: 'fast', include: ['tests/**/*.test.ts'], exclude: SPAWNING, isolate: false },
+        test: { name: 'fast', include: ['tests/**/*.test.ts'], exclude: SLOW, isolate: false },
       },
-      { extends: true, test: { name: 'processes', include: SPAWNING } },
+      { extends: true, test: { name: 'slow', include: SLOW } },
     ],
   },
 });

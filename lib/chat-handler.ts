@@ -8,12 +8,13 @@ import { baseHeaders, methodNotAllowed } from './http/responses';
 import { createRequestValidator } from './http/validate-request';
 import type { Internal } from './internal';
 import type { Admission, RateLimitGate } from './limits/gate';
+import { worstCaseTokens } from './limits/token-bound';
 import { errorFields, type Logger, type RequestContext, usageFields } from './log';
+import type { ShutdownHooks } from './shutdown';
 import { replyStream, type StreamEnd } from './stream/reply-stream';
 import { textFraming, textStreamResponse, wantsPlainText } from './stream/text-framing';
 import { uiFraming, uiStreamResponse } from './stream/ui-framing';
 import type { ChatRequest } from './types';
-import { linkedAbort } from './upstream/abort';
 import type { ServedReply, Upstream } from './upstream/failover';
 
 export interface ChatHandlerDeps {
@@ -24,6 +25,10 @@ export interface ChatHandlerDeps {
   readonly waitUntil: (promise: Promise<unknown>) => void;
   readonly log: Logger;
   readonly internal: Internal;
+  /** Links each reply's abort to a server drain (lib/shutdown.ts), which cuts what is still open at its deadline. */
+  readonly shutdown: ShutdownHooks;
+  /** The platform's own page origins, besides `PUBLIC_URL` (see `Platform.ownOrigins`); read on every request. */
+  readonly ownOrigins: readonly string[];
 }
 
 export type ChatHandler = (req: Request) => Promise<Response>;
@@ -38,10 +43,7 @@ export function createChatHandler(deps: ChatHandlerDeps): ChatHandler {
   const { now, newId } = deps.internal;
   const validate = createRequestValidator(config);
   const { security } = config;
-  const cors = createCors({
-    allowedOrigins: security.allowedOrigins,
-    maxAgeSeconds: security.corsMaxAgeSeconds,
-  });
+  const cors = createCors(security, deps.ownOrigins);
   const authenticate = createAuthenticator(security);
 
   return async (req) => {
@@ -49,33 +51,39 @@ export function createChatHandler(deps: ChatHandlerDeps): ChatHandler {
     const requestId = requestIdFrom(req, newId);
     let headers = baseHeaders(requestId);
     let context: RequestContext = { msg: 'chat', request_id: requestId };
+    let admission: Admission | undefined;
     try {
       if (req.method === 'OPTIONS') return cors.preflight(req, headers);
       headers = { ...headers, ...cors.check(req) };
       if (req.method !== 'POST') throw methodNotAllowed(req.method);
       const callerId = await authenticate(req);
-      const request = validate(await readJsonBody(req, config.caps.maxBodyBytes));
+      const request = validate(await readJsonBody(req, config.caps));
       context = { ...context, model: request.model };
-      const admission = await gate.admit(req, callerId);
+      admission = await gate.admit(req, callerId, worstCaseTokens(request, config.systemPrompt));
       headers = { ...headers, ...admission.headers };
       context = { ...context, ...admissionFields(admission) };
 
       // The total timeout covers the whole reply; retries and the first-token deadline live in the upstream.
-      const abort = linkedAbort(req.signal, { ms: config.failover.totalTimeoutMs, kind: 'total' });
+      const abort = deps.shutdown.linkedAbort(req.signal, {
+        ms: config.failover.totalTimeoutMs,
+        kind: 'total',
+      });
       const reply = await upstream.open(request, abort.signal).catch((error: unknown) => {
         abort.dispose();
         throw error;
       });
       const protocol = wantsPlainText(req) ? 'text' : 'ui';
       context = { ...context, ...servedFields(reply), protocol, ttft_ms: now() - startedAt };
+      const admitted = admission;
+      admission = undefined; // from here on, the stream's end settles it
       const onEnd = (end: StreamEnd) => {
         abort.dispose();
         const ended = { ...context, ...streamEndFields(end), duration_ms: now() - startedAt };
-        // The charge covers abandoned streams too: tokens generated before the abort were paid for.
-        const charged = gate.charge(admission.caller, tokensUsed(reply, request));
+        // Abandoned streams are charged too: tokens generated before the abort were paid for.
+        const settled = gate.settle(admitted, tokensUsed(reply, request));
         const usage = usageFields(reply.outcome.usage);
         waitUntil(
-          charged.then((budget_error) => log({ ...ended, ...usage, ...(budget_error && { budget_error }) })),
+          settled.then((budget_error) => log({ ...ended, ...usage, ...(budget_error && { budget_error }) })),
         );
       };
       const hooks = { abort: () => abort.abort(), onEnd };
@@ -85,6 +93,8 @@ export function createChatHandler(deps: ChatHandlerDeps): ChatHandler {
         : uiStreamResponse(replyStream(reply, uiFraming, hooks), streamHeaders);
     } catch (caught) {
       const error = toProxyError(caught);
+      // No reply was streamed: nothing was generated, so the whole reservation and the stream slot go back.
+      if (admission) waitUntil(gate.settle(admission, 0));
       const duration_ms = now() - startedAt;
       log({ ...context, ...errorFields(error), status: error.status, outcome: 'rejected', duration_ms });
       return errorResponse(error, headers);

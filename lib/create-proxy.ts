@@ -6,6 +6,7 @@ import { createLimitStores } from './limits/create-stores';
 import { createRateLimitGate } from './limits/gate';
 import { jsonLogger, type Logger } from './log';
 import { connectRedis, type TcpRedis } from './redis/connect';
+import { createShutdown } from './shutdown';
 import { createUpstream } from './upstream/create-upstream';
 
 /**
@@ -20,12 +21,24 @@ export interface Platform {
   /** Keeps background work alive after the response (Vercel's `waitUntil`); by default the promise just runs. */
   readonly waitUntil?: (promise: Promise<unknown>) => void;
   readonly log?: Logger;
+  /**
+   * Origins this platform knows to be the page's own, besides `PUBLIC_URL`: Vercel's deployment URLs, or the dev
+   * server's loopback origins. Configuration, never a request header (DNS rebinding). Lowercase, read on every
+   * request, so the Node server can fill the list in once it knows the port it bound.
+   */
+  readonly ownOrigins?: readonly string[];
   /** Clock, jitter and ids; tests replace them to move time instead of sleeping. */
   readonly _internal?: Partial<Internal>;
 }
 
 export interface ChatProxy {
   readonly handler: ChatHandler;
+  /**
+   * For a server that is stopping (after it stopped accepting): waits until no request or reply is in flight, or
+   * `graceMs` has passed; then ends every reply still open with `server_restarting` in its own protocol (charged and
+   * logged as usual), and resolves once they have ended.
+   */
+  drain(graceMs: number): Promise<void>;
   /** Lets go of what the proxy holds open (the Redis connection), so a server can exit. */
   close(): Promise<void>;
 }
@@ -33,7 +46,14 @@ export interface ChatProxy {
 /** The one composition root: api/chat.ts (through its adapter), the Node server and the tests all come here. */
 export function createProxy(config: Config, platform: Platform): ChatProxy {
   const internal = internalWith(platform._internal);
-  const waitUntil = platform.waitUntil ?? ((promise: Promise<unknown>) => void promise.catch(() => {}));
+  const shutdown = createShutdown();
+  const background = platform.waitUntil ?? ((promise: Promise<unknown>) => void promise.catch(() => {}));
+  // A drain waits for the charges and log lines of the replies it waited for, so none is lost on the way out.
+  const waitUntil = (promise: Promise<unknown>) => {
+    const release = shutdown.hold();
+    promise.then(release, release);
+    background(promise);
+  };
   const { rateLimit } = config;
   const redis = connectRedis(rateLimit.store, rateLimit.redisTimeoutMs, platform.tcpRedis);
   const gate = createRateLimitGate({
@@ -50,7 +70,17 @@ export function createProxy(config: Config, platform: Platform): ChatProxy {
     gate,
     waitUntil,
     log: platform.log ?? jsonLogger,
+    ownOrigins: platform.ownOrigins ?? [],
     internal,
+    shutdown,
   });
-  return { handler, close: async () => redis?.close() };
+  const tracked: ChatHandler = async (req) => {
+    const release = shutdown.hold();
+    try {
+      return await handler(req);
+    } finally {
+      release();
+    }
+  };
+  return { handler: tracked, drain: (graceMs) => shutdown.drain(graceMs), close: async () => redis?.close() };
 }

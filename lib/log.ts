@@ -17,10 +17,13 @@ export interface RequestLog {
   readonly fallback?: 'model' | 'message';
   readonly duration_ms: number;
   readonly usage?: { prompt_tokens: number; completion_tokens: number; total_tokens: number };
-  /** The rate-limit key (an IP, or a verified caller id); never a token. */
+  /** The rate-limit key: `ip:203.0.113.7`, or a verified caller id (`token:alice`, `jwt:<sub>`); never a token. */
   readonly caller?: string;
-  /** `allowed`, or `fail_open` when the store was unavailable and the request was served anyway. */
-  readonly ratelimit?: 'allowed' | 'fail_open';
+  /**
+   * `allowed` by the shared store; `fail_local` when it was unavailable and this instance's own count decided;
+   * `fail_open` when it was unavailable and the operator chose to serve without limits.
+   */
+  readonly ratelimit?: 'allowed' | 'fail_local' | 'fail_open';
   readonly ratelimit_error?: string;
   readonly budget_error?: string;
   readonly error_code?: string;
@@ -52,7 +55,9 @@ export function usageFields(usage: Usage | undefined): Pick<RequestLog, 'usage'>
 
 /** Failures that the operator must act on are `error`; a client's own mistake or departure is `warn`/`info`. */
 export function errorFields(error: ProxyError): Pick<RequestLog, 'level' | 'error_code' | 'error_detail'> {
-  const level = error.status >= 500 ? 'error' : error.status === 499 ? 'info' : 'warn';
+  // A reply cut short by a restart is routine (a deploy), not an outage to act on.
+  const outage = error.status >= 500 && error.code !== 'server_restarting';
+  const level = outage ? 'error' : error.status === 499 ? 'info' : 'warn';
   return {
     level,
     error_code: error.code,

@@ -1,5 +1,4 @@
 import { resolve } from 'node:path';
-import { build } from 'esbuild';
 
 const HTML = `<!doctype html>
 <html lang="en">
@@ -41,6 +40,8 @@ export function chatPage(): ChatPage {
 }
 
 async function bundleScript(): Promise<string> {
+  // Loaded on first use: esbuild takes about 0.3 s to import, which every server start would otherwise pay.
+  const { build } = await import('esbuild');
   const result = await build({
     entryPoints: [resolve(import.meta.dirname, '../page/chat.tsx')],
     bundle: true,

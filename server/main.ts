@@ -5,6 +5,8 @@ import { describeStores } from '../lib/limits/create-stores';
 import { chatPage } from './chat-page';
 import { startDemoUpstream } from './demo';
 import { loadDotEnv } from './env-file';
+import { createHostCheck, loopbackOnlyWarning, loopbackOrigins } from './host-check';
+import { nodeServerOptions, stopOnSignal } from './lifecycle';
 import { nodePlatform } from './node-platform';
 import { routes } from './routes';
 import { loadServerConfig } from './server-config';
@@ -21,30 +23,30 @@ async function main(): Promise<void> {
     dev && !process.env.OPENAI_API_KEY?.trim() ? await withDemoUpstream(process.env) : process.env;
   const server = loadServerConfig(env);
   const config = loadConfig(env, { production: !dev });
-  const proxy = createProxy(config, nodePlatform);
+  const ownOrigins: string[] = []; // the dev server's loopback origins, once the port is bound
+  const proxy = createProxy(config, { ...nodePlatform, ownOrigins });
   const listening = await serve({
-    fetch: routes(proxy.handler, chatPage()),
+    fetch: routes(
+      proxy.handler,
+      chatPage(),
+      createHostCheck(server.allowedHosts, config.security.publicOrigin),
+    ),
     port: server.port,
     hostname: server.host,
     silent: true,
-    gracefulShutdown: false, // ours below also closes Redis, so the process really exits
+    gracefulShutdown: false, // ours drains the replies in flight and closes Redis (server/lifecycle.ts)
+    node: nodeServerOptions(config.caps.bodyTimeoutMs),
   }).ready();
-  const shutdown = async () => {
-    // Let replies in flight finish, but not forever: platforms send SIGKILL after ~10 s anyway.
-    await Promise.race([listening.close(), new Promise((resolve) => setTimeout(resolve, SHUTDOWN_GRACE_MS))]);
-    await proxy.close();
-    process.exit(0);
-  };
-  process.once('SIGTERM', shutdown);
-  process.once('SIGINT', shutdown);
+  stopOnSignal(listening, proxy, server.shutdownGraceMs);
   const url = listening.url ?? `http://${server.host}:${server.port}/`;
+  if (dev) ownOrigins.push(...loopbackOrigins(url));
+  const hostNote = dev ? undefined : loopbackOnlyWarning(server.allowedHosts, config.security.publicOrigin);
+  if (hostNote) console.log(hostNote);
   console.log(describeStores(config.rateLimit));
   console.log(
-    `ai-chat-proxy listening on ${url} (POST ${new URL('/api/chat', url)}) model=${config.defaultModel}`,
+    `ai-chat-proxy listening on ${url} (POST ${new URL('/api/chat', url)}) model=${config.defaultModel} pid=${process.pid}`,
   );
 }
-
-const SHUTDOWN_GRACE_MS = 8_000;
 
 async function withDemoUpstream(env: Env): Promise<Env> {
   const demo = await startDemoUpstream();

@@ -4,20 +4,35 @@ import { requestIdFrom } from '../lib/http/request-id';
 import { baseHeaders, notFound } from '../lib/http/responses';
 import { defaultInternal } from '../lib/internal';
 import type { ChatPage } from './chat-page';
+import type { HostCheck } from './host-check';
 
-/** The Node server's routing: the very same chat handler as the edge function, the chat page, a health check. */
-export function routes(chat: ChatHandler, page: ChatPage): (req: Request) => Promise<Response> {
+/**
+ * The Node server's routing: the very same chat handler as the edge function, the chat page, a health check.
+ * The host check comes before anything else (DNS rebinding, server/host-check.ts), except for the health check:
+ * platforms probe it by an internal address no one would list.
+ */
+export function routes(
+  chat: ChatHandler,
+  page: ChatPage,
+  checkHost: HostCheck,
+): (req: Request) => Promise<Response> {
   return async (req) => {
-    const { pathname } = new URL(req.url);
-    if (pathname === '/api/chat') return chat(req);
+    const url = new URL(req.url);
+    const { pathname } = url;
     const read = req.method === 'GET' || req.method === 'HEAD';
+    const health = read && pathname === '/healthz';
+    const misdirected = health ? undefined : checkHost(url);
+    if (misdirected) return errorResponse(misdirected, newHeaders(req));
+    if (pathname === '/api/chat') return chat(req);
     if (read && pathname === '/') return page.html();
     if (read && pathname === '/chat.js') return page.script();
-    const headers = baseHeaders(requestIdFrom(req, defaultInternal.newId));
-    if (read && pathname === '/healthz') {
+    const headers = newHeaders(req);
+    if (health) {
       const body = req.method === 'HEAD' ? null : 'ok\n';
       return new Response(body, { headers: { ...headers, 'content-type': 'text/plain; charset=utf-8' } });
     }
     return errorResponse(notFound(), headers);
   };
 }
+
+const newHeaders = (req: Request) => baseHeaders(requestIdFrom(req, defaultInternal.newId));

@@ -1,15 +1,25 @@
 import * as z from 'zod/mini';
-import { type Env, intBetween, parseEnv } from '../lib/config/env';
+import { commaList, type Env, intBetween, invalid, parseEnv } from '../lib/config/env';
 
 export interface ServerConfig {
   readonly port: number;
   readonly host: string;
+  /** On SIGTERM: how long replies in flight may still run before they are ended with `server_restarting`. */
+  readonly shutdownGraceMs: number;
+  /** Host names answered besides loopback and the host of `PUBLIC_URL` (server/host-check.ts); `*` means any. */
+  readonly allowedHosts: readonly string[];
 }
+
+const HOST_NAME = /^(\*|[a-z0-9_-]+(\.[a-z0-9_-]+)*|\[[0-9a-f:.]+\])$/;
+const HOST_NAME_RULE = 'must list host names like myapp.example.com (no scheme, no port), or *';
 
 const schema = z.object({
   PORT: intBetween(0, 65_535, 3000),
   // Loopback by default: a dev proxy that spends your key should not be open to the whole network by accident.
   HOST: z._default(z.string().check(z.trim(), z.minLength(1)), '127.0.0.1'),
+  // Platforms send SIGKILL about 10 s after SIGTERM: 8 s leaves time to end what is left, charge it and log it.
+  SHUTDOWN_GRACE_MS: intBetween(0, 600_000, 8_000),
+  ALLOWED_HOSTS: z.optional(commaList(z.string().check(z.toLowerCase(), z.regex(HOST_NAME, HOST_NAME_RULE)))),
 });
 
 /** The Node server's own variables (`ENV_FILE` is read before the config, in server/env-file.ts). */
@@ -18,5 +28,21 @@ export const SERVER_VARIABLES: readonly string[] = [...Object.keys(schema.shape)
 /** The Node server's own settings (the handler's are in lib/config.ts). */
 export function loadServerConfig(env: Env): ServerConfig {
   const parsed = parseEnv(schema, env);
-  return Object.freeze({ port: parsed.PORT, host: parsed.HOST });
+  const allowedHosts = Object.freeze((parsed.ALLOWED_HOSTS ?? []).map(canonicalHost));
+  return Object.freeze({
+    port: parsed.PORT,
+    host: parsed.HOST,
+    allowedHosts,
+    shutdownGraceMs: parsed.SHUTDOWN_GRACE_MS,
+  });
+}
+
+/** Spelled the way `url.hostname` spells it (`[0:0::1]` is `[::1]`), since that is what the check compares. */
+function canonicalHost(host: string): string {
+  if (host === '*') return host;
+  try {
+    return new URL(`http://${host}`).hostname;
+  } catch {
+    throw invalid('ALLOWED_HOSTS', HOST_NAME_RULE);
+  }
 }

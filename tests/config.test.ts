@@ -28,6 +28,7 @@ describe('loadConfig', () => {
         maxTotalChars: 32000,
         maxOutputTokens: 1024,
         maxBodyBytes: 262144,
+        bodyTimeoutMs: 10000,
       },
     });
     expect(Object.isFrozen(config)).toBe(true);
@@ -47,6 +48,7 @@ describe('loadConfig', () => {
       MAX_TOTAL_CHARS: '2000',
       MAX_OUTPUT_TOKENS: '256',
       MAX_BODY_BYTES: '65536',
+      BODY_TIMEOUT_MS: '5000',
     });
     expect(config.baseURL).toBe('https://api.groq.com/openai/v1');
     expect(config.allowedModels).toEqual(['llama-3.1-8b-instant', 'llama-3.3-70b-versatile']);
@@ -57,6 +59,7 @@ describe('loadConfig', () => {
       maxTotalChars: 2000,
       maxOutputTokens: 256,
       maxBodyBytes: 65536,
+      bodyTimeoutMs: 5000,
     });
   });
 

@@ -1,6 +1,7 @@
 import { createServer, type Server, type Socket } from 'node:net';
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import type { ChatHandler } from '../lib/chat-handler';
+import { worstCaseTokens } from '../lib/limits/token-bound';
 import type { RequestLog } from '../lib/log';
 import {
   buildHandler,
@@ -115,25 +116,35 @@ describe('request limit in memory (injected clock)', () => {
 
 describe('token budget', () => {
   it.each<Backend | 'memory'>(['memory', 'rest'])(
-    'charges real usage and refuses once spent (%s)',
+    'reserves the worst case, settles to the real usage, and refuses what cannot fit (%s)',
     async (backend) => {
       const store = backend === 'memory' ? {} : onRedis(backend, 'budget');
-      const config = testConfig({ OPENAI_BASE_URL: h.fake.url, TOKEN_BUDGET: '40', ...store });
-      const charged: Promise<unknown>[] = [];
-      const handler = buildHandler(config, { waitUntil: (p) => void charged.push(p) });
+      const budget = { TOKEN_BUDGET: '400', MAX_OUTPUT_TOKENS: '100' };
+      const config = testConfig({ OPENAI_BASE_URL: h.fake.url, ...budget, ...store });
+      const settled: Promise<unknown>[] = [];
+      const handler = buildHandler(config, { waitUntil: (p) => void settled.push(p) });
+      const worstCase = worstCaseTokens(
+        {
+          messages: [{ role: 'user', content: 'Hi' }],
+          model: 'test-model',
+          maxTokens: 100,
+          temperature: undefined,
+        },
+        config.systemPrompt,
+      );
       h.fake.script({ kind: 'reply', text: 'one two three four five six seven eight nine ten' });
       const first = await handler(fromIp('198.51.100.20'));
+      expect(first.headers.get('ratelimit')).toContain(`"tokens";r=${400 - worstCase};`);
       expect(await first.text()).toContain('ten');
-      await Promise.all(charged);
-      const usage = h.fake.calls[0]?.tokensSent;
-      expect(usage).toBe(10);
-      // The fake reports usage (prompt ≈ chars/4 + 10 completion tokens), which is what gets charged.
+      await Promise.all(settled);
+      const usage = Math.ceil(JSON.stringify(h.fake.calls[0]?.body.messages).length / 4) + 10;
+      // The reservation went back, less what the reply really cost.
       const second = await handler(fromIp('198.51.100.20'));
-      expect(second.status).toBe(200);
-      expect(second.headers.get('ratelimit')).toMatch(/"tokens";r=\d+;/);
+      expect(second.headers.get('ratelimit')).toContain(`"tokens";r=${400 - usage - worstCase};`);
       await second.text();
-      await Promise.all(charged);
-      const third = await handler(fromIp('198.51.100.20'));
+      await Promise.all(settled);
+      const long = 'x'.repeat(400 - 2 * usage - worstCase + 10); // its worst case no longer fits what is left
+      const third = await handler(chatRequest(userSays(long), { headers: { 'x-real-ip': '198.51.100.20' } }));
       expect(third.status).toBe(429);
       const body = (await third.json()) as { error: { code: string; message: string } };
       expect(body.error.code).toBe('token_budget_exceeded');
@@ -143,10 +154,40 @@ describe('token budget', () => {
     },
   );
 
+  it.each<Backend | 'memory'>(['memory', 'tcp'])(
+    'never overshoots: 100 concurrent 500-token requests against a 1,000-token budget (%s)',
+    async (backend) => {
+      const store = backend === 'memory' ? {} : onRedis(backend, 'overshoot');
+      const config = testConfig({
+        OPENAI_BASE_URL: h.fake.url,
+        TOKEN_BUDGET: '1000',
+        MAX_OUTPUT_TOKENS: '500',
+        ...store,
+      });
+      const settled: Promise<unknown>[] = [];
+      const handler = buildHandler(config, { waitUntil: (p) => void settled.push(p) });
+      h.fake.script(...Array.from({ length: 100 }, () => ({ kind: 'long', tokens: 500 }) as const));
+      const responses = await Promise.all(
+        Array.from({ length: 100 }, () => handler(fromIp('198.51.100.30'))),
+      );
+      await Promise.all(responses.map((r) => r.text()));
+      await Promise.all(settled);
+      const served = responses.filter((r) => r.status === 200);
+      expect(served).toHaveLength(1); // 500 + the prompt, reserved twice, would not fit in 1,000
+      expect(responses.filter((r) => r.status === 429)).toHaveLength(99);
+      const charged = h.fake.calls.reduce(
+        (n, c) => n + Math.ceil(JSON.stringify(c.body.messages).length / 4) + c.tokensSent,
+        0,
+      );
+      expect(charged).toBeLessThanOrEqual(1000);
+    },
+  );
+
   it('charges an abandoned stream for what was generated before the abort', async () => {
     const config = testConfig({
       OPENAI_BASE_URL: h.fake.url,
       TOKEN_BUDGET: '1000',
+      MAX_OUTPUT_TOKENS: '100',
       ...onRedis('tcp', 'abandon'),
     });
     const charged: Promise<unknown>[] = [];
@@ -161,9 +202,19 @@ describe('token budget', () => {
     const next = await handler(fromIp('198.51.100.21'));
     await next.text();
     const left = Number(/"tokens";r=(\d+)/.exec(next.headers.get('ratelimit') ?? '')?.[1]);
+    const worstCase = worstCaseTokens(
+      {
+        messages: [{ role: 'user', content: 'Hi' }],
+        model: 'test-model',
+        maxTokens: 100,
+        temperature: undefined,
+      },
+      config.systemPrompt,
+    );
     // No usage chunk arrived: prompt estimate (2 chars → 1) + the tokens that were streamed before the abort.
-    expect(1000 - left).toBeGreaterThanOrEqual(2);
-    expect(1000 - left).toBeLessThanOrEqual(4);
+    const cost = 1000 - worstCase - left;
+    expect(cost).toBeGreaterThanOrEqual(2);
+    expect(cost).toBeLessThanOrEqual(4);
   });
 });
 
@@ -184,7 +235,7 @@ describe('headers', () => {
     const reset = Number(ok.headers.get('x-ratelimit-reset'));
     expect(reset).toBe(Math.ceil(((Math.floor(Date.now() / 60_000) + 1) * 60_000) / 1000));
     expect(ok.headers.get('ratelimit-policy')).toBe('"requests";q=2;w=60, "tokens";q=5000;w=3600');
-    expect(ok.headers.get('ratelimit')).toMatch(/^"requests";r=1;t=\d+, "tokens";r=5000;t=\d+$/);
+    expect(ok.headers.get('ratelimit')).toMatch(/^"requests";r=1;t=\d+, "tokens";r=\d+;t=\d+$/);
 
     await drain(await handler(fromIp('192.0.2.1')));
     const refused = await handler(fromIp('192.0.2.1'));
@@ -231,11 +282,12 @@ describe('Redis outage', () => {
 
   async function outageHandler(
     kind: 'rest-hang' | 'rest-down' | 'tcp-hang' | 'tcp-refused',
-    fail: 'open' | 'closed',
+    fail: 'local' | 'open' | 'closed',
   ) {
     const config = testConfig({
       OPENAI_BASE_URL: h.fake.url,
-      RATE_LIMIT_FAIL: fail,
+      RATE_LIMIT_REQUESTS: '2',
+      ...(fail === 'local' ? {} : { RATE_LIMIT_FAIL: fail }), // local is the default
       REDIS_TIMEOUT_MS: '150',
       RATE_LIMIT_PREFIX: uniquePrefix('outage'),
       ...(await deadStore(kind)),
@@ -258,35 +310,65 @@ describe('Redis outage', () => {
 
   const kinds = ['rest-hang', 'rest-down', 'tcp-hang', 'tcp-refused'] as const;
 
+  // How long the guard waits is tested with a deterministic clock in tests/store-guard.test.ts; these tests are
+  // about what each policy does once the store is given up on (a hang would fail them by their own timeout).
   it.each(kinds)(
-    'fails open by default (%s): serves, says so in a header and the log, within the timeout',
+    'carries on with this instance’s own limits by default (%s): same limits, said in a header and the log',
     async (kind) => {
-      const handler = await outageHandler(kind, 'open');
-      const started = performance.now();
-      const res = await handler(fromIp('192.0.2.50'));
-      expect(performance.now() - started).toBeLessThan(150 + 350);
-      expect(res.status).toBe(200);
-      expect(res.headers.get('x-ratelimit-fail')).toBe('open');
-      await res.text();
-      await eventually(() => logs.length === 1);
-      expect(logs[0]).toMatchObject({ ratelimit: 'fail_open', status: 200 });
+      const handler = await outageHandler(kind, 'local');
+      const answers = [];
+      for (let i = 0; i < 3; i++) answers.push(await drain(await handler(fromIp('192.0.2.50'))));
+      expect(answers.map((r) => r.status)).toEqual([200, 200, 429]);
+      for (const res of answers) expect(res.headers.get('x-ratelimit-fail')).toBe('local');
+      await eventually(() => logs.length === 3);
+      expect(logs[0]).toMatchObject({ ratelimit: 'fail_local', status: 200 });
       expect(logs[0]?.ratelimit_error).toMatch(/unavailable/);
+      expect(logs[2]).toMatchObject({ status: 429, error_code: 'rate_limited' });
       expect(JSON.stringify(logs)).not.toContain(bridge.token);
     },
   );
 
-  it.each(kinds)(
-    'fails closed when asked (%s): 503 within the timeout, never a 500 or a hang',
-    async (kind) => {
-      const handler = await outageHandler(kind, 'closed');
-      const started = performance.now();
-      const res = await handler(fromIp('192.0.2.51'));
-      expect(performance.now() - started).toBeLessThan(150 + 350);
-      expect(res.status).toBe(503);
-      expect(res.headers.get('retry-after')).toBe('5');
-      expect(((await res.json()) as { error: { code: string } }).error.code).toBe('rate_limiter_unavailable');
-      expect(h.fake.calls).toHaveLength(0);
-      expect(logs[0]).toMatchObject({ status: 503, error_code: 'rate_limiter_unavailable' });
+  it.each(kinds)('fails open when asked (%s): serves without limits, and says so', async (kind) => {
+    const handler = await outageHandler(kind, 'open');
+    const answers = [];
+    for (let i = 0; i < 3; i++) answers.push(await drain(await handler(fromIp('192.0.2.52'))));
+    expect(answers.map((r) => r.status)).toEqual([200, 200, 200]);
+    expect(answers[0]?.headers.get('x-ratelimit-fail')).toBe('open');
+    await eventually(() => logs.length === 3);
+    expect(logs[0]).toMatchObject({ ratelimit: 'fail_open', status: 200 });
+  });
+
+  it.each(kinds)('fails closed when asked (%s): 503, never a 500 or a hang', async (kind) => {
+    const handler = await outageHandler(kind, 'closed');
+    const res = await handler(fromIp('192.0.2.51'));
+    expect(res.status).toBe(503);
+    expect(res.headers.get('retry-after')).toBe('5');
+    expect(((await res.json()) as { error: { code: string } }).error.code).toBe('rate_limiter_unavailable');
+    expect(h.fake.calls).toHaveLength(0);
+    expect(logs[0]).toMatchObject({ status: 503, error_code: 'rate_limiter_unavailable' });
+  });
+});
+
+describe('stream cap', () => {
+  it.each<Backend | 'memory'>(['memory', 'tcp'])(
+    'lets 4 of 50 concurrent streams from one caller through, refuses 46, and frees the slots when they end (%s)',
+    async (backend) => {
+      const store = backend === 'memory' ? {} : onRedis(backend, 'streams');
+      const config = testConfig({ OPENAI_BASE_URL: h.fake.url, MAX_STREAMS_PER_CALLER: '4', ...store });
+      const handler = buildHandler(config);
+      h.fake.script(...Array.from({ length: 4 }, () => ({ kind: 'stall', afterTokens: 1 }) as const));
+      const responses = await Promise.all(Array.from({ length: 50 }, () => handler(fromIp('198.51.100.40'))));
+      const streaming = responses.filter((r) => r.status === 200);
+      const refused = responses.filter((r) => r.status === 429);
+      expect(streaming).toHaveLength(4);
+      expect(refused).toHaveLength(46);
+      const body = (await refused[0]?.json()) as { error: { code: string } };
+      expect(body.error.code).toBe('too_many_streams');
+      expect(refused[0]?.headers.get('retry-after')).toBe('1');
+      // The clients leave; their upstreams are aborted and their slots come back.
+      for (const res of streaming) await res.body?.cancel();
+      h.fake.script({ kind: 'reply', text: 'Back again.' });
+      await eventually(async () => (await drain(await handler(fromIp('198.51.100.40')))).status === 200);
     },
   );
 });

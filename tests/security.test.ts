@@ -3,11 +3,21 @@ import type { AddressInfo } from 'node:net';
 import { exportJWK, generateKeyPair, SignJWT } from 'jose';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { ChatHandler } from '../lib/chat-handler';
+import { loadConfig } from '../lib/config';
 import type { RequestLog } from '../lib/log';
 import { vercelHandler } from '../lib/platform/vercel';
+import { createHostCheck } from '../server/host-check';
 import { routes } from '../server/routes';
+import { loadServerConfig } from '../server/server-config';
 import { buildHandler, chatRequest, eventually, startHarness, testConfig, userSays } from './support/harness';
-import { findLeaks, forgetOutputsFrom, outputCount, recordOutput, SECRETS } from './support/secret-scan';
+import {
+  findLeaks,
+  forgetOutputsFrom,
+  outputCount,
+  recordOutput,
+  recordResponse,
+  SECRETS,
+} from './support/secret-scan';
 
 const h = await startHarness();
 
@@ -81,12 +91,84 @@ describe('CORS', () => {
     expect(h.fake.calls).toHaveLength(0);
   });
 
-  it('always allows the page’s own origin (the chat page our server serves needs no setting)', async () => {
+  it('allows the page’s own origin from configuration (PUBLIC_URL), never from the Host header', async () => {
     const plain = buildHandler(testConfig({ OPENAI_BASE_URL: h.fake.url }));
-    const same = await fromOrigin(plain, 'http://proxy.test');
-    expect(same.status).toBe(200);
-    await same.text();
-    expect((await fromOrigin(plain, 'http://localhost:5173')).status).toBe(403);
+    // The request's own URL (its Host) says nothing: a DNS-rebinding page would be "same origin" by it.
+    expect((await fromOrigin(plain, 'http://proxy.test')).status).toBe(403);
+    const rebound = await plain(
+      new Request('http://attacker.example:4201/api/chat', {
+        method: 'POST',
+        headers: { 'content-type': 'application/json', origin: 'http://attacker.example:4201' },
+        body: JSON.stringify(userSays('hi')),
+      }),
+    );
+    expect(rebound.status).toBe(403);
+    expect(rebound.headers.get('access-control-allow-origin')).toBeNull();
+
+    // Behind a TLS-terminating proxy the request reaches us as http://127.0.0.1:…; the page is https://myapp.fly.dev.
+    const fly = buildHandler(
+      testConfig({ OPENAI_BASE_URL: h.fake.url, PUBLIC_URL: 'https://MyApp.fly.dev/' }),
+    );
+    const res = await fly(
+      new Request('http://127.0.0.1:8080/api/chat', {
+        method: 'POST',
+        headers: {
+          'content-type': 'application/json',
+          accept: 'text/plain',
+          origin: 'https://myapp.fly.dev',
+          'x-real-ip': '198.51.100.7',
+        },
+        body: JSON.stringify(userSays('Hi')),
+      }),
+    );
+    expect(res.status).toBe(200);
+    expect(res.headers.get('access-control-allow-origin')).toBe('https://myapp.fly.dev');
+    await res.text();
+    expect((await fromOrigin(fly, 'http://myapp.fly.dev')).status).toBe(403); // another scheme, another origin
+    expect(h.fake.calls).toHaveLength(1);
+  });
+
+  it('allows Vercel’s own deployment URLs, from Vercel’s environment', async () => {
+    const vercel = vercelHandler({
+      OPENAI_API_KEY: SECRETS.upstreamKey,
+      OPENAI_BASE_URL: h.fake.url,
+      CHAT_MODEL: 'test-model',
+      VERCEL_URL: 'myapp-abc123-team.vercel.app',
+      VERCEL_BRANCH_URL: 'myapp-git-main-team.vercel.app',
+      VERCEL_PROJECT_PRODUCTION_URL: 'chat.example.net',
+    });
+    for (const origin of [
+      'https://myapp-abc123-team.vercel.app',
+      'https://myapp-git-main-team.vercel.app',
+      'https://chat.example.net',
+    ]) {
+      const res = recordResponse(await preflight(vercel, origin));
+      expect(res.status).toBe(204);
+      expect(res.headers.get('access-control-allow-origin')).toBe(origin);
+    }
+  });
+
+  it('tells a developer which setting lets a refused origin in; production users get the short message', async () => {
+    const logs: RequestLog[] = [];
+    const dev = buildHandler(testConfig({ OPENAI_BASE_URL: h.fake.url }), { logs });
+    const res = await fromOrigin(dev, 'http://localhost:5173');
+    expect(res.status).toBe(403);
+    const { message } = ((await res.json()) as { error: { message: string } }).error;
+    expect(message).toContain('http://localhost:5173');
+    expect(message).toContain('ALLOWED_ORIGINS');
+    expect(logs[0]?.error_detail).toMatch(/http:\/\/localhost:5173.*ALLOWED_ORIGINS.*PUBLIC_URL/);
+
+    logs.length = 0;
+    const config = loadConfig(
+      { OPENAI_API_KEY: SECRETS.upstreamKey, CHAT_MODEL: 'test-model', RATE_LIMIT_STORE: 'memory' },
+      { production: true },
+    );
+    const prod = await fromOrigin(buildHandler(config, { logs }), 'https://evil.test');
+    expect(((await prod.json()) as { error: { message: string } }).error.message).toBe(
+      'This site is not allowed to use the chat service.',
+    );
+    expect(logs[0]?.error_detail).toMatch(/https:\/\/evil\.test.*ALLOWED_ORIGINS.*PUBLIC_URL/);
+    expect(h.fake.calls).toHaveLength(0);
   });
 
   it('serves requests without an Origin (curl, servers): CORS is a browser rule', async () => {
@@ -109,10 +191,70 @@ describe('CORS', () => {
     expect(res.headers.get('allow')).toBe('POST, OPTIONS');
   });
 
-  it('rejects a malformed ALLOWED_ORIGINS at start', () => {
+  it('rejects a malformed ALLOWED_ORIGINS or PUBLIC_URL at start', () => {
     expect(() => testConfig({ ALLOWED_ORIGINS: 'app.example.org' })).toThrow(
       /ALLOWED_ORIGINS must list origins/,
     );
+    expect(() => testConfig({ PUBLIC_URL: 'myapp.fly.dev' })).toThrow(/PUBLIC_URL must be an http\(s\) URL/);
+  });
+});
+
+describe('DNS rebinding (the Node server’s host check)', () => {
+  const page = { html: () => new Response('page'), script: async () => new Response('script') };
+  const serve = (hosts: readonly string[], publicUrl?: string) =>
+    routes(h.handler, page, createHostCheck(hosts, publicUrl && new URL(publicUrl).origin));
+  const post = (url: string) =>
+    new Request(url, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json', origin: new URL(url).origin },
+      body: JSON.stringify(userSays('hi')),
+    });
+
+  it('refuses a host name it does not know with 421, before anything else', async () => {
+    const res = recordResponse(await serve([])(post('http://attacker.example:4201/api/chat')));
+    expect(res.status).toBe(421);
+    expect(res.headers.get('x-request-id')).toMatch(/^[\w-]{8,}$/);
+    expect(res.headers.get('access-control-allow-origin')).toBeNull();
+    const { error } = (await res.json()) as { error: { code: string; message: string } };
+    expect(error.code).toBe('misdirected_request');
+    expect(error.message).toMatch(/"attacker\.example".*PUBLIC_URL.*ALLOWED_HOSTS/);
+    expect((await serve([])(new Request('http://attacker.example/'))).status).toBe(421); // the page too
+    expect(h.fake.calls).toHaveLength(0);
+  });
+
+  it('keeps /healthz reachable by any host name, for platform health checks', async () => {
+    const res = await serve([])(new Request('http://10.0.0.7:8080/healthz'));
+    expect(res.status).toBe(200);
+    expect(await res.text()).toBe('ok\n');
+  });
+
+  it('answers loopback names and addresses, the host of PUBLIC_URL and ALLOWED_HOSTS, on any port', async () => {
+    const fine = [
+      'http://localhost:3000/nothing',
+      'http://127.0.0.1/nothing',
+      'http://127.1.2.3:80/nothing',
+      'http://[::1]:4201/nothing',
+      'http://LOCALHOST:1/nothing',
+      'http://myapp.fly.dev:8080/nothing',
+      'http://chat.internal/nothing',
+    ];
+    const server = serve(['chat.internal'], 'https://myapp.fly.dev');
+    for (const url of fine) expect([url, (await server(new Request(url))).status]).toEqual([url, 404]);
+    for (const url of ['http://evil.localhost/', 'http://localhost.attacker.example/', 'http://fly.dev/']) {
+      expect([url, (await server(new Request(url))).status]).toEqual([url, 421]);
+    }
+    expect((await serve(['*'])(new Request('http://anything.test/nothing'))).status).toBe(404);
+  });
+
+  it('reads ALLOWED_HOSTS as host names, and rejects a scheme or a port at start', () => {
+    expect(loadServerConfig({ ALLOWED_HOSTS: 'MyApp.example.com, [0:0::1], *' }).allowedHosts).toEqual([
+      'myapp.example.com',
+      '[::1]',
+      '*',
+    ]);
+    for (const bad of ['https://myapp.example.com', 'myapp.example.com:443', 'my app']) {
+      expect(() => loadServerConfig({ ALLOWED_HOSTS: bad })).toThrow(/ALLOWED_HOSTS must list host names/);
+    }
   });
 });
 
@@ -173,8 +315,8 @@ describe('caller auth', () => {
     const bob = await as(`bearer ${BOB}`, '198.51.100.201');
     expect(bob.status).toBe(200);
     await bob.text();
-    await eventually(() => logs.some((l) => l.caller === 'user:bob'));
-    expect(logs.map((l) => l.caller)).toContain('user:alice');
+    await eventually(() => logs.some((l) => l.caller === 'token:bob'));
+    expect(logs.map((l) => l.caller)).toContain('token:alice');
   });
 
   it('never writes a token into a log line, accepted or refused', async () => {
@@ -243,7 +385,7 @@ describe('JWT auth', () => {
     expect(res.status).toBe(200);
     await res.text();
     await eventually(() => logs.length === 1);
-    expect(logs[0]?.caller).toBe('user:user-42');
+    expect(logs[0]?.caller).toBe('jwt:user-42');
   });
 
   it('refuses expired, wrong-issuer, wrong-audience, wrong-secret and subject-less tokens', async () => {
@@ -261,6 +403,39 @@ describe('JWT auth', () => {
       expect(res.headers.get('www-authenticate')).toContain('error="invalid_token"');
     }
     expect(h.fake.calls).toHaveLength(0);
+  });
+
+  it('keeps JWT subjects apart from static-token callers: sub=alice does not spend the token caller alice’s quota', async () => {
+    const both = buildHandler(
+      testConfig({
+        OPENAI_BASE_URL: h.fake.url,
+        AUTH_TOKENS: `alice:${SECRETS.aliceToken}`,
+        AUTH_JWT_SECRET: SECRET,
+        RATE_LIMIT_REQUESTS: '1',
+      }),
+      { logs },
+    );
+    const call = (token: string) =>
+      both(
+        chatRequest(userSays('Hi'), { headers: { accept: 'text/plain', authorization: `Bearer ${token}` } }),
+      );
+    const jwt = await new SignJWT({})
+      .setProtectedHeader({ alg: 'HS256' })
+      .setSubject('alice')
+      .setExpirationTime('5m')
+      .sign(key);
+    logs.length = 0;
+    for (const token of [jwt, SECRETS.aliceToken]) {
+      const res = await call(token);
+      expect(res.status).toBe(200);
+      await res.text();
+    }
+    // Each caller has used its own one request.
+    expect((await call(jwt)).status).toBe(429);
+    expect((await call(SECRETS.aliceToken)).status).toBe(429);
+    await eventually(() => logs.filter((l) => l.status === 200).length === 2);
+    const served = logs.filter((l) => l.status === 200).map((l) => l.caller);
+    expect(served.sort()).toEqual(['jwt:alice', 'token:alice']);
   });
 
   describe('with a JWKS URL', () => {
@@ -312,7 +487,7 @@ describe('JWT auth', () => {
 describe('response headers', () => {
   it('sends a request id, nosniff and no-store on every kind of response, and never a stack trace', async () => {
     const page = { html: () => new Response('page'), script: async () => new Response('script') };
-    const server = routes(h.handler, page);
+    const server = routes(h.handler, page, createHostCheck(['proxy.test'], undefined));
     const get = (path: string) => server(new Request(`http://proxy.test${path}`));
     const responses = [
       await h.handler(chatRequest(userSays('Hi'))),

@@ -1,10 +1,12 @@
 import { mkdtempSync, writeFileSync } from 'node:fs';
+import { request } from 'node:http';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { describe, expect, it } from 'vitest';
+import { beforeAll, describe, expect, it } from 'vitest';
 import { demoReply } from '../fake-upstream/behaviours';
 import { eventually, startHarness, TEST_KEY } from './support/harness';
-import { freePort, npmRun } from './support/processes';
+import { buildServer, builtServer, freePort, npmRun, portIsFree } from './support/processes';
+import { chatPostHead, rawExchange } from './support/raw-http';
 import { REDIS_TEST_URL } from './support/redis';
 
 const h = await startHarness();
@@ -29,7 +31,7 @@ describe('the Node server, started the way a user starts it', () => {
     const dev = npmRun('dev', { PORT: String(port) });
     await eventually(() => dev.output().stdout.includes('listening on'), 15_000);
     expect(dev.output().stdout).toMatch(/No OPENAI_API_KEY set: using the built-in demo upstream/);
-    expect(dev.output().stdout).toMatch(/Rate limits: 20 requests \/ 60 s .* in-memory, this process only/);
+    expect(dev.output().stdout).toMatch(/Rate limits: 20 requests \/ 60 s.* in-memory, this process only/);
     expect(dev.output().stdout).toContain(`http://127.0.0.1:${port}/`);
 
     const started = performance.now();
@@ -52,37 +54,47 @@ describe('the Node server, started the way a user starts it', () => {
     expect((arrivals.at(-1) ?? 0) - (arrivals[0] ?? 0)).toBeGreaterThan(200);
     await eventually(() => dev.output().stdout.includes('"outcome":"complete"'));
   });
+});
 
-  it('npm start refuses to run without a key, naming the variable', async () => {
-    const start = npmRun('start', { PORT: String(await freePort()) });
+// One build for every case below; the refusals and the env file need no npm around them.
+describe('the built server, started with plain node as in production', () => {
+  beforeAll(buildServer);
+
+  it('refuses to run without a key, naming the variable', async () => {
+    const start = builtServer({ PORT: String(await freePort()) });
     expect(await start.exited).not.toBe(0);
     expect(start.output().stderr).toContain('OPENAI_API_KEY is required');
   });
 
-  it('npm start reads its settings from an env file', async () => {
+  it('reads its settings from an env file', async () => {
     const port = await freePort();
     const file = join(mkdtempSync(join(tmpdir(), 'acp-env-')), '.env');
     writeFileSync(
       file,
       `OPENAI_API_KEY=${TEST_KEY}\nOPENAI_BASE_URL=${h.fake.url}\nRATE_LIMIT_STORE=memory\nPORT=${port}\n`,
     );
-    const start = npmRun('start', { ENV_FILE: file });
+    const start = builtServer({ ENV_FILE: file });
     await eventually(() => start.output().stdout.includes('listening on'), 15_000);
     expect(start.output().stdout).toContain('Read settings from .env');
     expect(start.output().stdout).toContain(`127.0.0.1:${port}`);
   });
 
-  it('npm start refuses per-process rate limits unless asked for, naming the variables', async () => {
-    const start = npmRun('start', { PORT: String(await freePort()), OPENAI_API_KEY: TEST_KEY });
+  it('refuses per-process rate limits unless asked for, naming the variables', async () => {
+    const start = builtServer({ PORT: String(await freePort()), OPENAI_API_KEY: TEST_KEY });
     expect(await start.exited).not.toBe(0);
     expect(start.output().stderr).toMatch(
       /RATE_LIMIT_STORE has no shared store: set UPSTASH_REDIS_REST_URL.*REDIS_URL/,
     );
   });
+});
 
-  it('npm start serves the real upstream, and a client disconnect over HTTP aborts it', async () => {
-    const port = await freePort();
-    const start = npmRun('start', {
+/** One `npm start` (the script itself: build, then plain node) serves every case below; the last one stops it. */
+describe('npm start', () => {
+  let port = 0;
+  let start: ReturnType<typeof npmRun>;
+  beforeAll(async () => {
+    port = await freePort();
+    const env = {
       PORT: String(port),
       HOST: '127.0.0.1',
       OPENAI_API_KEY: TEST_KEY,
@@ -90,8 +102,15 @@ describe('the Node server, started the way a user starts it', () => {
       CHAT_MODEL: 'server-model',
       REDIS_URL: REDIS_TEST_URL,
       RATE_LIMIT_PREFIX: `server-test-${process.pid}`,
-    });
+      MAX_BODY_BYTES: '4096',
+      BODY_TIMEOUT_MS: '300',
+      SHUTDOWN_GRACE_MS: '1500',
+    };
+    start = npmRun('start', env, { keep: true });
     await eventually(() => start.output().stdout.includes('listening on'), 15_000);
+  });
+
+  it('serves the real upstream, and a client disconnect over HTTP aborts it', async () => {
     expect(start.output().stdout).not.toContain('demo');
     expect(start.output().stdout).toContain('Redis (REDIS_URL, TCP), shared by every instance');
 
@@ -108,5 +127,125 @@ describe('the Node server, started the way a user starts it', () => {
     await eventually(() => h.fake.calls[1]?.aborted === true);
     const { stdout, stderr } = start.output();
     expect(stdout + stderr).not.toContain(TEST_KEY);
+  });
+
+  it('answers a body trickled in at 1 byte per second with 408 once BODY_TIMEOUT_MS has passed', async () => {
+    // All 100 bytes would take 100 s to arrive: the answer comes after the first few.
+    const trickle = Array.from({ length: 100 }, () => ' ');
+    const { text, end } = await rawExchange(port, chatPostHead(port, 100), trickle, 1_000);
+    expect(text).toMatch(/^HTTP\/1\.1 408 /);
+    expect(text).toContain('"code":"request_timeout"');
+    // The rest of the body is still on its way: the connection cannot carry another request, and says so.
+    expect(text.toLowerCase()).toContain('connection: close');
+    expect(end).toBe('eof');
+    expect(h.fake.calls).toHaveLength(0);
+    await eventually(() => start.output().stdout.includes('"error_code":"request_timeout"'));
+  });
+
+  it('closes a keep-alive connection cleanly after a 413 (connection: close, then EOF, not a reset)', async () => {
+    const body = JSON.stringify({ messages: [{ role: 'user', content: 'x'.repeat(8_000) }] });
+    const { text, end } = await rawExchange(port, chatPostHead(port, body.length), [body]);
+    expect(text).toMatch(/^HTTP\/1\.1 413 /);
+    expect(text.toLowerCase()).toContain('connection: close');
+    expect(text.toLowerCase()).not.toContain('keep-alive');
+    expect(end).toBe('eof');
+  });
+
+  // Last: it stops the server.
+  it('on SIGTERM finishes a reply within the grace, ends a stalled one with its end marker, logs both, exits 0', async () => {
+    const pid = Number(/ pid=(\d+)/.exec(start.output().stdout)?.[1]);
+    expect(pid).toBeGreaterThan(0);
+    h.fake.script(
+      { kind: 'stall', afterTokens: 1 },
+      { kind: 'slow-first-token', delayMs: 100, text: 'Finished within the grace.' },
+    );
+    const stalled = await post(port, 'Hi', 'text/event-stream'); // the status is sent with the first token
+    const finishing = post(port, 'Hi');
+    await eventually(() => h.fake.calls.length === 2);
+    process.kill(pid, 'SIGTERM'); // the node process itself, not npm around it
+
+    const finished = await finishing;
+    expect(await finished.text()).toBe('Finished within the grace.');
+    const cut = await stalled.text();
+    expect(cut).toContain(
+      'data: {"type":"error","errorText":"The server is restarting. Please send your message again."}',
+    );
+    expect(cut.trimEnd().endsWith('data: [DONE]')).toBe(true);
+    expect(await start.exited).toBe(0);
+
+    const logged = (res: Response) =>
+      logLines(start.output().stdout).find((line) => line.request_id === res.headers.get('x-request-id'));
+    expect(logged(finished)).toMatchObject({ status: 200, outcome: 'complete' });
+    expect(logged(stalled)).toMatchObject({ status: 200, outcome: 'error', error_code: 'server_restarting' });
+    expect(await portIsFree(port)).toBe(true);
+  });
+});
+
+/** The JSON log lines among a server's console output. */
+function logLines(stdout: string): Record<string, unknown>[] {
+  return stdout
+    .split('\n')
+    .filter((line) => line.startsWith('{'))
+    .map((line) => JSON.parse(line) as Record<string, unknown>);
+}
+
+/** A POST with a Host header of our choosing (fetch always sends the real one). */
+function postWithHost(
+  port: number,
+  headers: Record<string, string>,
+): Promise<{ status: number; body: string }> {
+  return new Promise((resolve, reject) => {
+    const req = request({ host: '127.0.0.1', port, path: '/api/chat', method: 'POST', headers }, (res) => {
+      let body = '';
+      res.setEncoding('utf8');
+      res.on('data', (chunk: string) => {
+        body += chunk;
+      });
+      res.on('end', () => resolve({ status: res.statusCode ?? 0, body }));
+    });
+    req.on('error', reject);
+    req.end(JSON.stringify({ messages: [{ role: 'user', content: 'hi' }] }));
+  });
+}
+
+describe('the Node server’s own origins and host names', () => {
+  it('npm run dev on PORT=0 grants its loopback origins, explains a refused one, and answers a rebound host 421', async () => {
+    const dev = npmRun('dev', { PORT: '0' });
+    const listening = /listening on http:\/\/127\.0\.0\.1:(\d+)\//;
+    await eventually(() => listening.test(dev.output().stdout), 15_000);
+    const port = Number(listening.exec(dev.output().stdout)?.[1]);
+    const from = (origin: string, method = 'POST') =>
+      fetch(`http://127.0.0.1:${port}/api/chat`, {
+        method,
+        headers: {
+          'content-type': 'application/json',
+          accept: 'text/plain',
+          origin,
+          ...(method === 'OPTIONS' ? { 'access-control-request-method': 'POST' } : {}),
+        },
+        ...(method === 'POST'
+          ? { body: JSON.stringify({ messages: [{ role: 'user', content: 'Hi' }] }) }
+          : {}),
+      });
+    const page = await from(`http://127.0.0.1:${port}`);
+    expect(page.status).toBe(200);
+    expect(page.headers.get('access-control-allow-origin')).toBe(`http://127.0.0.1:${port}`);
+    await page.text();
+    for (const origin of [`http://localhost:${port}`, `http://[::1]:${port}`]) {
+      expect((await from(origin, 'OPTIONS')).headers.get('access-control-allow-origin')).toBe(origin);
+    }
+    const vite = await from('http://localhost:5173');
+    expect(vite.status).toBe(403);
+    const { message } = ((await vite.json()) as { error: { message: string } }).error;
+    expect(message).toMatch(/http:\/\/localhost:5173.*ALLOWED_ORIGINS/);
+
+    // The issue's DNS-rebinding request: a page on attacker.example, whose name now resolves to 127.0.0.1.
+    const rebound = await postWithHost(port, {
+      host: 'attacker.example:4201',
+      origin: 'http://attacker.example:4201',
+      'content-type': 'application/json',
+    });
+    expect(rebound.status).toBe(421);
+    expect(rebound.body).toContain('misdirected_request');
   });
 });

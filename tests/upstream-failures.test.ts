@@ -1,7 +1,9 @@
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import { type Behaviour, type FakeUpstream, faults, startFakeUpstream } from '../fake-upstream';
 import type { ChatHandler } from '../lib/chat-handler';
+import { worstCaseTokens } from '../lib/limits/token-bound';
 import type { RequestLog } from '../lib/log';
+import type { ChatRequest } from '../lib/types';
 import {
   buildHandler,
   chatRequest,
@@ -367,7 +369,8 @@ describe('FALLBACK_MESSAGE', () => {
       ...FAST,
       OPENAI_BASE_URL: h.fake.url,
       FALLBACK_MESSAGE: 'Our assistant is taking a break. Please email help@example.com.',
-      TOKEN_BUDGET: '1000',
+      TOKEN_BUDGET: '2000',
+      MAX_OUTPUT_TOKENS: '100',
     });
     const handler = buildHandler(config, { logs, waitUntil: (p) => void charged.push(p) });
     h.fake.script(faults.serverError(503), faults.serverError(503), faults.serverError(503));
@@ -382,8 +385,15 @@ describe('FALLBACK_MESSAGE', () => {
     const res = await handler(chatRequest(userSays('Hi'), { headers: { accept: 'text/plain' } }));
     expect(res.headers.get('x-chat-fallback')).toBe('message');
     expect(res.headers.get('x-chat-model')).toBeNull();
-    // Nothing was charged: the whole budget is still there.
-    expect(res.headers.get('ratelimit')).toMatch(/"tokens";r=1000;/);
+    // Nothing was charged: the whole budget is still there, less this request's own reservation.
+    const request = {
+      messages: userSays('Hi').messages,
+      model: 'test-model',
+      maxTokens: 100,
+      temperature: undefined,
+    };
+    const reserved = worstCaseTokens(request as ChatRequest, config.systemPrompt);
+    expect(res.headers.get('ratelimit')).toContain(`"tokens";r=${2000 - reserved};`);
     await res.text();
   });
 

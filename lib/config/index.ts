@@ -43,6 +43,8 @@ export interface RequestCaps {
   readonly maxOutputTokens: number;
   /** Request body bytes, counted while reading (never trusted from `Content-Length`). */
   readonly maxBodyBytes: number;
+  /** The whole body must arrive within this, so a trickled upload cannot hold a connection open. */
+  readonly bodyTimeoutMs: number;
 }
 
 const envSchema = z.object({
@@ -61,6 +63,7 @@ const envSchema = z.object({
   MAX_TOTAL_CHARS: positiveInt(32_000),
   MAX_OUTPUT_TOKENS: positiveInt(1_024),
   MAX_BODY_BYTES: positiveInt(256 * 1024),
+  BODY_TIMEOUT_MS: positiveInt(10_000),
 });
 
 /** Every variable the config reads by name (providers add `UPSTREAM_<NAME>_*`); the docs test checks them. */
@@ -86,12 +89,18 @@ export function loadConfig(env: Env, options: LoadOptions = {}): Config {
   const production = options.production ?? (env.NODE_ENV === 'production' || env.VERCEL === '1');
   const rateLimit = toRateLimitConfig(e, production);
   const failover = toFailoverConfig(e, env);
-  const security = toSecurityConfig(e);
+  const security = toSecurityConfig(e, production);
   const allowedModels = e.ALLOWED_MODELS ?? [e.CHAT_MODEL];
   if (!allowedModels.includes(e.CHAT_MODEL)) {
     throw invalid(
       'CHAT_MODEL',
       `"${e.CHAT_MODEL}" must be one of ALLOWED_MODELS (${allowedModels.join(', ')})`,
+    );
+  }
+  if (rateLimit.tokenBudget <= e.MAX_OUTPUT_TOKENS) {
+    throw invalid(
+      'TOKEN_BUDGET',
+      'must be larger than MAX_OUTPUT_TOKENS: every request reserves its longest reply',
     );
   }
   return deepFreeze({
@@ -106,6 +115,7 @@ export function loadConfig(env: Env, options: LoadOptions = {}): Config {
       maxTotalChars: e.MAX_TOTAL_CHARS,
       maxOutputTokens: e.MAX_OUTPUT_TOKENS,
       maxBodyBytes: e.MAX_BODY_BYTES,
+      bodyTimeoutMs: e.BODY_TIMEOUT_MS,
     },
     rateLimit,
     failover,

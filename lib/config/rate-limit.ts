@@ -13,8 +13,15 @@ export interface RateLimitConfig {
   /** Total tokens (prompt + completion) per caller per budget window. */
   readonly tokenBudget: number;
   readonly budgetWindowMs: number;
-  /** What to do when Redis is down or slow: `open` serves (and says so), `closed` answers 503. */
-  readonly failMode: 'open' | 'closed';
+  /** Replies one caller may have streaming at once, across every instance on the store. */
+  readonly maxStreamsPerCaller: number;
+  /** A stream slot expires this long after its last renewal, so a crashed instance frees its slots. */
+  readonly streamLeaseMs: number;
+  /**
+   * What to do when Redis is down or slow: `local` (default) carries on with this instance's own in-memory count
+   * and the same limits, `open` serves without limits (and says so), `closed` answers 503.
+   */
+  readonly failMode: 'local' | 'open' | 'closed';
   /** A Redis call slower than this counts as an outage. Short, because it sits in front of every chat. */
   readonly redisTimeoutMs: number;
   readonly store: StoreConfig;
@@ -33,7 +40,12 @@ export const rateLimitEnv = z.object({
   RATE_LIMIT_WINDOW: duration('60 s'),
   TOKEN_BUDGET: count(100_000),
   TOKEN_BUDGET_WINDOW: duration('1 d'),
-  RATE_LIMIT_FAIL: z._default(z.enum(['open', 'closed'], { error: 'must be "open" or "closed"' }), 'open'),
+  RATE_LIMIT_FAIL: z._default(
+    z.enum(['local', 'open', 'closed'], { error: 'must be "local", "open" or "closed"' }),
+    'local',
+  ),
+  MAX_STREAMS_PER_CALLER: count(4),
+  STREAM_LEASE_MS: count(30_000),
   REDIS_TIMEOUT_MS: count(300),
   RATE_LIMIT_STORE: z._default(
     z.enum(['auto', 'upstash', 'redis', 'memory'], { error: 'must be auto, upstash, redis or memory' }),
@@ -62,6 +74,8 @@ export function toRateLimitConfig(e: RateLimitEnv, production: boolean): RateLim
     windowMs: e.RATE_LIMIT_WINDOW,
     tokenBudget: e.TOKEN_BUDGET,
     budgetWindowMs: e.TOKEN_BUDGET_WINDOW,
+    maxStreamsPerCaller: e.MAX_STREAMS_PER_CALLER,
+    streamLeaseMs: e.STREAM_LEASE_MS,
     failMode: e.RATE_LIMIT_FAIL,
     redisTimeoutMs: e.REDIS_TIMEOUT_MS,
     store: chooseStore(e, production),

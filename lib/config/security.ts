@@ -4,6 +4,13 @@ import { commaList, httpUrl, intBetween, invalid } from './env';
 export interface SecurityConfig {
   /** Exact origins, `https://*.example.com` patterns, or `*`; the page's own origin is always allowed. */
   readonly allowedOrigins: readonly string[];
+  /**
+   * The page's own origin, from `PUBLIC_URL`: where the chat page is served (`https://myapp.fly.dev`). Configured,
+   * never taken from the request: a Host header is whatever the caller's DNS said (DNS rebinding).
+   */
+  readonly publicOrigin: string | undefined;
+  /** Outside production, a refused origin is told which setting would let it in; in production the log says it. */
+  readonly explainRefusals: boolean;
   readonly corsMaxAgeSeconds: number;
   /** Static bearer tokens → caller ids. Empty: no static tokens. */
   readonly authTokens: ReadonlyMap<string, string>;
@@ -26,6 +33,7 @@ const origin = z.string().check(
 );
 
 export const securityEnv = z.object({
+  PUBLIC_URL: z.optional(httpUrl()),
   ALLOWED_ORIGINS: z.optional(commaList(origin)),
   CORS_MAX_AGE: intBetween(0, 86_400, 600),
   AUTH_TOKENS: z.optional(z.string()),
@@ -39,7 +47,7 @@ export const securityEnv = z.object({
 
 type SecurityEnv = z.output<typeof securityEnv>;
 
-export function toSecurityConfig(e: SecurityEnv): SecurityConfig {
+export function toSecurityConfig(e: SecurityEnv, production: boolean): SecurityConfig {
   if (e.AUTH_JWT_SECRET && e.AUTH_JWKS_URL) {
     throw invalid('AUTH_JWT_SECRET/AUTH_JWKS_URL', 'exclude each other: set one of them, not both');
   }
@@ -49,6 +57,8 @@ export function toSecurityConfig(e: SecurityEnv): SecurityConfig {
   }
   return {
     allowedOrigins: e.ALLOWED_ORIGINS ?? [],
+    publicOrigin: e.PUBLIC_URL ? new URL(e.PUBLIC_URL).origin : undefined,
+    explainRefusals: !production,
     corsMaxAgeSeconds: e.CORS_MAX_AGE,
     authTokens: parseTokens(e.AUTH_TOKENS),
     jwt: jwtOn

@@ -2,7 +2,11 @@ import { createRemoteJWKSet, errors, type JWTVerifyGetKey, jwtVerify } from 'jos
 import type { SecurityConfig } from '../config/security';
 import { briefOutage, ProxyError } from '../errors';
 
-/** Verifies the caller's bearer token; resolves to a verified caller id, or `undefined` when auth is off. */
+/**
+ * Verifies the caller's bearer token; resolves to a verified caller id, or `undefined` when auth is off. The id is
+ * namespaced by how it was verified (`token:alice`, `jwt:alice`): the JWT issuer picks its subjects, the operator
+ * picks the static callers, so a JWT with `sub=alice` must not spend the static-token caller alice's quota.
+ */
 export type Authenticate = (req: Request) => Promise<string | undefined>;
 
 const REALM = 'Bearer realm="ai-chat-proxy"';
@@ -35,11 +39,11 @@ export function createAuthenticator(config: SecurityConfig): Authenticate {
       for (const { digest, caller } of await digests) {
         if (constantTimeEqual(presented, digest)) match = caller; // no early exit
       }
-      if (match) return match;
+      if (match) return `token:${match}`;
     }
     if (key && jwt) {
       const subject = await verifyJwt(token, key, jwt).catch(unlessKeysUnreachable);
-      if (subject) return subject;
+      if (subject) return `jwt:${subject}`;
     }
     throw unauthorized(
       'Your sign-in token is invalid or has expired. Please sign in again.',

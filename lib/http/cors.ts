@@ -1,3 +1,4 @@
+import type { SecurityConfig } from '../config/security';
 import { ProxyError } from '../errors';
 import { ALLOW } from './responses';
 
@@ -17,10 +18,10 @@ const EXPOSE_HEADERS = [
   'ratelimit-policy',
 ].join(', ');
 
-export interface CorsOptions {
-  readonly allowedOrigins: readonly string[];
-  readonly maxAgeSeconds: number;
-}
+export type CorsSettings = Pick<
+  SecurityConfig,
+  'allowedOrigins' | 'publicOrigin' | 'corsMaxAgeSeconds' | 'explainRefusals'
+>;
 
 export interface Cors {
   /**
@@ -36,16 +37,25 @@ export interface Cors {
 }
 
 /**
- * Exact origins, `https://*.example.com` patterns for subdomains, or an explicit `*`. The page's own origin is
- * always allowed, so the chat page our server serves works with no setting. Credentials are never granted: callers
- * authenticate with a bearer token, not cookies, so `*` can never be combined with them.
+ * Exact origins, `https://*.example.com` patterns for subdomains, or an explicit `*`. The page's own origins are
+ * always allowed: `PUBLIC_URL`, and what the platform knows to be its own (`platformOrigins`: Vercel's deployment
+ * URLs, the dev server's loopback origins). They come from configuration, never from the request: a Host header
+ * says whatever the caller's DNS said, so trusting it would grant a DNS-rebinding page its own origin.
+ * `platformOrigins` (lowercase) is read on every request, so the Node server can fill it in once it knows its port.
+ * Credentials are never granted: callers authenticate with a bearer token, not cookies, so `*` can never be
+ * combined with them.
  */
-export function createCors(options: CorsOptions): Cors {
-  const any = options.allowedOrigins.includes('*');
-  const exact = new Set(options.allowedOrigins.filter((o) => !o.includes('*')));
-  const patterns = options.allowedOrigins.filter((o) => o.includes('*.')).map(subdomainPattern);
-  const allowed = (origin: string, own: string) =>
-    origin === own || any || exact.has(origin) || patterns.some((p) => p.test(origin));
+export function createCors(settings: CorsSettings, platformOrigins: readonly string[] = []): Cors {
+  const { allowedOrigins, publicOrigin, explainRefusals } = settings;
+  const any = allowedOrigins.includes('*');
+  const exact = new Set(allowedOrigins.filter((o) => !o.includes('*')));
+  const patterns = allowedOrigins.filter((o) => o.includes('*.')).map(subdomainPattern);
+  const allowed = (origin: string) =>
+    origin === publicOrigin ||
+    platformOrigins.includes(origin) ||
+    any ||
+    exact.has(origin) ||
+    patterns.some((p) => p.test(origin));
 
   const grant = (origin: string): Record<string, string> => ({
     'access-control-allow-origin': any && !exact.has(origin) ? '*' : origin,
@@ -53,24 +63,15 @@ export function createCors(options: CorsOptions): Cors {
     vary: 'Origin',
   });
 
-  const decide = (req: Request): Record<string, string> | undefined => {
+  const decide = (req: Request): Record<string, string> => {
     const origin = req.headers.get('origin');
     if (origin === null) return { vary: 'Origin' };
-    if (!allowed(origin.toLowerCase(), ownOrigin(req))) return undefined;
+    if (!allowed(origin.toLowerCase())) throw originRefused(origin, explainRefusals);
     return grant(origin);
   };
 
-  const denied = () =>
-    new ProxyError(403, 'origin_not_allowed', 'This site is not allowed to use the chat service.', {
-      headers: { vary: 'Origin' },
-    });
-
   return {
-    check(req) {
-      const headers = decide(req);
-      if (!headers) throw denied();
-      return headers;
-    },
+    check: decide,
     preflight(req, base) {
       const isPreflight = req.headers.has('origin') && req.headers.has('access-control-request-method');
       if (!isPreflight) {
@@ -80,7 +81,6 @@ export function createCors(options: CorsOptions): Cors {
         });
       }
       const headers = decide(req);
-      if (!headers) throw denied();
       return new Response(null, {
         status: 204,
         headers: {
@@ -88,19 +88,27 @@ export function createCors(options: CorsOptions): Cors {
           ...headers,
           'access-control-allow-methods': ALLOW_METHODS,
           'access-control-allow-headers': ALLOW_HEADERS,
-          'access-control-max-age': String(options.maxAgeSeconds),
+          'access-control-max-age': String(settings.corsMaxAgeSeconds),
         },
       });
     },
   };
 }
 
-function ownOrigin(req: Request): string {
-  try {
-    return new URL(req.url).origin.toLowerCase();
-  } catch {
-    return '';
-  }
+/**
+ * The log line always says which origin was refused and which setting would let it in; the response says so only
+ * outside production (a developer's Vite app on `http://localhost:5173`), since there the reader is an end user.
+ */
+function originRefused(origin: string, explain: boolean): ProxyError {
+  const shown = origin.length > 100 ? `${origin.slice(0, 100)}…` : origin;
+  const fix = `add it to ALLOWED_ORIGINS (comma-separated), or set PUBLIC_URL to it if the chat page itself is served from there`;
+  const message = explain
+    ? `The origin ${shown} is not allowed to call this chat service. To allow it, ${fix}.`
+    : 'This site is not allowed to use the chat service.';
+  return new ProxyError(403, 'origin_not_allowed', message, {
+    headers: { vary: 'Origin' },
+    detail: `origin ${shown} is not allowed: ${fix}`,
+  });
 }
 
 /** `https://*.example.com` → any subdomain (at any depth) of example.com over https, not the bare domain. */

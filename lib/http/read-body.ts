@@ -2,11 +2,19 @@ import { clientClosed, ProxyError } from '../errors';
 
 const JSON_TYPE = /^application\/json\s*(;|$)/i;
 
+export interface BodyLimits {
+  /** Bytes, counted as they arrive. */
+  readonly maxBodyBytes: number;
+  /** The whole body must have arrived by then. */
+  readonly bodyTimeoutMs: number;
+}
+
 /**
  * Checks the content type, then reads the body as JSON while counting bytes. The count is what arrives, not what
- * `Content-Length` claims, and reading stops at the cap so an oversized body costs us at most `maxBytes`.
+ * `Content-Length` claims, and reading stops at the cap so an oversized body costs us at most `maxBodyBytes`; a body
+ * still arriving after `bodyTimeoutMs` is refused, so a trickled upload cannot hold a connection open for long.
  */
-export async function readJsonBody(req: Request, maxBytes: number): Promise<unknown> {
+export async function readJsonBody(req: Request, limits: BodyLimits): Promise<unknown> {
   const contentType = req.headers.get('content-type') ?? '';
   if (!JSON_TYPE.test(contentType)) {
     // Requiring JSON also means a cross-origin browser call cannot be a CORS "simple request": it gets preflighted.
@@ -16,7 +24,7 @@ export async function readJsonBody(req: Request, maxBytes: number): Promise<unkn
       "The body must be JSON. Send it with the header 'Content-Type: application/json' (curl: -H 'Content-Type: application/json').",
     );
   }
-  const bytes = await readCapped(req, maxBytes);
+  const bytes = await readLimited(req, limits);
   let text: string;
   try {
     text = new TextDecoder('utf-8', { fatal: true }).decode(bytes);
@@ -30,13 +38,36 @@ export async function readJsonBody(req: Request, maxBytes: number): Promise<unkn
   }
 }
 
-async function readCapped(req: Request, maxBytes: number): Promise<Uint8Array> {
+/**
+ * The read deadline is a timer that cancels the reader (a pending read then ends at once), not a race: the upload
+ * really stops, and the same code runs on the edge.
+ */
+async function readLimited(req: Request, limits: BodyLimits): Promise<Uint8Array> {
   if (!req.body) return new Uint8Array(0);
   const reader = req.body.getReader();
+  let late = false;
+  const timer = setTimeout(() => {
+    late = true;
+    reader.cancel().catch(() => {});
+  }, limits.bodyTimeoutMs);
+  try {
+    return await readCapped(req, reader, limits.maxBodyBytes, () => late);
+  } finally {
+    clearTimeout(timer);
+  }
+}
+
+async function readCapped(
+  req: Request,
+  reader: ReadableStreamDefaultReader<Uint8Array>,
+  maxBytes: number,
+  late: () => boolean,
+): Promise<Uint8Array> {
   const chunks: Uint8Array[] = [];
   let size = 0;
   for (;;) {
     const { done, value } = await reader.read().catch(() => {
+      if (late()) throw bodyTimeout();
       // The upload broke off: the client left (nobody to answer) or sent a broken stream (its fault, not ours).
       throw req.signal.aborted
         ? clientClosed()
@@ -46,6 +77,7 @@ async function readCapped(req: Request, maxBytes: number): Promise<Uint8Array> {
             'The request body could not be read completely. Please send it again.',
           );
     });
+    if (late()) throw bodyTimeout();
     if (done) break;
     size += value.byteLength;
     if (size > maxBytes) {
@@ -54,6 +86,7 @@ async function readCapped(req: Request, maxBytes: number): Promise<Uint8Array> {
         413,
         'payload_too_large',
         `The request body is too large (limit: ${maxBytes} bytes).`,
+        { headers: UNREAD_BODY },
       );
     }
     chunks.push(value);
@@ -66,4 +99,19 @@ async function readCapped(req: Request, maxBytes: number): Promise<Uint8Array> {
     offset += chunk.byteLength;
   }
   return out;
+}
+
+/**
+ * The rest of the body was never read, so the connection cannot carry another request: say so, and the Node server
+ * closes it after this answer instead of parsing leftover body bytes as the next request.
+ */
+const UNREAD_BODY = { connection: 'close' } as const;
+
+function bodyTimeout(): ProxyError {
+  return new ProxyError(
+    408,
+    'request_timeout',
+    'The request body arrived too slowly. Please check your connection and send it again.',
+    { headers: UNREAD_BODY },
+  );
 }

@@ -29,5 +29,10 @@ export function describeStores(config: RateLimitConfig): string {
     memory: 'in-memory, this process only (set UPSTASH_REDIS_REST_URL/_TOKEN or REDIS_URL to share them)',
   }[config.store.kind];
   const seconds = (ms: number) => `${ms / 1000} s`;
-  return `Rate limits: ${config.requests} requests / ${seconds(config.windowMs)} and ${config.tokenBudget} tokens / ${seconds(config.budgetWindowMs)} per caller, ${where}; if the store is down: fail ${config.failMode}.`;
+  const outage = {
+    local: 'each instance carries on with its own count',
+    open: 'serve without limits',
+    closed: 'refuse with 503',
+  }[config.failMode];
+  return `Rate limits: ${config.requests} requests / ${seconds(config.windowMs)}, ${config.tokenBudget} tokens / ${seconds(config.budgetWindowMs)} and ${config.maxStreamsPerCaller} streams at once per caller, ${where}; if the store is down: ${outage} (RATE_LIMIT_FAIL=${config.failMode}).`;
 }

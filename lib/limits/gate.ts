@@ -1,28 +1,47 @@
 import type { RateLimitConfig } from '../config/rate-limit';
-import { briefOutage, quotaExceeded } from '../errors';
+import { briefOutage } from '../errors';
 import type { Internal } from '../internal';
 import { redact } from '../redact';
-import type { Caller, ClientIp } from './caller-identity';
-import { createCallerIdentifier } from './caller-identity';
-import type { LimitStores, WindowState } from './stores';
+import { type Caller, type ClientIp, createCallerIdentifier } from './caller-identity';
+import { memoryLimitStores } from './memory-store';
+import { quotaHeaders, refusal, type Verdict } from './quota';
+import { createStoreGuard, type StoreGuard } from './store-guard';
+import type { LimitStores } from './stores';
 
-/** How the limiter decided: a log field, and (for `fail_open`) a response header. */
-export type LimitDecision = 'allowed' | 'fail_open';
+/** How the limiter decided: a log field, and (when the shared store was unavailable) a response header. */
+export type LimitDecision = 'allowed' | 'fail_local' | 'fail_open';
+
+/** A booking this request holds in one store: its token reservation and its stream slot, to give back at the end. */
+interface Held {
+  readonly stores: LimitStores;
+  readonly shared: boolean;
+  readonly window: number;
+}
 
 export interface Admission {
   readonly caller: Caller;
   readonly decision: LimitDecision;
   /** Quota headers for the response: `X-RateLimit-*`, and the IETF `RateLimit` / `RateLimit-Policy`. */
   readonly headers: Readonly<Record<string, string>>;
-  /** Why the store could not be asked (fail-open only), redacted, for the log line. */
+  /** Why the shared store could not be asked, redacted, for the log line. */
   readonly detail?: string;
+  /** The worst case reserved from the token budget. */
+  readonly reserved: number;
+  readonly leaseId: string;
+  readonly held: readonly Held[];
 }
 
 export interface RateLimitGate {
-  /** Identifies the caller and checks its request rate and token budget. Throws a 403, 429 or 503 ProxyError. */
-  admit(req: Request, verifiedCallerId?: string): Promise<Admission>;
-  /** Charges real token usage once a reply has ended. Never rejects: returns an error detail for the log instead. */
-  charge(caller: Caller, tokens: number): Promise<string | undefined>;
+  /**
+   * Identifies the caller, counts the request, then books the worst case it can cost from the token budget and a
+   * stream slot. Throws a 403, 429 or 503 ProxyError; books nothing when it refuses.
+   */
+  admit(req: Request, verifiedCallerId: string | undefined, worstCaseTokens: number): Promise<Admission>;
+  /**
+   * Ends an admitted request: settles the reservation to what was really used (never more than reserved) and frees
+   * the stream slot. Never rejects: returns a detail for the log instead.
+   */
+  settle(admission: Admission, tokensUsed: number): Promise<string | undefined>;
 }
 
 export interface GateOptions {
@@ -35,103 +54,148 @@ export interface GateOptions {
   readonly internal: Internal;
 }
 
-class StoreTimeout extends Error {
-  override readonly name = 'StoreTimeout';
-}
-
+/**
+ * The limits of one instance. The shared store decides; every booking it grants is mirrored in a local in-memory
+ * store with the same limits, so that when the shared store is down the instance carries on from what it has
+ * already counted (`RATE_LIMIT_FAIL=local`): the worst case of an outage is "limits per instance", never "none".
+ */
 export function createRateLimitGate(options: GateOptions): RateLimitGate {
-  const { config, stores, waitUntil, secrets } = options;
-  const { now } = options.internal;
+  const { config, stores, internal, secrets } = options;
   const identify = createCallerIdentifier(config, options.clientIp);
-  const deadline = <T>(promise: Promise<T>) => withDeadline(promise, config.redisTimeoutMs);
+  const local = stores.kind === 'memory' ? undefined : memoryLimitStores(config, internal.now);
+  const guard = createStoreGuard({ timeoutMs: config.redisTimeoutMs, breakMs: 1_000, now: internal.now });
+  const leases = createLeaseKeeper(config.streamLeaseMs, guard);
+  const check = (on: LimitStores, callerId: string, tokens: number, leaseId: string) =>
+    ask(on, callerId, tokens, leaseId, config.maxStreamsPerCaller, guard.answered);
 
   return {
-    async admit(req, verifiedCallerId) {
+    async admit(req, verifiedCallerId, tokens) {
       const caller = identify(req, verifiedCallerId);
-      let requests: Awaited<ReturnType<LimitStores['requests']['take']>>;
-      let budget: WindowState;
+      const leaseId = internal.newId();
+      const held: Held[] = [];
+      let verdict: Verdict;
+      let detail: string | undefined;
       try {
-        // Both calls leave together: with auto-pipelining they share one round trip to Redis.
-        [requests, budget] = await deadline(
-          Promise.all([stores.requests.take(caller.id), stores.budget.peek(caller.id)]),
-        );
-      } catch (error) {
-        const detail = redact(`rate-limit store (${stores.kind}) unavailable: ${describe(error)}`, secrets);
-        if (config.failMode === 'closed') {
-          throw briefOutage(
-            'rate_limiter_unavailable',
-            'The service is busy right now. Please try again in a moment.',
-            detail,
-          );
+        verdict = await guard.run(() => check(stores, caller.id, tokens, leaseId));
+        if (verdict.booking?.booked) {
+          held.push({ stores, shared: true, window: verdict.booking.budget.window });
+          // The local shadow books what the shared store granted, so an outage starts from this instance's count.
+          if (local) hold(held, local, await check(local, caller.id, tokens, leaseId));
         }
-        return { caller, decision: 'fail_open', headers: { 'x-ratelimit-fail': 'open' }, detail };
-      }
-      if (requests.pending) waitUntil(requests.pending.catch(() => {}));
-      const headers = quotaHeaders(config, requests, budget, now());
-      if (!requests.allowed) {
-        const wait = secondsUntil(requests.resetAt, now());
-        const message = `You are sending messages too quickly. Please wait ${humanize(wait)} and try again.`;
-        throw quotaExceeded('rate_limited', message, wait, headers);
-      }
-      if (budget.remaining <= 0) {
-        const wait = secondsUntil(budget.resetAt, now());
-        const message = `You have used up your message allowance for now. Please try again in ${humanize(wait)}.`;
-        throw quotaExceeded('token_budget_exceeded', message, wait, headers);
-      }
-      return { caller, decision: 'allowed', headers };
-    },
-
-    async charge(caller, tokens) {
-      if (tokens <= 0) return undefined;
-      try {
-        await deadline(stores.budget.charge(caller.id, tokens));
-        return undefined;
       } catch (error) {
-        return redact(`token budget charge of ${tokens} failed: ${describe(error)}`, secrets);
+        detail = redact(`rate-limit store (${stores.kind}) unavailable: ${describe(error)}`, secrets);
+        if (config.failMode === 'closed' || !local) throw storeDown(detail);
+        if (config.failMode === 'open') return openAdmission(caller, leaseId, detail);
+        verdict = await check(local, caller.id, tokens, leaseId);
+        hold(held, local, verdict);
       }
+      if (verdict.requests.pending) options.waitUntil(verdict.requests.pending.catch(() => {}));
+      const decision: LimitDecision = detail === undefined ? 'allowed' : 'fail_local';
+      const headers = { ...quotaHeaders(config, verdict, internal.now()), ...failHeader(decision) };
+      const refused = refusal(verdict, headers, internal.now());
+      if (refused) throw refused;
+      const admission = {
+        caller,
+        decision,
+        headers,
+        reserved: tokens,
+        leaseId,
+        held,
+        ...(detail && { detail }),
+      };
+      leases.keep(admission);
+      return admission;
+    },
+
+    async settle(admission, tokensUsed) {
+      leases.drop(admission);
+      const used = Math.min(Math.max(0, tokensUsed), admission.reserved);
+      const failure = await finish(admission, used - admission.reserved, guard);
+      const excess = tokensUsed - admission.reserved;
+      const notes = [failure, excess > 0 ? `usage exceeded the reservation by ${excess} tokens` : undefined];
+      const note = notes.filter(Boolean).join('; ');
+      return note ? redact(note, secrets) : undefined;
     },
   };
 }
 
-/** `X-RateLimit-*` (request rate, reset as Unix seconds) and the IETF draft's structured `RateLimit` fields. */
-function quotaHeaders(
-  config: RateLimitConfig,
-  requests: WindowState & { readonly allowed: boolean },
-  budget: WindowState,
-  now: number,
-): Record<string, string> {
-  const requestReset = secondsUntil(requests.resetAt, now);
-  const budgetReset = secondsUntil(budget.resetAt, now);
+/** Counts the request; only if it may pass, books its tokens and stream slot (so a refusal leaves nothing to undo). */
+async function ask(
+  stores: LimitStores,
+  callerId: string,
+  tokens: number,
+  leaseId: string,
+  maxStreams: number,
+  answered: StoreGuard['answered'],
+): Promise<Verdict> {
+  const requests = answered(await stores.requests.take(callerId));
+  if (!requests.allowed) return { requests };
+  const booking = answered(await stores.ledger.book(callerId, tokens, leaseId, maxStreams));
+  return { requests, booking };
+}
+
+function hold(held: Held[], stores: LimitStores, verdict: Verdict): void {
+  if (verdict.booking?.booked) held.push({ stores, shared: false, window: verdict.booking.budget.window });
+}
+
+/** Gives back what an admission holds: `delta` tokens to each reservation, and its stream slots. */
+async function finish(admission: Admission, delta: number, guard: StoreGuard): Promise<string | undefined> {
+  const { caller, leaseId } = admission;
+  const failures: string[] = [];
+  for (const h of admission.held) {
+    const work = async () =>
+      guard.answered(await h.stores.ledger.finish(caller.id, h.window, delta, leaseId));
+    await (h.shared ? guard.run(work) : work()).catch((error: unknown) => {
+      failures.push(`settling the limits failed: ${describe(error)}`);
+    });
+  }
+  return failures[0];
+}
+
+/** Renews the stream slots of admitted requests while they stream, so only a crashed holder lets one expire. */
+function createLeaseKeeper(leaseMs: number, guard: StoreGuard) {
+  const timers = new Map<string, ReturnType<typeof setInterval>>();
   return {
-    'x-ratelimit-limit': String(requests.limit),
-    'x-ratelimit-remaining': String(requests.allowed ? requests.remaining : 0),
-    'x-ratelimit-reset': String(Math.ceil(requests.resetAt / 1000)),
-    'ratelimit-policy': `"requests";q=${config.requests};w=${Math.ceil(config.windowMs / 1000)}, "tokens";q=${config.tokenBudget};w=${Math.ceil(config.budgetWindowMs / 1000)}`,
-    ratelimit: `"requests";r=${requests.allowed ? requests.remaining : 0};t=${requestReset}, "tokens";r=${budget.remaining};t=${budgetReset}`,
+    keep(admission: Admission) {
+      if (admission.held.length === 0) return;
+      const renew = () => {
+        for (const h of admission.held) {
+          const work = () => h.stores.ledger.renew(admission.caller.id, admission.leaseId);
+          (h.shared ? guard.run(work) : work()).catch(() => {}); // a missed renewal is retried a third of a lease later
+        }
+      };
+      timers.set(admission.leaseId, setInterval(renew, Math.max(1, Math.floor(leaseMs / 3))));
+    },
+    drop(admission: Admission) {
+      clearInterval(timers.get(admission.leaseId));
+      timers.delete(admission.leaseId);
+    },
   };
 }
 
-function secondsUntil(at: number, now: number): number {
-  return Math.max(1, Math.ceil((at - now) / 1000));
+function openAdmission(caller: Caller, leaseId: string, detail: string): Admission {
+  return {
+    caller,
+    decision: 'fail_open',
+    headers: failHeader('fail_open'),
+    detail,
+    reserved: 0,
+    leaseId,
+    held: [],
+  };
 }
 
-function humanize(seconds: number): string {
-  if (seconds < 90) return `${seconds} second${seconds === 1 ? '' : 's'}`;
-  if (seconds < 90 * 60) return `${Math.round(seconds / 60)} minutes`;
-  if (seconds < 36 * 3600) return `${Math.round(seconds / 3600)} hours`;
-  return `${Math.round(seconds / 86400)} days`;
+function failHeader(decision: LimitDecision): Record<string, string> {
+  if (decision === 'allowed') return {};
+  return { 'x-ratelimit-fail': decision === 'fail_open' ? 'open' : 'local' };
 }
 
-async function withDeadline<T>(promise: Promise<T>, ms: number): Promise<T> {
-  let timer: ReturnType<typeof setTimeout> | undefined;
-  const timeout = new Promise<never>((_, reject) => {
-    timer = setTimeout(() => reject(new StoreTimeout(`no answer within ${ms} ms`)), ms);
-  });
-  try {
-    return await Promise.race([promise, timeout]);
-  } finally {
-    clearTimeout(timer);
-  }
+function storeDown(detail: string) {
+  return briefOutage(
+    'rate_limiter_unavailable',
+    'The service is busy right now. Please try again in a moment.',
+    detail,
+  );
 }
 
 function describe(error: unknown): string {

@@ -12,17 +12,36 @@ export interface RequestLimiter {
   ): Promise<WindowState & { readonly allowed: boolean; readonly pending?: Promise<unknown> }>;
 }
 
-/** Tokens per caller: checked before a request, charged with the real usage after it. */
-export interface TokenBudget {
-  peek(callerId: string): Promise<WindowState>;
-  charge(callerId: string, tokens: number): Promise<void>;
+/** What `book` answered: the budget after the reservation, and whether a stream slot was free. */
+export interface Booking {
+  readonly budget: WindowState & {
+    readonly granted: boolean;
+    /** The window the reservation was booked in, so settling adjusts that one even after it has rolled over. */
+    readonly window: number;
+  };
+  readonly stream: { readonly granted: boolean };
+  /** Both granted: the tokens are reserved and the slot is held. Otherwise nothing was booked. */
+  readonly booked: boolean;
+}
+
+/**
+ * What a request holds while it runs: a reservation from the caller's token budget (the worst case it can cost)
+ * and a stream slot (a lease: a slot whose holder stops renewing, a crashed instance, frees itself after the
+ * lease). Booking is atomic across instances and all-or-nothing, so concurrent requests can never overshoot the
+ * budget or the stream cap, and a refusal leaves nothing to undo.
+ */
+export interface Ledger {
+  book(callerId: string, tokens: number, leaseId: string, maxStreams: number): Promise<Booking>;
+  renew(callerId: string, leaseId: string): Promise<void>;
+  /** Adds `delta` (real cost minus the reservation: usually negative) to the reservation and frees the slot. */
+  finish(callerId: string, window: number, delta: number, leaseId: string): Promise<void>;
 }
 
 export interface LimitStores {
   /** Named in the startup line and the README: `upstash`, `redis` or `memory`. */
   readonly kind: string;
   readonly requests: RequestLimiter;
-  readonly budget: TokenBudget;
+  readonly ledger: Ledger;
 }
 
 /**
@@ -30,8 +49,12 @@ export interface LimitStores {
  * overlaps the sliding window, plus the current window's count. Shared so every store agrees to the token.
  */
 export function slidingWindowUsed(previous: number, current: number, now: number, windowMs: number): number {
-  const elapsed = (now % windowMs) / windowMs;
-  return Math.floor((1 - elapsed) * previous) + current;
+  return Math.floor(previousWeight(now, windowMs) * previous) + current;
+}
+
+/** How much of the previous window still counts: 1 at the start of a window, falling to 0 at its end. */
+export function previousWeight(now: number, windowMs: number): number {
+  return 1 - (now % windowMs) / windowMs;
 }
 
 export function windowIndex(now: number, windowMs: number): number {

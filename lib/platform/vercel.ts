@@ -19,12 +19,28 @@ import { jsonLogger } from '../log';
 export function vercelHandler(env: Env): ChatHandler {
   try {
     const config = loadConfig(env);
-    return createProxy(config, { clientIp: (req) => ipAddress(req), waitUntil }).handler;
+    return createProxy(config, {
+      clientIp: (req) => ipAddress(req),
+      waitUntil,
+      ownOrigins: vercelOrigins(env),
+    }).handler;
   } catch (error) {
     if (!(error instanceof ConfigError)) throw error;
     console.error(error.message);
     return misconfigured(error.message);
   }
+}
+
+/**
+ * The deployment's own URLs, which Vercel sets in the environment (hosts without a scheme): the page served from any
+ * of them is this deployment's own, with no setting. Configuration, not the request's Host header.
+ */
+function vercelOrigins(env: Env): string[] {
+  const hosts = [env.VERCEL_URL, env.VERCEL_BRANCH_URL, env.VERCEL_PROJECT_PRODUCTION_URL];
+  return hosts
+    .map((host) => host?.trim().toLowerCase() ?? '')
+    .filter((host) => /^[a-z0-9-]+(\.[a-z0-9-]+)+$/.test(host))
+    .map((host) => `https://${host}`);
 }
 
 function misconfigured(detail: string): ChatHandler {

@@ -1,6 +1,7 @@
 import type { Redis } from '@upstash/redis';
 import { invalid } from '../config/env';
 import type { StoreConfig } from '../config/rate-limit';
+import { STORE_CALL_LIMIT_FACTOR } from '../limits/store-guard';
 import { upstashRestRedis } from './upstash-rest';
 
 /** A Redis client and how to let it go (a TCP connection must be closed for the process to exit). */
@@ -22,8 +23,11 @@ export function connectRedis(
   tcp: TcpRedis | undefined,
 ): RedisConnection | undefined {
   if (store.kind === 'memory') return undefined;
+  // The store guard (lib/limits/store-guard.ts) decides when the store is down; the clients' own timeouts are only
+  // a backstop that frees a call nobody waits for any more, so they must not cut a busy instance's calls short.
+  const backstopMs = timeoutMs * STORE_CALL_LIMIT_FACTOR;
   if (store.kind === 'upstash') {
-    return { redis: upstashRestRedis({ ...store, timeoutMs }), close: async () => {} };
+    return { redis: upstashRestRedis({ ...store, timeoutMs: backstopMs }), close: async () => {} };
   }
   if (!tcp) {
     throw invalid(
@@ -31,5 +35,5 @@ export function connectRedis(
       'needs a TCP connection, which edge functions cannot open: use Upstash REST (UPSTASH_REDIS_REST_URL/_TOKEN) here',
     );
   }
-  return tcp(store.url, timeoutMs);
+  return tcp(store.url, backstopMs);
 }

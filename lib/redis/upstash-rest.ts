@@ -2,7 +2,7 @@ import { Redis } from '@upstash/redis';
 
 /**
  * The Upstash REST client, built once per instance. Its own retries are off and every HTTP call is cut at
- * `timeoutMs`: a limiter that waits seconds for Redis would hold every chat hostage to it.
+ * `timeoutMs`, a backstop: the store guard has usually decided long before.
  */
 export function upstashRestRedis(options: { url: string; token: string; timeoutMs: number }): Redis {
   return new Redis({

@@ -1,8 +1,11 @@
-/** Why we (not the client) aborted an upstream request. Carried as the AbortSignal's reason. */
+/**
+ * Why we (not the client) aborted an upstream request. Carried as the AbortSignal's reason. `shutdown`: the server
+ * is stopping and its grace period for replies in flight is over (lib/shutdown.ts).
+ */
 export class UpstreamTimeout extends Error {
   override readonly name = 'UpstreamTimeout';
-  constructor(readonly kind: 'first_token' | 'idle' | 'total' | 'deadline') {
-    super(`upstream ${kind} timeout`);
+  constructor(readonly kind: 'first_token' | 'idle' | 'total' | 'deadline' | 'shutdown') {
+    super(kind === 'shutdown' ? 'server shutdown grace period over' : `upstream ${kind} timeout`);
   }
 }
 

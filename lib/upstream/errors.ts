@@ -1,5 +1,5 @@
 import { APIConnectionError, APIConnectionTimeoutError, APIError } from 'openai';
-import { clientClosed, ProxyError, type ProxyErrorOptions } from '../errors';
+import { briefOutage, clientClosed, ProxyError, type ProxyErrorOptions } from '../errors';
 import { redact } from '../redact';
 import { UpstreamTimeout } from './abort';
 
@@ -58,6 +58,13 @@ export function abortError(signal: AbortSignal): ProxyError {
         type: 'upstream_error',
         detail,
       });
+    case 'shutdown':
+      // Nothing is wrong with the request: another instance (or this one, restarted) will answer it.
+      return briefOutage(
+        'server_restarting',
+        'The server is restarting. Please send your message again.',
+        detail,
+      );
   }
 }
 

@@ -48,6 +48,7 @@ export function testConfig(env: Record<string, string>): Config {
     SYSTEM_PROMPT: 'You are a test assistant.',
     RATE_LIMIT_REQUESTS: '1000000',
     TOKEN_BUDGET: '100000000',
+    MAX_STREAMS_PER_CALLER: '1000000',
     ...env,
   });
 }

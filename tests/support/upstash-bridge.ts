@@ -1,3 +1,4 @@
+import { spawn } from 'node:child_process';
 import { createServer, type IncomingMessage, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import IORedis from 'ioredis';
@@ -84,4 +85,38 @@ async function readText(req: IncomingMessage): Promise<string> {
   const chunks: Buffer[] = [];
   for await (const chunk of req) chunks.push(chunk as Buffer);
   return Buffer.concat(chunks).toString('utf8');
+}
+
+export interface BridgeProcess {
+  readonly url: string;
+  readonly token: string;
+  /** Stops the process: from now on every call to `url` is refused, as when the store goes down. */
+  close(): Promise<void>;
+}
+
+/** Starts the bridge in a child process (tests/support/upstash-bridge-main.ts) and waits for its address. */
+export async function startUpstashBridgeProcess(token: string = SECRETS.bridgeToken): Promise<BridgeProcess> {
+  const main = new URL('./upstash-bridge-main.ts', import.meta.url).pathname;
+  const child = spawn(process.execPath, ['--import', 'tsx', main], {
+    env: { ...process.env, BRIDGE_TOKEN: token },
+    stdio: ['ignore', 'pipe', 'inherit'],
+  });
+  const url = await new Promise<string>((resolve, reject) => {
+    let out = '';
+    child.stdout?.on('data', (chunk: Buffer) => {
+      out += chunk.toString();
+      const match = /BRIDGE (\S+)/.exec(out);
+      if (match?.[1]) resolve(match[1]);
+    });
+    child.once('exit', (code) => reject(new Error(`the bridge process exited (${code}) before it listened`)));
+  });
+  const exited = new Promise((resolve) => child.once('exit', resolve));
+  return {
+    url,
+    token,
+    close: async () => {
+      child.kill('SIGKILL');
+      await exited;
+    },
+  };
 }

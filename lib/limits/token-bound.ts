@@ -1,0 +1,35 @@
+import type { ChatRequest } from '../types';
+
+/** What every chat message costs on top of its text in OpenAI's format (role and separators), rounded up. */
+const PER_MESSAGE = 4;
+const PER_REPLY = 3;
+
+/**
+ * An upper bound of the prompt's tokens, without a tokenizer: every token of a byte-level BPE tokenizer (OpenAI's,
+ * Llama's, Mistral's...) is at least one byte of UTF-8, so the byte count bounds the token count. It overestimates
+ * ordinary text about fourfold, which is the price of a budget that can never be overshot.
+ */
+export function promptTokenBound(request: ChatRequest, systemPrompt: string): number {
+  let bytes = utf8Length(systemPrompt) + (systemPrompt ? PER_MESSAGE : 0);
+  for (const message of request.messages) bytes += utf8Length(message.content) + PER_MESSAGE;
+  return bytes + PER_REPLY;
+}
+
+/** The worst case a request can cost: its whole prompt plus every output token it may generate. */
+export function worstCaseTokens(request: ChatRequest, systemPrompt: string): number {
+  return promptTokenBound(request, systemPrompt) + request.maxTokens;
+}
+
+function utf8Length(text: string): number {
+  let bytes = 0;
+  for (let i = 0; i < text.length; i++) {
+    const code = text.charCodeAt(i);
+    if (code < 0x80) bytes += 1;
+    else if (code < 0x800) bytes += 2;
+    else if (code >= 0xd800 && code < 0xdc00) {
+      bytes += 4; // a surrogate pair: one 4-byte character
+      i++;
+    } else bytes += 3;
+  }
+  return bytes;
+}

@@ -1,0 +1,94 @@
+import { type LinkedAbort, linkedAbort, UpstreamTimeout } from './upstream/abort';
+
+/**
+ * After the grace period: how long aborted replies get to write their end marker, be charged and be logged. Short,
+ * since platforms kill soon after (an aborted reply ends at once; only a client that stopped reading takes longer).
+ */
+const SETTLE_MS = 1_000;
+
+/** What the chat handler needs from the shutdown: an abort for each reply that a drain can cut. */
+export interface ShutdownHooks {
+  /**
+   * `linkedAbort`, plus: a drain waits until it is disposed, and aborts it (reason: UpstreamTimeout `shutdown`) when
+   * the grace period is over. Once a drain has begun aborting, a new one starts aborted.
+   */
+  linkedAbort(parent: AbortSignal, timeout: { ms: number; kind: UpstreamTimeout['kind'] }): LinkedAbort;
+  /** Work a drain waits for has begun (a request being handled, a charge and log line); call the result when over. */
+  hold(): () => void;
+}
+
+export interface Shutdown extends ShutdownHooks {
+  /**
+   * Resolves once nothing is in flight, or after `graceMs`: then every reply still open is aborted, so it ends with
+   * an error in its own protocol and is charged and logged as usual, and this resolves once those have ended too
+   * (or after a second more, for a client that stopped reading).
+   */
+  drain(graceMs: number): Promise<void>;
+}
+
+/**
+ * Counts what is in flight and cuts it at the deadline. The aborts are kept in a set instead of listening on one
+ * long-lived AbortSignal: a signal with a listener per concurrent request would trip Node's listener-leak warning.
+ */
+export function createShutdown(): Shutdown {
+  const open = new Set<LinkedAbort>();
+  let busy = 0;
+  let stopped: UpstreamTimeout | undefined;
+  const waiters = new Set<() => void>();
+
+  const hold = () => {
+    busy++;
+    let released = false;
+    return () => {
+      if (released) return;
+      released = true;
+      busy--;
+      // A reply's end releases its abort first and only then hands its charge to `waitUntil` (a new hold), in the
+      // same tick: look once that tick is over, so the gap between the two is not mistaken for quiet.
+      queueMicrotask(() => {
+        if (busy === 0) for (const wake of waiters) wake();
+      });
+    };
+  };
+
+  /** True once nothing is in flight, false if `ms` passed first. */
+  const quiet = (ms: number) =>
+    new Promise<boolean>((resolve) => {
+      if (busy === 0) return resolve(true);
+      const wake = () => {
+        clearTimeout(timer);
+        waiters.delete(wake);
+        resolve(true);
+      };
+      const timer = setTimeout(() => {
+        waiters.delete(wake);
+        resolve(false);
+      }, ms);
+      waiters.add(wake);
+    });
+
+  return {
+    hold,
+    linkedAbort(parent, timeout) {
+      const abort = linkedAbort(parent, timeout);
+      if (stopped) abort.abort(stopped);
+      open.add(abort);
+      const release = hold();
+      return {
+        ...abort,
+        dispose: () => {
+          abort.dispose();
+          open.delete(abort);
+          release();
+        },
+      };
+    },
+    async drain(graceMs) {
+      const done = await quiet(graceMs);
+      stopped = new UpstreamTimeout('shutdown');
+      if (done) return;
+      for (const abort of open) abort.abort(stopped);
+      await quiet(SETTLE_MS);
+    },
+  };
+}

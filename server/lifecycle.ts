@@ -1,0 +1,56 @@
+import type { Server } from 'srvx';
+import type { ChatProxy } from '../lib/create-proxy';
+
+/** Node's default is 60 s: a client trickling header bytes could hold a connection that long. */
+const HEADERS_TIMEOUT_MS = 10_000;
+/** After the drain: how long the last bytes of the replies get to reach their clients before connections are cut. */
+const CLOSE_MS = 1_000;
+/** Keep-alive connections that go idle after the drain are closed on this beat. */
+const SWEEP_MS = 50;
+
+/**
+ * The Node http server's own request timeouts. The handler's `BODY_TIMEOUT_MS` answers a slow body with a JSON 408;
+ * Node's `requestTimeout` (whole request, headers included) is the backstop behind it, for bodies nobody reads, so
+ * it leaves the handler's deadline room to fire first. Node checks both on `connectionsCheckingInterval` (30 s by
+ * default, which would let a slow client overstay by that much).
+ */
+export function nodeServerOptions(bodyTimeoutMs: number) {
+  return {
+    headersTimeout: HEADERS_TIMEOUT_MS,
+    requestTimeout: HEADERS_TIMEOUT_MS + bodyTimeoutMs + 5_000,
+    connectionsCheckingInterval: 1_000,
+  };
+}
+
+/**
+ * On SIGTERM or SIGINT: stop accepting connections, let the replies in flight finish for `graceMs`, end the rest
+ * with their protocol's end marker (each charged and logged), close the connections left, let go of Redis, exit 0.
+ */
+export function stopOnSignal(listening: Server, proxy: ChatProxy, graceMs: number): void {
+  const stop = async (signal: NodeJS.Signals) => {
+    console.log(`ai-chat-proxy stopping (${signal}): replies in flight have ${graceMs} ms to finish.`);
+    const closed = listening.close().catch(() => {}); // resolves once every connection has ended
+    await proxy.drain(graceMs);
+    await closeConnections(listening, closed);
+    await proxy.close();
+    process.exit(0);
+  };
+  process.once('SIGTERM', stop);
+  process.once('SIGINT', stop);
+}
+
+/**
+ * Node keeps a keep-alive connection open after `close()` until its client leaves. Each one is closed once it is
+ * idle, that is once its last reply has been written out (cutting it earlier could lose a reply's end marker).
+ */
+async function closeConnections(listening: Server, closed: Promise<void>): Promise<void> {
+  const server = listening.node?.server;
+  if (!server || !('closeIdleConnections' in server)) return;
+  server.closeIdleConnections();
+  const sweep = setInterval(() => server.closeIdleConnections(), SWEEP_MS);
+  let timer: NodeJS.Timeout | undefined;
+  await Promise.race([closed, new Promise((resolve) => (timer = setTimeout(resolve, CLOSE_MS)))]);
+  clearInterval(sweep);
+  clearTimeout(timer);
+  server.closeAllConnections();
+}
