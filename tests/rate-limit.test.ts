@@ -190,15 +190,15 @@ describe('token budget', () => {
       MAX_OUTPUT_TOKENS: '100',
       ...onRedis('tcp', 'abandon'),
     });
-    const charged: Promise<unknown>[] = [];
-    const handler = buildHandler(config, { waitUntil: (p) => void charged.push(p) });
+    const logs: RequestLog[] = [];
+    const handler = buildHandler(config, { logs });
     h.fake.script({ kind: 'stall', afterTokens: 3 });
     const res = await handler(fromIp('198.51.100.21'));
     const reader = res.body?.getReader();
     await reader?.read();
     await reader?.cancel();
-    await eventually(() => charged.length === 1);
-    await Promise.all(charged);
+    // The log line is written once the reservation has been settled.
+    await eventually(() => logs.some((l) => l.outcome === 'cancelled'));
     const next = await handler(fromIp('198.51.100.21'));
     await next.text();
     const left = Number(/"tokens";r=(\d+)/.exec(next.headers.get('ratelimit') ?? '')?.[1]);
