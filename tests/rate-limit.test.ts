@@ -288,7 +288,7 @@ describe('Redis outage', () => {
       OPENAI_BASE_URL: h.fake.url,
       RATE_LIMIT_REQUESTS: '2',
       ...(fail === 'local' ? {} : { RATE_LIMIT_FAIL: fail }), // local is the default
-      REDIS_TIMEOUT_MS: '150',
+      REDIS_TIMEOUT_MS: '50',
       RATE_LIMIT_PREFIX: uniquePrefix('outage'),
       ...(await deadStore(kind)),
     });
