@@ -41,7 +41,10 @@ function handlers(count: number, store: Env) {
 }
 
 const rest = (url: string) => ({ UPSTASH_REDIS_REST_URL: url, UPSTASH_REDIS_REST_TOKEN: bridge.token });
-const rows: Record<string, string[]> = {};
+const rows = new Map<string, string[]>();
+const record = (scenario: string, admitted: number[]) => {
+  rows.set(scenario, [...(rows.get(scenario) ?? []), admitted.join('+')]);
+};
 for (let run = 0; run < RUNS; run++) {
   for (const [name, store] of [
     ['TCP', { REDIS_URL: REDIS_TEST_URL }],
@@ -50,7 +53,7 @@ for (let run = 0; run < RUNS; run++) {
     for (const count of [1, 2]) {
       const { instances, close } = handlers(count, store);
       const result = await burst({ instances, requests: 1_000, ip: '198.51.100.99', busy: true });
-      (rows[`${name}, ${count} instance(s), busy`] ??= []).push(result.admitted.join('+'));
+      record(`${name}, ${count} instance(s), busy`, result.admitted);
       await close();
     }
     const stoppable =
@@ -62,12 +65,11 @@ for (let run = 0; run < RUNS; run++) {
     const stop = () => ('stop' in stoppable ? stoppable.stop() : stoppable.close());
     const midway = { afterRequests: 10, action: stop };
     const result = await burst({ instances, requests: 1_000, ip: '198.51.100.98', busy: true, midway });
-    (rows[`${name}, 2 instances, Redis stopped after 10`] ??= []).push(result.admitted.join('+'));
+    record(`${name}, 2 instances, Redis stopped after 10`, result.admitted);
     await close();
   }
 }
 console.log(`admitted per run (limit 30; "a+b" = per instance), ${RUNS} runs of 1,000 concurrent requests:`);
-for (const [scenario, counts] of Object.entries(rows))
-  console.log(`  ${scenario.padEnd(42)} ${counts.join('  ')}`);
+for (const [scenario, counts] of rows) console.log(`  ${scenario.padEnd(42)} ${counts.join('  ')}`);
 await bridge.close();
 await fake.close();

@@ -1,8 +1,10 @@
 import { createServer, type Server, type Socket } from 'node:net';
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import type { ChatHandler } from '../lib/chat-handler';
+import type { Config } from '../lib/config';
 import { worstCaseTokens } from '../lib/limits/token-bound';
 import type { RequestLog } from '../lib/log';
+import type { ChatRequest } from '../lib/types';
 import {
   buildHandler,
   chatRequest,
@@ -38,6 +40,12 @@ function onRedis(backend: Backend, name: string): Record<string, string> {
 
 function fromIp(ip: string, extra: Record<string, string> = {}): Request {
   return chatRequest(userSays('Hi'), { headers: { 'x-real-ip': ip, accept: 'text/plain', ...extra } });
+}
+
+/** What the token budget reserves for `userSays('Hi')`: its prompt's upper bound plus the longest reply. */
+function worstCaseOfHi(config: Config): number {
+  const request = { ...userSays('Hi'), model: 'test-model', maxTokens: config.caps.maxOutputTokens };
+  return worstCaseTokens({ ...request, temperature: undefined } as ChatRequest, config.systemPrompt);
 }
 
 async function drain(res: Response): Promise<Response> {
@@ -123,15 +131,7 @@ describe('token budget', () => {
       const config = testConfig({ OPENAI_BASE_URL: h.fake.url, ...budget, ...store });
       const settled: Promise<unknown>[] = [];
       const handler = buildHandler(config, { waitUntil: (p) => void settled.push(p) });
-      const worstCase = worstCaseTokens(
-        {
-          messages: [{ role: 'user', content: 'Hi' }],
-          model: 'test-model',
-          maxTokens: 100,
-          temperature: undefined,
-        },
-        config.systemPrompt,
-      );
+      const worstCase = worstCaseOfHi(config);
       h.fake.script({ kind: 'reply', text: 'one two three four five six seven eight nine ten' });
       const first = await handler(fromIp('198.51.100.20'));
       expect(first.headers.get('ratelimit')).toContain(`"tokens";r=${400 - worstCase};`);
@@ -202,15 +202,7 @@ describe('token budget', () => {
     const next = await handler(fromIp('198.51.100.21'));
     await next.text();
     const left = Number(/"tokens";r=(\d+)/.exec(next.headers.get('ratelimit') ?? '')?.[1]);
-    const worstCase = worstCaseTokens(
-      {
-        messages: [{ role: 'user', content: 'Hi' }],
-        model: 'test-model',
-        maxTokens: 100,
-        temperature: undefined,
-      },
-      config.systemPrompt,
-    );
+    const worstCase = worstCaseOfHi(config);
     // No usage chunk arrived: prompt estimate (2 chars → 1) + the tokens that were streamed before the abort.
     const cost = 1000 - worstCase - left;
     expect(cost).toBeGreaterThanOrEqual(2);
@@ -235,7 +227,10 @@ describe('headers', () => {
     const reset = Number(ok.headers.get('x-ratelimit-reset'));
     expect(reset).toBe(Math.ceil(((Math.floor(Date.now() / 60_000) + 1) * 60_000) / 1000));
     expect(ok.headers.get('ratelimit-policy')).toBe('"requests";q=2;w=60, "tokens";q=5000;w=3600');
-    expect(ok.headers.get('ratelimit')).toMatch(/^"requests";r=1;t=\d+, "tokens";r=\d+;t=\d+$/);
+    const tokensLeft = 5000 - worstCaseOfHi(config); // what is left after this request's reservation
+    expect(ok.headers.get('ratelimit')).toMatch(
+      new RegExp(`^"requests";r=1;t=\\d+, "tokens";r=${tokensLeft};t=\\d+$`),
+    );
 
     await drain(await handler(fromIp('192.0.2.1')));
     const refused = await handler(fromIp('192.0.2.1'));

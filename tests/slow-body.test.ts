@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { chatRequest, startHarness, userSays } from './support/harness';
+import { chatRequest, startHarness, streamedRequest, userSays } from './support/harness';
 
 /**
  * A body trickled in byte by byte would hold a connection before any rate limit applies: it gets BODY_TIMEOUT_MS,
@@ -23,12 +23,7 @@ describe('the body read deadline', () => {
         cancelled = true;
       },
     });
-    const req = new Request('http://proxy.test/api/chat', {
-      method: 'POST',
-      headers: { 'content-type': 'application/json', 'x-real-ip': '203.0.113.10' },
-      body: stuck,
-      duplex: 'half',
-    } as RequestInit);
+    const req = streamedRequest(stuck);
     const res = await h.handler(req);
     expect(res.status).toBe(408);
     // The rest of the body may still come: that connection cannot carry another request.

@@ -1,5 +1,5 @@
 import { afterEach, describe, expect, it } from 'vitest';
-import { chatRequest, startHarness, userSays } from './support/harness';
+import { chatRequest, startHarness, streamedRequest, userSays } from './support/harness';
 
 const h = await startHarness({
   MAX_MESSAGES: '4',
@@ -100,12 +100,7 @@ describe('the HTTP guard', () => {
         cancelled = true;
       },
     });
-    const req = new Request('http://proxy.test/api/chat', {
-      method: 'POST',
-      headers: { 'content-type': 'application/json', 'content-length': '10' },
-      body: endless,
-      duplex: 'half',
-    } as RequestInit);
+    const req = streamedRequest(endless, { 'content-length': '10' });
     await expectError(await h.handler(req), 413, 'payload_too_large');
     expect(cancelled).toBe(true);
     expect(pulled).toBeLessThanOrEqual(2000 + 2 * 512);

@@ -99,6 +99,19 @@ export function chatRequest(
   });
 }
 
+/** A chat request whose body is a stream the test controls (a slow, stuck or endless upload). */
+export function streamedRequest(
+  body: ReadableStream<Uint8Array>,
+  headers: Record<string, string> = {},
+): Request {
+  return new Request('http://proxy.test/api/chat', {
+    method: 'POST',
+    headers: { 'content-type': 'application/json', 'x-real-ip': TEST_IP, ...headers },
+    body,
+    duplex: 'half',
+  } as RequestInit);
+}
+
 export const userSays = (content: string) => ({ messages: [{ role: 'user', content }] });
 
 /** Waits until `check` holds, polling briefly; for things that happen on another socket (an abort reaching the fake). */
