@@ -1,7 +1,9 @@
 /** What the fake upstream does with one request. */
 export type Behaviour =
   /** A normal streamed reply: `text`, or the configured reply (demo echo by default). */
-  | { kind: 'reply'; text?: string }
+  | { kind: 'reply'; text?: string; finishReason?: 'stop' | 'length' | 'content_filter' }
+  /** A reasoning model that thinks, then answers nothing (only with the `reasoning` option). */
+  | { kind: 'reasoning-only' }
   /** A non-streamed error answer, as a real provider sends it. */
   | { kind: 'status'; status: number; body: object; headers?: Record<string, string> }
   /** A normal reply whose first token comes only after `delayMs`. */

@@ -2,6 +2,8 @@ import { createServer, type IncomingMessage, type ServerResponse } from 'node:ht
 import type { AddressInfo } from 'node:net';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { type Behaviour, demoReply, splitTokens } from './behaviours';
+import { createFakeModeration, type FakeModeration } from './moderation';
+import { type ReasoningOptions, refusal, thoughts } from './reasoning';
 
 export { type Behaviour, faults } from './behaviours';
 
@@ -16,6 +18,8 @@ export interface FakeUpstreamOptions {
   readonly reply?: (lastUserText: string) => string;
   readonly host?: string;
   readonly port?: number;
+  /** Models that reason: they stream their thinking first, report `reasoning_tokens`, and may refuse parameters. */
+  readonly reasoning?: ReasoningOptions;
 }
 
 /** What the fake saw of one request: enough to assert "called once" and "aborted within 100 ms". */
@@ -24,6 +28,8 @@ export interface FakeCall {
   readonly authorization: string | undefined;
   readonly startedAt: number;
   tokensSent: number;
+  /** Reasoning deltas streamed before the answer (reasoning models only). */
+  reasoningSent: number;
   endedAt: number | undefined;
   aborted: boolean;
   abortedAt: number | undefined;
@@ -44,6 +50,8 @@ export interface FakeUpstream {
   /** Base URL for an OpenAI client, e.g. `http://127.0.0.1:41234/v1`. */
   readonly url: string;
   readonly calls: readonly FakeCall[];
+  /** `POST /v1/moderations`: its calls, and a switch to make it fail (fake-upstream/moderation.ts). */
+  readonly moderation: FakeModeration;
   /** Queues behaviours for the next calls, in order; once the queue is empty every call gets a normal reply. */
   script(...behaviours: Behaviour[]): void;
   reset(): void;
@@ -54,7 +62,10 @@ export interface FakeUpstream {
 export async function startFakeUpstream(options: FakeUpstreamOptions = {}): Promise<FakeUpstream> {
   const calls: FakeCall[] = [];
   let queue: Behaviour[] = [];
+  const moderation = createFakeModeration(options.apiKey);
   const server = createServer((req, res) => {
+    // Routed before a scripted behaviour is taken: those are meant for the chat calls.
+    if (moderation.route(req, res)) return;
     handle(req, res, queue.shift() ?? { kind: 'reply' }, options, calls).catch(() => res.destroy());
   });
   // Streams must not be cut by Node's default timeouts while a test holds them open on purpose.
@@ -67,12 +78,14 @@ export async function startFakeUpstream(options: FakeUpstreamOptions = {}): Prom
   return {
     url: `http://${options.host ?? '127.0.0.1'}:${port}/v1`,
     calls,
+    moderation,
     script: (...behaviours) => {
       queue.push(...behaviours);
     },
     reset: () => {
       queue = [];
       calls.length = 0;
+      moderation.reset();
     },
     close: () =>
       new Promise((resolve) => {
@@ -101,6 +114,7 @@ async function handle(
     authorization: req.headers.authorization,
     startedAt: performance.now(),
     tokensSent: 0,
+    reasoningSent: 0,
     endedAt: undefined,
     aborted: false,
     abortedAt: undefined,
@@ -131,7 +145,10 @@ async function handle(
   if (behaviour.kind === 'status') {
     return sendJson(res, behaviour.status, behaviour.body, behaviour.headers);
   }
-  await streamReply(res, body, behaviour, options, call);
+  const reasons = options.reasoning?.models.test(body.model ?? '') ? options.reasoning : undefined;
+  const refused = reasons?.strict ? refusal(body) : undefined;
+  if (refused) return sendJson(res, refused.status, refused.body);
+  await streamReply(res, body, behaviour, options, call, reasons);
 }
 
 async function streamReply(
@@ -140,6 +157,7 @@ async function streamReply(
   behaviour: Exclude<Behaviour, { kind: 'status' }>,
   options: FakeUpstreamOptions,
   call: FakeCall,
+  reasons: ReasoningOptions | undefined,
 ): Promise<void> {
   const model = body.model ?? 'fake-model';
   const created = Math.floor(Date.now() / 1000);
@@ -158,8 +176,16 @@ async function streamReply(
   if (firstDelay > 0) await sleep(firstDelay);
   if (gone()) return;
   res.write(chunk({ role: 'assistant', content: '' }));
+  if (reasons) {
+    for (const thought of thoughts(lastUserText(body))) {
+      if (call.reasoningSent > 0 && (options.tokenDelayMs ?? 0) > 0) await sleep(options.tokenDelayMs ?? 0);
+      if (gone()) return;
+      res.write(chunk({ [reasons.field]: thought }));
+      call.reasoningSent++;
+    }
+  }
 
-  const text = replyText(body, behaviour, options);
+  const text = behaviour.kind === 'reasoning-only' ? '' : replyText(body, behaviour, options);
   const tokens = splitTokens(text);
   const stopAfter = 'afterTokens' in behaviour ? behaviour.afterTokens : tokens.length;
   for (const token of tokens.slice(0, stopAfter)) {
@@ -181,13 +207,15 @@ async function streamReply(
       res.end('data: {"choices": [ this is not json\n\n');
       return;
   }
-  res.write(chunk({}, 'stop'));
+  res.write(chunk({}, ('finishReason' in behaviour && behaviour.finishReason) || 'stop'));
   if (body.stream_options?.include_usage) {
     const promptTokens = Math.ceil(JSON.stringify(body.messages ?? []).length / 4);
+    const completion = call.tokensSent + call.reasoningSent;
     const usage = {
       prompt_tokens: promptTokens,
-      completion_tokens: call.tokensSent,
-      total_tokens: promptTokens + call.tokensSent,
+      completion_tokens: completion,
+      total_tokens: promptTokens + completion,
+      ...(reasons && { completion_tokens_details: { reasoning_tokens: call.reasoningSent } }),
     };
     res.write(
       `data: ${JSON.stringify({ id: 'chatcmpl-fake', object: 'chat.completion.chunk', created, model, choices: [], usage })}\n\n`,
@@ -200,9 +228,12 @@ function replyText(body: ChatBody, behaviour: Behaviour, options: FakeUpstreamOp
   if ('text' in behaviour && behaviour.text !== undefined) return behaviour.text;
   if (behaviour.kind === 'long')
     return Array.from({ length: behaviour.tokens }, (_, i) => `word${i} `).join('');
+  return (options.reply ?? demoReply)(lastUserText(body));
+}
+
+function lastUserText(body: ChatBody): string {
   const lastUser = [...(body.messages ?? [])].reverse().find((m) => m.role === 'user');
-  const said = typeof lastUser?.content === 'string' ? lastUser.content : '';
-  return (options.reply ?? demoReply)(said);
+  return typeof lastUser?.content === 'string' ? lastUser.content : '';
 }
 
 function sendJson(

@@ -15,12 +15,17 @@ import { replyStream, type StreamEnd } from './stream/reply-stream';
 import { textFraming, textStreamResponse, wantsPlainText } from './stream/text-framing';
 import { uiFraming, uiStreamResponse } from './stream/ui-framing';
 import type { ChatRequest } from './types';
+import type { LinkedAbort } from './upstream/abort';
 import type { ServedReply, Upstream } from './upstream/failover';
+import type { ModerationStep } from './upstream/moderation';
+import { createSafetyIdentifier } from './upstream/safety-identifier';
 
 export interface ChatHandlerDeps {
   readonly config: Config;
   readonly upstream: Upstream;
   readonly gate: RateLimitGate;
+  /** `MODERATION=input`: checks the last user message before the upstream sees it; otherwise passes at once. */
+  readonly moderate: ModerationStep;
   /** Keeps work alive after the response has ended (Vercel's `waitUntil`); on a server, the promise just runs. */
   readonly waitUntil: (promise: Promise<unknown>) => void;
   readonly log: Logger;
@@ -32,6 +37,17 @@ export interface ChatHandlerDeps {
 }
 
 export type ChatHandler = (req: Request) => Promise<Response>;
+
+/** One request on its way to being streamed: what the reply's end needs to settle and log it. */
+interface Run {
+  readonly req: Request;
+  readonly request: ChatRequest;
+  readonly abort: LinkedAbort;
+  readonly admitted: Admission;
+  readonly context: RequestContext;
+  readonly headers: Record<string, string>;
+  readonly startedAt: number;
+}
 
 /**
  * The whole proxy as one Web-standard function. Read it top to bottom: CORS, caller auth, guard and parse, validate,
@@ -45,6 +61,10 @@ export function createChatHandler(deps: ChatHandlerDeps): ChatHandler {
   const { security } = config;
   const cors = createCors(security, deps.ownOrigins);
   const authenticate = createAuthenticator(security);
+  const { safetyIdentifierSecret } = config.models;
+  const safetyIdentifier = safetyIdentifierSecret
+    ? createSafetyIdentifier(safetyIdentifierSecret)
+    : undefined;
 
   return async (req) => {
     const startedAt = now();
@@ -57,11 +77,16 @@ export function createChatHandler(deps: ChatHandlerDeps): ChatHandler {
       headers = { ...headers, ...cors.check(req) };
       if (req.method !== 'POST') throw methodNotAllowed(req.method);
       const callerId = await authenticate(req);
-      const request = validate(await readJsonBody(req, config.caps));
+      let request = validate(await readJsonBody(req, config.caps));
       context = { ...context, model: request.model };
       admission = await gate.admit(req, callerId, worstCaseTokens(request, config.systemPrompt));
       headers = { ...headers, ...admission.headers };
       context = { ...context, ...admissionFields(admission) };
+      if (safetyIdentifier)
+        request = { ...request, safetyIdentifier: await safetyIdentifier(admission.caller.id) };
+      const moderation = await deps.moderate(request, req.signal);
+      context = { ...context, ...moderation.log };
+      if (moderation.refusal) throw moderation.refusal;
 
       // The total timeout covers the whole reply; retries and the first-token deadline live in the upstream.
       const abort = deps.shutdown.linkedAbort(req.signal, {
@@ -72,25 +97,9 @@ export function createChatHandler(deps: ChatHandlerDeps): ChatHandler {
         abort.dispose();
         throw error;
       });
-      const protocol = wantsPlainText(req) ? 'text' : 'ui';
-      context = { ...context, ...servedFields(reply), protocol, ttft_ms: now() - startedAt };
       const admitted = admission;
       admission = undefined; // from here on, the stream's end settles it
-      const onEnd = (end: StreamEnd) => {
-        abort.dispose();
-        const ended = { ...context, ...streamEndFields(end), duration_ms: now() - startedAt };
-        // Abandoned streams are charged too: tokens generated before the abort were paid for.
-        const settled = gate.settle(admitted, tokensUsed(reply, request));
-        const usage = usageFields(reply.outcome.usage);
-        waitUntil(
-          settled.then((budget_error) => log({ ...ended, ...usage, ...(budget_error && { budget_error }) })),
-        );
-      };
-      const hooks = { abort: () => abort.abort(), onEnd };
-      const streamHeaders = { ...headers, ...servedHeaders(reply) };
-      return protocol === 'text'
-        ? textStreamResponse(replyStream(reply, textFraming, hooks), streamHeaders)
-        : uiStreamResponse(replyStream(reply, uiFraming, hooks), streamHeaders);
+      return respond(deps, reply, { req, request, abort, admitted, context, headers, startedAt });
     } catch (caught) {
       const error = toProxyError(caught);
       // No reply was streamed: nothing was generated, so the whole reservation and the stream slot go back.
@@ -100,6 +109,32 @@ export function createChatHandler(deps: ChatHandlerDeps): ChatHandler {
       return errorResponse(error, headers);
     }
   };
+}
+
+/** The reply is under way (its first token is in): stream it in the asked-for protocol, settle and log at its end. */
+function respond(deps: ChatHandlerDeps, reply: ServedReply, run: Run): Response {
+  const { config, gate, log, waitUntil } = deps;
+  const { now, newId } = deps.internal;
+  const { req, request, abort, admitted, startedAt } = run;
+  const protocol = wantsPlainText(req) ? 'text' : 'ui';
+  const context = { ...run.context, ...servedFields(reply), protocol, ttft_ms: now() - startedAt } as const;
+  const onEnd = (end: StreamEnd) => {
+    abort.dispose();
+    const ended = { ...context, ...streamEndFields(end), duration_ms: now() - startedAt };
+    // Abandoned streams are charged too: tokens generated before the abort were paid for.
+    const settled = gate.settle(admitted, tokensUsed(reply, request));
+    const usage = usageFields(reply.outcome.usage);
+    waitUntil(
+      settled.then((budget_error) => log({ ...ended, ...usage, ...(budget_error && { budget_error }) })),
+    );
+  };
+  const hooks = { abort: () => abort.abort(), onEnd };
+  const headers = { ...run.headers, ...servedHeaders(reply) };
+  if (protocol === 'text') {
+    return textStreamResponse(replyStream(reply, textFraming(config.models.reasoningInText), hooks), headers);
+  }
+  const framing = uiFraming({ messageId: request.messageId ?? newId(), model: reply.served.model });
+  return uiStreamResponse(replyStream(reply, framing, hooks), headers);
 }
 
 function admissionFields(admission: Admission): Partial<RequestContext> {
@@ -121,7 +156,13 @@ function servedHeaders(reply: ServedReply): Record<string, string> {
 
 function servedFields(reply: ServedReply): Partial<RequestContext> {
   const { model, attempts, fallback } = reply.served;
-  return { ...(model ? { model } : {}), attempts, ...(fallback === 'none' ? {} : { fallback }) };
+  const adapted = reply.adapted?.join(', ');
+  return {
+    ...(model ? { model } : {}),
+    attempts,
+    ...(fallback === 'none' ? {} : { fallback }),
+    ...(adapted && { adapted }),
+  };
 }
 
 /**

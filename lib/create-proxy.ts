@@ -8,6 +8,7 @@ import { jsonLogger, type Logger } from './log';
 import { connectRedis, type TcpRedis } from './redis/connect';
 import { createShutdown } from './shutdown';
 import { createUpstream } from './upstream/create-upstream';
+import { createModerationStep } from './upstream/moderation';
 
 /**
  * What the platform supplies; everything else is built from the config. The Vercel adapter
@@ -68,6 +69,7 @@ export function createProxy(config: Config, platform: Platform): ChatProxy {
     config,
     upstream: createUpstream(config, internal),
     gate,
+    moderate: createModerationStep(config),
     waitUntil,
     log: platform.log ?? jsonLogger,
     ownOrigins: platform.ownOrigins ?? [],

@@ -11,6 +11,8 @@ export interface RequestLog {
   readonly model?: string;
   readonly protocol?: 'ui' | 'text';
   readonly ttft_ms?: number;
+  /** Parameters the upstream refused and the request was fixed for, once per model (`o3: max_tokens→max_completion_tokens`). */
+  readonly adapted?: string;
   /** Upstream attempts before the first token, retries and fallbacks included. */
   readonly attempts?: number;
   /** `model` when a fallback model answered, `message` when FALLBACK_MESSAGE did. */
@@ -26,6 +28,12 @@ export interface RequestLog {
   readonly ratelimit?: 'allowed' | 'fail_local' | 'fail_open';
   readonly ratelimit_error?: string;
   readonly budget_error?: string;
+  /** With `MODERATION=input`: what the check of the last user message said (never the message itself). */
+  readonly moderation?: 'passed' | 'flagged' | 'unavailable';
+  /** The categories a flagged message was flagged for (`harassment`, `violence`...). */
+  readonly moderation_categories?: readonly string[];
+  /** Why the moderation endpoint could not answer, redacted. */
+  readonly moderation_error?: string;
   readonly error_code?: string;
   /** Internal, redacted detail (e.g. what the upstream said). Never sent to the client. */
   readonly error_detail?: string;

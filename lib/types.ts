@@ -11,24 +11,56 @@ export interface ChatMessage {
   readonly content: string;
 }
 
+/** How much a reasoning model may think, as OpenAI's `reasoning_effort` spells it. */
+export type ReasoningEffort = 'minimal' | 'low' | 'medium' | 'high';
+
 /** A request that passed every check: the only shape the upstream ever sees. */
 export interface ChatRequest {
   readonly messages: readonly ChatMessage[];
   readonly model: string;
   readonly maxTokens: number;
   readonly temperature: number | undefined;
+  readonly reasoningEffort: ReasoningEffort | undefined;
+  /** The id of the assistant message being regenerated (useChat's `messageId`), kept for the reply's `start`. */
+  readonly messageId: string | undefined;
+  /** A stable, non-reversible hash of the caller id, sent upstream for abuse reports (`SAFETY_IDENTIFIER`). */
+  readonly safetyIdentifier?: string | undefined;
 }
 
 export interface Usage {
   readonly promptTokens: number;
+  /** Everything generated, reasoning included. */
   readonly completionTokens: number;
+  /** The part of `completionTokens` spent thinking, when the upstream says. */
+  readonly reasoningTokens: number | undefined;
   readonly totalTokens: number;
 }
 
-/** A reply whose first token has already arrived, so the HTTP status is settled. */
+/** One piece of a reply: answer text as a plain string (the hot path), or a piece of the model's reasoning. */
+export type Delta = string | { readonly reasoning: string };
+
+/** A reply whose first token (of text or reasoning) has already arrived, so the HTTP status is settled. */
 export interface Reply {
-  /** Text deltas, starting with the first. A failure mid-stream is thrown as a ProxyError. */
-  readonly tokens: AsyncIterable<string>;
+  /** Deltas, starting with the first. A failure mid-stream is thrown as a ProxyError. */
+  readonly tokens: AsyncIterable<Delta>;
   /** Filled in as the stream is read: the upstream reports usage in its last chunk. */
   readonly outcome: { usage?: Usage; finishReason?: string; deltas: number };
+  /** Parameters this upstream refused and the request was fixed for (`model: max_tokens→max_completion_tokens`). */
+  readonly adapted?: readonly string[];
+}
+
+/**
+ * What the UI message stream tells the app about a reply, as `message.metadata` (`UIMessage<ChatMetadata>` in
+ * `useChat`): the model on `start`, and on `finish` the model, the usage and why it stopped.
+ */
+export interface ChatMetadata {
+  readonly model?: string;
+  readonly usage?: {
+    readonly promptTokens: number;
+    readonly completionTokens: number;
+    readonly reasoningTokens?: number;
+    readonly totalTokens: number;
+  };
+  /** The ai SDK's spelling: `stop`, `length`, `content-filter`, `tool-calls`, `error`, `other`. */
+  readonly finishReason?: string;
 }

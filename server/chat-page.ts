@@ -7,10 +7,18 @@ const HTML = `<!doctype html>
 <meta name="viewport" content="width=device-width, initial-scale=1">
 <title>ai-chat-proxy</title>
 <style>
+  :root { color-scheme: light dark; --assistant: #234; --muted: #667; --rule: #ccd; --error: #a00; }
+  @media (prefers-color-scheme: dark) { :root { --assistant: #cde; --muted: #99a; --rule: #445; --error: #f88; } }
   body { font: 16px/1.5 system-ui, sans-serif; max-width: 42rem; margin: 2rem auto; padding: 0 1rem; }
-  ol { list-style: none; padding: 0; } li { margin: .5rem 0; white-space: pre-wrap; }
-  li[data-role="assistant"] { color: #234; } #error { color: #a00; }
-  form { display: flex; gap: .5rem; } input { flex: 1; font: inherit; padding: .4rem; }
+  ol { list-style: none; padding: 0; }
+  li { margin: .5rem 0; white-space: pre-wrap; overflow-wrap: anywhere; }
+  li[data-role="assistant"] { color: var(--assistant); } #error { color: var(--error); }
+  .reasoning { margin: .25rem 0 .25rem .5rem; padding-left: .6rem; border-left: 2px solid var(--rule);
+    color: var(--muted); font-size: .9em; }
+  .reasoning summary { cursor: pointer; width: fit-content; }
+  .meta { margin: .15rem 0 0; font-size: .8em; color: var(--muted); }
+  .stopped { color: var(--error); }
+  form { display: flex; gap: .5rem; } input { flex: 1; min-width: 0; font: inherit; padding: .4rem; }
 </style>
 </head>
 <body><div id="root"></div><script type="module" src="/chat.js"></script></body>

@@ -6,6 +6,8 @@ const DEMO_PACE = { firstTokenDelayMs: 350, tokenDelayMs: 35 };
 /** Starts the fake upstream on a free loopback port, speaking with a fixed, non-secret demo key. */
 export async function startDemoUpstream(): Promise<{ url: string; apiKey: string }> {
   const apiKey = 'demo-key-not-secret';
-  const upstream = await startFakeUpstream({ ...DEMO_PACE, apiKey });
+  // CHAT_MODEL=demo-reasoner shows a reasoning model: its thinking streams first, then the answer.
+  const reasoning = { models: /reason/, field: 'reasoning_content', strict: false } as const;
+  const upstream = await startFakeUpstream({ ...DEMO_PACE, apiKey, reasoning });
   return { url: upstream.url, apiKey };
 }

@@ -4,7 +4,6 @@ import type { ChatHandler } from '../lib/chat-handler';
 import type { Config } from '../lib/config';
 import { worstCaseTokens } from '../lib/limits/token-bound';
 import type { RequestLog } from '../lib/log';
-import type { ChatRequest } from '../lib/types';
 import {
   buildHandler,
   chatRequest,
@@ -45,7 +44,7 @@ function fromIp(ip: string, extra: Record<string, string> = {}): Request {
 /** What the token budget reserves for `userSays('Hi')`: its prompt's upper bound plus the longest reply. */
 function worstCaseOfHi(config: Config): number {
   const request = { ...userSays('Hi'), model: 'test-model', maxTokens: config.caps.maxOutputTokens };
-  return worstCaseTokens({ ...request, temperature: undefined } as ChatRequest, config.systemPrompt);
+  return worstCaseTokens(request, config.systemPrompt);
 }
 
 async function drain(res: Response): Promise<Response> {

@@ -65,7 +65,7 @@ describe('draining the proxy for a shutdown', () => {
 
     await proxy.drain(50);
     // useChat (its own reader) keeps the partial text and reports the error.
-    expect(await ui).toEqual({ text: 'Half ', errors: [RESTARTING] });
+    expect(await ui).toMatchObject({ text: 'Half ', errors: [RESTARTING] });
     const plain = await text.text();
     expect(plain.endsWith(`\n[error] ${RESTARTING}\n`)).toBe(true);
     await eventually(() => h.fake.calls.filter((call) => call.aborted).length === 2);

@@ -3,7 +3,6 @@ import { type Behaviour, type FakeUpstream, faults, startFakeUpstream } from '..
 import type { ChatHandler } from '../lib/chat-handler';
 import { worstCaseTokens } from '../lib/limits/token-bound';
 import type { RequestLog } from '../lib/log';
-import type { ChatRequest } from '../lib/types';
 import {
   buildHandler,
   chatRequest,
@@ -392,7 +391,7 @@ describe('FALLBACK_MESSAGE', () => {
       maxTokens: 100,
       temperature: undefined,
     };
-    const reserved = worstCaseTokens(request as ChatRequest, config.systemPrompt);
+    const reserved = worstCaseTokens(request, config.systemPrompt);
     expect(res.headers.get('ratelimit')).toContain(`"tokens";r=${2000 - reserved};`);
     await res.text();
   });

@@ -1,6 +1,8 @@
 import * as z from 'zod/mini';
 import { commaList, type Env, httpUrl, invalid, modelName, parseEnv, positiveInt } from './env';
 import { type FailoverConfig, failoverEnv, toFailoverConfig } from './failover';
+import { type ModelsConfig, modelsEnv, toModelsConfig } from './models';
+import { type ModerationConfig, moderationEnv, toModerationConfig } from './moderation';
 import { type RateLimitConfig, rateLimitEnv, toRateLimitConfig } from './rate-limit';
 import { type SecurityConfig, securityEnv, toSecurityConfig } from './security';
 
@@ -28,6 +30,10 @@ export interface Config {
   readonly failover: FailoverConfig;
   /** CORS and caller auth. */
   readonly security: SecurityConfig;
+  /** Per-model parameters, reasoning and the safety identifier. */
+  readonly models: ModelsConfig;
+  /** Input moderation (`MODERATION`), off by default. */
+  readonly moderation: ModerationConfig;
   /** Every secret value in this config, so log lines and errors can be scrubbed of them. */
   readonly secrets: readonly string[];
 }
@@ -72,6 +78,8 @@ export const CONFIG_VARIABLES: readonly string[] = [
   ...Object.keys(rateLimitEnv.shape),
   ...Object.keys(failoverEnv.shape),
   ...Object.keys(securityEnv.shape),
+  ...Object.keys(modelsEnv.shape),
+  ...Object.keys(moderationEnv.shape),
 ];
 
 export interface LoadOptions {
@@ -84,7 +92,13 @@ export interface LoadOptions {
 
 /** Parses the environment into a frozen config, or throws a ConfigError naming every bad variable. */
 export function loadConfig(env: Env, options: LoadOptions = {}): Config {
-  const schema = z.extend(envSchema, { ...rateLimitEnv.shape, ...failoverEnv.shape, ...securityEnv.shape });
+  const schema = z.extend(envSchema, {
+    ...rateLimitEnv.shape,
+    ...failoverEnv.shape,
+    ...securityEnv.shape,
+    ...modelsEnv.shape,
+    ...moderationEnv.shape,
+  });
   const e = parseEnv(schema, env);
   const production = options.production ?? (env.NODE_ENV === 'production' || env.VERCEL === '1');
   const rateLimit = toRateLimitConfig(e, production);
@@ -120,12 +134,15 @@ export function loadConfig(env: Env, options: LoadOptions = {}): Config {
     rateLimit,
     failover,
     security,
+    models: toModelsConfig(e, e.OPENAI_API_KEY),
+    moderation: toModerationConfig(e),
     secrets: [
       e.OPENAI_API_KEY,
       ...storeSecrets(rateLimit),
       ...Object.values(failover.providers).map((p) => p.apiKey),
       ...security.authTokens.keys(),
       ...(security.jwt?.secret ? [security.jwt.secret] : []),
+      ...(e.SAFETY_IDENTIFIER_SECRET ? [e.SAFETY_IDENTIFIER_SECRET] : []),
     ],
   });
 }

@@ -22,12 +22,15 @@ export function createRequestValidator(config: Config): ValidateChatRequest {
     const schema = looksLikeUseChat(body) ? uiBody : simpleBody;
     const result = schema.safeParse(body);
     if (!result.success) throw validationError(result.error);
-    const { messages, model, maxTokens, temperature } = result.data;
+    const { messages, model, maxTokens, temperature, reasoningEffort, messageId, trigger } = result.data;
     return {
       messages,
       model: model ?? config.defaultModel,
       maxTokens: maxTokens ?? caps.maxOutputTokens,
       temperature,
+      reasoningEffort: reasoningEffort ?? config.models.reasoningEffort,
+      // Only a regenerated reply keeps its id; any other reply is a new message.
+      messageId: trigger === 'regenerate-message' ? messageId : undefined,
     };
   };
 }
@@ -76,6 +79,7 @@ function messageSchemas(caps: RequestCaps) {
 
 function optionSchemas(config: Config) {
   const { maxOutputTokens } = config.caps;
+  const efforts: readonly string[] = config.models.clientEfforts;
   return {
     model: z.optional(
       z
@@ -98,6 +102,23 @@ function optionSchemas(config: Config) {
     ),
     temperature: z.optional(
       z.number({ error: 'must be a number' }).check(z.gte(0, 'must be >= 0'), z.lte(2, 'must be <= 2')),
+    ),
+    reasoningEffort: z.optional(
+      z
+        .enum(['minimal', 'low', 'medium', 'high'], { error: 'must be minimal, low, medium or high' })
+        .check(
+          z.refine(
+            (e) => efforts.includes(e),
+            efforts.length
+              ? `must be one of: ${efforts.join(', ')}`
+              : 'is chosen by the server here (REASONING_EFFORTS allows none)',
+          ),
+        ),
+    ),
+    trigger: z.optional(z.string()),
+    // useChat sends the id of the assistant message it regenerates; the reply's `start` reuses it.
+    messageId: z.optional(
+      z.string({ error: 'must be a string' }).check(z.regex(/^[\w.:-]{1,200}$/, 'is not a valid id')),
     ),
   };
 }

@@ -9,14 +9,17 @@ const PER_REPLY = 3;
  * Llama's, Mistral's...) is at least one byte of UTF-8, so the byte count bounds the token count. It overestimates
  * ordinary text about fourfold, which is the price of a budget that can never be overshot.
  */
-export function promptTokenBound(request: ChatRequest, systemPrompt: string): number {
+export function promptTokenBound(request: Pick<ChatRequest, 'messages'>, systemPrompt: string): number {
   let bytes = utf8Length(systemPrompt) + (systemPrompt ? PER_MESSAGE : 0);
   for (const message of request.messages) bytes += utf8Length(message.content) + PER_MESSAGE;
   return bytes + PER_REPLY;
 }
 
 /** The worst case a request can cost: its whole prompt plus every output token it may generate. */
-export function worstCaseTokens(request: ChatRequest, systemPrompt: string): number {
+export function worstCaseTokens(
+  request: Pick<ChatRequest, 'messages' | 'maxTokens'>,
+  systemPrompt: string,
+): number {
   return promptTokenBound(request, systemPrompt) + request.maxTokens;
 }
 

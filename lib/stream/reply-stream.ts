@@ -1,14 +1,15 @@
 import { type ProxyError, toProxyError } from '../errors';
-import type { Reply } from '../types';
+import type { Reply, Usage } from '../types';
 
 /**
- * How one wire protocol frames a reply, as the exact text to send. Only the framing differs between protocols; the
- * pumping is shared.
+ * How one wire protocol frames one reply, as the exact text to send (one per reply: a framing may keep state, such as
+ * which part is open). Only the framing differs between protocols; the pumping is shared.
  */
 export interface Framing {
   start(): string;
-  delta(text: string): string;
-  end(finishReason: string | undefined): string;
+  text(delta: string): string;
+  reasoning(delta: string): string;
+  end(finishReason: string | undefined, usage: Usage | undefined): string;
   /** Once the status is 200 an error can only be told inside the stream, and the stream must still end cleanly. */
   error(message: string): string;
 }
@@ -48,13 +49,17 @@ export function replyStream(
     },
     async pull(controller) {
       try {
-        const next = await tokens.next();
-        if (ended) return;
-        if (!next.done) {
-          send(controller, framing.delta(next.value));
-          return;
+        let next = await tokens.next();
+        // A pull must enqueue something or the stream waits forever: skip deltas the framing leaves out (reasoning
+        // in plain text), and read on.
+        while (!ended && !next.done) {
+          const delta = next.value;
+          const text = typeof delta === 'string' ? framing.text(delta) : framing.reasoning(delta.reasoning);
+          if (text) return send(controller, text);
+          next = await tokens.next();
         }
-        send(controller, framing.end(reply.outcome.finishReason));
+        if (ended) return;
+        send(controller, framing.end(reply.outcome.finishReason, reply.outcome.usage));
         controller.close();
         end({ kind: 'complete' });
       } catch (caught) {

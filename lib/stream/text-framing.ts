@@ -1,12 +1,36 @@
 import type { Framing } from './reply-stream';
 
-/** Plain text tokens, for `curl -N`. A failure after the first token becomes a clearly marked last line. */
-export const textFraming: Framing = {
-  start: () => '',
-  delta: (text) => text,
-  end: () => '',
-  error: (message) => `\n\n[error] ${message}\n`,
+/** Why a reply stopped early, as a last line a curl user can read. */
+const STOPPED: Record<string, string> = {
+  length: '\n\n[stopped: reply reached the length limit]\n',
+  content_filter: "\n\n[stopped: the provider's content filter ended the reply]\n",
 };
+
+/**
+ * Plain text tokens, for `curl -N`. Reasoning is left out unless the operator asks for it (`REASONING_IN_TEXT=on`),
+ * then it comes first, between `[reasoning]` and `[/reasoning]` lines. A failure after the first token becomes a
+ * clearly marked last line, and so does a reply cut at the length limit or by a content filter.
+ */
+export function textFraming(showReasoning: boolean): Framing {
+  let thinking = false;
+  const stopThinking = () => {
+    if (!thinking) return '';
+    thinking = false;
+    return '\n[/reasoning]\n\n';
+  };
+  return {
+    start: () => '',
+    text: (delta) => (thinking ? stopThinking() + delta : delta),
+    reasoning: (delta) => {
+      if (!showReasoning) return '';
+      if (thinking) return delta;
+      thinking = true;
+      return `[reasoning]\n${delta}`;
+    },
+    end: (reason) => stopThinking() + ((reason && STOPPED[reason]) || ''),
+    error: (message) => `${stopThinking()}\n\n[error] ${message}\n`,
+  };
+}
 
 export function textStreamResponse(
   stream: ReadableStream<Uint8Array>,

@@ -1,7 +1,6 @@
 import type { FinishReason, UIMessageChunk } from 'ai';
+import type { ChatMetadata, Usage } from '../types';
 import type { Framing } from './reply-stream';
-
-const TEXT_ID = 'text-0';
 
 /**
  * The ai SDK's `UI_MESSAGE_STREAM_HEADERS`, spelled out: importing the constant would pull the SDK's runtime (and a
@@ -33,17 +32,67 @@ const sse = (...chunks: UIMessageChunk[]) =>
   chunks.map((chunk) => `data: ${JSON.stringify(chunk)}\n\n`).join('');
 const DONE = 'data: [DONE]\n\n';
 
-/** The ai SDK's UI message stream: what `useChat` reads. Errors become an `error` part, which `useChat` surfaces. */
-export const uiFraming: Framing = {
-  start: () => sse({ type: 'start' }, { type: 'text-start', id: TEXT_ID }),
-  delta: (delta) => sse({ type: 'text-delta', id: TEXT_ID, delta }),
-  end: (reason) =>
-    sse(
-      { type: 'text-end', id: TEXT_ID },
-      { type: 'finish', finishReason: (reason && FINISH_REASONS[reason]) || 'other' },
-    ) + DONE,
-  error: (errorText) => sse({ type: 'text-end', id: TEXT_ID }, { type: 'error', errorText }) + DONE,
-};
+export interface UiReplyMeta {
+  /** useChat's id for the message: the one being regenerated, or a new one. */
+  readonly messageId: string;
+  /** The model that answered (absent for the operator's fallback message). */
+  readonly model: string | undefined;
+}
+
+/**
+ * The ai SDK's UI message stream: what `useChat` reads. Reasoning and text each open a part when they start and close
+ * it when the other takes over; `start` and `finish` carry `messageMetadata` (`ChatMetadata`). Errors become an
+ * `error` part, which `useChat` surfaces.
+ */
+export function uiFraming(meta: UiReplyMeta): Framing {
+  let open: { type: 'text' | 'reasoning'; id: string } | undefined;
+  let parts = 0;
+  const model = meta.model ? { model: meta.model } : {};
+  const close = (): UIMessageChunk[] => {
+    if (!open) return [];
+    const end: UIMessageChunk = { type: open.type === 'text' ? 'text-end' : 'reasoning-end', id: open.id };
+    open = undefined;
+    return [end];
+  };
+  const switchTo = (type: 'text' | 'reasoning'): UIMessageChunk[] => {
+    if (open?.type === type) return [];
+    const closed = close();
+    open = { type, id: `${type}-${parts++}` };
+    return [...closed, { type: type === 'text' ? 'text-start' : 'reasoning-start', id: open.id }];
+  };
+  return {
+    start: () => sse({ type: 'start', messageId: meta.messageId, messageMetadata: model }),
+    text: (delta) => {
+      // The hot path: one text part, already open.
+      if (open?.type === 'text') return sse({ type: 'text-delta', id: open.id, delta });
+      const opened = switchTo('text');
+      return sse(...opened, { type: 'text-delta', id: open?.id ?? '', delta });
+    },
+    reasoning: (delta) => {
+      const opened = switchTo('reasoning');
+      return sse(...opened, { type: 'reasoning-delta', id: open?.id ?? '', delta });
+    },
+    end: (reason, usage) => {
+      const finishReason = (reason && FINISH_REASONS[reason]) || 'other';
+      const messageMetadata: ChatMetadata = { ...model, ...usageMetadata(usage), finishReason };
+      return sse(...close(), { type: 'finish', finishReason, messageMetadata }) + DONE;
+    },
+    error: (errorText) => sse(...close(), { type: 'error', errorText }) + DONE,
+  };
+}
+
+function usageMetadata(usage: Usage | undefined): Pick<ChatMetadata, 'usage'> {
+  if (!usage) return {};
+  const { promptTokens, completionTokens, reasoningTokens, totalTokens } = usage;
+  return {
+    usage: {
+      promptTokens,
+      completionTokens,
+      ...(reasoningTokens !== undefined && { reasoningTokens }),
+      totalTokens,
+    },
+  };
+}
 
 export function uiStreamResponse(
   stream: ReadableStream<Uint8Array>,

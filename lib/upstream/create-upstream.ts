@@ -8,17 +8,21 @@ import { createUpstreamTarget } from './target';
  * timeouts from the config. Clients are built once here, at module scope.
  */
 export function createUpstream(config: Config, internal: Internal): Upstream {
-  const { systemPrompt } = config;
+  const shared = {
+    systemPrompt: config.systemPrompt,
+    models: config.models,
+    startDeadlineMs: config.failover.policy.startDeadlineMs,
+  };
   const main = createUpstreamTarget({
     provider: 'main',
     apiKey: config.apiKey,
     baseURL: config.baseURL,
-    systemPrompt,
+    ...shared,
   });
   const providers = new Map(
     Object.entries(config.failover.providers).map(([name, p]) => [
       name,
-      createUpstreamTarget({ provider: name.toLowerCase(), ...p, systemPrompt }),
+      createUpstreamTarget({ provider: name.toLowerCase(), ...p, ...shared }),
     ]),
   );
   const fallbacks: Route[] = config.failover.fallbacks.map((f) => ({

@@ -1,17 +1,19 @@
 import OpenAI from 'openai';
-import type { ChatCompletionChunk, ChatCompletionMessageParam } from 'openai/resources/chat/completions';
-import type { ChatRequest, Reply } from '../types';
+import type { ChatCompletionChunk } from 'openai/resources/chat/completions';
+import { type ModelsConfig, optionsFor } from '../config/models';
+import type { ChatRequest, Delta, Reply } from '../types';
 import { linkedAbort, UpstreamTimeout } from './abort';
 import { abortError, midStreamError, UpstreamFailure, upstreamError } from './errors';
+import { createParameterFixes } from './parameters';
 
 export interface AttemptTimeouts {
-  /** From the request to the first token. */
+  /** From the request to the first token (of text or of reasoning), unless the model has its own. */
   readonly firstTokenMs: number;
   /** Between two tokens, once streaming. */
   readonly idleMs: number;
 }
 
-/** One OpenAI-compatible API with one key: a single attempt, no retries (lib/failover.ts owns those). */
+/** One OpenAI-compatible API with one key: a single attempt, no retries (lib/upstream/failover.ts owns those). */
 export interface UpstreamTarget {
   /** Names the base URL + key pair, for logs and for the rule "do not fall back to the same failing key". */
   readonly provider: string;
@@ -28,7 +30,13 @@ export interface TargetOptions {
   readonly apiKey: string;
   readonly baseURL: string | undefined;
   readonly systemPrompt: string;
+  readonly models: ModelsConfig;
+  /** A reasoning model may use the whole start window for its first token. */
+  readonly startDeadlineMs: number;
 }
+
+/** A refused parameter is fixed and the request sent again, at most this often (one per distinct parameter). */
+const MAX_ADAPTATIONS = 3;
 
 export function createUpstreamTarget(options: TargetOptions): UpstreamTarget {
   // Built once: the client keeps no per-request state, and its own retries are off because the retry policy is ours.
@@ -40,35 +48,37 @@ export function createUpstreamTarget(options: TargetOptions): UpstreamTarget {
     logLevel: 'off',
   });
   const secrets = [options.apiKey];
-  const system: ChatCompletionMessageParam[] = options.systemPrompt
-    ? [{ role: 'system', content: options.systemPrompt }]
-    : [];
+  // OpenAI knows `safety_identifier`; other OpenAI-compatible servers know the older `user`, if anything.
+  const openai = !options.baseURL || /^https:\/\/[\w.-]*openai\.com(\/|$)/.test(options.baseURL);
+  const fixes = createParameterFixes(options.systemPrompt, openai ? 'safety_identifier' : 'user');
 
   return {
     provider: options.provider,
     async open(request, model, signal, timeouts) {
-      const attempt = linkedAbort(signal, { ms: timeouts.firstTokenMs, kind: 'first_token' });
+      const modelOptions = optionsFor(model, options.models, options.startDeadlineMs);
+      const firstTokenMs = modelOptions.firstTokenTimeoutMs ?? timeouts.firstTokenMs;
+      const attempt = linkedAbort(signal, { ms: firstTokenMs, kind: 'first_token' });
       const outcome: Reply['outcome'] = { deltas: 0 };
+      const adapted: string[] = [];
       let iterator: AsyncIterator<ChatCompletionChunk> | undefined;
-      let first: string | undefined;
+      let first: Delta | undefined;
       try {
-        const stream = await client.chat.completions.create(
-          {
-            model,
-            messages: [...system, ...request.messages],
-            max_tokens: request.maxTokens,
-            ...(request.temperature === undefined ? {} : { temperature: request.temperature }),
-            stream: true,
-            stream_options: { include_usage: true },
-          },
-          { signal: attempt.signal },
-        );
-        iterator = stream[Symbol.asyncIterator]();
-        while (first === undefined) {
-          const next = await iterator.next();
-          if (next.done) break;
-          first = absorb(next.value, outcome);
+        for (;;) {
+          const body = fixes.body(request, model, modelOptions);
+          const stream = await client.chat.completions
+            .create(body, { signal: attempt.signal })
+            .catch((error: unknown) => {
+              const change = adapted.length < MAX_ADAPTATIONS ? fixes.learn(model, error) : undefined;
+              if (!change) throw error;
+              adapted.push(`${model}: ${change}`);
+              return undefined;
+            });
+          if (stream) {
+            iterator = stream[Symbol.asyncIterator]();
+            break;
+          }
         }
+        first = await firstDelta(iterator, outcome);
         // The SDK ends an aborted stream quietly instead of throwing, so an early end is checked against the signal.
         if (attempt.signal.aborted) throw attempt.signal.reason;
       } catch (error) {
@@ -78,31 +88,43 @@ export function createUpstreamTarget(options: TargetOptions): UpstreamTarget {
       }
       if (first === undefined) {
         attempt.dispose();
-        const detail = `stream ended without text (finish_reason: ${outcome.finishReason ?? 'none'})`;
-        const message = 'The assistant returned an empty reply. Please try again.';
-        throw new UpstreamFailure(
-          502,
-          'upstream_empty',
-          message,
-          { retry: true, fallback: 'any' },
-          { detail },
-        );
+        throw emptyReply(outcome);
       }
       attempt.clearTimer();
-      return { tokens: rest(first, iterator, outcome, attempt, timeouts.idleMs, secrets), outcome };
+      const tokens = rest(first, iterator, outcome, attempt, timeouts.idleMs, secrets);
+      return { tokens, outcome, ...(adapted.length > 0 && { adapted }) };
     },
   };
 }
 
+async function firstDelta(
+  iterator: AsyncIterator<ChatCompletionChunk>,
+  outcome: Reply['outcome'],
+): Promise<Delta | undefined> {
+  for (;;) {
+    const next = await iterator.next();
+    if (next.done) return undefined;
+    const delta = absorb(next.value, outcome);
+    if (delta !== undefined) return delta;
+  }
+}
+
+function emptyReply(outcome: Reply['outcome']): UpstreamFailure {
+  const detail = `stream ended without text (finish_reason: ${outcome.finishReason ?? 'none'})`;
+  const message = 'The assistant returned an empty reply. Please try again.';
+  return new UpstreamFailure(502, 'upstream_empty', message, { retry: true, fallback: 'any' }, { detail });
+}
+
 async function* rest(
-  first: string,
+  first: Delta,
   iterator: AsyncIterator<ChatCompletionChunk>,
   outcome: Reply['outcome'],
   attempt: ReturnType<typeof linkedAbort>,
   idleMs: number,
   secrets: readonly string[],
-): AsyncGenerator<string> {
+): AsyncGenerator<Delta> {
   let finished = false;
+  let text = typeof first === 'string';
   try {
     yield first;
     for (;;) {
@@ -117,10 +139,14 @@ async function* rest(
       if (next.done) {
         if (attempt.signal.aborted) throw attempt.signal.reason;
         finished = true;
+        // A model that only thought and then said nothing has not answered: say so rather than end in silence.
+        if (!text) throw emptyReply(outcome);
         return;
       }
-      const text = absorb(next.value, outcome);
-      if (text) yield text;
+      const delta = absorb(next.value, outcome);
+      if (delta === undefined) continue;
+      if (typeof delta === 'string') text = true;
+      yield delta;
     }
   } catch (error) {
     throw attempt.signal.aborted ? abortError(attempt.signal) : midStreamError(error, secrets);
@@ -131,19 +157,33 @@ async function* rest(
   }
 }
 
-/** Records usage and finish reason from a chunk and returns its text, if any. */
-function absorb(chunk: ChatCompletionChunk, outcome: Reply['outcome']): string | undefined {
+/** Reasoning arrives as `reasoning_content` (vLLM, DeepSeek) or `reasoning` (OpenRouter, Groq), never typed by the SDK. */
+interface ReasoningDelta {
+  readonly reasoning_content?: unknown;
+  readonly reasoning?: unknown;
+}
+
+/** Records usage and finish reason from a chunk and returns its text or reasoning, if any. */
+function absorb(chunk: ChatCompletionChunk, outcome: Reply['outcome']): Delta | undefined {
   if (chunk.usage) {
     outcome.usage = {
       promptTokens: chunk.usage.prompt_tokens,
       completionTokens: chunk.usage.completion_tokens,
+      reasoningTokens: chunk.usage.completion_tokens_details?.reasoning_tokens ?? undefined,
       totalTokens: chunk.usage.total_tokens,
     };
   }
   const choice = chunk.choices[0];
-  if (choice?.finish_reason) outcome.finishReason = choice.finish_reason;
-  const text = choice?.delta?.content;
-  if (!text) return undefined;
+  if (!choice) return undefined;
+  if (choice.finish_reason) outcome.finishReason = choice.finish_reason;
+  const delta = choice.delta;
+  if (delta?.content) {
+    outcome.deltas++;
+    return delta.content;
+  }
+  const { reasoning_content, reasoning } = (delta ?? {}) as ReasoningDelta;
+  const thought = typeof reasoning_content === 'string' ? reasoning_content : reasoning;
+  if (typeof thought !== 'string' || thought === '') return undefined;
   outcome.deltas++;
-  return text;
+  return { reasoning: thought };
 }

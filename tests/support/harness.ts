@@ -112,7 +112,7 @@ export function streamedRequest(
   } as RequestInit);
 }
 
-export const userSays = (content: string) => ({ messages: [{ role: 'user', content }] });
+export const userSays = (content: string) => ({ messages: [{ role: 'user' as const, content }] });
 
 /** Waits until `check` holds, polling briefly; for things that happen on another socket (an abort reaching the fake). */
 export async function eventually(check: () => boolean | Promise<boolean>, timeoutMs = 2_000): Promise<void> {

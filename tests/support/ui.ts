@@ -1,10 +1,13 @@
 import { DefaultChatTransport, readUIMessageStream, type UIMessage } from 'ai';
 import type { ChatHandler } from '../../lib/chat-handler';
+import type { ChatMetadata } from '../../lib/types';
 import { TEST_IP } from './harness';
 
 export interface UiResult {
   /** The assistant text exactly as useChat would assemble it. */
   readonly text: string;
+  /** The assembled assistant message: its parts (text, reasoning) and `metadata`. */
+  readonly message: UIMessage<ChatMetadata> | undefined;
   /** Errors the SDK raised while reading: what useChat would put in `error`. */
   readonly errors: string[];
 }
@@ -15,33 +18,34 @@ export interface UiResult {
  */
 export async function chatLikeUseChat(
   handler: ChatHandler,
-  messages: UIMessage[],
-  options: { headers?: Record<string, string> } = {},
+  messages: UIMessage<ChatMetadata>[],
+  options: { headers?: Record<string, string>; body?: object; regenerate?: string } = {},
 ): Promise<UiResult> {
-  const transport = new DefaultChatTransport<UIMessage>({
+  const transport = new DefaultChatTransport<UIMessage<ChatMetadata>>({
     api: 'http://proxy.test/api/chat',
     headers: { 'x-real-ip': TEST_IP, ...options.headers },
+    ...(options.body ? { body: options.body } : {}),
     fetch: (input, init) => handler(new Request(input, init)),
   });
   const stream = await transport.sendMessages({
     chatId: 'chat-1',
     messages,
-    trigger: 'submit-message',
-    messageId: undefined,
+    trigger: options.regenerate ? 'regenerate-message' : 'submit-message',
+    messageId: options.regenerate,
     abortSignal: undefined,
   });
   const errors: string[] = [];
-  let last: UIMessage | undefined;
-  for await (const message of readUIMessageStream<UIMessage>({
+  let last: UIMessage<ChatMetadata> | undefined;
+  for await (const message of readUIMessageStream<UIMessage<ChatMetadata>>({
     stream,
     onError: (error) => errors.push(error instanceof Error ? error.message : String(error)),
   })) {
     last = message;
   }
   const text = (last?.parts ?? []).map((part) => (part.type === 'text' ? part.text : '')).join('');
-  return { text, errors };
+  return { text, message: last, errors };
 }
 
-export function userMessage(text: string, id = 'm1'): UIMessage {
+export function userMessage(text: string, id = 'm1'): UIMessage<ChatMetadata> {
   return { id, role: 'user', parts: [{ type: 'text', text }] };
 }

@@ -1,0 +1,110 @@
+import OpenAI, { APIConnectionTimeoutError, APIError } from 'openai';
+import type { ModerationCreateResponse } from 'openai/resources/moderations';
+import type { Config } from '../config';
+import { briefOutage, ProxyError } from '../errors';
+import type { RequestLog } from '../log';
+import { redact } from '../redact';
+import type { ChatRequest } from '../types';
+import { abortError } from './errors';
+
+/** What the moderation endpoint said about one text, or why it could not say. */
+export type ModerationVerdict =
+  | { readonly kind: 'checked'; readonly flagged: boolean; readonly categories: readonly string[] }
+  | { readonly kind: 'unavailable'; readonly detail: string };
+
+/** Checks one text. Rejects only when `signal` aborts (the client left); every endpoint failure is a verdict. */
+export type Moderator = (text: string, signal: AbortSignal) => Promise<ModerationVerdict>;
+
+/** The moderation endpoint of the main upstream, through the `openai` SDK. */
+export function createModerator(
+  config: Pick<Config, 'apiKey' | 'baseURL' | 'moderation' | 'secrets'>,
+): Moderator {
+  const { model, timeoutMs } = config.moderation;
+  // Its own client: the chat clients have no timeout of their own (ours abort them), and this call must be short.
+  const client = new OpenAI({
+    apiKey: config.apiKey,
+    baseURL: config.baseURL ?? null,
+    maxRetries: 0,
+    timeout: timeoutMs,
+    logLevel: 'off',
+  });
+  return async (text, signal) => {
+    try {
+      return verdictOf(await client.moderations.create({ model, input: text }, { signal }));
+    } catch (error) {
+      if (signal.aborted) throw abortError(signal);
+      const detail = redact(`moderation endpoint failed: ${describe(error, timeoutMs)}`, config.secrets);
+      return { kind: 'unavailable', detail };
+    }
+  };
+}
+
+function verdictOf(response: ModerationCreateResponse): ModerationVerdict {
+  const results = response.results ?? [];
+  if (results.length === 0) return { kind: 'unavailable', detail: 'moderation endpoint answered no result' };
+  const categories = new Set<string>();
+  for (const result of results) {
+    for (const [category, flagged] of Object.entries(result.categories ?? {})) {
+      if (flagged === true) categories.add(category);
+    }
+  }
+  return { kind: 'checked', flagged: results.some((r) => r.flagged), categories: [...categories] };
+}
+
+function describe(error: unknown, timeoutMs: number): string {
+  if (error instanceof APIConnectionTimeoutError) return `no answer within ${timeoutMs} ms`;
+  if (error instanceof APIError) return `${error.status ?? 'no status'} ${error.message}`;
+  if (error instanceof Error) return `${error.name}: ${error.message}`;
+  return String(error);
+}
+
+/** What the moderation step adds to the log line, and the answer when the request must stop here. */
+export interface ModerationOutcome {
+  readonly log: Pick<RequestLog, 'moderation' | 'moderation_categories' | 'moderation_error'>;
+  readonly refusal?: ProxyError;
+}
+
+export type ModerationStep = (request: ChatRequest, signal: AbortSignal) => Promise<ModerationOutcome>;
+
+const NOT_CHECKED: ModerationOutcome = { log: {} };
+
+/**
+ * `MODERATION=input`: the last user message is checked before the upstream sees it (earlier turns were checked when
+ * they were sent). A flagged message is refused with 400 `content_flagged`; an endpoint that fails lets the message
+ * through or answers 503, as `MODERATION_FAIL` says. The handler runs this after admitting the caller, so moderation
+ * calls are rate-limited too, and a refusal gives the whole token reservation back.
+ */
+export function createModerationStep(config: Config): ModerationStep {
+  if (config.moderation.mode === 'off') return async () => NOT_CHECKED;
+  const moderate = createModerator(config);
+  const { failMode } = config.moderation;
+  return async (request, signal) => {
+    const text = request.messages.findLast((m) => m.role === 'user')?.content;
+    if (text === undefined) return NOT_CHECKED;
+    const verdict = await moderate(text, signal);
+    if (verdict.kind === 'unavailable') {
+      if (failMode === 'open')
+        return { log: { moderation: 'unavailable', moderation_error: verdict.detail } };
+      return { log: { moderation: 'unavailable' }, refusal: moderationUnavailable(verdict.detail) };
+    }
+    if (!verdict.flagged) return { log: { moderation: 'passed' } };
+    const { categories } = verdict;
+    return {
+      log: { moderation: 'flagged', moderation_categories: categories },
+      refusal: new ProxyError(
+        400,
+        'content_flagged',
+        "This message can't be sent because it may break the content rules. Please rephrase it.",
+        { detail: `flagged by moderation: ${categories.join(', ') || 'no category named'}` },
+      ),
+    };
+  };
+}
+
+function moderationUnavailable(detail: string): ProxyError {
+  return briefOutage(
+    'moderation_unavailable',
+    "Your message can't be checked right now. Please try again in a moment.",
+    detail,
+  );
+}
