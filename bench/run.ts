@@ -37,6 +37,8 @@ async function main(): Promise<void> {
         RATE_LIMIT_PREFIX: `bench-${process.pid}`,
         RATE_LIMIT_REQUESTS: '1000000000',
         TOKEN_BUDGET: '1000000000000',
+        // Every bench client comes from one address: without this the stream cap (4 by default) would refuse most.
+        MAX_STREAMS_PER_CALLER: '1000000000',
       },
       /listening on (\S+)/,
     );

@@ -82,7 +82,9 @@ function Bubble({ message, streaming }: { message: Message; streaming: boolean }
           return (
             // Open while the model thinks, so the thinking is seen; folded away once it is done.
             <details key={key} className="reasoning" open={thinking}>
-              <summary>{thinking ? 'Thinking…' : tokens ? `Thought for ${count(tokens, 'token')}` : 'Reasoning'}</summary>
+              <summary>
+                {thinking ? 'Thinking…' : tokens ? `Thought for ${count(tokens, 'token')}` : 'Reasoning'}
+              </summary>
               <div>{part.text}</div>
             </details>
           );

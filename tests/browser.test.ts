@@ -10,6 +10,8 @@ import { freePort, npmRun } from './support/processes';
  * `@ai-sdk/react` (unchanged) streams a reply through the proxy from the demo upstream.
  */
 let browser: Browser;
+/** Where the screenshots go, to look at (ignored by git). */
+const SCREENSHOTS = 'test-results/screenshots';
 
 beforeAll(async () => {
   const executablePath = process.env.CHROMIUM_PATH ?? '/usr/bin/chromium';
@@ -57,13 +59,98 @@ describe('the chat page in Chromium', () => {
     // Streaming: the reply is visible while it is still being written...
     const partial = await assistant.textContent();
     expect(partial?.length ?? 0).toBeLessThan(`Assistant: ${demoReply('Hello from a real browser')}`.length);
-    // ...and complete at the end, exactly.
+    // ...and complete at the end, exactly (the metadata line under it aside).
     await page.waitForFunction(
-      (expected) => document.querySelector('li[data-role="assistant"]')?.textContent === expected,
+      (expected) => {
+        const li = document.querySelector('li[data-role="assistant"]');
+        const nodes = [...(li?.childNodes ?? [])].filter(
+          (n) => !(n instanceof Element && n.matches('.meta')),
+        );
+        return nodes.map((n) => n.textContent).join('') === expected;
+      },
       `Assistant: ${demoReply('Hello from a real browser')}`,
       { timeout: 10_000 },
     );
     expect(await page.locator('#error').count()).toBe(0);
+    await assistant.locator('.meta').waitFor({ timeout: 10_000 });
+    expect(await assistant.locator('.meta').textContent()).toMatch(/ · \d+ in · \d+ out$/);
+    await page.close();
+  }, 40_000);
+
+  it('shows a reasoning model’s thinking, folded, and the model and token usage under the answer', async () => {
+    const page = await openChat({ CHAT_MODEL: 'demo-reasoner' });
+    await page.setViewportSize({ width: 1200, height: 800 });
+    const prompt = 'Why is the sky blue? Pneumonoultramicroscopicsilicovolcanoconiosis';
+    await send(page, prompt);
+    const assistant = page.locator('li[data-role="assistant"]');
+    const reasoning = assistant.locator('details.reasoning');
+    // While the model thinks, the block is open and says so.
+    await page.waitForFunction(
+      () => document.querySelector('details.reasoning[open] summary')?.textContent === 'Thinking…',
+      undefined,
+      { timeout: 10_000 },
+    );
+    await page.screenshot({ path: `${SCREENSHOTS}/reasoning-thinking-1200.png`, fullPage: true });
+    // Finished: the metadata line appears under the answer.
+    const meta = assistant.locator('.meta');
+    await meta.waitFor({ timeout: 10_000 });
+    expect(await meta.textContent()).toMatch(/^demo-reasoner · \d+ in · \d+ out \(\d+ reasoning\)$/);
+    expect(await reasoning.count()).toBe(1);
+    expect(await reasoning.evaluate((d) => (d as HTMLDetailsElement).open)).toBe(false);
+    expect(await reasoning.locator('summary').textContent()).toMatch(/^Thought for \d+ tokens$/);
+    const thinking = await reasoning.locator('div').textContent();
+    expect(thinking).toContain('Why is the sky blue?');
+    expect(thinking).toContain('Let me think it through');
+    expect(await assistant.locator('.text').textContent()).toBe(demoReply(prompt));
+    expect(await page.locator('#error').count()).toBe(0);
+
+    await page.screenshot({ path: `${SCREENSHOTS}/reasoning-folded-1200.png`, fullPage: true });
+    await reasoning.locator('summary').click();
+    expect(await reasoning.evaluate((d) => (d as HTMLDetailsElement).open)).toBe(true);
+    await page.screenshot({ path: `${SCREENSHOTS}/reasoning-1200.png`, fullPage: true });
+    // A phone: the long word wraps instead of making the page scroll sideways.
+    await page.setViewportSize({ width: 390, height: 844 });
+    expect(await page.evaluate(() => document.documentElement.scrollWidth)).toBeLessThanOrEqual(390);
+    await page.screenshot({ path: `${SCREENSHOTS}/reasoning-390.png`, fullPage: true });
+    await page.emulateMedia({ colorScheme: 'dark' });
+    await page.screenshot({ path: `${SCREENSHOTS}/reasoning-390-dark.png`, fullPage: true });
+    await page.close();
+  }, 40_000);
+
+  it('says when an answer was cut short by the length limit', async () => {
+    const page = await openChat();
+    // The demo always finishes its answer, so this reply is played to the page as the proxy would frame it.
+    const chunks = [
+      { type: 'start', messageId: 'cut-1', messageMetadata: { model: 'o3-mini' } },
+      { type: 'reasoning-start', id: 'r' },
+      { type: 'reasoning-delta', id: 'r', delta: 'Hmm.' },
+      { type: 'reasoning-end', id: 'r' },
+      { type: 'text-start', id: 't' },
+      { type: 'text-delta', id: 't', delta: 'The answer is' },
+      { type: 'text-end', id: 't' },
+      {
+        type: 'finish',
+        finishReason: 'length',
+        messageMetadata: {
+          model: 'o3-mini',
+          usage: { promptTokens: 1234, completionTokens: 1024, totalTokens: 2258 },
+          finishReason: 'length',
+        },
+      },
+    ];
+    await page.route('**/api/chat', (route) =>
+      route.fulfill({
+        headers: { 'content-type': 'text/event-stream', 'x-vercel-ai-ui-message-stream': 'v1' },
+        body: `${chunks.map((chunk) => `data: ${JSON.stringify(chunk)}\n\n`).join('')}data: [DONE]\n\n`,
+      }),
+    );
+    await send(page, 'Tell me everything');
+    const meta = page.locator('li[data-role="assistant"] .meta');
+    await meta.waitFor({ timeout: 10_000 });
+    expect(await meta.textContent()).toBe('o3-mini · 1,234 in · 1,024 out · stopped: length limit');
+    expect(await page.locator('li[data-role="assistant"] summary').textContent()).toBe('Reasoning');
+    await page.setViewportSize({ width: 390, height: 844 });
+    await page.screenshot({ path: `${SCREENSHOTS}/length-limit-390.png`, fullPage: true });
     await page.close();
   }, 40_000);
 
