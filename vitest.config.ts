@@ -19,7 +19,8 @@ export default defineConfig({
         // per file halves the wall time. Every file still passes alone, and per-file hooks live in the setup file.
         test: { name: 'fast', include: ['tests/**/*.test.ts'], exclude: SLOW, isolate: false },
       },
-      { extends: true, test: { name: 'slow', include: SLOW } },
+      // One file at a time: a burst that keeps the event loop busy on purpose must not starve a browser test.
+      { extends: true, test: { name: 'slow', include: SLOW, fileParallelism: false } },
     ],
   },
 });

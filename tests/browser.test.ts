@@ -155,7 +155,9 @@ describe('the chat page in Chromium', () => {
   }, 40_000);
 
   it('shows the proxy’s friendly message when a request is refused', async () => {
-    const page = await openChat({ RATE_LIMIT_REQUESTS: '1' });
+    // A day-long window: with a limit of 1, a minute boundary between the two sends would let the second through
+    // (the sliding window weighs the previous window's single request down to 0).
+    const page = await openChat({ RATE_LIMIT_REQUESTS: '1', RATE_LIMIT_WINDOW: '1 d' });
     await send(page, 'first');
     await page.waitForFunction(
       () =>
@@ -171,7 +173,7 @@ describe('the chat page in Chromium', () => {
     const error = page.locator('#error');
     await error.waitFor({ timeout: 10_000 });
     expect(await error.textContent()).toMatch(
-      /^You are sending messages too quickly\. Please wait \d+ seconds? and try again\.$/,
+      /^You are sending messages too quickly\. Please wait \d+ (seconds?|minutes|hours) and try again\.$/,
     );
     await page.close();
   }, 40_000);
