@@ -5,3 +5,6 @@ import { startUpstashBridge } from './upstash-bridge';
 const bridge = await startUpstashBridge(process.env.BRIDGE_TOKEN);
 console.log(`BRIDGE ${bridge.url}`);
 process.on('SIGTERM', () => void bridge.close().then(() => process.exit(0)));
+// The parent holds our stdin: when it exits (even killed, without cleaning up), this ends and so do we.
+process.stdin.on('end', () => process.exit(0));
+process.stdin.resume();

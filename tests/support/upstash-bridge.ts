@@ -99,7 +99,7 @@ export async function startUpstashBridgeProcess(token: string = SECRETS.bridgeTo
   const main = new URL('./upstash-bridge-main.ts', import.meta.url).pathname;
   const child = spawn(process.execPath, ['--import', 'tsx', main], {
     env: { ...process.env, BRIDGE_TOKEN: token },
-    stdio: ['ignore', 'pipe', 'inherit'],
+    stdio: ['pipe', 'pipe', 'inherit'],
   });
   const url = await new Promise<string>((resolve, reject) => {
     let out = '';
