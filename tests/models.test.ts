@@ -92,6 +92,48 @@ describe('a reasoning model with no configuration', () => {
     expect(shown).toMatch(/^\[reasoning\]\n.*think it through.*\n\[\/reasoning\]\n\n/s);
   });
 
+  it('counts the first reasoning delta as the first token: thinking longer than the deadline is not a 504', async () => {
+    const paced = await startFakeUpstream({
+      apiKey: TEST_KEY,
+      tokenDelayMs: 40, // 18 thoughts at 40 ms: the answer's first text comes ~700 ms in
+      reasoning: { models: /thinker/, field: 'reasoning_content', strict: false },
+    });
+    try {
+      const config = {
+        FIRST_TOKEN_TIMEOUT_MS: '200',
+        UPSTREAM_MAX_ATTEMPTS: '1',
+        CHAT_MODEL: 'custom-thinker',
+      };
+      const handler = handlerFor(paced, config);
+      const res = await handler(chatRequest(userSays('Slow thought'), { headers: { accept: 'text/plain' } }));
+      expect(res.status).toBe(200);
+      expect(await res.text()).toContain('Slow thought');
+      expect(paced.calls).toHaveLength(1);
+    } finally {
+      await paced.close();
+    }
+  });
+
+  it('charges reasoning tokens to the budget: they are part of the completion', async () => {
+    const logs: RequestLog[] = [];
+    const handler = handlerFor(router, { CHAT_MODEL: 'custom-thinker', TOKEN_BUDGET: '100000' }, logs);
+    const ask = () => handler(chatRequest(userSays('Count me'), { headers: { accept: 'text/plain' } }));
+    const tokensLeft = (res: Response) =>
+      Number(/"tokens";r=(\d+)/.exec(res.headers.get('ratelimit') ?? '')?.[1]);
+    const first = await ask();
+    await first.text();
+    await eventually(() => logs.length === 1); // logged once its reservation was settled
+    const second = await ask();
+    await second.text();
+    const call = router.calls[0];
+    const thoughts = call?.reasoningSent ?? 0;
+    expect(thoughts).toBeGreaterThan(0);
+    const used =
+      Math.ceil(JSON.stringify(call?.body.messages).length / 4) + (call?.tokensSent ?? 0) + thoughts;
+    // Both reserve the same worst case, so the difference is what the first one really cost, thinking included.
+    expect(tokensLeft(first) - tokensLeft(second)).toBe(used);
+  });
+
   it('ends a reply that only thought and said nothing with a clear error, not silence', async () => {
     const handler = handlerFor(strict);
     strict.script({ kind: 'reasoning-only' });
