@@ -2,6 +2,7 @@ import { createServer, type IncomingMessage, type ServerResponse } from 'node:ht
 import type { AddressInfo } from 'node:net';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { type Behaviour, demoReply, splitTokens } from './behaviours';
+import { readText, sendJson } from './http';
 import { createFakeModeration, type FakeModeration } from './moderation';
 import { type ReasoningOptions, refusal, thoughts } from './reasoning';
 
@@ -234,20 +235,4 @@ function replyText(body: ChatBody, behaviour: Behaviour, options: FakeUpstreamOp
 function lastUserText(body: ChatBody): string {
   const lastUser = [...(body.messages ?? [])].reverse().find((m) => m.role === 'user');
   return typeof lastUser?.content === 'string' ? lastUser.content : '';
-}
-
-function sendJson(
-  res: ServerResponse,
-  status: number,
-  body: object,
-  headers: Record<string, string> = {},
-): void {
-  res.writeHead(status, { 'content-type': 'application/json', ...headers });
-  res.end(JSON.stringify(body));
-}
-
-async function readText(req: IncomingMessage): Promise<string> {
-  const chunks: Buffer[] = [];
-  for await (const chunk of req) chunks.push(chunk as Buffer);
-  return Buffer.concat(chunks).toString('utf8');
 }

@@ -1,4 +1,5 @@
 import type { IncomingMessage, ServerResponse } from 'node:http';
+import { readText, sendJson } from './http';
 
 /** Any input containing this is flagged, for `FLAGGED_FOR`; everything else is clean. */
 export const FLAG_MARKER = 'FLAG-ME';
@@ -108,15 +109,4 @@ function texts(input: unknown): string[] {
     const part = item as { type?: unknown; text?: unknown } | null;
     return part?.type === 'text' && typeof part.text === 'string' ? part.text : '';
   });
-}
-
-function sendJson(res: ServerResponse, status: number, body: object): void {
-  res.writeHead(status, { 'content-type': 'application/json' });
-  res.end(JSON.stringify(body));
-}
-
-async function readText(req: IncomingMessage): Promise<string> {
-  const chunks: Buffer[] = [];
-  for await (const chunk of req) chunks.push(chunk as Buffer);
-  return Buffer.concat(chunks).toString('utf8');
 }

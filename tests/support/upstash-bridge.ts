@@ -2,6 +2,7 @@ import { spawn } from 'node:child_process';
 import { createServer, type IncomingMessage, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import IORedis from 'ioredis';
+import { readText, sendJson } from '../../fake-upstream/http';
 import { tcpRequester } from '../../server/redis-tcp';
 import { REDIS_TEST_URL } from './redis';
 import { SECRETS } from './secret-scan';
@@ -28,20 +29,20 @@ export async function startUpstashBridge(token: string = SECRETS.bridgeToken): P
   const server = createServer((req, res) => {
     requests.count++;
     if (mode === 'hang') return;
-    handle(req, res).catch((error: unknown) => send(res, 500, { error: String(error) }));
+    handle(req, res).catch((error: unknown) => sendJson(res, 500, { error: String(error) }));
   });
 
   async function handle(req: IncomingMessage, res: ServerResponse): Promise<void> {
-    if (req.headers.authorization !== `Bearer ${token}`) return send(res, 401, { error: 'Unauthorized' });
+    if (req.headers.authorization !== `Bearer ${token}`) return sendJson(res, 401, { error: 'Unauthorized' });
     const body = JSON.parse(await readText(req)) as unknown;
     const path = (req.url ?? '/').split('?')[0]?.replace(/^\/+|\/+$/g, '') ?? '';
     if (path !== '' && path !== 'pipeline' && path !== 'multi-exec')
-      return send(res, 404, { error: `unknown path /${path}` });
+      return sendJson(res, 404, { error: `unknown path /${path}` });
     const reply = await requester.request({ ...(path ? { path: [path] } : {}), body });
     const base64 = req.headers['upstash-encoding'] === 'base64';
     const encoded = base64 ? encode(reply) : reply;
     const failed = !Array.isArray(reply) && typeof reply.error === 'string';
-    send(res, failed ? 400 : 200, encoded);
+    sendJson(res, failed ? 400 : 200, encoded);
   }
 
   server.keepAliveTimeout = 5_000;
@@ -74,17 +75,6 @@ function encodeValue(value: unknown): unknown {
   if (typeof value === 'string') return Buffer.from(value).toString('base64');
   if (Array.isArray(value)) return value.map(encodeValue);
   return value;
-}
-
-function send(res: ServerResponse, status: number, body: unknown): void {
-  res.writeHead(status, { 'content-type': 'application/json' });
-  res.end(JSON.stringify(body));
-}
-
-async function readText(req: IncomingMessage): Promise<string> {
-  const chunks: Buffer[] = [];
-  for await (const chunk of req) chunks.push(chunk as Buffer);
-  return Buffer.concat(chunks).toString('utf8');
 }
 
 export interface BridgeProcess {
