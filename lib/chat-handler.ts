@@ -1,11 +1,12 @@
 import type { Config } from './config';
 import { errorResponse, toProxyError } from './errors';
+import type { CountTokens } from './history/token-count';
 import { createAuthenticator } from './http/caller-auth';
 import { createCors } from './http/cors';
 import { readJsonBody } from './http/read-body';
 import { requestIdFrom } from './http/request-id';
 import { baseHeaders, methodNotAllowed } from './http/responses';
-import { createRequestValidator } from './http/validate-request';
+import { createRequestValidator, type HistoryReport } from './http/validate-request';
 import type { Internal } from './internal';
 import type { Admission, RateLimitGate } from './limits/gate';
 import { worstCaseTokens } from './limits/token-bound';
@@ -34,6 +35,8 @@ export interface ChatHandlerDeps {
   readonly shutdown: ShutdownHooks;
   /** The platform's own page origins, besides `PUBLIC_URL` (see `Platform.ownOrigins`); read on every request. */
   readonly ownOrigins: readonly string[];
+  /** The token counter for the history caps: a real tokenizer where the platform has one, else the estimate. */
+  readonly countTokens?: () => Promise<CountTokens>;
 }
 
 export type ChatHandler = (req: Request) => Promise<Response>;
@@ -47,6 +50,8 @@ interface Run {
   readonly context: RequestContext;
   readonly headers: Record<string, string>;
   readonly startedAt: number;
+  /** Oldest messages left out to fit the caps: the UI stream tells the app. */
+  readonly trimmed: number;
 }
 
 /**
@@ -57,7 +62,7 @@ interface Run {
 export function createChatHandler(deps: ChatHandlerDeps): ChatHandler {
   const { config, upstream, gate, log, waitUntil } = deps;
   const { now, newId } = deps.internal;
-  const validate = createRequestValidator(config);
+  const validate = createRequestValidator(config, deps.countTokens);
   const { security } = config;
   const cors = createCors(security, deps.ownOrigins);
   const authenticate = createAuthenticator(security);
@@ -77,8 +82,10 @@ export function createChatHandler(deps: ChatHandlerDeps): ChatHandler {
       headers = { ...headers, ...cors.check(req) };
       if (req.method !== 'POST') throw methodNotAllowed(req.method);
       const callerId = await authenticate(req);
-      let request = validate(await readJsonBody(req, config.caps));
-      context = { ...context, model: request.model };
+      const { request: valid, history } = await validate(await readJsonBody(req, config.caps));
+      let request = valid;
+      context = { ...context, model: request.model, ...historyFields(history) };
+      headers = { ...headers, ...historyHeaders(history) };
       admission = await gate.admit(req, callerId, worstCaseTokens(request, config.systemPrompt));
       headers = { ...headers, ...admission.headers };
       context = { ...context, ...admissionFields(admission) };
@@ -99,7 +106,8 @@ export function createChatHandler(deps: ChatHandlerDeps): ChatHandler {
       });
       const admitted = admission;
       admission = undefined; // from here on, the stream's end settles it
-      return respond(deps, reply, { req, request, abort, admitted, context, headers, startedAt });
+      const { trimmed } = history;
+      return respond(deps, reply, { req, request, abort, admitted, context, headers, startedAt, trimmed });
     } catch (caught) {
       const error = toProxyError(caught);
       // No reply was streamed: nothing was generated, so the whole reservation and the stream slot go back.
@@ -133,7 +141,8 @@ function respond(deps: ChatHandlerDeps, reply: ServedReply, run: Run): Response 
   if (protocol === 'text') {
     return textStreamResponse(replyStream(reply, textFraming(config.models.reasoningInText), hooks), headers);
   }
-  const framing = uiFraming({ messageId: request.messageId ?? newId(), model: reply.served.model });
+  const messageId = request.messageId ?? newId();
+  const framing = uiFraming({ messageId, model: reply.served.model, trimmed: run.trimmed });
   return uiStreamResponse(replyStream(reply, framing, hooks), headers);
 }
 
@@ -143,6 +152,15 @@ function admissionFields(admission: Admission): Partial<RequestContext> {
     ratelimit: admission.decision,
     ...(admission.detail ? { ratelimit_error: admission.detail } : {}),
   };
+}
+
+/** What was left out of the conversation: for the log, and (the trimming) for the client. */
+function historyFields({ droppedParts, trimmed }: HistoryReport): Partial<RequestContext> {
+  return { ...(droppedParts ? { dropped_parts: droppedParts } : {}), ...(trimmed ? { trimmed } : {}) };
+}
+
+function historyHeaders({ trimmed }: HistoryReport): Record<string, string> {
+  return trimmed ? { 'x-chat-trimmed': String(trimmed) } : {};
 }
 
 /** Which model answered, and whether it was a fallback: a response header the client can act on. */

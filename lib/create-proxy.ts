@@ -1,5 +1,6 @@
 import { type ChatHandler, createChatHandler } from './chat-handler';
 import type { Config } from './config';
+import { type LoadTokenCounter, lazyTokenCounter } from './history/token-count';
 import { type Internal, internalWith } from './internal';
 import type { ClientIp } from './limits/caller-identity';
 import { createLimitStores } from './limits/create-stores';
@@ -28,6 +29,11 @@ export interface Platform {
    * request, so the Node server can fill the list in once it knows the port it bound.
    */
   readonly ownOrigins?: readonly string[];
+  /**
+   * A real tokenizer for the history caps (`MAX_INPUT_TOKENS`), loaded on first use; the Node server brings
+   * `gpt-tokenizer`. Absent (the edge: a vocabulary is megabytes), a calibrated estimate counts.
+   */
+  readonly tokenCounter?: LoadTokenCounter;
   /** Clock, jitter and ids; tests replace them to move time instead of sleeping. */
   readonly _internal?: Partial<Internal>;
 }
@@ -55,6 +61,9 @@ export function createProxy(config: Config, platform: Platform): ChatProxy {
     promise.then(release, release);
     background(promise);
   };
+  const countTokens = lazyTokenCounter(platform.tokenCounter);
+  // Start loading at once, off the request path, so the first conversation does not wait for the vocabulary.
+  if (platform.tokenCounter) void countTokens();
   const { rateLimit } = config;
   const redis = connectRedis(rateLimit.store, rateLimit.redisTimeoutMs, platform.tcpRedis);
   const gate = createRateLimitGate({
@@ -73,6 +82,7 @@ export function createProxy(config: Config, platform: Platform): ChatProxy {
     waitUntil,
     log: platform.log ?? jsonLogger,
     ownOrigins: platform.ownOrigins ?? [],
+    countTokens,
     internal,
     shutdown,
   });

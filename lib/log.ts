@@ -13,6 +13,10 @@ export interface RequestLog {
   readonly ttft_ms?: number;
   /** Parameters the upstream refused and the request was fixed for, once per model (`o3: max_tokens→max_completion_tokens`). */
   readonly adapted?: string;
+  /** Message parts left out that were neither text nor UI-only: tool calls, old attachments, unknown types. */
+  readonly dropped_parts?: number;
+  /** The oldest messages left out so the conversation fit the caps (`HISTORY_OVERFLOW=trim`). */
+  readonly trimmed?: number;
   /** Upstream attempts before the first token, retries and fallbacks included. */
   readonly attempts?: number;
   /** `model` when a fallback model answered, `message` when FALLBACK_MESSAGE did. */

@@ -1,14 +1,28 @@
 import type { Platform } from '../lib/create-proxy';
+import type { CountTokens } from '../lib/history/token-count';
 import { tcpRedis } from './redis-tcp';
 
 /**
- * The Node adapter (the Vercel one is lib/platform/vercel.ts): the client IP from the socket, and a TCP client
- * for `REDIS_URL` besides Upstash REST. Background work simply runs; the process outlives the response.
+ * The Node adapter (the Vercel one is lib/platform/vercel.ts): the client IP from the socket, a TCP client for
+ * `REDIS_URL` besides Upstash REST, and a real tokenizer for the history caps. Background work simply runs; the
+ * process outlives the response.
  */
 export const nodePlatform: Platform = {
   clientIp: socketIp,
   tcpRedis,
+  tokenCounter: loadTokenizer,
 };
+
+/**
+ * o200k_base, the tokenizer of OpenAI's current models (gpt-4o, gpt-4.1, o-series, gpt-5); other families count
+ * within a few tens of percent of it. Imported only when called: its vocabulary takes ~400 ms to load.
+ */
+async function loadTokenizer(): Promise<CountTokens> {
+  const { countTokens } = await import('gpt-tokenizer');
+  // By default it throws on `<|endoftext|>` and its kin; in a user's message they are just text.
+  const asText = { disallowedSpecial: new Set<string>() };
+  return (text) => countTokens(text, asText);
+}
 
 /** srvx puts the socket's remote address on the request. Behind a proxy, set CLIENT_IP_HEADER instead. */
 function socketIp(req: Request): string | undefined {

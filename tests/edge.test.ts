@@ -44,6 +44,10 @@ describe('edge bundle', () => {
     expect(bundle.nodeBuiltins).toEqual([]);
   });
 
+  it('leaves the tokenizer to the Node server: the edge estimates tokens', () => {
+    expect(bundle.code).not.toMatch(/gpt-tokenizer|o200k/);
+  });
+
   it('stays far below the 1 MB gzipped limit of Vercel Hobby', () => {
     console.info(`edge bundle: ${bundle.bytes} bytes, ${bundle.gzipBytes} bytes gzipped`);
     expect(bundle.gzipBytes).toBeLessThan(1024 * 1024);

@@ -1,11 +1,13 @@
 import { afterEach, describe, expect, it } from 'vitest';
 import { chatRequest, startHarness, streamedRequest, userSays } from './support/harness';
 
+// `refuse`: over-long conversations are a 400 here; trimming them is tests/history.test.ts.
 const h = await startHarness({
   MAX_MESSAGES: '4',
   MAX_MESSAGE_CHARS: '100',
   MAX_TOTAL_CHARS: '250',
   MAX_BODY_BYTES: '2000',
+  HISTORY_OVERFLOW: 'refuse',
 });
 
 interface ErrorBody {
@@ -198,8 +200,8 @@ describe('body validation', () => {
     [
       'a useChat message with only empty text',
       ui([{ type: 'text', text: '' }]),
-      'messages[0].content',
-      /must not be empty/,
+      'messages[0].parts',
+      /at least one text part that is not empty/,
     ],
   ];
 

@@ -1,6 +1,7 @@
 import * as z from 'zod/mini';
 import { commaList, type Env, httpUrl, invalid, modelName, parseEnv, positiveInt } from './env';
 import { type FailoverConfig, failoverEnv, toFailoverConfig } from './failover';
+import { type HistoryConfig, historyEnv, toHistoryConfig } from './history';
 import { type ModelsConfig, modelsEnv, toModelsConfig } from './models';
 import { type ModerationConfig, moderationEnv, toModerationConfig } from './moderation';
 import { type RateLimitConfig, rateLimitEnv, toRateLimitConfig } from './rate-limit';
@@ -25,6 +26,8 @@ export interface Config {
   readonly systemPrompt: string;
   /** How big one request may be. (Rate limits, which count requests over time, are `rateLimit`.) */
   readonly caps: RequestCaps;
+  /** Long conversations: the input-token cap, and whether to trim or refuse past any cap. */
+  readonly history: HistoryConfig;
   readonly rateLimit: RateLimitConfig;
   /** Retries, fallbacks and timeouts. */
   readonly failover: FailoverConfig;
@@ -75,6 +78,7 @@ const envSchema = z.object({
 /** Every variable the config reads by name (providers add `UPSTREAM_<NAME>_*`); the docs test checks them. */
 export const CONFIG_VARIABLES: readonly string[] = [
   ...Object.keys(envSchema.shape),
+  ...Object.keys(historyEnv.shape),
   ...Object.keys(rateLimitEnv.shape),
   ...Object.keys(failoverEnv.shape),
   ...Object.keys(securityEnv.shape),
@@ -93,6 +97,7 @@ export interface LoadOptions {
 /** Parses the environment into a frozen config, or throws a ConfigError naming every bad variable. */
 export function loadConfig(env: Env, options: LoadOptions = {}): Config {
   const schema = z.extend(envSchema, {
+    ...historyEnv.shape,
     ...rateLimitEnv.shape,
     ...failoverEnv.shape,
     ...securityEnv.shape,
@@ -131,6 +136,7 @@ export function loadConfig(env: Env, options: LoadOptions = {}): Config {
       maxBodyBytes: e.MAX_BODY_BYTES,
       bodyTimeoutMs: e.BODY_TIMEOUT_MS,
     },
+    history: toHistoryConfig(e, e.SYSTEM_PROMPT.trim()),
     rateLimit,
     failover,
     security,

@@ -1,30 +1,59 @@
 import * as z from 'zod/mini';
 import type { Config, RequestCaps } from '../config';
 import { ProxyError } from '../errors';
-import type { ChatMessage, ChatRequest, ChatRole } from '../types';
+import { fitHistory, type HistoryLimits, systemPromptTokens } from '../history/fit';
+import { type CountTokens, lazyTokenCounter } from '../history/token-count';
+import { type Issue, toUpstreamMessages } from '../parts/to-upstream';
+import type { ChatMessage, ChatRequest } from '../types';
 
-export type ValidateChatRequest = (body: unknown) => ChatRequest;
+/** A request that passed every check, and what was left out of its conversation on the way. */
+export interface ValidRequest {
+  readonly request: ChatRequest;
+  readonly history: HistoryReport;
+}
+
+export interface HistoryReport {
+  /** Parts dropped that were neither text nor UI-only: tool calls, old attachments, types this proxy does not know. */
+  readonly droppedParts: number;
+  /** The oldest messages left out so the conversation fits the caps (`HISTORY_OVERFLOW=trim`). */
+  readonly trimmed: number;
+}
+
+export type ValidateChatRequest = (body: unknown) => Promise<ValidRequest>;
 
 /**
  * Builds the validator once per config. Two body shapes are accepted: the one `useChat` sends
- * (`{ id, messages: [{ id, role, parts: [{ type: 'text', text }] }], trigger, messageId }`) and the curl-friendly
- * `{ messages: [{ role, content }] }`. Unknown fields are dropped, so nothing unchecked reaches the upstream.
+ * (`{ id, messages: [{ id, role, parts }], trigger, messageId }`, its parts turned into text by lib/parts) and the
+ * curl-friendly `{ messages: [{ role, content }] }`. Unknown fields are dropped, so nothing unchecked reaches the
+ * upstream. Then the conversation is fitted to the caps (lib/history), counted with `tokenCounter`.
  */
-export function createRequestValidator(config: Config): ValidateChatRequest {
+export function createRequestValidator(
+  config: Config,
+  tokenCounter: () => Promise<CountTokens> = lazyTokenCounter(undefined),
+): ValidateChatRequest {
   const { caps } = config;
-  const { simpleMessage, uiMessage } = messageSchemas(caps);
-  const options = optionSchemas(config);
-  const bodyError = { error: 'The body must be a JSON object' };
-  const uiBody = z.object({ messages: messageList(uiMessage, caps), ...options }, bodyError);
-  const simpleBody = z.object({ messages: messageList(simpleMessage, caps), ...options }, bodyError);
+  const parse = createBodyParser(config);
+  const limits: HistoryLimits = {
+    maxMessages: caps.maxMessages,
+    maxTotalChars: caps.maxTotalChars,
+    maxInputTokens: config.history.maxInputTokens,
+    overflow: config.history.overflow,
+  };
+  // The system prompt is the same on every request: count it once per counter (the estimate, then the tokenizer).
+  let prompt: { count?: CountTokens; tokens: number } = { tokens: 0 };
+  const promptTokens = (count: CountTokens) => {
+    if (prompt.count !== count) prompt = { count, tokens: systemPromptTokens(config.systemPrompt, count) };
+    return prompt.tokens;
+  };
 
-  return (body) => {
-    const schema = looksLikeUseChat(body) ? uiBody : simpleBody;
-    const result = schema.safeParse(body);
-    if (!result.success) throw validationError(result.error);
-    const { messages, model, maxTokens, temperature, reasoningEffort, messageId, trigger } = result.data;
-    return {
-      messages,
+  return async (body) => {
+    const { messages, droppedParts, model, maxTokens, temperature, reasoningEffort, messageId, trigger } =
+      parse(body);
+    const count = await tokenCounter();
+    const fit = fitHistory(messages, promptTokens(count), limits, count);
+    if (fit.refusal !== undefined) throw validationError([{ path: ['messages'], message: fit.refusal }]);
+    const request: ChatRequest = {
+      messages: fit.messages,
       model: model ?? config.defaultModel,
       maxTokens: maxTokens ?? caps.maxOutputTokens,
       temperature,
@@ -32,6 +61,32 @@ export function createRequestValidator(config: Config): ValidateChatRequest {
       // Only a regenerated reply keeps its id; any other reply is a new message.
       messageId: trigger === 'regenerate-message' ? messageId : undefined,
     };
+    return { request, history: { droppedParts, trimmed: fit.trimmed } };
+  };
+}
+
+/** Checks either body shape and turns its messages into the upstream's `{ role, content }`. */
+function createBodyParser(config: Config) {
+  const options = optionSchemas(config);
+  const bodyError = { error: 'The body must be a JSON object' };
+  const uiBody = z.object({ messages: messageList(uiMessage), ...options }, bodyError);
+  const simpleBody = z.object({ messages: messageList(simpleMessage(config.caps)), ...options }, bodyError);
+  type Parsed = Omit<z.output<typeof simpleBody>, 'messages'> & {
+    readonly messages: readonly ChatMessage[];
+    readonly droppedParts: number;
+  };
+
+  return (body: unknown): Parsed => {
+    if (!looksLikeUseChat(body)) {
+      const result = simpleBody.safeParse(body);
+      if (!result.success) throw validationError(result.error.issues);
+      return { ...result.data, droppedParts: 0 };
+    }
+    const result = uiBody.safeParse(body);
+    if (!result.success) throw validationError(result.error.issues);
+    const converted = toUpstreamMessages(result.data.messages, config.caps.maxMessageChars);
+    if (converted.issues) throw validationError(converted.issues);
+    return { ...result.data, messages: converted.messages, droppedParts: converted.droppedParts };
   };
 }
 
@@ -42,40 +97,32 @@ const role = z.enum(['user', 'assistant'], {
       : 'must be "user" or "assistant"',
 });
 
-function messageSchemas(caps: RequestCaps) {
-  const text = z.string({ error: 'must be a string' }).check(
+function simpleMessage(caps: RequestCaps) {
+  const content = z.string({ error: 'must be a string' }).check(
     z.refine((s) => s.trim().length > 0, 'must not be empty'),
     z.refine(
       (s) => s.length <= caps.maxMessageChars,
       `is too long (at most ${caps.maxMessageChars} characters)`,
     ),
   );
-  const simpleMessage = z.object({ role, content: text });
-  const textPart = z.object({ type: z.literal('text'), text: z.string({ error: 'must be a string' }) });
-  // useChat adds `step-start` markers to assistant messages; they carry no content, so they are dropped.
-  const stepStartPart = z.object({ type: z.literal('step-start') });
-  const part = z.discriminatedUnion('type', [textPart, stepStartPart], {
-    error: (issue) =>
-      issue.code === 'invalid_union' ? 'only text parts are supported (type "text")' : 'must be an object',
-  });
-  const uiMessage = z.pipe(
-    z.object({
-      id: z.optional(z.string().check(z.maxLength(200))),
-      role,
-      parts: z
-        .array(part, { error: 'must be an array of parts' })
-        .check(z.minLength(1, 'must contain at least one text part')),
-    }),
-    z.pipe(
-      z.transform(({ role, parts }: { role: ChatRole; parts: z.output<typeof part>[] }) => ({
-        role,
-        content: parts.map((p) => (p.type === 'text' ? p.text : '')).join(''),
-      })),
-      z.object({ role, content: text }),
-    ),
-  );
-  return { simpleMessage, uiMessage };
+  return z.object({ role, content });
 }
+
+/**
+ * Only the envelope of a `useChat` message is checked here: a part is any object with a string `type` (useChat
+ * grows new part types, and refusing one would break every later turn); lib/parts decides what each type becomes.
+ */
+const uiMessage = z.object({
+  id: z.optional(z.string().check(z.maxLength(200))),
+  role,
+  parts: z.array(
+    z.object(
+      { type: z.string({ error: 'must be a string' }), text: z.optional(z.unknown()) },
+      { error: 'must be an object' },
+    ),
+    { error: 'must be an array of parts' },
+  ),
+});
 
 function optionSchemas(config: Config) {
   const { maxOutputTokens } = config.caps;
@@ -123,18 +170,15 @@ function optionSchemas(config: Config) {
   };
 }
 
-function messageList<T extends z.ZodMiniType<ChatMessage, unknown>>(message: T, caps: RequestCaps) {
-  return z.array(message, { error: 'is required and must be an array of messages' }).check(
-    z.minLength(1, 'must contain at least one message'),
-    z.maxLength(caps.maxMessages, `has too many messages (at most ${caps.maxMessages})`),
-    z.refine(
-      // zod still runs this check when an element failed, so it must not trust the element shapes.
-      (list) =>
-        list.reduce((n, m) => n + (typeof m?.content === 'string' ? m.content.length : 0), 0) <=
-        caps.maxTotalChars,
-      `are too long in total (at most ${caps.maxTotalChars} characters across the conversation)`,
-    ),
-  );
+/**
+ * The message count and total size are not capped here: past `MAX_MESSAGES` or `MAX_TOTAL_CHARS` a conversation is
+ * trimmed or refused as `HISTORY_OVERFLOW` says, after its parts became text (lib/history). `MAX_BODY_BYTES` already
+ * bounds how many messages can arrive.
+ */
+function messageList<T extends z.ZodMiniType>(message: T) {
+  return z
+    .array(message, { error: 'is required and must be an array of messages' })
+    .check(z.minLength(1, 'must contain at least one message'));
 }
 
 function looksLikeUseChat(body: unknown): boolean {
@@ -143,14 +187,14 @@ function looksLikeUseChat(body: unknown): boolean {
   return Array.isArray(messages) && messages.some((m) => typeof m === 'object' && m !== null && 'parts' in m);
 }
 
-function validationError(error: z.core.$ZodError): ProxyError {
-  const issues = error.issues.slice(0, 3).map((issue) => {
+function validationError(issues: readonly Issue[]): ProxyError {
+  const shown = issues.slice(0, 3).map((issue) => {
     const path = formatPath(issue.path);
     return path ? `${path}: ${issue.message}` : issue.message;
   });
-  const more = error.issues.length > 3 ? ` (and ${error.issues.length - 3} more)` : '';
-  const first = error.issues[0];
-  return new ProxyError(400, 'invalid_request', `Invalid request: ${issues.join('; ')}${more}.`, {
+  const more = issues.length > 3 ? ` (and ${issues.length - 3} more)` : '';
+  const first = issues[0];
+  return new ProxyError(400, 'invalid_request', `Invalid request: ${shown.join('; ')}${more}.`, {
     param: first ? formatPath(first.path) || undefined : undefined,
   });
 }

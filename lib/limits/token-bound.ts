@@ -1,8 +1,8 @@
 import type { ChatRequest } from '../types';
 
 /** What every chat message costs on top of its text in OpenAI's format (role and separators), rounded up. */
-const PER_MESSAGE = 4;
-const PER_REPLY = 3;
+export const PER_MESSAGE = 4;
+export const PER_REPLY = 3;
 
 /**
  * An upper bound of the prompt's tokens, without a tokenizer: every token of a byte-level BPE tokenizer (OpenAI's,

@@ -37,6 +37,8 @@ export interface UiReplyMeta {
   readonly messageId: string;
   /** The model that answered (absent for the operator's fallback message). */
   readonly model: string | undefined;
+  /** Oldest messages left out of the conversation to fit the caps; the app hears of it right after `start`. */
+  readonly trimmed?: number;
 }
 
 /**
@@ -61,7 +63,8 @@ export function uiFraming(meta: UiReplyMeta): Framing {
     return [...closed, { type: type === 'text' ? 'text-start' : 'reasoning-start', id: open.id }];
   };
   return {
-    start: () => sse({ type: 'start', messageId: meta.messageId, messageMetadata: model }),
+    start: () =>
+      sse({ type: 'start', messageId: meta.messageId, messageMetadata: model }, ...trimmedPart(meta.trimmed)),
     text: (delta) => {
       // The hot path: one text part, already open.
       if (open?.type === 'text') return sse({ type: 'text-delta', id: open.id, delta });
@@ -79,6 +82,14 @@ export function uiFraming(meta: UiReplyMeta): Framing {
     },
     error: (errorText) => sse(...close(), { type: 'error', errorText }) + DONE,
   };
+}
+
+/**
+ * A transient data part: useChat hands it to `onData` and keeps it out of the message, so it never comes back in the
+ * history it resends.
+ */
+function trimmedPart(trimmed: number | undefined): UIMessageChunk[] {
+  return trimmed ? [{ type: 'data-trimmed', data: { messages: trimmed }, transient: true }] : [];
 }
 
 function usageMetadata(usage: Usage | undefined): Pick<ChatMetadata, 'usage'> {

@@ -1,4 +1,4 @@
-import { DefaultChatTransport, readUIMessageStream, type UIMessage } from 'ai';
+import { DefaultChatTransport, readUIMessageStream, type UIMessage, type UIMessageChunk } from 'ai';
 import type { ChatHandler } from '../../lib/chat-handler';
 import type { ChatMetadata } from '../../lib/types';
 import { TEST_IP } from './harness';
@@ -10,6 +10,10 @@ export interface UiResult {
   readonly message: UIMessage<ChatMetadata> | undefined;
   /** Errors the SDK raised while reading: what useChat would put in `error`. */
   readonly errors: string[];
+  /** Every chunk as the SDK parsed it, transient data parts included (useChat hands those to `onData`). */
+  readonly chunks: UIMessageChunk[];
+  /** The response headers, as the transport's fetch saw them. */
+  readonly headers: Headers | undefined;
 }
 
 /**
@@ -21,11 +25,16 @@ export async function chatLikeUseChat(
   messages: UIMessage<ChatMetadata>[],
   options: { headers?: Record<string, string>; body?: object; regenerate?: string } = {},
 ): Promise<UiResult> {
+  let headers: Headers | undefined;
   const transport = new DefaultChatTransport<UIMessage<ChatMetadata>>({
     api: 'http://proxy.test/api/chat',
     headers: { 'x-real-ip': TEST_IP, ...options.headers },
     ...(options.body ? { body: options.body } : {}),
-    fetch: (input, init) => handler(new Request(input, init)),
+    fetch: async (input, init) => {
+      const res = await handler(new Request(input, init));
+      headers = res.headers;
+      return res;
+    },
   });
   const stream = await transport.sendMessages({
     chatId: 'chat-1',
@@ -35,15 +44,24 @@ export async function chatLikeUseChat(
     abortSignal: undefined,
   });
   const errors: string[] = [];
+  const chunks: UIMessageChunk[] = [];
+  const recorded = stream.pipeThrough(
+    new TransformStream<UIMessageChunk, UIMessageChunk>({
+      transform(chunk, controller) {
+        chunks.push(chunk);
+        controller.enqueue(chunk);
+      },
+    }),
+  );
   let last: UIMessage<ChatMetadata> | undefined;
   for await (const message of readUIMessageStream<UIMessage<ChatMetadata>>({
-    stream,
+    stream: recorded,
     onError: (error) => errors.push(error instanceof Error ? error.message : String(error)),
   })) {
     last = message;
   }
   const text = (last?.parts ?? []).map((part) => (part.type === 'text' ? part.text : '')).join('');
-  return { text, message: last, errors };
+  return { text, message: last, errors, chunks, headers };
 }
 
 export function userMessage(text: string, id = 'm1'): UIMessage<ChatMetadata> {
