@@ -234,5 +234,15 @@ function replyText(body: ChatBody, behaviour: Behaviour, options: FakeUpstreamOp
 
 function lastUserText(body: ChatBody): string {
   const lastUser = [...(body.messages ?? [])].reverse().find((m) => m.role === 'user');
-  return typeof lastUser?.content === 'string' ? lastUser.content : '';
+  const content = lastUser?.content;
+  if (typeof content === 'string') return content;
+  // A message with attachments carries OpenAI content parts: echo its text parts.
+  if (!Array.isArray(content)) return '';
+  return content
+    .map((part: unknown) =>
+      typeof part === 'object' && part !== null && 'text' in part && typeof part.text === 'string'
+        ? part.text
+        : '',
+    )
+    .join('');
 }

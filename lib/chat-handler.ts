@@ -1,4 +1,5 @@
 import type { Config } from './config';
+import { attachmentAllowance } from './config/attachments';
 import { errorResponse, toProxyError } from './errors';
 import type { CountTokens } from './history/token-count';
 import { createAuthenticator } from './http/caller-auth';
@@ -11,6 +12,7 @@ import type { Internal } from './internal';
 import type { Admission, RateLimitGate } from './limits/gate';
 import { worstCaseTokens } from './limits/token-bound';
 import { errorFields, type Logger, type RequestContext, usageFields } from './log';
+import { textOf } from './parts/content';
 import type { ShutdownHooks } from './shutdown';
 import { replyStream, type StreamEnd } from './stream/reply-stream';
 import { textFraming, textStreamResponse, wantsPlainText } from './stream/text-framing';
@@ -66,6 +68,11 @@ export function createChatHandler(deps: ChatHandlerDeps): ChatHandler {
   const { security } = config;
   const cors = createCors(security, deps.ownOrigins);
   const authenticate = createAuthenticator(security);
+  // The reader lets attachments through on top of `MAX_BODY_BYTES`; the validator then holds the text to that cap.
+  const bodyLimits = {
+    maxBodyBytes: config.caps.maxBodyBytes + attachmentAllowance(config.attachments),
+    bodyTimeoutMs: config.caps.bodyTimeoutMs,
+  };
   const { safetyIdentifierSecret } = config.models;
   const safetyIdentifier = safetyIdentifierSecret
     ? createSafetyIdentifier(safetyIdentifierSecret)
@@ -82,7 +89,8 @@ export function createChatHandler(deps: ChatHandlerDeps): ChatHandler {
       headers = { ...headers, ...cors.check(req) };
       if (req.method !== 'POST') throw methodNotAllowed(req.method);
       const callerId = await authenticate(req);
-      const { request: valid, history } = await validate(await readJsonBody(req, config.caps));
+      const { body, bytes } = await readJsonBody(req, bodyLimits);
+      const { request: valid, history } = await validate(body, bytes);
       let request = valid;
       context = { ...context, model: request.model, ...historyFields(history) };
       headers = { ...headers, ...historyHeaders(history) };
@@ -190,7 +198,7 @@ function servedFields(reply: ServedReply): Partial<RequestContext> {
 function tokensUsed(reply: ServedReply, request: ChatRequest): number {
   if (reply.served.fallback === 'message') return 0;
   if (reply.outcome.usage) return reply.outcome.usage.totalTokens;
-  const promptChars = request.messages.reduce((n, m) => n + m.content.length, 0);
+  const promptChars = request.messages.reduce((n, m) => n + textOf(m).length, 0);
   return Math.ceil(promptChars / 4) + reply.outcome.deltas;
 }
 

@@ -6,10 +6,22 @@
 
 export type ChatRole = 'user' | 'assistant';
 
-export interface ChatMessage {
-  readonly role: ChatRole;
-  readonly content: string;
-}
+/**
+ * A piece of a user message in OpenAI's content-part shapes: text, an image (a checked data URL or an https URL from
+ * `ATTACHMENT_HOSTS`), or an inline file (a PDF or text file, as a data URL). Only user messages carry parts.
+ */
+export type ContentPart =
+  | { readonly type: 'text'; readonly text: string }
+  | { readonly type: 'image_url'; readonly image_url: { readonly url: string } }
+  | { readonly type: 'file'; readonly file: { readonly filename?: string; readonly file_data: string } };
+
+/**
+ * A message without attachments keeps its content a plain string (the common case, and what every provider takes);
+ * a user message with attachments carries parts.
+ */
+export type ChatMessage =
+  | { readonly role: 'user'; readonly content: string | readonly ContentPart[] }
+  | { readonly role: 'assistant'; readonly content: string };
 
 /** How much a reasoning model may think, as OpenAI's `reasoning_effort` spells it. */
 export type ReasoningEffort = 'minimal' | 'low' | 'medium' | 'high';

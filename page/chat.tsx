@@ -1,125 +1,173 @@
 import { useChat } from '@ai-sdk/react';
-import type { UIMessage } from 'ai';
-import { type FormEvent, useState } from 'react';
+import { type FormEvent, type KeyboardEvent, useRef, useState } from 'react';
 import { createRoot } from 'react-dom/client';
-import type { ChatMetadata } from '../lib/types';
-
-type Message = UIMessage<ChatMetadata>;
+import { useFollow, useModels } from './hooks';
+import { Bubble, type Message } from './message';
 
 /**
  * The demo chat page: `useChat` from `@ai-sdk/react`, unchanged, talking to POST /api/chat on the same origin.
  * It doubles as the end-to-end proof that the proxy speaks the UI message stream protocol (tests/browser.test.ts).
  */
 function Chat() {
-  const { messages, sendMessage, status, error, stop } = useChat<Message>();
+  const { messages, sendMessage, regenerate, setMessages, status, error, stop, clearError } =
+    useChat<Message>();
   const [input, setInput] = useState('');
+  const [stopped, setStopped] = useState<ReadonlySet<string>>(new Set());
+  const [chosen, setChosen] = useState<string>();
+  const prompt = useRef<HTMLTextAreaElement>(null);
+  const follow = useFollow();
+  const models = useModels();
   const busy = status === 'submitted' || status === 'streaming';
+  const last = messages.at(-1);
+  const lastUser = messages.findLastIndex((m) => m.role === 'user');
+  // The last message is the user's and there was an error: the request was refused (a 400, a 429) or failed before
+  // a reply began. Left in place it would be sent again under every later message and fail each of them too.
+  const refused = status === 'error' && last?.role === 'user' ? last : undefined;
+  // The model travels in the body only when there is a choice: without one the proxy picks its default.
+  const model = models && models.models.length > 1 ? (chosen ?? models.default) : undefined;
+  const options = model ? { body: { model } } : undefined;
 
+  const send = () => {
+    if (!input.trim() || busy) return;
+    if (refused) drop(refused);
+    follow();
+    void sendMessage({ text: input }, options);
+    setInput('');
+  };
   const submit = (event: FormEvent) => {
     event.preventDefault();
-    if (!input.trim() || busy) return;
-    void sendMessage({ text: input });
-    setInput('');
+    send();
+  };
+  const onKeyDown = (event: KeyboardEvent<HTMLTextAreaElement>) => {
+    // Enter sends, Shift+Enter is a new line; not while an input method is still composing a character.
+    if (event.key !== 'Enter' || event.shiftKey || event.nativeEvent.isComposing) return;
+    event.preventDefault();
+    send();
+  };
+  /** Takes a message (and whatever answered it) out of the conversation, so it is never sent again. */
+  const drop = (message: Message) => {
+    setMessages((current) => {
+      const index = current.findIndex((m) => m.id === message.id);
+      return index < 0 ? current : current.slice(0, index);
+    });
+    clearError();
+  };
+  /** Edit: the message goes back into the input, and out of the conversation until it is sent again. */
+  const edit = (message: Message) => {
+    drop(message);
+    setInput(message.parts.map((part) => (part.type === 'text' ? part.text : '')).join(''));
+    prompt.current?.focus();
+  };
+  const retry = () => {
+    follow();
+    void regenerate(options);
+  };
+  const halt = () => {
+    // Marked here, since nothing in the message itself can tell a stopped reply from one that ended.
+    if (last?.role === 'assistant') setStopped((ids) => new Set(ids).add(last.id));
+    void stop();
+  };
+  const newChat = () => {
+    if (busy) void stop();
+    setMessages([]);
+    clearError();
+    setStopped(new Set());
+    prompt.current?.focus();
   };
 
   return (
     <main>
-      <h1>ai-chat-proxy</h1>
+      <header>
+        <h1>ai-chat-proxy</h1>
+        {model && models && (
+          <select id="model" aria-label="Model" value={model} onChange={(e) => setChosen(e.target.value)}>
+            {models.models.map((name) => (
+              <option key={name}>{name}</option>
+            ))}
+          </select>
+        )}
+        <button id="new-chat" type="button" onClick={newChat} disabled={!messages.length && !error}>
+          New chat
+        </button>
+      </header>
+      {!messages.length && !error && <p className="hint">Enter sends, Shift+Enter starts a new line.</p>}
       <ol id="messages">
-        {messages.map((message, index) => (
-          <Bubble
-            key={message.id}
-            message={message}
-            streaming={busy && message.role === 'assistant' && index === messages.length - 1}
-          />
-        ))}
+        {messages.map((message, index) => {
+          const isLast = index === messages.length - 1;
+          // Only the last exchange can be changed: editing an earlier message would rewrite what came after it.
+          const canAct = !busy && !refused && (message.role === 'user' ? index === lastUser : isLast);
+          return (
+            <Bubble
+              key={message.id}
+              message={message}
+              streaming={busy && isLast && message.role === 'assistant'}
+              stopped={stopped.has(message.id)}
+              actions={
+                canAct &&
+                (message.role === 'user' ? (
+                  <button type="button" onClick={() => edit(message)}>
+                    Edit
+                  </button>
+                ) : (
+                  <button type="button" className="regenerate" onClick={retry}>
+                    Regenerate
+                  </button>
+                ))
+              }
+            />
+          );
+        })}
+        {status === 'submitted' && (
+          <li className="pending" aria-label="Waiting for the answer">
+            …
+          </li>
+        )}
       </ol>
       {error && (
-        <p id="error" role="alert">
-          {friendly(error.message)}
-        </p>
+        <div className="error">
+          <p id="error" role="alert">
+            {friendly(error.message)}
+          </p>
+          <span>
+            {refused && (
+              <>
+                <button type="button" onClick={() => edit(refused)}>
+                  Edit
+                </button>{' '}
+                <button type="button" onClick={() => drop(refused)}>
+                  Remove
+                </button>{' '}
+              </>
+            )}
+            <button type="button" onClick={retry}>
+              Retry
+            </button>
+          </span>
+        </div>
       )}
       <form onSubmit={submit}>
-        <input
+        <textarea
           id="prompt"
+          ref={prompt}
           value={input}
+          rows={Math.min(8, input.split('\n').length)}
           onChange={(e) => setInput(e.target.value)}
+          onKeyDown={onKeyDown}
           placeholder="Say something"
           aria-label="Message"
         />
+        {busy ? (
+          <button id="stop" type="button" onClick={halt}>
+            Stop
+          </button>
+        ) : null}
         <button id="send" type="submit" disabled={busy}>
           Send
         </button>
-        {busy && (
-          <button type="button" onClick={() => void stop()}>
-            Stop
-          </button>
-        )}
       </form>
     </main>
   );
 }
-
-/** One message, its parts in order: reasoning as a collapsible block, text as it streams, then what it cost. */
-function Bubble({ message, streaming }: { message: Message; streaming: boolean }) {
-  const reasoningParts = message.parts.filter((part) => part.type === 'reasoning').length;
-  const meta = message.role === 'assistant' && !streaming ? metaLine(message.metadata) : undefined;
-  return (
-    <li data-role={message.role} aria-busy={streaming || undefined}>
-      <b>{message.role === 'user' ? 'You' : 'Assistant'}:</b>{' '}
-      {message.parts.map((part, i) => {
-        const key = `${message.id}-${i}`;
-        if (part.type === 'text') {
-          return (
-            <span key={key} className="text">
-              {part.text}
-            </span>
-          );
-        }
-        if (part.type === 'reasoning') {
-          const thinking = part.state === 'streaming';
-          const tokens = reasoningParts === 1 ? message.metadata?.usage?.reasoningTokens : undefined;
-          return (
-            // Open while the model thinks, so the thinking is seen; folded away once it is done.
-            <details key={key} className="reasoning" open={thinking}>
-              <summary>
-                {thinking ? 'Thinking…' : tokens ? `Thought for ${count(tokens, 'token')}` : 'Reasoning'}
-              </summary>
-              <div>{part.text}</div>
-            </details>
-          );
-        }
-        return null;
-      })}
-      {meta && (
-        <p className="meta">
-          {meta.text}
-          {meta.stopped && <span className="stopped"> · stopped: {meta.stopped}</span>}
-        </p>
-      )}
-    </li>
-  );
-}
-
-/** "o3-mini · 31 in · 87 out (52 reasoning)", and why the answer was cut short, if it was. */
-function metaLine(metadata: ChatMetadata | undefined): { text: string; stopped?: string } | undefined {
-  if (!metadata?.model && !metadata?.usage) return undefined;
-  const pieces: string[] = [];
-  if (metadata.model) pieces.push(metadata.model);
-  const usage = metadata.usage;
-  if (usage) {
-    pieces.push(`${n(usage.promptTokens)} in`);
-    const reasoning = usage.reasoningTokens ? ` (${n(usage.reasoningTokens)} reasoning)` : '';
-    pieces.push(`${n(usage.completionTokens)} out${reasoning}`);
-  }
-  const stopped = STOPPED[metadata.finishReason ?? ''];
-  return { text: pieces.join(' · '), ...(stopped && { stopped }) };
-}
-
-const STOPPED: Record<string, string> = { length: 'length limit', 'content-filter': 'content filter' };
-
-const n = (value: number) => value.toLocaleString('en');
-const count = (value: number, noun: string) => `${n(value)} ${noun}${value === 1 ? '' : 's'}`;
 
 /** A refused request reaches useChat as the raw JSON body; show its friendly `message`. */
 function friendly(message: string): string {
@@ -127,7 +175,10 @@ function friendly(message: string): string {
     const parsed = JSON.parse(message) as { error?: { message?: string } };
     return parsed.error?.message ?? message;
   } catch {
-    return message;
+    // fetch's own words for a network failure differ by browser and say little; this says what to do.
+    return /failed to fetch|networkerror|load failed/i.test(message)
+      ? 'The server could not be reached. Check the connection and try again.'
+      : message;
   }
 }
 

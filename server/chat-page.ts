@@ -1,4 +1,72 @@
-import { resolve } from 'node:path';
+import { mkdir, writeFile } from 'node:fs/promises';
+import { join, resolve } from 'node:path';
+
+/** A speech bubble: drawn, not shipped as a binary, so it is one readable string served with its own type. */
+export const FAVICON_SVG = `<svg xmlns="http://www.w3.org/2000/svg" viewBox="0 0 32 32">
+<path fill="#2557d6" d="M8 3h16a6 6 0 0 1 6 6v10a6 6 0 0 1-6 6H15l-7 5v-5a6 6 0 0 1-6-6V9a6 6 0 0 1 6-6z"/>
+<circle fill="#fff" cx="10" cy="14" r="2.2"/><circle fill="#fff" cx="16" cy="14" r="2.2"/>
+<circle fill="#fff" cx="22" cy="14" r="2.2"/>
+</svg>
+`;
+
+const CSS = `
+  :root { color-scheme: light dark; --bg: #fff; --fg: #1d2129; --muted: #667085; --rule: #d6dae1;
+    --bubble: #eef1f6; --code: #f3f4f7; --accent: #2557d6; --on-accent: #fff; --error: #a01818; --error-bg: #fdf0f0; }
+  @media (prefers-color-scheme: dark) { :root { --bg: #14161a; --fg: #e3e6eb; --muted: #98a0ad; --rule: #353a44;
+    --bubble: #252a33; --code: #1d2128; --accent: #86a8ff; --on-accent: #0d1426; --error: #ff8a8a; --error-bg: #2d1a1c; } }
+  * { box-sizing: border-box; }
+  body { margin: 0; background: var(--bg); color: var(--fg); font: 16px/1.55 system-ui, sans-serif; }
+  main { max-width: 46rem; min-height: 100dvh; margin: 0 auto; padding: 0 1rem; display: flex; flex-direction: column; }
+  header { position: sticky; top: 0; z-index: 1; display: flex; align-items: center; gap: .4rem; padding: .6rem 0;
+    background: var(--bg); border-bottom: 1px solid var(--rule); }
+  h1 { font-size: 1rem; margin: 0 auto 0 0; min-width: 0; overflow: hidden; text-overflow: ellipsis; white-space: nowrap; }
+  button, select, textarea { font: inherit; color: inherit; }
+  button { cursor: pointer; } button:disabled { cursor: default; opacity: .5; }
+  header button, header select { flex: none; font-size: .875rem; padding: .3rem .4rem; border: 1px solid var(--rule);
+    border-radius: .5rem; background: var(--bg); white-space: nowrap; line-height: 1.4; }
+  #messages { list-style: none; padding: 0; margin: 1rem 0; flex: 1; }
+  .hint { color: var(--muted); text-align: center; margin-top: 20vh; }
+  li { margin: 0 0 1.25rem; overflow-wrap: anywhere; }
+  li[data-role="user"] { display: flex; flex-direction: column; align-items: flex-end; }
+  li[data-role="user"] .text { white-space: pre-wrap; max-width: 85%; padding: .5rem .85rem; border-radius: 1.1rem;
+    background: var(--bubble); }
+  .sr-only { position: absolute; width: 1px; height: 1px; overflow: hidden; clip-path: inset(50%); white-space: nowrap; }
+  .text > :first-child { margin-top: 0; } .text > :last-child { margin-bottom: 0; }
+  .text p, .text ul, .text ol, .text pre, .text blockquote { margin: .6rem 0; }
+  .text ul, .text ol { padding-left: 1.4rem; }
+  .text a { color: var(--accent); }
+  .text code { font: .88em/1.5 ui-monospace, SFMono-Regular, Menlo, Consolas, monospace; background: var(--code);
+    padding: .1em .3em; border-radius: .3em; }
+  .text pre { background: var(--code); border: 1px solid var(--rule); border-radius: .5rem; padding: .7rem .85rem;
+    overflow-x: auto; overflow-wrap: normal; }
+  .text pre code { padding: 0; background: none; }
+  .text blockquote { border-left: 3px solid var(--rule); padding-left: .75rem; color: var(--muted); }
+  .reasoning { margin: 0 0 .5rem; padding-left: .7rem; border-left: 2px solid var(--rule); color: var(--muted);
+    font-size: .9em; white-space: pre-wrap; }
+  .reasoning summary { cursor: pointer; width: fit-content; }
+  .foot { display: flex; flex-wrap: wrap; align-items: baseline; gap: 0 .75rem; margin-top: .2rem; }
+  .meta { margin: 0; font-size: .8em; color: var(--muted); }
+  .stopped { color: var(--error); }
+  .actions button { border: 0; background: none; padding: .1rem .25rem; font-size: .8em; color: var(--muted); }
+  .actions button:hover, .actions button:focus-visible { color: var(--accent); }
+  .pending { color: var(--muted); animation: pulse 1.2s ease-in-out infinite; }
+  @keyframes pulse { 50% { opacity: .3; } }
+  @media (prefers-reduced-motion: reduce) { .pending { animation: none; } }
+  .error { display: flex; flex-wrap: wrap; align-items: center; gap: .25rem .75rem; margin: 0 0 1rem;
+    padding: .6rem .85rem; border: 1px solid var(--error); border-radius: .6rem; background: var(--error-bg);
+    color: var(--error); }
+  #error { margin: 0; flex: 1 1 14rem; }
+  .error button { border: 1px solid currentColor; border-radius: .4rem; background: none; padding: .1rem .6rem;
+    font-size: .875rem; color: inherit; }
+  form { position: sticky; bottom: 0; display: flex; align-items: flex-end; gap: .5rem; padding: .5rem 0 1rem;
+    background: var(--bg); }
+  #prompt { flex: 1; min-width: 0; max-height: 12rem; padding: .55rem .8rem; resize: none; background: var(--bg);
+    border: 1px solid var(--rule); border-radius: .8rem; }
+  #prompt:focus { outline: 2px solid var(--accent); outline-offset: -1px; }
+  form button { padding: .55rem 1rem; border: 1px solid var(--accent); border-radius: .8rem; background: var(--accent);
+    color: var(--on-accent); }
+  #stop { background: none; color: var(--accent); }
+`;
 
 const HTML = `<!doctype html>
 <html lang="en">
@@ -6,28 +74,19 @@ const HTML = `<!doctype html>
 <meta charset="utf-8">
 <meta name="viewport" content="width=device-width, initial-scale=1">
 <title>ai-chat-proxy</title>
-<style>
-  :root { color-scheme: light dark; --assistant: #234; --muted: #667; --rule: #ccd; --error: #a00; }
-  @media (prefers-color-scheme: dark) { :root { --assistant: #cde; --muted: #99a; --rule: #445; --error: #f88; } }
-  body { font: 16px/1.5 system-ui, sans-serif; max-width: 42rem; margin: 2rem auto; padding: 0 1rem; }
-  ol { list-style: none; padding: 0; }
-  li { margin: .5rem 0; white-space: pre-wrap; overflow-wrap: anywhere; }
-  li[data-role="assistant"] { color: var(--assistant); } #error { color: var(--error); }
-  .reasoning { margin: .25rem 0 .25rem .5rem; padding-left: .6rem; border-left: 2px solid var(--rule);
-    color: var(--muted); font-size: .9em; }
-  .reasoning summary { cursor: pointer; width: fit-content; }
-  .meta { margin: .15rem 0 0; font-size: .8em; color: var(--muted); }
-  .stopped { color: var(--error); }
-  form { display: flex; gap: .5rem; } input { flex: 1; min-width: 0; font: inherit; padding: .4rem; }
-</style>
+<link rel="icon" href="/favicon.svg" type="image/svg+xml">
+<style>${CSS}</style>
 </head>
 <body><div id="root"></div><script type="module" src="/chat.js"></script></body>
-</html>`;
+</html>
+`;
 
 export interface ChatPage {
   html(): Response;
   script(): Promise<Response>;
 }
+
+const HEADERS = { 'cache-control': 'no-cache', 'x-content-type-options': 'nosniff' };
 
 /**
  * The chat page the Node server serves at `/`. Its script (React + `useChat`) is bundled on first request and kept
@@ -35,16 +94,35 @@ export interface ChatPage {
  */
 export function chatPage(): ChatPage {
   let bundle: Promise<string> | undefined;
-  const headers = { 'cache-control': 'no-cache', 'x-content-type-options': 'nosniff' };
   return {
-    html: () => new Response(HTML, { headers: { ...headers, 'content-type': 'text/html; charset=utf-8' } }),
+    html: () => new Response(HTML, { headers: { ...HEADERS, 'content-type': 'text/html; charset=utf-8' } }),
     async script() {
       bundle ??= bundleScript();
       return new Response(await bundle, {
-        headers: { ...headers, 'content-type': 'text/javascript; charset=utf-8' },
+        headers: { ...HEADERS, 'content-type': 'text/javascript; charset=utf-8' },
       });
     },
   };
+}
+
+/** The favicon, for `/favicon.svg` and for the `/favicon.ico` that browsers and crawlers ask for unprompted. */
+export function favicon(headers: Record<string, string>): Response {
+  return new Response(FAVICON_SVG, { headers: { ...headers, 'content-type': 'image/svg+xml' } });
+}
+
+/**
+ * The same page as static files (index.html, chat.js, favicon.svg) for a host that serves files next to the edge
+ * function, as Vercel does with `public/` (`npm run build`). The page calls /api/chat on its own origin either way.
+ */
+export async function writeStaticPage(dir: string): Promise<string[]> {
+  await mkdir(dir, { recursive: true });
+  const files: [string, string][] = [
+    ['index.html', HTML],
+    ['chat.js', await bundleScript()],
+    ['favicon.svg', FAVICON_SVG],
+  ];
+  await Promise.all(files.map(([name, text]) => writeFile(join(dir, name), text)));
+  return files.map(([name]) => join(dir, name));
 }
 
 async function bundleScript(): Promise<string> {

@@ -30,6 +30,7 @@ async function main(): Promise<void> {
       proxy.handler,
       chatPage(),
       createHostCheck(server.allowedHosts, config.security.publicOrigin),
+      config,
     ),
     port: server.port,
     hostname: server.host,

@@ -3,11 +3,18 @@ import { errorResponse } from '../lib/errors';
 import { requestIdFrom } from '../lib/http/request-id';
 import { baseHeaders, notFound } from '../lib/http/responses';
 import { defaultInternal } from '../lib/internal';
-import type { ChatPage } from './chat-page';
+import { type ChatPage, favicon } from './chat-page';
 import type { HostCheck } from './host-check';
 
+/** What the page's model picker offers (GET /api/models): ALLOWED_MODELS and CHAT_MODEL, from the config. */
+export interface ModelChoice {
+  readonly allowedModels: readonly string[];
+  readonly defaultModel: string;
+}
+
 /**
- * The Node server's routing: the very same chat handler as the edge function, the chat page, a health check.
+ * The Node server's routing: the very same chat handler as the edge function, the chat page (with its favicon and
+ * the models it may offer), a health check.
  * The host check comes before anything else (DNS rebinding, server/host-check.ts), except for the health check:
  * platforms probe it by an internal address no one would list.
  */
@@ -15,6 +22,7 @@ export function routes(
   chat: ChatHandler,
   page: ChatPage,
   checkHost: HostCheck,
+  models?: ModelChoice,
 ): (req: Request) => Promise<Response> {
   return async (req) => {
     const url = new URL(req.url);
@@ -27,6 +35,10 @@ export function routes(
     if (read && pathname === '/') return page.html();
     if (read && pathname === '/chat.js') return page.script();
     const headers = newHeaders(req);
+    if (read && (pathname === '/favicon.svg' || pathname === '/favicon.ico')) return favicon(headers);
+    if (read && models && pathname === '/api/models') {
+      return Response.json({ models: models.allowedModels, default: models.defaultModel }, { headers });
+    }
     if (health) {
       const body = req.method === 'HEAD' ? null : 'ok\n';
       return new Response(body, { headers: { ...headers, 'content-type': 'text/plain; charset=utf-8' } });

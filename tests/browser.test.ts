@@ -1,4 +1,5 @@
-import { existsSync } from 'node:fs';
+import { existsSync, mkdirSync, statSync } from 'node:fs';
+import { dirname } from 'node:path';
 import { type Browser, chromium, type Page } from 'playwright-core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { demoReply } from '../fake-upstream/behaviours';
@@ -50,30 +51,57 @@ async function send(page: Page, text: string): Promise<void> {
   await page.click('#send');
 }
 
+/** Waits until `count` answers are complete (each has its metadata line) and the page is ready to send again. */
+async function answered(page: Page, count: number): Promise<void> {
+  await page.waitForFunction(
+    (n) =>
+      document.querySelectorAll('li[data-role="assistant"]:not([aria-busy]) .meta').length === n &&
+      !document.querySelector('#send[disabled]'),
+    count,
+    { timeout: 10_000 },
+  );
+}
+
+/** The parts of a useChat request body the tests look at. */
+interface SentBody {
+  messages: { role: string; parts: { text?: string }[] }[];
+  trigger: string;
+  model?: string;
+}
+
+/** What the page sent to /api/chat, for each request it made from now on. */
+function chatBodies(page: Page): SentBody[] {
+  const bodies: SentBody[] = [];
+  page.on('request', (request) => {
+    if (request.url().endsWith('/api/chat') && request.method() === 'POST')
+      bodies.push(request.postDataJSON());
+  });
+  return bodies;
+}
+
+const lastReply = (page: Page) => page.locator('li[data-role="assistant"]').last();
+
 describe('the chat page in Chromium', () => {
   it('streams a reply with useChat, unchanged, through the proxy', async () => {
     const page = await openChat();
     await send(page, 'Hello from a real browser');
     const assistant = page.locator('li[data-role="assistant"]');
-    await assistant.waitFor({ timeout: 10_000 });
+    const text = assistant.locator('.text');
+    await text.waitFor({ timeout: 10_000 });
     // Streaming: the reply is visible while it is still being written...
-    const partial = await assistant.textContent();
-    expect(partial?.length ?? 0).toBeLessThan(`Assistant: ${demoReply('Hello from a real browser')}`.length);
-    // ...and complete at the end, exactly (the metadata line under it aside).
+    const partial = await text.textContent();
+    expect(partial?.length ?? 0).toBeLessThan(demoReply('Hello from a real browser').length);
+    // ...and complete at the end, exactly.
     await page.waitForFunction(
-      (expected) => {
-        const li = document.querySelector('li[data-role="assistant"]');
-        const nodes = [...(li?.childNodes ?? [])].filter(
-          (n) => !(n instanceof Element && n.matches('.meta')),
-        );
-        return nodes.map((n) => n.textContent).join('') === expected;
-      },
-      `Assistant: ${demoReply('Hello from a real browser')}`,
+      (expected) => document.querySelector('li[data-role="assistant"] .text')?.textContent === expected,
+      demoReply('Hello from a real browser'),
       { timeout: 10_000 },
     );
     expect(await page.locator('#error').count()).toBe(0);
     await assistant.locator('.meta').waitFor({ timeout: 10_000 });
     expect(await assistant.locator('.meta').textContent()).toMatch(/ · \d+ in · \d+ out$/);
+    // One model allowed (the default): nothing to pick.
+    expect(await page.locator('#model').count()).toBe(0);
     await page.close();
   }, 40_000);
 
@@ -175,6 +203,243 @@ describe('the chat page in Chromium', () => {
     expect(await error.textContent()).toMatch(
       /^You are sending messages too quickly\. Please wait \d+ (seconds?|minutes|hours) and try again\.$/,
     );
+    // The refused message can be taken back: the conversation is as it was before it.
+    await page.locator('.error button', { hasText: 'Remove' }).click();
+    expect(await page.locator('#error').count()).toBe(0);
+    expect(await page.locator('li[data-role="user"] .text').allTextContents()).toEqual(['first']);
+    await page.close();
+  }, 40_000);
+
+  it('renders the answer’s markdown as it streams, and nothing in it runs or loads', async () => {
+    const page = await openChat();
+    const said = [
+      'Here is the code:',
+      '```js',
+      'const answer = 42;',
+      '```',
+      'See [the docs](https://example.com/docs) and <img src="/nothing.png" onerror="window.pwned = true">',
+      'and one more line, so the block is there a while before the end.',
+    ].join('\n');
+    await send(page, said);
+    // An unclosed fence is a code block already, while the reply is still streaming.
+    await page.waitForFunction(
+      () =>
+        document
+          .querySelector('li[data-role="assistant"][aria-busy] pre code')
+          ?.textContent?.includes('const'),
+      undefined,
+      { timeout: 10_000, polling: 10 },
+    );
+    await answered(page, 1);
+    const reply = lastReply(page);
+    expect(await reply.locator('pre code').textContent()).toBe('const answer = 42;\n');
+    const link = reply.locator('a', { hasText: 'the docs' });
+    expect(await link.getAttribute('href')).toBe('https://example.com/docs');
+    expect(await link.getAttribute('rel')).toBe('noopener noreferrer');
+    // The model's HTML is shown as text, never made into elements.
+    expect(await reply.locator('img').count()).toBe(0);
+    expect(await reply.locator('.text').textContent()).toContain('<img src="/nothing.png"');
+    expect(await page.evaluate(() => 'pwned' in window)).toBe(false);
+    await page.setViewportSize({ width: 390, height: 844 });
+    expect(await page.evaluate(() => document.documentElement.scrollWidth)).toBeLessThanOrEqual(390);
+    await page.screenshot({ path: `${SCREENSHOTS}/markdown-390.png`, fullPage: true });
+    await page.close();
+  }, 40_000);
+
+  it('stops a reply on Stop and marks it stopped; Regenerate answers again', async () => {
+    const page = await openChat();
+    const bodies = chatBodies(page);
+    await send(page, 'Tell me a long story');
+    await page.locator('li[data-role="assistant"] .text').waitFor({ timeout: 10_000 });
+    await page.click('#stop');
+    const reply = lastReply(page);
+    await reply.locator('.stopped').waitFor({ timeout: 10_000 });
+    expect(await reply.locator('.stopped').textContent()).toMatch(/stopped$/);
+    const cut = await reply.locator('.text').textContent();
+    expect(cut?.length ?? 0).toBeLessThan(demoReply('Tell me a long story').length);
+    await page.waitForTimeout(500); // nothing more arrives once stopped
+    expect(await reply.locator('.text').textContent()).toBe(cut);
+    await page.screenshot({ path: `${SCREENSHOTS}/stopped-1200.png`, fullPage: true });
+
+    await reply.locator('button', { hasText: 'Regenerate' }).click();
+    await answered(page, 1);
+    expect(await page.locator('li[data-role="assistant"]').count()).toBe(1);
+    expect(await lastReply(page).locator('.text').textContent()).toBe(demoReply('Tell me a long story'));
+    expect(await lastReply(page).locator('.stopped').count()).toBe(0);
+    expect(bodies.map((b) => b.trigger)).toEqual(['submit-message', 'regenerate-message']);
+    // The regenerated request carries the conversation without the stopped answer.
+    expect(bodies[1]?.messages.map((m) => m.role)).toEqual(['user']);
+    await page.close();
+  }, 40_000);
+
+  it('lets a refused message be edited or replaced, so it never fails the turns after it', async () => {
+    const page = await openChat({ MAX_MESSAGE_CHARS: '200' });
+    const bodies = chatBodies(page);
+    await send(page, 'hi');
+    await answered(page, 1);
+    const tooLong = `${'far too long '.repeat(20)}end`;
+    await send(page, tooLong);
+    await page.locator('#error').waitFor({ timeout: 10_000 });
+    expect(await page.locator('#error').textContent()).toMatch(/too long \(at most 200 characters\)/);
+    await page.setViewportSize({ width: 390, height: 844 });
+    await page.screenshot({ path: `${SCREENSHOTS}/refused-390.png`, fullPage: true });
+
+    // Edit: the words go back into the input and out of the conversation.
+    await page.locator('.error button', { hasText: 'Edit' }).click();
+    expect(await page.inputValue('#prompt')).toBe(tooLong);
+    expect(await page.locator('li[data-role="user"]').count()).toBe(1);
+    expect(await page.locator('#error').count()).toBe(0);
+    await send(page, 'a shorter one');
+    await answered(page, 2);
+    expect(await lastReply(page).locator('.text').textContent()).toBe(demoReply('a shorter one'));
+
+    // Or just send something else: the refused message is replaced, not sent again under the new one.
+    await send(page, tooLong);
+    await page.locator('#error').waitFor({ timeout: 10_000 });
+    await send(page, 'and another');
+    await answered(page, 3);
+    expect(await lastReply(page).locator('.text').textContent()).toBe(demoReply('and another'));
+    expect(await page.locator('#error').count()).toBe(0);
+    const sentAfterwards = bodies.slice(-1).flatMap((b) => b.messages.flatMap((m) => m.parts));
+    expect(sentAfterwards.some((part) => part.text?.includes('far too long'))).toBe(false);
+    expect(await page.locator('li[data-role="user"] .text').allTextContents()).toEqual([
+      'hi',
+      'a shorter one',
+      'and another',
+    ]);
+    await page.close();
+  }, 60_000);
+
+  it('sends on Enter, breaks the line on Shift+Enter, edits the last message, and starts a new chat', async () => {
+    const page = await openChat();
+    const bodies = chatBodies(page);
+    await page.setViewportSize({ width: 390, height: 844 });
+    await page.emulateMedia({ colorScheme: 'dark' });
+    await page.locator('.hint').waitFor();
+    await page.screenshot({ path: `${SCREENSHOTS}/empty-390-dark.png` });
+    await page.click('#prompt');
+    await page.keyboard.type('line one');
+    await page.keyboard.press('Shift+Enter');
+    await page.keyboard.type('line two');
+    expect(await page.inputValue('#prompt')).toBe('line one\nline two');
+    expect(bodies).toHaveLength(0);
+    await page.keyboard.press('Enter');
+    await answered(page, 1);
+    expect(await page.inputValue('#prompt')).toBe('');
+    expect(await page.locator('li[data-role="user"] .text').textContent()).toBe('line one\nline two');
+
+    // Edit and resend the last message: it comes back into the input, its answer goes.
+    await page.locator('li[data-role="user"] button', { hasText: 'Edit' }).click();
+    expect(await page.inputValue('#prompt')).toBe('line one\nline two');
+    expect(await page.locator('#messages li').count()).toBe(0);
+    await page.fill('#prompt', 'line one, edited');
+    await page.keyboard.press('Enter');
+    await answered(page, 1);
+    expect(await lastReply(page).locator('.text').textContent()).toBe(demoReply('line one, edited'));
+    expect(bodies.at(-1)?.messages).toHaveLength(1);
+
+    await page.click('#new-chat');
+    expect(await page.locator('#messages li').count()).toBe(0);
+    await page.locator('.hint').waitFor();
+    await send(page, 'fresh start');
+    await answered(page, 1);
+    expect(bodies.at(-1)?.messages).toHaveLength(1);
+    await page.close();
+  }, 40_000);
+
+  it('offers the allowed models, and sends the one picked', async () => {
+    const page = await openChat({ ALLOWED_MODELS: 'demo,demo-reasoner' });
+    const bodies = chatBodies(page);
+    const picker = page.locator('#model');
+    await picker.waitFor({ timeout: 10_000 });
+    expect(await picker.locator('option').allTextContents()).toEqual(['demo', 'demo-reasoner']);
+    expect(await picker.inputValue()).toBe('demo');
+    await picker.selectOption('demo-reasoner');
+    await send(page, 'Think first');
+    await answered(page, 1);
+    expect(await lastReply(page).locator('details.reasoning').count()).toBe(1);
+    expect(await lastReply(page).locator('.meta').textContent()).toMatch(/^demo-reasoner · /);
+    expect(bodies[0]?.model).toBe('demo-reasoner');
+    await page.close();
+  }, 40_000);
+
+  it('serves a favicon, and the model list with the usual headers', async () => {
+    const page = await openChat({ ALLOWED_MODELS: 'demo,demo-reasoner' });
+    expect(await page.locator('link[rel="icon"]').getAttribute('href')).toBe('/favicon.svg');
+    for (const path of ['/favicon.svg', '/favicon.ico']) {
+      const response = await page.request.get(new URL(path, page.url()).href);
+      expect(response.status()).toBe(200);
+      expect(response.headers()['content-type']).toBe('image/svg+xml');
+      expect(await response.text()).toMatch(/^<svg /);
+    }
+    const models = await page.request.get(new URL('/api/models', page.url()).href);
+    expect(models.status()).toBe(200);
+    expect(await models.json()).toEqual({ models: ['demo', 'demo-reasoner'], default: 'demo' });
+    expect(models.headers()['x-request-id']).toBeTruthy();
+    expect(models.headers()['cache-control']).toBe('no-store');
+    await page.close();
+  }, 40_000);
+
+  it('follows the reply as it streams, until the reader scrolls up, and again once they are back at the bottom', async () => {
+    const page = await openChat();
+    await page.setViewportSize({ width: 390, height: 600 });
+    const lines = Array.from({ length: 40 }, (_, i) => `line ${i + 1}`);
+    await send(page, lines.join('\n\n'));
+    const atBottom = () =>
+      page.evaluate(() => innerHeight + scrollY >= document.documentElement.scrollHeight - 10);
+    const replyHas = (words: string) =>
+      page.waitForFunction(
+        (w) => document.querySelector('li[data-role="assistant"] .text')?.textContent?.includes(w),
+        words,
+        { timeout: 10_000, polling: 10 },
+      );
+    await replyHas('line 8');
+    expect(await atBottom()).toBe(true);
+    // Scrolled up to read: the page stays where the reader put it while the reply grows.
+    await page.mouse.move(200, 300);
+    await page.mouse.wheel(0, -400);
+    await page.waitForTimeout(100);
+    const readingAt = await page.evaluate(() => scrollY);
+    await replyHas('line 20');
+    expect(await page.evaluate(() => scrollY)).toBe(readingAt);
+    expect(await atBottom()).toBe(false);
+    // Back at the bottom: following again, to the end of the reply.
+    await page.evaluate(() => scrollTo(0, document.documentElement.scrollHeight));
+    await answered(page, 1);
+    expect(await atBottom()).toBe(true);
+    await page.close();
+  }, 40_000);
+
+  /** `npm run screenshots` writes this one to docs/screenshot.png for the README; `npm test` to test-results. */
+  it('README screenshot: a reasoning model answering in markdown', async () => {
+    const page = await openChat({ ALLOWED_MODELS: 'demo,demo-reasoner', CHAT_MODEL: 'demo-reasoner' });
+    await page.setViewportSize({ width: 1200, height: 760 });
+    await send(page, 'What is this?');
+    await answered(page, 1);
+    await send(
+      page,
+      [
+        'Show me a loop in **TypeScript**:',
+        '```ts',
+        'for (const n of [1, 2, 3]) console.log(n);',
+        '```',
+        'Thanks!',
+      ].join('\n'),
+    );
+    await answered(page, 2);
+    expect(await lastReply(page).locator('pre code').count()).toBe(1);
+    expect(await page.locator('details.reasoning').count()).toBe(2);
+    const target = process.env.README_SCREENSHOT ?? `${SCREENSHOTS}/readme-1200.png`;
+    mkdirSync(dirname(target), { recursive: true });
+    await page.screenshot({ path: target });
+    expect(statSync(target).size).toBeLessThan(200_000);
+    await page.emulateMedia({ colorScheme: 'dark' });
+    await page.screenshot({ path: `${SCREENSHOTS}/readme-1200-dark.png` });
+    await page.setViewportSize({ width: 390, height: 844 });
+    expect(await page.evaluate(() => document.documentElement.scrollWidth)).toBeLessThanOrEqual(390);
+    await page.screenshot({ path: `${SCREENSHOTS}/readme-390-dark.png` });
+    await page.emulateMedia({ colorScheme: 'light' });
+    await page.screenshot({ path: `${SCREENSHOTS}/readme-390.png` });
     await page.close();
   }, 40_000);
 });

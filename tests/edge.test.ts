@@ -96,6 +96,42 @@ describe('edge bundle', () => {
     expect(body.trimEnd().endsWith('data: [DONE]')).toBe(true);
   });
 
+  it('checks the magic bytes of an attachment inside the edge runtime (file-type without Node built-ins)', async () => {
+    const { runtime } = edgeIsolate({ OPENAI_API_KEY: TEST_KEY, OPENAI_BASE_URL: h.fake.url });
+    const png =
+      'iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mP8/5+hHgAHggJ/PchI7wAAAABJRU5ErkJggg==';
+    const jpeg = '/9j/4AAQSkZJRgABAQAAAQABAAA=';
+    const send = (data: string) =>
+      runtime.dispatchFetch('https://proxy.test/api/chat', {
+        method: 'POST',
+        headers: { 'content-type': 'application/json', accept: 'text/plain', 'x-real-ip': '203.0.113.9' },
+        body: JSON.stringify({
+          id: 'c',
+          messages: [
+            {
+              id: 'm',
+              role: 'user',
+              parts: [
+                { type: 'file', mediaType: 'image/png', url: `data:image/png;base64,${data}` },
+                { type: 'text', text: 'What is it?' },
+              ],
+            },
+          ],
+          trigger: 'submit-message',
+        }),
+      });
+    const ok = await send(png);
+    expect(ok.status).toBe(200);
+    await ok.text();
+    expect(h.fake.calls[0]?.body.messages?.at(-1)?.content).toContainEqual({
+      type: 'image_url',
+      image_url: { url: `data:image/png;base64,${png}` },
+    });
+    const mismatch = await send(jpeg);
+    expect(mismatch.status).toBe(400);
+    expect(await mismatch.text()).toContain('its content is image/jpeg');
+  });
+
   it('answers 503 with a clean error, and logs the missing variable, when the key is not set', async () => {
     const { runtime, logs } = edgeIsolate({});
     const res = await runtime.dispatchFetch('https://proxy.test/api/chat', { method: 'POST' });

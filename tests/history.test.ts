@@ -159,7 +159,7 @@ describe('any part in history', () => {
     expect((await lastLog())?.dropped_parts).toBe(1);
   });
 
-  it('refuses a file part in the message being answered with a 400 naming it', async () => {
+  it('refuses a file type not in ATTACHMENT_TYPES in the message being answered with a 400 naming it', async () => {
     const res = await h.handler(
       chatRequest(
         uiBody([
@@ -176,7 +176,11 @@ describe('any part in history', () => {
         ]),
       ),
     );
-    await expect400(res, 'messages[2].parts[1].type', /file attachments are not/);
+    await expect400(
+      res,
+      'messages[2].parts[1].mediaType',
+      /"text\/plain" is not accepted here \(allowed: image\/png/,
+    );
   });
 
   it('refuses a last user message left without text, naming it', async () => {

@@ -6,7 +6,8 @@ import { chatRequest, startHarness, streamedRequest, userSays } from './support/
  * in the handler itself, so the edge function has the deadline too. (tests/server.test.ts sends one at 1 byte
  * per second to the real Node server.)
  */
-const h = await startHarness({ BODY_TIMEOUT_MS: '50', MAX_BODY_BYTES: '2000' });
+// No attachments, so the reader stops at MAX_BODY_BYTES itself (with them it reads on, up to their allowance).
+const h = await startHarness({ BODY_TIMEOUT_MS: '50', MAX_BODY_BYTES: '2000', ATTACHMENT_TYPES: 'none' });
 
 async function errorOf(res: Response): Promise<{ code: string; message: string }> {
   return ((await res.json()) as { error: { code: string; message: string } }).error;

@@ -8,6 +8,8 @@ const h = await startHarness({
   MAX_TOTAL_CHARS: '250',
   MAX_BODY_BYTES: '2000',
   HISTORY_OVERFLOW: 'refuse',
+  // No attachments, so the reader's cap is exactly MAX_BODY_BYTES (attachments: tests/attachments.test.ts).
+  ATTACHMENT_TYPES: 'none',
 });
 
 interface ErrorBody {
@@ -181,8 +183,8 @@ describe('body validation', () => {
     [
       'a useChat message with a file part',
       ui([{ type: 'file', url: 'data:,x', mediaType: 'text/plain' }]),
-      'messages[0].parts[0].type',
-      /only text parts/,
+      'messages[0].parts[0].mediaType',
+      /file attachments are turned off \(ATTACHMENT_TYPES=none\)/,
     ],
     ['a useChat message with no parts', ui([]), 'messages[0].parts', /at least one text part/],
     [

@@ -1,4 +1,5 @@
 import * as z from 'zod/mini';
+import { type AttachmentsConfig, attachmentsEnv, toAttachmentsConfig } from './attachments';
 import { commaList, type Env, httpUrl, invalid, modelName, parseEnv, positiveInt } from './env';
 import { type FailoverConfig, failoverEnv, toFailoverConfig } from './failover';
 import { type HistoryConfig, historyEnv, toHistoryConfig } from './history';
@@ -37,6 +38,8 @@ export interface Config {
   readonly models: ModelsConfig;
   /** Input moderation (`MODERATION`), off by default. */
   readonly moderation: ModerationConfig;
+  /** `file` parts: the allowed media types, their count and size caps, and the hosts whose URLs pass through. */
+  readonly attachments: AttachmentsConfig;
   /** Every secret value in this config, so log lines and errors can be scrubbed of them. */
   readonly secrets: readonly string[];
 }
@@ -84,6 +87,7 @@ export const CONFIG_VARIABLES: readonly string[] = [
   ...Object.keys(securityEnv.shape),
   ...Object.keys(modelsEnv.shape),
   ...Object.keys(moderationEnv.shape),
+  ...Object.keys(attachmentsEnv.shape),
 ];
 
 export interface LoadOptions {
@@ -103,6 +107,7 @@ export function loadConfig(env: Env, options: LoadOptions = {}): Config {
     ...securityEnv.shape,
     ...modelsEnv.shape,
     ...moderationEnv.shape,
+    ...attachmentsEnv.shape,
   });
   const e = parseEnv(schema, env);
   const production = options.production ?? (env.NODE_ENV === 'production' || env.VERCEL === '1');
@@ -142,6 +147,7 @@ export function loadConfig(env: Env, options: LoadOptions = {}): Config {
     security,
     models: toModelsConfig(e, e.OPENAI_API_KEY),
     moderation: toModerationConfig(e),
+    attachments: toAttachmentsConfig(e),
     secrets: [
       e.OPENAI_API_KEY,
       ...storeSecrets(rateLimit),

@@ -12,6 +12,11 @@ export interface ModelOptions {
   readonly reasoningEffort: boolean;
   /** This model's own first-token deadline: a reasoning model may think for long before its first delta. */
   readonly firstTokenTimeoutMs: number | undefined;
+  /**
+   * Whether the model reads images. Default true; a text-only model declared `"vision": false` answers a request
+   * with an image with a clear 400 (`images_not_supported`) instead of the provider's own error.
+   */
+  readonly vision: boolean;
 }
 
 const EFFORTS = ['minimal', 'low', 'medium', 'high'] as const;
@@ -24,6 +29,7 @@ const overrideSchema = z.record(
     temperature: z.optional(z.boolean()),
     reasoningEffort: z.optional(z.boolean()),
     firstTokenTimeoutMs: z.optional(z.number().check(z.int(), z.positive())),
+    vision: z.optional(z.boolean()),
   }),
 );
 
@@ -94,10 +100,23 @@ export function optionsFor(model: string, models: ModelsConfig, startDeadlineMs:
         temperature: false,
         reasoningEffort: true,
         firstTokenTimeoutMs: startDeadlineMs,
+        vision: true,
       }
-    : { tokenParam: 'max_tokens', temperature: true, reasoningEffort: false, firstTokenTimeoutMs: undefined };
+    : {
+        tokenParam: 'max_tokens',
+        temperature: true,
+        reasoningEffort: false,
+        firstTokenTimeoutMs: undefined,
+        vision: true,
+      };
   const prefix = Object.entries(models.overrides)
     .filter(([pattern]) => pattern.endsWith('*') && model.startsWith(pattern.slice(0, -1)))
     .sort(([a], [b]) => b.length - a.length)[0]?.[1];
   return { ...builtIn, ...prefix, ...models.overrides[model] };
+}
+
+/** Whether `model` reads images (`"vision": false` in `MODEL_OPTIONS` says it does not). */
+export function acceptsImages(model: string, models: ModelsConfig): boolean {
+  // The deadline only shapes `firstTokenTimeoutMs`, which is not read here.
+  return optionsFor(model, models, 0).vision;
 }

@@ -1,4 +1,5 @@
 import { PER_MESSAGE, PER_REPLY } from '../limits/token-bound';
+import { attachmentTokens, textOf } from '../parts/content';
 import type { ChatMessage } from '../types';
 import type { CountTokens } from './token-count';
 
@@ -80,7 +81,10 @@ function turnStart(messages: readonly ChatMessage[], index: number): number {
   return 0;
 }
 
-/** `tally` plus messages `from` to `to`. Tokens are left uncounted once a character cap is over: it cannot fit. */
+/**
+ * `tally` plus messages `from` to `to`. Tokens are left uncounted once a character cap is over: it cannot fit.
+ * Characters are the text's only (attachments have their own caps); tokens add each attachment's estimate.
+ */
 function measure(
   messages: readonly ChatMessage[],
   from: number,
@@ -90,11 +94,17 @@ function measure(
   count: CountTokens,
 ): Tally {
   let chars = tally.chars;
-  for (let i = from; i < to; i++) chars += messages[i]?.content.length ?? 0;
+  for (let i = from; i < to; i++) {
+    const message = messages[i];
+    if (message) chars += textOf(message).length;
+  }
   const next = { messages: tally.messages + (to - from), chars, tokens: tally.tokens };
   if (next.messages > limits.maxMessages || chars > limits.maxTotalChars) return next;
   let tokens = tally.tokens;
-  for (let i = from; i < to; i++) tokens += count(messages[i]?.content ?? '') + PER_MESSAGE;
+  for (let i = from; i < to; i++) {
+    const message = messages[i];
+    if (message) tokens += count(textOf(message)) + attachmentTokens(message) + PER_MESSAGE;
+  }
   return { ...next, tokens };
 }
 

@@ -9,12 +9,18 @@ export interface BodyLimits {
   readonly bodyTimeoutMs: number;
 }
 
+/** The parsed body, and its size in bytes as it arrived (the validator holds its text to `MAX_BODY_BYTES`). */
+export interface JsonBody {
+  readonly body: unknown;
+  readonly bytes: number;
+}
+
 /**
  * Checks the content type, then reads the body as JSON while counting bytes. The count is what arrives, not what
  * `Content-Length` claims, and reading stops at the cap so an oversized body costs us at most `maxBodyBytes`; a body
  * still arriving after `bodyTimeoutMs` is refused, so a trickled upload cannot hold a connection open for long.
  */
-export async function readJsonBody(req: Request, limits: BodyLimits): Promise<unknown> {
+export async function readJsonBody(req: Request, limits: BodyLimits): Promise<JsonBody> {
   const contentType = req.headers.get('content-type') ?? '';
   if (!JSON_TYPE.test(contentType)) {
     // Requiring JSON also means a cross-origin browser call cannot be a CORS "simple request": it gets preflighted.
@@ -32,7 +38,7 @@ export async function readJsonBody(req: Request, limits: BodyLimits): Promise<un
     throw new ProxyError(400, 'invalid_json', 'The body is not valid UTF-8 text.');
   }
   try {
-    return JSON.parse(text);
+    return { body: JSON.parse(text), bytes: bytes.byteLength };
   } catch {
     throw new ProxyError(400, 'invalid_json', 'The body is not valid JSON.');
   }
@@ -82,12 +88,7 @@ async function readCapped(
     size += value.byteLength;
     if (size > maxBytes) {
       await reader.cancel().catch(() => {});
-      throw new ProxyError(
-        413,
-        'payload_too_large',
-        `The request body is too large (limit: ${maxBytes} bytes).`,
-        { headers: UNREAD_BODY },
-      );
+      throw bodyTooLarge(maxBytes, UNREAD_BODY);
     }
     chunks.push(value);
   }
@@ -106,6 +107,16 @@ async function readCapped(
  * closes it after this answer instead of parsing leftover body bytes as the next request.
  */
 const UNREAD_BODY = { connection: 'close' } as const;
+
+/** A 413 naming the limit: the reader's, or (for a body whose text is over `MAX_BODY_BYTES`) the validator's. */
+export function bodyTooLarge(maxBytes: number, headers?: Record<string, string>): ProxyError {
+  return new ProxyError(
+    413,
+    'payload_too_large',
+    `The request body is too large (limit: ${maxBytes} bytes).`,
+    headers ? { headers } : {},
+  );
+}
 
 function bodyTimeout(): ProxyError {
   return new ProxyError(

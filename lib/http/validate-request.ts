@@ -1,10 +1,13 @@
 import * as z from 'zod/mini';
 import type { Config, RequestCaps } from '../config';
+import { acceptsImages } from '../config/models';
 import { ProxyError } from '../errors';
 import { fitHistory, type HistoryLimits, systemPromptTokens } from '../history/fit';
 import { type CountTokens, lazyTokenCounter } from '../history/token-count';
+import { hasImage } from '../parts/content';
 import { type Issue, toUpstreamMessages } from '../parts/to-upstream';
 import type { ChatMessage, ChatRequest } from '../types';
+import { bodyTooLarge } from './read-body';
 
 /** A request that passed every check, and what was left out of its conversation on the way. */
 export interface ValidRequest {
@@ -19,7 +22,8 @@ export interface HistoryReport {
   readonly trimmed: number;
 }
 
-export type ValidateChatRequest = (body: unknown) => Promise<ValidRequest>;
+/** `bodyBytes`: the body's size as read; its text (all but the attachments' URLs) must fit `MAX_BODY_BYTES`. */
+export type ValidateChatRequest = (body: unknown, bodyBytes?: number) => Promise<ValidRequest>;
 
 /**
  * Builds the validator once per config. Two body shapes are accepted: the one `useChat` sends
@@ -46,9 +50,13 @@ export function createRequestValidator(
     return prompt.tokens;
   };
 
-  return async (body) => {
+  return async (body, bodyBytes) => {
+    if (bodyBytes !== undefined && bodyBytes - attachmentUrlBytes(body) > caps.maxBodyBytes) {
+      throw bodyTooLarge(caps.maxBodyBytes);
+    }
     const { messages, droppedParts, model, maxTokens, temperature, reasoningEffort, messageId, trigger } =
-      parse(body);
+      await parse(body);
+    refuseImagesWithoutVision(messages, model ?? config.defaultModel, config);
     const count = await tokenCounter();
     const fit = fitHistory(messages, promptTokens(count), limits, count);
     if (fit.refusal !== undefined) throw validationError([{ path: ['messages'], message: fit.refusal }]);
@@ -76,7 +84,7 @@ function createBodyParser(config: Config) {
     readonly droppedParts: number;
   };
 
-  return (body: unknown): Parsed => {
+  return async (body: unknown): Promise<Parsed> => {
     if (!looksLikeUseChat(body)) {
       const result = simpleBody.safeParse(body);
       if (!result.success) throw validationError(result.error.issues);
@@ -84,7 +92,11 @@ function createBodyParser(config: Config) {
     }
     const result = uiBody.safeParse(body);
     if (!result.success) throw validationError(result.error.issues);
-    const converted = toUpstreamMessages(result.data.messages, config.caps.maxMessageChars);
+    const converted = await toUpstreamMessages(
+      result.data.messages,
+      config.caps.maxMessageChars,
+      config.attachments,
+    );
     if (converted.issues) throw validationError(converted.issues);
     return { ...result.data, messages: converted.messages, droppedParts: converted.droppedParts };
   };
@@ -117,7 +129,14 @@ const uiMessage = z.object({
   role,
   parts: z.array(
     z.object(
-      { type: z.string({ error: 'must be a string' }), text: z.optional(z.unknown()) },
+      {
+        type: z.string({ error: 'must be a string' }),
+        text: z.optional(z.unknown()),
+        // A `file` part's fields, checked by lib/parts/attachments.ts when the part is sent upstream.
+        mediaType: z.optional(z.unknown()),
+        url: z.optional(z.unknown()),
+        filename: z.optional(z.unknown()),
+      },
       { error: 'must be an object' },
     ),
     { error: 'must be an array of parts' },
@@ -179,6 +198,37 @@ function messageList<T extends z.ZodMiniType>(message: T) {
   return z
     .array(message, { error: 'is required and must be an array of messages' })
     .check(z.minLength(1, 'must contain at least one message'));
+}
+
+/**
+ * The bytes the attachments' URLs take in the body (every `file` part's, old ones included: useChat resends them).
+ * The body may be larger than `MAX_BODY_BYTES` by these only, so attachments never make room for more text.
+ */
+function attachmentUrlBytes(body: unknown): number {
+  if (typeof body !== 'object' || body === null || !('messages' in body) || !Array.isArray(body.messages))
+    return 0;
+  let bytes = 0;
+  for (const message of body.messages as unknown[]) {
+    const parts: unknown =
+      typeof message === 'object' && message !== null && 'parts' in message && message.parts;
+    if (!Array.isArray(parts)) continue;
+    for (const part of parts as unknown[]) {
+      if (typeof part !== 'object' || part === null || !('type' in part) || part.type !== 'file') continue;
+      // The string's length, not its UTF-8 size: never more than the bytes it took, so text cannot hide in it.
+      if ('url' in part && typeof part.url === 'string') bytes += part.url.length;
+    }
+  }
+  return bytes;
+}
+
+/** A model declared without vision (`MODEL_OPTIONS`) gets a clear 400 here, not the provider's error later. */
+function refuseImagesWithoutVision(messages: readonly ChatMessage[], model: string, config: Config): void {
+  const index = messages.findIndex(hasImage);
+  if (index < 0 || acceptsImages(model, config.models)) return;
+  throw new ProxyError(400, 'images_not_supported', 'This assistant cannot read images.', {
+    param: 'messages',
+    detail: `model ${model} is declared "vision": false in MODEL_OPTIONS`,
+  });
 }
 
 function looksLikeUseChat(body: unknown): boolean {

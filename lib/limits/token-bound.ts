@@ -1,3 +1,4 @@
+import { attachmentTokens, textOf } from '../parts/content';
 import type { ChatRequest } from '../types';
 
 /** What every chat message costs on top of its text in OpenAI's format (role and separators), rounded up. */
@@ -7,11 +8,14 @@ export const PER_REPLY = 3;
 /**
  * An upper bound of the prompt's tokens, without a tokenizer: every token of a byte-level BPE tokenizer (OpenAI's,
  * Llama's, Mistral's...) is at least one byte of UTF-8, so the byte count bounds the token count. It overestimates
- * ordinary text about fourfold, which is the price of a budget that can never be overshot.
+ * ordinary text about fourfold, which is the price of a budget that can never be overshot. Attachments add their
+ * estimate (lib/parts/content.ts): `IMAGE_TOKENS` per image, the decoded bytes of a PDF or text file.
  */
 export function promptTokenBound(request: Pick<ChatRequest, 'messages'>, systemPrompt: string): number {
   let bytes = utf8Length(systemPrompt) + (systemPrompt ? PER_MESSAGE : 0);
-  for (const message of request.messages) bytes += utf8Length(message.content) + PER_MESSAGE;
+  for (const message of request.messages) {
+    bytes += utf8Length(textOf(message)) + attachmentTokens(message) + PER_MESSAGE;
+  }
   return bytes + PER_REPLY;
 }
 

@@ -1,7 +1,12 @@
-import type { ChatMessage, ChatRole } from '../types';
+import type { AttachmentsConfig } from '../config/attachments';
+import type { ChatMessage, ChatRole, ContentPart } from '../types';
+import { checkAttachment, type UiFilePart } from './attachments';
 
-/** A `useChat` message part after the envelope check: any object with a string `type`; only text is read. */
-export interface UiPart {
+/**
+ * A `useChat` message part after the envelope check: any object with a string `type`; text parts and `file` parts
+ * (`mediaType`, `url`, `filename`) are read.
+ */
+export interface UiPart extends UiFilePart {
   readonly type: string;
   readonly text?: unknown;
 }
@@ -27,53 +32,100 @@ export type Converted =
  */
 const UI_ONLY = new Set(['step-start', 'source-url', 'source-document', 'reasoning', 'reasoning-file']);
 
-const FILE_REFUSED = 'only text parts are supported for now: file attachments are not (type "text")';
-const NO_TEXT = 'must contain at least one text part that is not empty (it is the message being answered)';
+const NO_TEXT =
+  'must contain at least one text part that is not empty, or an attachment (it is the message being answered)';
 const NO_MESSAGE: Issue = { path: ['messages'], message: 'must contain at least one message with text' };
 
-type Fate = 'text' | 'ui-only' | 'dropped' | 'refused';
+type Fate = 'text' | 'ui-only' | 'dropped' | 'attachment';
 
 /**
  * What happens to a part. Tool parts are dropped until tools are forwarded upstream; unknown types (a newer useChat's)
  * are dropped rather than refused, since useChat resends the whole history and one refusal would break the chat for
- * good. A file is refused only in the message being answered, where the user expects the model to see it; in older
- * history it is dropped, so it cannot poison every later turn.
+ * good. A file is checked and sent only in the message being answered, where the user expects the model to see it.
+ * In older history it is dropped (and counted): the model already answered about it, sending it again would cost
+ * its tokens on every later turn, and a file the operator's settings no longer accept cannot break the chat.
  */
 function fateOf(type: string, answered: boolean): Fate {
   if (type === 'text') return 'text';
   if (UI_ONLY.has(type) || type.startsWith('data-')) return 'ui-only';
-  if (type === 'file' && answered) return 'refused';
+  if (type === 'file' && answered) return 'attachment';
   return 'dropped';
 }
 
 /**
  * useChat's messages as the upstream's `{ role, content }`: the text parts of each message joined (with a blank line
- * where other parts stood between them), everything else dropped or refused as `fateOf` says. A message left without
- * text is dropped too (an assistant turn that was only a tool call), except the message being answered: the last
- * user message must have text.
+ * where other parts stood between them), everything else dropped or checked as `fateOf` says. The attachments of the
+ * message being answered follow its text as OpenAI content parts (lib/parts/attachments.ts checks each). A message
+ * left without text is dropped too (an assistant turn that was only a tool call), except the message being answered:
+ * the last user message must have text or an attachment.
  */
-export function toUpstreamMessages(messages: readonly UiMessage[], maxMessageChars: number): Converted {
+export async function toUpstreamMessages(
+  messages: readonly UiMessage[],
+  maxMessageChars: number,
+  attachments: AttachmentsConfig,
+): Promise<Converted> {
   const answered = messages.findLastIndex((m) => m.role === 'user');
   const out: ChatMessage[] = [];
   const issues: Issue[] = [];
   let droppedParts = 0;
-  messages.forEach((message, index) => {
+  for (const [index, message] of messages.entries()) {
     const converted = joinText(message.parts, index, index === answered);
     droppedParts += converted.dropped;
     issues.push(...converted.issues);
+    const files = await convertAttachments(converted.files, index, attachments, issues);
     const { content } = converted;
     const at = ['messages', index, 'parts'];
     if (content.length > maxMessageChars) {
       issues.push({ path: at, message: `is too long (at most ${maxMessageChars} characters)` });
-    } else if (content.trim()) {
-      out.push({ role: message.role, content });
+    } else if (content.trim() || files.length) {
+      out.push(messageOf(message.role, content, files));
     } else if (index === answered) {
       issues.push({ path: at, message: NO_TEXT });
     }
-  });
+  }
   if (issues.length) return { issues };
   if (!out.length) return { issues: [NO_MESSAGE] };
   return { messages: out, droppedParts };
+}
+
+/** A message without attachments stays a plain string; with them, its text comes first, then each attachment. */
+function messageOf(role: ChatRole, text: string, files: readonly ContentPart[]): ChatMessage {
+  if (role === 'assistant' || !files.length) return { role, content: text };
+  return { role, content: text.trim() ? [{ type: 'text', text }, ...files] : files };
+}
+
+interface FileAt {
+  readonly part: UiPart;
+  readonly index: number;
+}
+
+/**
+ * The answered message's attachments, checked one by one; problems go to `issues`, naming the part. The count is
+ * checked first, so a request over `MAX_ATTACHMENTS` costs no decoding.
+ */
+async function convertAttachments(
+  files: readonly FileAt[],
+  index: number,
+  config: AttachmentsConfig,
+  issues: Issue[],
+): Promise<ContentPart[]> {
+  const out: ContentPart[] = [];
+  const over = files[config.maxFiles];
+  if (over) {
+    const message = `is one attachment too many (at most ${config.maxFiles} per message, MAX_ATTACHMENTS)`;
+    issues.push({ path: ['messages', index, 'parts', over.index], message });
+    return out;
+  }
+  for (const file of files) {
+    const checked = await checkAttachment(file.part, config);
+    if (checked.field === undefined) out.push(checked.part);
+    else
+      issues.push({
+        path: ['messages', index, 'parts', file.index, checked.field],
+        message: checked.message,
+      });
+  }
+  return out;
 }
 
 function joinText(parts: readonly UiPart[], index: number, answered: boolean) {
@@ -81,13 +133,14 @@ function joinText(parts: readonly UiPart[], index: number, answered: boolean) {
   let separated = false;
   let dropped = 0;
   const issues: Issue[] = [];
+  const files: FileAt[] = [];
   parts.forEach((part, j) => {
     const at = ['messages', index, 'parts', j];
     const fate = fateOf(part.type, answered);
     if (fate !== 'text') {
       separated = true;
       if (fate === 'dropped') dropped++;
-      if (fate === 'refused') issues.push({ path: [...at, 'type'], message: FILE_REFUSED });
+      if (fate === 'attachment') files.push({ part, index: j });
       return;
     }
     if (typeof part.text !== 'string') {
@@ -97,5 +150,5 @@ function joinText(parts: readonly UiPart[], index: number, answered: boolean) {
     content += separated && content ? `\n\n${part.text}` : part.text;
     separated = false;
   });
-  return { content, dropped, issues };
+  return { content, dropped, issues, files };
 }

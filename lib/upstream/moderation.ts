@@ -3,6 +3,7 @@ import type { ModerationCreateResponse } from 'openai/resources/moderations';
 import type { Config } from '../config';
 import { briefOutage, ProxyError } from '../errors';
 import type { RequestLog } from '../log';
+import { textOf } from '../parts/content';
 import { redact } from '../redact';
 import type { ChatRequest } from '../types';
 import { abortError } from './errors';
@@ -79,8 +80,10 @@ export function createModerationStep(config: Config): ModerationStep {
   const moderate = createModerator(config);
   const { failMode } = config.moderation;
   return async (request, signal) => {
-    const text = request.messages.findLast((m) => m.role === 'user')?.content;
-    if (text === undefined) return NOT_CHECKED;
+    // Only the text is moderated: an attachment-only message has none to check (images are not sent to moderation).
+    const last = request.messages.findLast((m) => m.role === 'user');
+    const text = last ? textOf(last) : '';
+    if (!text.trim()) return NOT_CHECKED;
     const verdict = await moderate(text, signal);
     if (verdict.kind === 'unavailable') {
       if (failMode === 'open')

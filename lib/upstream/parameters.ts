@@ -4,7 +4,7 @@ import type {
   ChatCompletionMessageParam,
 } from 'openai/resources/chat/completions';
 import type { ModelOptions } from '../config/models';
-import type { ChatRequest } from '../types';
+import type { ChatMessage, ChatRequest } from '../types';
 
 /** What an upstream taught us about one model: the token parameter it wants, and parameters it refuses. */
 interface Fix {
@@ -54,7 +54,7 @@ export function createParameterFixes(
       return {
         ...params,
         model,
-        messages: [...system, ...request.messages],
+        messages: [...system, ...request.messages.map(toParam)],
         stream: true,
         stream_options: { include_usage: true },
       };
@@ -78,6 +78,13 @@ export function createParameterFixes(
       return `-${param}`;
     },
   };
+}
+
+/** OpenAI's message shape. A copy of the parts array: the SDK's types want it mutable, ours is readonly. */
+function toParam(message: ChatMessage): ChatCompletionMessageParam {
+  const { content } = message;
+  if (typeof content !== 'string') return { role: 'user', content: [...content] };
+  return message.role === 'user' ? { role: 'user', content } : { role: 'assistant', content };
 }
 
 /** The refused parameter: OpenAI names it in `param`; some servers only in the message ("Unsupported parameter: 'x'"). */

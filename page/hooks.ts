@@ -1,0 +1,61 @@
+import { useCallback, useEffect, useLayoutEffect, useRef, useState } from 'react';
+
+/** Close enough to the bottom to count as there: browsers scroll by fractions of a pixel. */
+const SLACK_PX = 8;
+
+const atBottom = () =>
+  window.innerHeight + window.scrollY >= document.documentElement.scrollHeight - SLACK_PX;
+
+/**
+ * Keeps the newest words in view while a reply streams, until the reader scrolls up to read something: then the
+ * page stays put, and scrolling back to the bottom picks the reply up again. Returns `follow()`, for a send: whoever
+ * sends wants to see the answer. Runs after every render, since any of them can make the page taller.
+ */
+export function useFollow(): () => void {
+  const following = useRef(true);
+  useEffect(() => {
+    // Our own scrolling lands at the bottom, so only the reader's can turn following off.
+    const onScroll = () => {
+      following.current = atBottom();
+    };
+    window.addEventListener('scroll', onScroll, { passive: true });
+    return () => window.removeEventListener('scroll', onScroll);
+  }, []);
+  useLayoutEffect(() => {
+    if (following.current && !atBottom()) window.scrollTo(0, document.documentElement.scrollHeight);
+  });
+  return useCallback(() => {
+    following.current = true;
+  }, []);
+}
+
+/** What GET /api/models says: the models the server lets a client choose, and the one it uses by default. */
+export interface ModelList {
+  readonly models: readonly string[];
+  readonly default: string;
+}
+
+/**
+ * The server's model list, once it has answered; `undefined` until then, or for good where there is no such route
+ * (the static page on Vercel): the page then names no model, and the proxy uses its default.
+ */
+export function useModels(): ModelList | undefined {
+  const [list, setList] = useState<ModelList>();
+  useEffect(() => {
+    const controller = new AbortController();
+    fetch('/api/models', { signal: controller.signal })
+      .then((response) => (response.ok ? response.json() : undefined))
+      .then((body: unknown) => {
+        if (isModelList(body)) setList(body);
+      })
+      .catch(() => {}); // no list, no picker: the chat works the same
+    return () => controller.abort();
+  }, []);
+  return list;
+}
+
+function isModelList(body: unknown): body is ModelList {
+  if (typeof body !== 'object' || body === null) return false;
+  const { models, default: fallback } = body as Record<string, unknown>;
+  return Array.isArray(models) && models.every((m) => typeof m === 'string') && typeof fallback === 'string';
+}

@@ -1,0 +1,97 @@
+import type { UIMessage } from 'ai';
+import type { ReactNode } from 'react';
+import type { ChatMetadata } from '../lib/types';
+import { Markdown } from './markdown';
+
+export type Message = UIMessage<ChatMetadata>;
+
+interface BubbleProps {
+  readonly message: Message;
+  readonly streaming: boolean;
+  /** The user pressed Stop on this reply. */
+  readonly stopped: boolean;
+  /** Buttons for what can be done with this message now (edit, regenerate). */
+  readonly actions?: ReactNode;
+}
+
+/**
+ * One message, its parts in order: reasoning as a collapsible block, answer text as markdown while it streams, then
+ * what it cost. The user's own words stay plain text: they typed them, and rendering them would change them.
+ */
+export function Bubble({ message, streaming, stopped, actions }: BubbleProps) {
+  const assistant = message.role === 'assistant';
+  const reasoningParts = message.parts.filter((part) => part.type === 'reasoning').length;
+  const meta = assistant && !streaming ? metaLine(message.metadata, stopped) : undefined;
+  return (
+    <li data-role={message.role} aria-busy={streaming || undefined}>
+      <span className="sr-only">{assistant ? 'Assistant:' : 'You:'}</span>
+      {message.parts.map((part, i) => {
+        const key = `${message.id}-${i}`;
+        if (part.type === 'text') {
+          return assistant ? (
+            <Markdown key={key} text={part.text} />
+          ) : (
+            <div key={key} className="text">
+              {part.text}
+            </div>
+          );
+        }
+        if (part.type === 'reasoning') {
+          const thinking = part.state === 'streaming';
+          const tokens = reasoningParts === 1 ? message.metadata?.usage?.reasoningTokens : undefined;
+          return (
+            // Open while the model thinks, so the thinking is seen; folded away once it is done.
+            <details key={key} className="reasoning" open={thinking}>
+              <summary>
+                {thinking ? 'Thinking…' : tokens ? `Thought for ${count(tokens, 'token')}` : 'Reasoning'}
+              </summary>
+              <div>{part.text}</div>
+            </details>
+          );
+        }
+        return null;
+      })}
+      {(meta || actions) && (
+        <div className="foot">
+          {meta && (
+            <p className="meta">
+              {meta.text}
+              {meta.stopped && (
+                <span className="stopped">
+                  {meta.text && ' · '}
+                  {meta.stopped}
+                </span>
+              )}
+            </p>
+          )}
+          {actions && <span className="actions">{actions}</span>}
+        </div>
+      )}
+    </li>
+  );
+}
+
+/** "o3-mini · 31 in · 87 out (52 reasoning)", and why the answer was cut short, if it was. */
+function metaLine(
+  metadata: ChatMetadata | undefined,
+  stoppedByUser: boolean,
+): { text: string; stopped?: string } | undefined {
+  const pieces: string[] = [];
+  if (metadata?.model) pieces.push(metadata.model);
+  const usage = metadata?.usage;
+  if (usage) {
+    pieces.push(`${n(usage.promptTokens)} in`);
+    const reasoning = usage.reasoningTokens ? ` (${n(usage.reasoningTokens)} reasoning)` : '';
+    pieces.push(`${n(usage.completionTokens)} out${reasoning}`);
+  }
+  // A reply the user stopped never gets its `finish`, so it has no usage and no finish reason to explain it.
+  const limit = STOPPED[metadata?.finishReason ?? ''];
+  const stopped = stoppedByUser ? 'stopped' : limit && `stopped: ${limit}`;
+  if (!pieces.length && !stopped) return undefined;
+  return { text: pieces.join(' · '), ...(stopped && { stopped }) };
+}
+
+const STOPPED: Record<string, string> = { length: 'length limit', 'content-filter': 'content filter' };
+
+const n = (value: number) => value.toLocaleString('en');
+const count = (value: number, noun: string) => `${n(value)} ${noun}${value === 1 ? '' : 's'}`;
