@@ -15,7 +15,12 @@ export type Behaviour =
   /** Sends `afterTokens` tokens, then an SSE event that is not JSON. */
   | { kind: 'malformed'; afterTokens: number; text?: string }
   /** A very long answer of `tokens` tokens. */
-  | { kind: 'long'; tokens: number };
+  | { kind: 'long'; tokens: number }
+  /**
+   * A reply that is only a call to tool `name`: `delta.tool_calls` with the id and name first, then `arguments` (JSON
+   * text, sent as it is, valid or not) in up to three pieces, then finish_reason `tool_calls`. `text` streams first.
+   */
+  | { kind: 'tool-call'; name: string; arguments: string; id?: string; text?: string };
 
 const openAiError = (
   status: number,
@@ -91,4 +96,17 @@ export function splitTokens(text: string): string[] {
 export function demoReply(said: string): string {
   const echo = said.trim() ? `You said: "${said.trim()}"` : 'You sent an empty message.';
   return `[demo] Hi! I am the built-in demo upstream, not a real model. Set OPENAI_API_KEY to talk to one. ${echo}`;
+}
+
+/** A string in up to three pieces of about equal length, so a client must join them. */
+export function thirds(text: string): string[] {
+  const size = Math.max(1, Math.ceil(text.length / 3));
+  const pieces: string[] = [];
+  for (let i = 0; i < text.length; i += size) pieces.push(text.slice(i, i + size));
+  return pieces;
+}
+
+/** The answer after a tool ran: the model "read" the output, so a tool loop can end in text. */
+export function toolResultReply(output: string): string {
+  return `The tool answered: ${output}`;
 }

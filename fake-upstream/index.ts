@@ -1,7 +1,7 @@
 import { createServer, type IncomingMessage, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { type Behaviour, demoReply, splitTokens } from './behaviours';
+import { type Behaviour, demoReply, splitTokens, thirds, toolResultReply } from './behaviours';
 import { readText, sendJson } from './http';
 import { createFakeModeration, type FakeModeration } from './moderation';
 import { type ReasoningOptions, refusal, thoughts } from './reasoning';
@@ -196,6 +196,10 @@ async function streamReply(
     call.tokensSent++;
   }
   switch (behaviour.kind) {
+    case 'tool-call':
+      await streamToolCall(behaviour, (delta) => res.write(chunk(delta)));
+      call.tokensSent += thirds(behaviour.arguments).length;
+      break;
     case 'stall':
       return; // Hold the connection open and silent until the client gives up.
     case 'cut':
@@ -208,7 +212,8 @@ async function streamReply(
       res.end('data: {"choices": [ this is not json\n\n');
       return;
   }
-  res.write(chunk({}, ('finishReason' in behaviour && behaviour.finishReason) || 'stop'));
+  const finish = behaviour.kind === 'tool-call' ? 'tool_calls' : 'stop';
+  res.write(chunk({}, ('finishReason' in behaviour && behaviour.finishReason) || finish));
   if (body.stream_options?.include_usage) {
     const promptTokens = Math.ceil(JSON.stringify(body.messages ?? []).length / 4);
     const completion = call.tokensSent + call.reasoningSent;
@@ -225,8 +230,26 @@ async function streamReply(
   res.end('data: [DONE]\n\n');
 }
 
+/** As OpenAI streams a call: the id and the name in the first fragment, then the arguments in pieces. */
+async function streamToolCall(
+  behaviour: Extract<Behaviour, { kind: 'tool-call' }>,
+  write: (delta: object) => void,
+): Promise<void> {
+  const id = behaviour.id ?? `call_${Math.random().toString(36).slice(2, 10)}`;
+  write({
+    tool_calls: [{ index: 0, id, type: 'function', function: { name: behaviour.name, arguments: '' } }],
+  });
+  for (const piece of thirds(behaviour.arguments)) {
+    await sleep(0);
+    write({ tool_calls: [{ index: 0, function: { arguments: piece } }] });
+  }
+}
+
 function replyText(body: ChatBody, behaviour: Behaviour, options: FakeUpstreamOptions): string {
   if ('text' in behaviour && behaviour.text !== undefined) return behaviour.text;
+  if (behaviour.kind === 'tool-call') return '';
+  const last = body.messages?.at(-1);
+  if (last?.role === 'tool') return toolResultReply(String(last.content));
   if (behaviour.kind === 'long')
     return Array.from({ length: behaviour.tokens }, (_, i) => `word${i} `).join('');
   return (options.reply ?? demoReply)(lastUserText(body));

@@ -21,7 +21,22 @@ export type ContentPart =
  */
 export type ChatMessage =
   | { readonly role: 'user'; readonly content: string | readonly ContentPart[] }
-  | { readonly role: 'assistant'; readonly content: string };
+  | { readonly role: 'assistant'; readonly content: string; readonly toolCalls?: readonly ToolCall[] }
+  | ToolMessage;
+
+/** A call the model made to an operator-declared tool (`TOOLS`), as history sends it back: arguments are JSON text. */
+export interface ToolCall {
+  readonly id: string;
+  readonly name: string;
+  readonly arguments: string;
+}
+
+/** What the caller's tool answered to one call: its output as JSON text, or its error text. */
+export interface ToolMessage {
+  readonly role: 'tool';
+  readonly toolCallId: string;
+  readonly content: string;
+}
 
 /** How much a reasoning model may think, as OpenAI's `reasoning_effort` spells it. */
 export type ReasoningEffort = 'minimal' | 'low' | 'medium' | 'high';
@@ -48,10 +63,27 @@ export interface Usage {
   readonly totalTokens: number;
 }
 
-/** One piece of a reply: answer text as a plain string (the hot path), or a piece of the model's reasoning. */
-export type Delta = string | { readonly reasoning: string };
+/**
+ * One piece of a tool call as the upstream streams it: the first fragment of a call names it (`id`, `name`), later
+ * ones carry pieces of its JSON `arguments`. `index` tells parallel calls apart.
+ */
+export interface ToolCallFragment {
+  readonly index: number;
+  readonly id?: string;
+  readonly name?: string;
+  readonly arguments?: string;
+}
 
-/** A reply whose first token (of text or reasoning) has already arrived, so the HTTP status is settled. */
+/**
+ * One piece of a reply: answer text as a plain string (the hot path), a piece of the model's reasoning, or fragments
+ * of tool calls (one chunk may carry several, for parallel calls).
+ */
+export type Delta =
+  | string
+  | { readonly reasoning: string }
+  | { readonly toolCalls: readonly ToolCallFragment[] };
+
+/** A reply whose first token (of text, reasoning or a tool call) has already arrived, so the HTTP status is settled. */
 export interface Reply {
   /** Deltas, starting with the first. A failure mid-stream is thrown as a ProxyError. */
   readonly tokens: AsyncIterable<Delta>;

@@ -1,8 +1,18 @@
 import { useChat } from '@ai-sdk/react';
-import { type FormEvent, type KeyboardEvent, useRef, useState } from 'react';
+import type { FileUIPart } from 'ai';
+import {
+  type ClipboardEvent,
+  type DragEvent,
+  type FormEvent,
+  type KeyboardEvent,
+  useRef,
+  useState,
+} from 'react';
 import { createRoot } from 'react-dom/client';
+import { IMAGE_TYPES, useAttachments } from './attachments';
 import { useFollow, useModels } from './hooks';
 import { Bubble, type Message } from './message';
+import { Previews } from './previews';
 
 /**
  * The demo chat page: `useChat` from `@ai-sdk/react`, unchanged, talking to POST /api/chat on the same origin.
@@ -15,6 +25,9 @@ function Chat() {
   const [stopped, setStopped] = useState<ReadonlySet<string>>(new Set());
   const [chosen, setChosen] = useState<string>();
   const prompt = useRef<HTMLTextAreaElement>(null);
+  const picker = useRef<HTMLInputElement>(null);
+  const attachments = useAttachments();
+  const [dragging, setDragging] = useState(false);
   const follow = useFollow();
   const models = useModels();
   const busy = status === 'submitted' || status === 'streaming';
@@ -28,10 +41,12 @@ function Chat() {
   const options = model ? { body: { model } } : undefined;
 
   const send = () => {
-    if (!input.trim() || busy) return;
+    // A message may be images alone; then it has no text part at all rather than an empty one.
+    if ((!input.trim() && !attachments.list.length) || busy) return;
     if (refused) drop(refused);
     follow();
-    void sendMessage({ text: input }, options);
+    const files = attachments.take();
+    void sendMessage(input.trim() ? { text: input, files } : { files }, options);
     setInput('');
   };
   const submit = (event: FormEvent) => {
@@ -43,6 +58,31 @@ function Chat() {
     if (event.key !== 'Enter' || event.shiftKey || event.nativeEvent.isComposing) return;
     event.preventDefault();
     send();
+  };
+  const onPaste = (event: ClipboardEvent<HTMLTextAreaElement>) => {
+    const { files, types } = event.clipboardData;
+    if (!files.length) return;
+    attachments.add(files);
+    // Copied from a document, an image comes with its words as text: those are still pasted as usual.
+    if (!types.includes('text/plain')) event.preventDefault();
+  };
+  const onDragOver = (event: DragEvent<HTMLFormElement>) => {
+    // Only files: dragging selected text into the textarea works as before.
+    if (!event.dataTransfer.types.includes('Files')) return;
+    event.preventDefault();
+    setDragging(true);
+  };
+  const onDragLeave = (event: DragEvent<HTMLFormElement>) => {
+    // Leaving the form for one of its own children is not leaving it.
+    if (event.relatedTarget instanceof Node && event.currentTarget.contains(event.relatedTarget)) return;
+    setDragging(false);
+  };
+  const onDrop = (event: DragEvent<HTMLFormElement>) => {
+    if (!event.dataTransfer.files.length) return;
+    event.preventDefault(); // or the browser leaves the page to show the file
+    setDragging(false);
+    attachments.add(event.dataTransfer.files);
+    prompt.current?.focus();
   };
   /** Takes a message (and whatever answered it) out of the conversation, so it is never sent again. */
   const drop = (message: Message) => {
@@ -56,6 +96,7 @@ function Chat() {
   const edit = (message: Message) => {
     drop(message);
     setInput(message.parts.map((part) => (part.type === 'text' ? part.text : '')).join(''));
+    attachments.restore(message.parts.filter((part): part is FileUIPart => part.type === 'file'));
     prompt.current?.focus();
   };
   const retry = () => {
@@ -90,7 +131,13 @@ function Chat() {
           New chat
         </button>
       </header>
-      {!messages.length && !error && <p className="hint">Enter sends, Shift+Enter starts a new line.</p>}
+      {!messages.length && !error && (
+        <p className="hint">
+          Enter sends, Shift+Enter starts a new line.
+          <br />
+          Paste or drop images to attach them.
+        </p>
+      )}
       <ol id="messages">
         {messages.map((message, index) => {
           const isLast = index === messages.length - 1;
@@ -145,25 +192,65 @@ function Chat() {
           </span>
         </div>
       )}
-      <form onSubmit={submit}>
-        <textarea
-          id="prompt"
-          ref={prompt}
-          value={input}
-          rows={Math.min(8, input.split('\n').length)}
-          onChange={(e) => setInput(e.target.value)}
-          onKeyDown={onKeyDown}
-          placeholder="Say something"
-          aria-label="Message"
-        />
-        {busy ? (
-          <button id="stop" type="button" onClick={halt}>
-            Stop
+      <form
+        onSubmit={submit}
+        onDragOver={onDragOver}
+        onDragLeave={onDragLeave}
+        onDrop={onDrop}
+        className={dragging ? 'dragging' : undefined}
+      >
+        <Previews attachments={attachments} />
+        <div className="row">
+          <input
+            id="attach-input"
+            ref={picker}
+            type="file"
+            accept={IMAGE_TYPES.join(',')}
+            multiple
+            hidden
+            onChange={(e) => {
+              if (e.target.files) attachments.add(e.target.files);
+              e.target.value = ''; // so picking the same image again, after removing it, is a change
+            }}
+          />
+          <button
+            id="attach"
+            type="button"
+            onClick={() => picker.current?.click()}
+            aria-label="Attach images"
+            title="Attach images (or paste or drop them here)"
+          >
+            <svg viewBox="0 0 24 24" width="20" height="20" aria-hidden="true">
+              <path
+                d="M21 11.5 12.6 19.9a5.5 5.5 0 0 1-7.8-7.8l8.5-8.5a3.7 3.7 0 0 1 5.2 5.2l-8.5 8.5a1.8 1.8 0 0 1-2.6-2.6L15.2 7"
+                fill="none"
+                stroke="currentColor"
+                strokeWidth="1.8"
+                strokeLinecap="round"
+                strokeLinejoin="round"
+              />
+            </svg>
           </button>
-        ) : null}
-        <button id="send" type="submit" disabled={busy}>
-          Send
-        </button>
+          <textarea
+            id="prompt"
+            ref={prompt}
+            value={input}
+            rows={Math.min(8, input.split('\n').length)}
+            onChange={(e) => setInput(e.target.value)}
+            onKeyDown={onKeyDown}
+            onPaste={onPaste}
+            placeholder="Say something"
+            aria-label="Message"
+          />
+          {busy ? (
+            <button id="stop" type="button" onClick={halt}>
+              Stop
+            </button>
+          ) : null}
+          <button id="send" type="submit" disabled={busy}>
+            Send
+          </button>
+        </div>
       </form>
     </main>
   );

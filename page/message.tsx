@@ -1,4 +1,4 @@
-import type { UIMessage } from 'ai';
+import type { FileUIPart, UIMessage } from 'ai';
 import type { ReactNode } from 'react';
 import type { ChatMetadata } from '../lib/types';
 import { Markdown } from './markdown';
@@ -22,6 +22,7 @@ export function Bubble({ message, streaming, stopped, actions }: BubbleProps) {
   const assistant = message.role === 'assistant';
   const reasoningParts = message.parts.filter((part) => part.type === 'reasoning').length;
   const meta = assistant && !streaming ? metaLine(message.metadata, stopped) : undefined;
+  const files = message.parts.filter((part): part is FileUIPart => part.type === 'file');
   return (
     <li data-role={message.role} aria-busy={streaming || undefined}>
       <span className="sr-only">{assistant ? 'Assistant:' : 'You:'}</span>
@@ -35,6 +36,10 @@ export function Bubble({ message, streaming, stopped, actions }: BubbleProps) {
               {part.text}
             </div>
           );
+        }
+        // The images go together in one row, where the first of them is (useChat puts them before the text).
+        if (part.type === 'file') {
+          return part === files[0] ? <Files key={key} files={files} /> : null;
         }
         if (part.type === 'reasoning') {
           const thinking = part.state === 'streaming';
@@ -68,6 +73,29 @@ export function Bubble({ message, streaming, stopped, actions }: BubbleProps) {
         </div>
       )}
     </li>
+  );
+}
+
+/**
+ * A message's attachments as thumbnails. Only an image held in the message itself (a data URL) is shown; a link is
+ * just a link, so showing the conversation never makes the browser fetch an address from it.
+ */
+function Files({ files }: { readonly files: readonly FileUIPart[] }) {
+  return (
+    <div className="files">
+      {files.map((file, i) => {
+        // A message's parts never change order once sent, so their positions name them.
+        const key = `${i}-${file.filename}`;
+        const name = file.filename ?? 'image';
+        return file.url.startsWith('data:image/') ? (
+          <img key={key} src={file.url} alt={name} title={name} />
+        ) : (
+          <a key={key} href={file.url} target="_blank" rel="noopener noreferrer">
+            {name}
+          </a>
+        );
+      })}
+    </div>
   );
 }
 

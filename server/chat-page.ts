@@ -58,12 +58,29 @@ const CSS = `
   #error { margin: 0; flex: 1 1 14rem; }
   .error button { border: 1px solid currentColor; border-radius: .4rem; background: none; padding: .1rem .6rem;
     font-size: .875rem; color: inherit; }
-  form { position: sticky; bottom: 0; display: flex; align-items: flex-end; gap: .5rem; padding: .5rem 0 1rem;
-    background: var(--bg); }
+  .files { display: flex; flex-wrap: wrap; justify-content: flex-end; gap: .4rem; max-width: 85%; margin-bottom: .35rem; }
+  .files img { display: block; width: 8rem; height: 8rem; object-fit: cover; border-radius: .8rem;
+    border: 1px solid var(--rule); background: var(--code); }
+  .files a { color: var(--accent); font-size: .9em; }
+  @media (max-width: 30rem) { .files img { width: 6rem; height: 6rem; } }
+  form { position: sticky; bottom: 0; padding: .5rem 0 1rem; background: var(--bg); }
+  form.dragging { outline: 2px dashed var(--accent); outline-offset: -.15rem; border-radius: .8rem; }
+  form .row { display: flex; align-items: flex-end; gap: .5rem; }
+  .previews ul { list-style: none; display: flex; flex-wrap: wrap; gap: .6rem; margin: .3rem 0 .6rem; padding: 0; }
+  .previews li { position: relative; margin: 0; }
+  .previews img { display: block; width: 4rem; height: 4rem; object-fit: cover; border-radius: .5rem;
+    border: 1px solid var(--rule); background: var(--code); }
+  .previews .remove { position: absolute; top: -.45rem; right: -.45rem; width: 1.5rem; height: 1.5rem; padding: 0;
+    border: 1px solid var(--rule); border-radius: 50%; background: var(--bg); line-height: 1; font-size: 1rem; }
+  .previews .remove:hover, .previews .remove:focus-visible { color: var(--error); border-color: var(--error); }
+  #attach-notice { margin: 0 0 .5rem; font-size: .875rem; color: var(--error); }
+  #attach { flex: none; display: grid; place-items: center; width: calc(2.65rem + 2px); height: calc(2.65rem + 2px);
+    padding: 0; border: 1px solid var(--rule); border-radius: .8rem; background: var(--bg); color: var(--muted); }
+  #attach:hover, #attach:focus-visible { color: var(--accent); border-color: var(--accent); }
   #prompt { flex: 1; min-width: 0; max-height: 12rem; padding: .55rem .8rem; resize: none; background: var(--bg);
     border: 1px solid var(--rule); border-radius: .8rem; }
   #prompt:focus { outline: 2px solid var(--accent); outline-offset: -1px; }
-  form button { padding: .55rem 1rem; border: 1px solid var(--accent); border-radius: .8rem; background: var(--accent);
+  #send, #stop { padding: .55rem 1rem; border: 1px solid var(--accent); border-radius: .8rem; background: var(--accent);
     color: var(--on-accent); }
   #stop { background: none; color: var(--accent); }
 `;

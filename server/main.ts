@@ -10,6 +10,7 @@ import { nodeServerOptions, stopOnSignal } from './lifecycle';
 import { nodePlatform } from './node-platform';
 import { routes } from './routes';
 import { loadServerConfig } from './server-config';
+import { withToolsFile } from './tools-file';
 
 /**
  * The persistent Node server: `npm run dev` (offline, demo upstream when no key is set) and `npm start`
@@ -19,8 +20,9 @@ import { loadServerConfig } from './server-config';
 async function main(): Promise<void> {
   const dev = process.argv.includes('--dev');
   if (loadDotEnv()) console.log('Read settings from .env (variables already set in the environment win).');
-  const env: Env =
-    dev && !process.env.OPENAI_API_KEY?.trim() ? await withDemoUpstream(process.env) : process.env;
+  const env: Env = withToolsFile(
+    dev && !process.env.OPENAI_API_KEY?.trim() ? await withDemoUpstream(process.env) : process.env,
+  );
   const server = loadServerConfig(env);
   const config = loadConfig(env, { production: !dev });
   const ownOrigins: string[] = []; // the dev server's loopback origins, once the port is bound

@@ -64,7 +64,10 @@ async function answered(page: Page, count: number): Promise<void> {
 
 /** The parts of a useChat request body the tests look at. */
 interface SentBody {
-  messages: { role: string; parts: { text?: string }[] }[];
+  messages: {
+    role: string;
+    parts: { type: string; text?: string; mediaType?: string; url?: string; filename?: string }[];
+  }[];
   trigger: string;
   model?: string;
 }
@@ -80,6 +83,41 @@ function chatBodies(page: Page): SentBody[] {
 }
 
 const lastReply = (page: Page) => page.locator('li[data-role="assistant"]').last();
+
+/** A real 1×1 PNG, small enough to read in a failure message. */
+const DOT_PNG_BASE64 =
+  'iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mNkYPhfDwAChwGA60e6kgAAAABJRU5ErkJggg==';
+const DOT_PNG = Buffer.from(DOT_PNG_BASE64, 'base64');
+const DOT_PNG_URL = `data:image/png;base64,${DOT_PNG_BASE64}`;
+
+/** The next POST to /api/chat, as the page sent it. */
+async function nextChatBody(page: Page, action: () => Promise<void>): Promise<SentBody> {
+  const request = page.waitForRequest((r) => r.url().endsWith('/api/chat') && r.method() === 'POST');
+  await action();
+  return (await request).postDataJSON();
+}
+
+/** Pastes a PNG into the input as the clipboard would, or drops it onto the composer. */
+function hand(page: Page, how: 'paste' | 'drop', name: string): Promise<void> {
+  return page.evaluate(
+    ({ base64, how, name }) => {
+      const bytes = Uint8Array.from(atob(base64), (c) => c.charCodeAt(0));
+      const data = new DataTransfer();
+      data.items.add(new File([bytes], name, { type: 'image/png' }));
+      const init = { bubbles: true, cancelable: true };
+      if (how === 'paste') {
+        document
+          .querySelector('#prompt')
+          ?.dispatchEvent(new ClipboardEvent('paste', { ...init, clipboardData: data }));
+      } else {
+        const form = document.querySelector('form');
+        form?.dispatchEvent(new DragEvent('dragover', { ...init, dataTransfer: data }));
+        form?.dispatchEvent(new DragEvent('drop', { ...init, dataTransfer: data }));
+      }
+    },
+    { base64: DOT_PNG_BASE64, how, name },
+  );
+}
 
 describe('the chat page in Chromium', () => {
   it('streams a reply with useChat, unchanged, through the proxy', async () => {
@@ -344,6 +382,102 @@ describe('the chat page in Chromium', () => {
     await send(page, 'fresh start');
     await answered(page, 1);
     expect(bodies.at(-1)?.messages).toHaveLength(1);
+    await page.close();
+  }, 40_000);
+
+  it('attaches an image from the picker, previews it, sends it as a file part and shows it in the message', async () => {
+    const page = await openChat();
+    await page.setViewportSize({ width: 1200, height: 800 });
+    await page.setInputFiles('#attach-input', { name: 'dot.png', mimeType: 'image/png', buffer: DOT_PNG });
+    const preview = page.locator('.previews img');
+    await preview.waitFor({ timeout: 5_000 });
+    expect(await preview.getAttribute('alt')).toBe('dot.png');
+    expect(await preview.getAttribute('src')).toBe(DOT_PNG_URL);
+    await page.fill('#prompt', 'What is in this picture?');
+    await page.screenshot({ path: `${SCREENSHOTS}/attach-preview-1200.png`, fullPage: true });
+    await page.setViewportSize({ width: 390, height: 844 });
+    await page.screenshot({ path: `${SCREENSHOTS}/attach-preview-390.png`, fullPage: true });
+
+    const body = await nextChatBody(page, () => page.click('#send'));
+    const parts = body.messages.at(-1)?.parts;
+    expect(parts?.map((part) => part.type)).toEqual(['file', 'text']);
+    expect(parts?.[0]).toEqual({
+      type: 'file',
+      mediaType: 'image/png',
+      filename: 'dot.png',
+      url: DOT_PNG_URL,
+    });
+    await answered(page, 1);
+    expect(await lastReply(page).locator('.text').textContent()).toBe(demoReply('What is in this picture?'));
+    expect(await page.locator('#error').count()).toBe(0);
+    // Sent: out of the composer, into the conversation, and really shown (decoded, not a broken image).
+    expect(await page.locator('.previews img').count()).toBe(0);
+    const thumbnail = page.locator('li[data-role="user"] .files img');
+    expect(await thumbnail.count()).toBe(1);
+    expect(await thumbnail.getAttribute('src')).toBe(DOT_PNG_URL);
+    expect(await thumbnail.evaluate((img) => (img as HTMLImageElement).naturalWidth)).toBe(1);
+    expect(await page.evaluate(() => document.documentElement.scrollWidth)).toBeLessThanOrEqual(390);
+    await page.screenshot({ path: `${SCREENSHOTS}/attach-sent-390.png`, fullPage: true });
+    await page.setViewportSize({ width: 1200, height: 800 });
+    await page.screenshot({ path: `${SCREENSHOTS}/attach-sent-1200.png`, fullPage: true });
+    await page.close();
+  }, 40_000);
+
+  it('refuses what the proxy would refuse, and at most 4 images, saying why', async () => {
+    const page = await openChat();
+    const notice = page.locator('#attach-notice');
+    await page.setInputFiles('#attach-input', [
+      { name: 'notes.txt', mimeType: 'text/plain', buffer: Buffer.from('hello') },
+      { name: 'huge.png', mimeType: 'image/png', buffer: Buffer.alloc(5 * 1024 * 1024 + 1) },
+    ]);
+    await notice.waitFor({ timeout: 5_000 });
+    expect(await notice.textContent()).toBe(
+      'notes.txt is not a PNG, JPEG, WebP or GIF image. huge.png is larger than 5 MiB.',
+    );
+    expect(await page.locator('.previews img').count()).toBe(0);
+    const five = Array.from({ length: 5 }, (_, i) => ({
+      name: `dot-${i + 1}.png`,
+      mimeType: 'image/png',
+      buffer: DOT_PNG,
+    }));
+    await page.setInputFiles('#attach-input', five);
+    await page.waitForFunction(() => document.querySelectorAll('.previews img').length === 4, undefined, {
+      timeout: 5_000,
+    });
+    expect(await notice.textContent()).toBe('At most 4 images per message.');
+    await page.setViewportSize({ width: 390, height: 844 });
+    await page.screenshot({ path: `${SCREENSHOTS}/attach-four-390.png`, fullPage: true });
+    // Removing one makes room for one more.
+    await page.locator('.previews button', { hasText: '×' }).first().click();
+    expect(await page.locator('.previews img').count()).toBe(3);
+    expect(await page.locator('.previews img').first().getAttribute('alt')).toBe('dot-2.png');
+    await page.close();
+  }, 40_000);
+
+  it('takes images pasted into the input or dropped on it, sends images alone, and Edit brings them back', async () => {
+    const page = await openChat();
+    await hand(page, 'paste', 'pasted.png');
+    await hand(page, 'drop', 'dropped.png');
+    await page.waitForFunction(() => document.querySelectorAll('.previews img').length === 2, undefined, {
+      timeout: 5_000,
+    });
+    expect(
+      await page.locator('.previews img').evaluateAll((imgs) => imgs.map((i) => i.getAttribute('alt'))),
+    ).toEqual(['pasted.png', 'dropped.png']);
+    expect(await page.inputValue('#prompt')).toBe('');
+    // No words: a message of images alone, with no empty text part.
+    const body = await nextChatBody(page, () => page.press('#prompt', 'Enter'));
+    expect(body.messages.at(-1)?.parts.map((part) => [part.type, part.filename])).toEqual([
+      ['file', 'pasted.png'],
+      ['file', 'dropped.png'],
+    ]);
+    await answered(page, 1);
+    expect(await lastReply(page).locator('.text').textContent()).toBe(demoReply(''));
+    expect(await page.locator('li[data-role="user"] .files img').count()).toBe(2);
+    expect(await page.locator('li[data-role="user"] .text').count()).toBe(0);
+    await page.locator('li[data-role="user"] button', { hasText: 'Edit' }).click();
+    expect(await page.locator('.previews img').count()).toBe(2);
+    expect(await page.locator('#messages li').count()).toBe(0);
     await page.close();
   }, 40_000);
 

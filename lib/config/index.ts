@@ -7,6 +7,7 @@ import { type ModelsConfig, modelsEnv, toModelsConfig } from './models';
 import { type ModerationConfig, moderationEnv, toModerationConfig } from './moderation';
 import { type RateLimitConfig, rateLimitEnv, toRateLimitConfig } from './rate-limit';
 import { type SecurityConfig, securityEnv, toSecurityConfig } from './security';
+import { type ToolsConfig, toolsEnv, toToolsConfig } from './tools';
 
 export { ConfigError, type Env } from './env';
 
@@ -40,6 +41,8 @@ export interface Config {
   readonly moderation: ModerationConfig;
   /** `file` parts: the allowed media types, their count and size caps, and the hosts whose URLs pass through. */
   readonly attachments: AttachmentsConfig;
+  /** Client-side tools the operator declares (`TOOLS`, or `TOOLS_FILE` on the Node server). */
+  readonly tools: ToolsConfig;
   /** Every secret value in this config, so log lines and errors can be scrubbed of them. */
   readonly secrets: readonly string[];
 }
@@ -88,6 +91,7 @@ export const CONFIG_VARIABLES: readonly string[] = [
   ...Object.keys(modelsEnv.shape),
   ...Object.keys(moderationEnv.shape),
   ...Object.keys(attachmentsEnv.shape),
+  ...Object.keys(toolsEnv.shape),
 ];
 
 export interface LoadOptions {
@@ -108,6 +112,7 @@ export function loadConfig(env: Env, options: LoadOptions = {}): Config {
     ...modelsEnv.shape,
     ...moderationEnv.shape,
     ...attachmentsEnv.shape,
+    ...toolsEnv.shape,
   });
   const e = parseEnv(schema, env);
   const production = options.production ?? (env.NODE_ENV === 'production' || env.VERCEL === '1');
@@ -148,6 +153,7 @@ export function loadConfig(env: Env, options: LoadOptions = {}): Config {
     models: toModelsConfig(e, e.OPENAI_API_KEY),
     moderation: toModerationConfig(e),
     attachments: toAttachmentsConfig(e),
+    tools: toToolsConfig(e),
     secrets: [
       e.OPENAI_API_KEY,
       ...storeSecrets(rateLimit),

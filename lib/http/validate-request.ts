@@ -16,7 +16,7 @@ export interface ValidRequest {
 }
 
 export interface HistoryReport {
-  /** Parts dropped that were neither text nor UI-only: tool calls, old attachments, types this proxy does not know. */
+  /** Parts dropped that were neither text nor UI-only: unanswered tool calls, old attachments, unknown types. */
   readonly droppedParts: number;
   /** The oldest messages left out so the conversation fits the caps (`HISTORY_OVERFLOW=trim`). */
   readonly trimmed: number;
@@ -51,6 +51,7 @@ export function createRequestValidator(
   };
 
   return async (body, bodyBytes) => {
+    refuseClientTools(body);
     if (bodyBytes !== undefined && bodyBytes - attachmentUrlBytes(body) > caps.maxBodyBytes) {
       throw bodyTooLarge(caps.maxBodyBytes);
     }
@@ -96,6 +97,7 @@ function createBodyParser(config: Config) {
       result.data.messages,
       config.caps.maxMessageChars,
       config.attachments,
+      config.tools.names,
     );
     if (converted.issues) throw validationError(converted.issues);
     return { ...result.data, messages: converted.messages, droppedParts: converted.droppedParts };
@@ -136,6 +138,13 @@ const uiMessage = z.object({
         mediaType: z.optional(z.unknown()),
         url: z.optional(z.unknown()),
         filename: z.optional(z.unknown()),
+        // A tool part's fields, read by lib/parts/tool-parts.ts for answered calls to declared tools.
+        toolCallId: z.optional(z.unknown()),
+        toolName: z.optional(z.unknown()),
+        state: z.optional(z.unknown()),
+        input: z.optional(z.unknown()),
+        output: z.optional(z.unknown()),
+        errorText: z.optional(z.unknown()),
       },
       { error: 'must be an object' },
     ),
@@ -219,6 +228,20 @@ function attachmentUrlBytes(body: unknown): number {
     }
   }
   return bytes;
+}
+
+/**
+ * A client cannot add tools: they instruct the model as the system prompt does. Refused rather than dropped, so an
+ * app that sends them learns at once that its tools will never be called.
+ */
+function refuseClientTools(body: unknown): void {
+  if (typeof body !== 'object' || body === null || !('tools' in body)) return;
+  throw new ProxyError(
+    400,
+    'tools_not_allowed',
+    'Tools are declared by the server: remove `tools` from the request.',
+    { param: 'tools' },
+  );
 }
 
 /** A model declared without vision (`MODEL_OPTIONS`) gets a clear 400 here, not the provider's error later. */

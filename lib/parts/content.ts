@@ -8,9 +8,16 @@ import type { ChatMessage, ContentPart } from '../types';
  */
 export const IMAGE_TOKENS = 1_000;
 
-/** The text a message carries: its string, or its text parts joined. Attachments have none. */
+/**
+ * The text a message carries, as the caps count it: its string, or its text parts joined (attachments have none);
+ * an assistant's tool calls add their names and JSON arguments, and a tool message is its output, so tool traffic
+ * costs the same as any other text.
+ */
 export function textOf(message: ChatMessage): string {
   const { content } = message;
+  if (message.role === 'assistant' && message.toolCalls?.length) {
+    return content + message.toolCalls.map((call) => call.name + call.arguments).join('');
+  }
   if (typeof content === 'string') return content;
   return content.map((part) => (part.type === 'text' ? part.text : '')).join('');
 }

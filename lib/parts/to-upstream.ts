@@ -1,12 +1,13 @@
 import type { AttachmentsConfig } from '../config/attachments';
-import type { ChatMessage, ChatRole, ContentPart } from '../types';
+import type { ChatMessage, ChatRole, ContentPart, ToolCall, ToolMessage } from '../types';
 import { checkAttachment, type UiFilePart } from './attachments';
+import { answeredCall, type UiToolFields } from './tool-parts';
 
 /**
- * A `useChat` message part after the envelope check: any object with a string `type`; text parts and `file` parts
- * (`mediaType`, `url`, `filename`) are read.
+ * A `useChat` message part after the envelope check: any object with a string `type`; text parts, `file` parts
+ * (`mediaType`, `url`, `filename`) and answered tool parts (lib/parts/tool-parts.ts) are read.
  */
-export interface UiPart extends UiFilePart {
+export interface UiPart extends UiFilePart, UiToolFields {
   readonly type: string;
   readonly text?: unknown;
 }
@@ -39,7 +40,8 @@ const NO_MESSAGE: Issue = { path: ['messages'], message: 'must contain at least 
 type Fate = 'text' | 'ui-only' | 'dropped' | 'attachment';
 
 /**
- * What happens to a part. Tool parts are dropped until tools are forwarded upstream; unknown types (a newer useChat's)
+ * What happens to a part. Tool parts are dropped here: an assistant message with answered calls to declared tools
+ * is converted by `withToolCalls` instead, and other tool parts are dropped there too. Unknown types (a newer useChat's)
  * are dropped rather than refused, since useChat resends the whole history and one refusal would break the chat for
  * good. A file is checked and sent only in the message being answered, where the user expects the model to see it.
  * In older history it is dropped (and counted): the model already answered about it, sending it again would cost
@@ -63,12 +65,20 @@ export async function toUpstreamMessages(
   messages: readonly UiMessage[],
   maxMessageChars: number,
   attachments: AttachmentsConfig,
+  toolNames: ReadonlySet<string> = new Set(),
 ): Promise<Converted> {
   const answered = messages.findLastIndex((m) => m.role === 'user');
   const out: ChatMessage[] = [];
   const issues: Issue[] = [];
   let droppedParts = 0;
   for (const [index, message] of messages.entries()) {
+    if (message.role === 'assistant' && message.parts.some((part) => answeredCall(part, toolNames))) {
+      const steps = withToolCalls(message.parts, index, maxMessageChars, toolNames);
+      out.push(...steps.messages);
+      issues.push(...steps.issues);
+      droppedParts += steps.dropped;
+      continue;
+    }
     const converted = joinText(message.parts, index, index === answered);
     droppedParts += converted.dropped;
     issues.push(...converted.issues);
@@ -93,6 +103,59 @@ function messageOf(role: ChatRole, text: string, files: readonly ContentPart[]):
   if (role === 'assistant' || !files.length) return { role, content: text };
   return { role, content: text.trim() ? [{ type: 'text', text }, ...files] : files };
 }
+
+/**
+ * An assistant message that called tools the app answered, as the upstream wants it: each step's text with its calls
+ * (`tool_calls`), then one `tool` message per call. A useChat message holds every step of a tool loop (text, calls,
+ * more text after the outputs), so text after a call starts a new assistant message. The outputs count toward the
+ * caps like any other text, and each must fit `MAX_MESSAGE_CHARS`.
+ */
+function withToolCalls(
+  parts: readonly UiPart[],
+  index: number,
+  maxMessageChars: number,
+  toolNames: ReadonlySet<string>,
+) {
+  const messages: ChatMessage[] = [];
+  const issues: Issue[] = [];
+  let dropped = 0;
+  let text = '';
+  let calls: ToolCall[] = [];
+  let results: ToolMessage[] = [];
+  const flush = () => {
+    if (text.length > maxMessageChars) {
+      issues.push({ path: ['messages', index, 'parts'], message: tooLong(maxMessageChars) });
+    } else if (text.trim() || calls.length) {
+      messages.push({ role: 'assistant', content: text, ...(calls.length > 0 && { toolCalls: calls }) });
+      messages.push(...results);
+    }
+    text = '';
+    calls = [];
+    results = [];
+  };
+  parts.forEach((part, j) => {
+    const at = ['messages', index, 'parts', j];
+    const answered = answeredCall(part, toolNames);
+    if (answered) {
+      if (answered.result.content.length > maxMessageChars) {
+        issues.push({ path: [...at, 'output'], message: tooLong(maxMessageChars) });
+      }
+      calls.push(answered.call);
+      results.push(answered.result);
+    } else if (part.type !== 'text') {
+      if (fateOf(part.type, false) === 'dropped') dropped++;
+    } else if (typeof part.text !== 'string') {
+      issues.push({ path: [...at, 'text'], message: 'must be a string' });
+    } else if (part.text) {
+      if (calls.length) flush();
+      text += text ? `\n\n${part.text}` : part.text;
+    }
+  });
+  flush();
+  return { messages, issues, dropped };
+}
+
+const tooLong = (max: number) => `is too long (at most ${max} characters)`;
 
 interface FileAt {
   readonly part: UiPart;

@@ -1,5 +1,5 @@
 import { type ProxyError, toProxyError } from '../errors';
-import type { Reply, Usage } from '../types';
+import type { Delta, Reply, ToolCallFragment, Usage } from '../types';
 
 /**
  * How one wire protocol frames one reply, as the exact text to send (one per reply: a framing may keep state, such as
@@ -9,6 +9,8 @@ export interface Framing {
   start(): string;
   text(delta: string): string;
   reasoning(delta: string): string;
+  /** Fragments of tool calls; a framing that needs a call whole (its parsed input) keeps them until `end`. */
+  toolCalls(fragments: readonly ToolCallFragment[]): string;
   end(finishReason: string | undefined, usage: Usage | undefined): string;
   /** Once the status is 200 an error can only be told inside the stream, and the stream must still end cleanly. */
   error(message: string): string;
@@ -53,8 +55,7 @@ export function replyStream(
         // A pull must enqueue something or the stream waits forever: skip deltas the framing leaves out (reasoning
         // in plain text), and read on.
         while (!ended && !next.done) {
-          const delta = next.value;
-          const text = typeof delta === 'string' ? framing.text(delta) : framing.reasoning(delta.reasoning);
+          const text = frame(framing, next.value);
           if (text) return send(controller, text);
           next = await tokens.next();
         }
@@ -80,4 +81,9 @@ export function replyStream(
       await tokens.return?.();
     },
   });
+}
+
+function frame(framing: Framing, delta: Delta): string {
+  if (typeof delta === 'string') return framing.text(delta);
+  return 'reasoning' in delta ? framing.reasoning(delta.reasoning) : framing.toolCalls(delta.toolCalls);
 }

@@ -1,6 +1,7 @@
 import type { FinishReason, UIMessageChunk } from 'ai';
 import type { ChatMetadata, Usage } from '../types';
 import type { Framing } from './reply-stream';
+import { type PendingCall, parseArguments, toolCallTracker } from './tool-calls';
 
 /**
  * The ai SDK's `UI_MESSAGE_STREAM_HEADERS`, spelled out: importing the constant would pull the SDK's runtime (and a
@@ -44,7 +45,8 @@ export interface UiReplyMeta {
 /**
  * The ai SDK's UI message stream: what `useChat` reads. Reasoning and text each open a part when they start and close
  * it when the other takes over; `start` and `finish` carry `messageMetadata` (`ChatMetadata`). Errors become an
- * `error` part, which `useChat` surfaces.
+ * `error` part, which `useChat` surfaces. A tool call streams as `tool-input-start` and `tool-input-delta`, and its
+ * input becomes available just before `finish`.
  */
 export function uiFraming(meta: UiReplyMeta): Framing {
   let open: { type: 'text' | 'reasoning'; id: string } | undefined;
@@ -62,9 +64,21 @@ export function uiFraming(meta: UiReplyMeta): Framing {
     open = { type, id: `${type}-${parts++}` };
     return [...closed, { type: type === 'text' ? 'text-start' : 'reasoning-start', id: open.id }];
   };
+  const calls = toolCallTracker();
   return {
     start: () =>
       sse({ type: 'start', messageId: meta.messageId, messageMetadata: model }, ...trimmedPart(meta.trimmed)),
+    toolCalls: (fragments) => {
+      const chunks: UIMessageChunk[] = close();
+      for (const fragment of fragments) {
+        const { call, started, argumentsDelta } = calls.add(fragment);
+        const toolCallId = call.id;
+        if (started) chunks.push({ type: 'tool-input-start', toolCallId, toolName: call.name });
+        if (argumentsDelta)
+          chunks.push({ type: 'tool-input-delta', toolCallId, inputTextDelta: argumentsDelta });
+      }
+      return sse(...chunks);
+    },
     text: (delta) => {
       // The hot path: one text part, already open.
       if (open?.type === 'text') return sse({ type: 'text-delta', id: open.id, delta });
@@ -78,10 +92,20 @@ export function uiFraming(meta: UiReplyMeta): Framing {
     end: (reason, usage) => {
       const finishReason = (reason && FINISH_REASONS[reason]) || 'other';
       const messageMetadata: ChatMetadata = { ...model, ...usageMetadata(usage), finishReason };
-      return sse(...close(), { type: 'finish', finishReason, messageMetadata }) + DONE;
+      // A call's arguments are whole only now: useChat runs `onToolCall` on `tool-input-available`.
+      const inputs = calls.all().map(inputChunk);
+      return sse(...close(), ...inputs, { type: 'finish', finishReason, messageMetadata }) + DONE;
     },
     error: (errorText) => sse(...close(), { type: 'error', errorText }) + DONE,
   };
+}
+
+/** A finished call: its parsed input, or `tool-input-error` (useChat shows the error; no tool runs) for bad JSON. */
+function inputChunk(call: PendingCall): UIMessageChunk {
+  const parsed = parseArguments(call.arguments);
+  const { id: toolCallId, name: toolName } = call;
+  if ('input' in parsed) return { type: 'tool-input-available', toolCallId, toolName, input: parsed.input };
+  return { type: 'tool-input-error', toolCallId, toolName, input: call.arguments, errorText: parsed.error };
 }
 
 /**

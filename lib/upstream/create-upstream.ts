@@ -11,6 +11,7 @@ export function createUpstream(config: Config, internal: Internal): Upstream {
   const shared = {
     systemPrompt: config.systemPrompt,
     models: config.models,
+    tools: config.tools.declared,
     startDeadlineMs: config.failover.policy.startDeadlineMs,
   };
   const main = createUpstreamTarget({

@@ -2,8 +2,10 @@ import { APIError } from 'openai';
 import type {
   ChatCompletionCreateParamsStreaming,
   ChatCompletionMessageParam,
+  ChatCompletionTool,
 } from 'openai/resources/chat/completions';
 import type { ModelOptions } from '../config/models';
+import type { ToolDeclaration } from '../config/tools';
 import type { ChatMessage, ChatRequest } from '../types';
 
 /** What an upstream taught us about one model: the token parameter it wants, and parameters it refuses. */
@@ -34,8 +36,13 @@ const TOKEN_PARAMS = ['max_tokens', 'max_completion_tokens'] as const;
 export function createParameterFixes(
   systemPrompt: string,
   identifierParam: 'safety_identifier' | 'user',
+  declaredTools: readonly ToolDeclaration[] = [],
 ): ParameterFixes {
   const fixes = new Map<string, Fix>();
+  // Outside `params`, so a refusal never drops them: a model without tools would answer as if it had none.
+  const tools: { tools?: ChatCompletionTool[] } = declaredTools.length
+    ? { tools: declaredTools.map(toTool) }
+    : {};
   const system: ChatCompletionMessageParam[] = systemPrompt
     ? [{ role: 'system', content: systemPrompt }]
     : [];
@@ -53,6 +60,7 @@ export function createParameterFixes(
       for (const name of fix?.dropped ?? []) delete params[name];
       return {
         ...params,
+        ...tools,
         model,
         messages: [...system, ...request.messages.map(toParam)],
         stream: true,
@@ -82,9 +90,34 @@ export function createParameterFixes(
 
 /** OpenAI's message shape. A copy of the parts array: the SDK's types want it mutable, ours is readonly. */
 function toParam(message: ChatMessage): ChatCompletionMessageParam {
+  if (message.role === 'tool') {
+    return { role: 'tool', tool_call_id: message.toolCallId, content: message.content };
+  }
   const { content } = message;
   if (typeof content !== 'string') return { role: 'user', content: [...content] };
-  return message.role === 'user' ? { role: 'user', content } : { role: 'assistant', content };
+  if (message.role === 'user') return { role: 'user', content };
+  if (!message.toolCalls?.length) return { role: 'assistant', content };
+  return {
+    role: 'assistant',
+    // OpenAI takes null, not an empty string, for a turn that only called tools.
+    content: content || null,
+    tool_calls: message.toolCalls.map((call) => ({
+      id: call.id,
+      type: 'function',
+      function: { name: call.name, arguments: call.arguments },
+    })),
+  };
+}
+
+function toTool(tool: ToolDeclaration): ChatCompletionTool {
+  return {
+    type: 'function',
+    function: {
+      name: tool.name,
+      ...(tool.description !== undefined && { description: tool.description }),
+      parameters: { ...tool.parameters },
+    },
+  };
 }
 
 /** The refused parameter: OpenAI names it in `param`; some servers only in the message ("Unsupported parameter: 'x'"). */

@@ -1,7 +1,8 @@
 import OpenAI from 'openai';
 import type { ChatCompletionChunk } from 'openai/resources/chat/completions';
 import { type ModelsConfig, optionsFor } from '../config/models';
-import type { ChatRequest, Delta, Reply } from '../types';
+import type { ToolDeclaration } from '../config/tools';
+import type { ChatRequest, Delta, Reply, ToolCallFragment } from '../types';
 import { linkedAbort, UpstreamTimeout } from './abort';
 import { abortError, midStreamError, UpstreamFailure, upstreamError } from './errors';
 import { createParameterFixes } from './parameters';
@@ -31,6 +32,8 @@ export interface TargetOptions {
   readonly baseURL: string | undefined;
   readonly systemPrompt: string;
   readonly models: ModelsConfig;
+  /** The operator's tools (`TOOLS`), sent with every request. */
+  readonly tools: readonly ToolDeclaration[];
   /** A reasoning model may use the whole start window for its first token. */
   readonly startDeadlineMs: number;
 }
@@ -50,7 +53,11 @@ export function createUpstreamTarget(options: TargetOptions): UpstreamTarget {
   const secrets = [options.apiKey];
   // OpenAI knows `safety_identifier`; other OpenAI-compatible servers know the older `user`, if anything.
   const openai = !options.baseURL || /^https:\/\/[\w.-]*openai\.com(\/|$)/.test(options.baseURL);
-  const fixes = createParameterFixes(options.systemPrompt, openai ? 'safety_identifier' : 'user');
+  const fixes = createParameterFixes(
+    options.systemPrompt,
+    openai ? 'safety_identifier' : 'user',
+    options.tools,
+  );
 
   return {
     provider: options.provider,
@@ -124,7 +131,8 @@ async function* rest(
   secrets: readonly string[],
 ): AsyncGenerator<Delta> {
   let finished = false;
-  let text = typeof first === 'string';
+  // A tool call is an answer too: the app runs the tool and asks again.
+  let text = answers(first);
   try {
     yield first;
     for (;;) {
@@ -139,13 +147,13 @@ async function* rest(
       if (next.done) {
         if (attempt.signal.aborted) throw attempt.signal.reason;
         finished = true;
-        // A model that only thought and then said nothing has not answered: say so rather than end in silence.
+        // A model that only thought and then said (or called) nothing has not answered: say so, not end in silence.
         if (!text) throw emptyReply(outcome);
         return;
       }
       const delta = absorb(next.value, outcome);
       if (delta === undefined) continue;
-      if (typeof delta === 'string') text = true;
+      if (answers(delta)) text = true;
       yield delta;
     }
   } catch (error) {
@@ -157,13 +165,20 @@ async function* rest(
   }
 }
 
+function answers(delta: Delta): boolean {
+  return typeof delta === 'string' || 'toolCalls' in delta;
+}
+
 /** Reasoning arrives as `reasoning_content` (vLLM, DeepSeek) or `reasoning` (OpenRouter, Groq), never typed by the SDK. */
 interface ReasoningDelta {
   readonly reasoning_content?: unknown;
   readonly reasoning?: unknown;
 }
 
-/** Records usage and finish reason from a chunk and returns its text or reasoning, if any. */
+/**
+ * Records usage and finish reason from a chunk and returns its text, tool-call fragments or reasoning, if any. (A
+ * chunk carries one of them: providers stream text and tool calls in separate chunks.)
+ */
 function absorb(chunk: ChatCompletionChunk, outcome: Reply['outcome']): Delta | undefined {
   if (chunk.usage) {
     outcome.usage = {
@@ -181,9 +196,22 @@ function absorb(chunk: ChatCompletionChunk, outcome: Reply['outcome']): Delta | 
     outcome.deltas++;
     return delta.content;
   }
+  if (delta?.tool_calls?.length) {
+    outcome.deltas++;
+    return { toolCalls: delta.tool_calls.map(toFragment) };
+  }
   const { reasoning_content, reasoning } = (delta ?? {}) as ReasoningDelta;
   const thought = typeof reasoning_content === 'string' ? reasoning_content : reasoning;
   if (typeof thought !== 'string' || thought === '') return undefined;
   outcome.deltas++;
   return { reasoning: thought };
+}
+
+function toFragment(call: ChatCompletionChunk.Choice.Delta.ToolCall): ToolCallFragment {
+  return {
+    index: call.index,
+    ...(call.id && { id: call.id }),
+    ...(call.function?.name && { name: call.function.name }),
+    ...(call.function?.arguments && { arguments: call.function.arguments }),
+  };
 }
