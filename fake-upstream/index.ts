@@ -21,6 +21,12 @@ export interface FakeUpstreamOptions {
   readonly port?: number;
   /** Models that reason: they stream their thinking first, report `reasoning_tokens`, and may refuse parameters. */
   readonly reasoning?: ReasoningOptions;
+  /**
+   * The demo's unscripted tool calls: when the request declares tools and the last message is the user's, the fake
+   * calls the first declared tool whose name appears in that message (case-insensitive), with `{}` as arguments.
+   * Scripted behaviours still come first; the tool's answer gets the usual "The tool answered: …" reply.
+   */
+  readonly demoTools?: boolean;
 }
 
 /** What the fake saw of one request: enough to assert "called once" and "aborted within 100 ms". */
@@ -44,6 +50,7 @@ interface ChatBody {
   stream?: boolean;
   stream_options?: { include_usage?: boolean };
   max_tokens?: number;
+  tools?: { type?: string; function?: { name?: unknown } }[];
   [key: string]: unknown;
 }
 
@@ -67,7 +74,7 @@ export async function startFakeUpstream(options: FakeUpstreamOptions = {}): Prom
   const server = createServer((req, res) => {
     // Routed before a scripted behaviour is taken: those are meant for the chat calls.
     if (moderation.route(req, res)) return;
-    handle(req, res, queue.shift() ?? { kind: 'reply' }, options, calls).catch(() => res.destroy());
+    handle(req, res, queue.shift(), options, calls).catch(() => res.destroy());
   });
   // Streams must not be cut by Node's default timeouts while a test holds them open on purpose.
   server.requestTimeout = 0;
@@ -99,7 +106,7 @@ export async function startFakeUpstream(options: FakeUpstreamOptions = {}): Prom
 async function handle(
   req: IncomingMessage,
   res: ServerResponse,
-  behaviour: Behaviour,
+  scripted: Behaviour | undefined,
   options: FakeUpstreamOptions,
   calls: FakeCall[],
 ): Promise<void> {
@@ -109,6 +116,8 @@ async function handle(
     });
   }
   const body = JSON.parse(await readText(req)) as ChatBody;
+  const behaviour: Behaviour = scripted ??
+    (options.demoTools ? demoToolCall(body) : undefined) ?? { kind: 'reply' };
   let settle = () => {};
   const call: FakeCall = {
     body,
@@ -253,6 +262,16 @@ function replyText(body: ChatBody, behaviour: Behaviour, options: FakeUpstreamOp
   if (behaviour.kind === 'long')
     return Array.from({ length: behaviour.tokens }, (_, i) => `word${i} `).join('');
   return (options.reply ?? demoReply)(lastUserText(body));
+}
+
+/** Demo mode: a call to the first declared tool the user's last message names, if the last message is the user's. */
+function demoToolCall(body: ChatBody): Behaviour | undefined {
+  if (body.messages?.at(-1)?.role !== 'user' || !Array.isArray(body.tools)) return undefined;
+  const said = lastUserText(body).toLowerCase();
+  const name = body.tools
+    .map((tool) => tool.function?.name)
+    .find((name): name is string => typeof name === 'string' && said.includes(name.toLowerCase()));
+  return name === undefined ? undefined : { kind: 'tool-call', name, arguments: '{}' };
 }
 
 function lastUserText(body: ChatBody): string {

@@ -1,5 +1,5 @@
 import { useChat } from '@ai-sdk/react';
-import type { FileUIPart } from 'ai';
+import { type FileUIPart, lastAssistantMessageIsCompleteWithToolCalls } from 'ai';
 import {
   type ClipboardEvent,
   type DragEvent,
@@ -13,14 +13,20 @@ import { IMAGE_TYPES, useAttachments } from './attachments';
 import { useFollow, useModels } from './hooks';
 import { Bubble, type Message } from './message';
 import { Previews } from './previews';
+import { answerToolCall } from './tools';
 
 /**
  * The demo chat page: `useChat` from `@ai-sdk/react`, unchanged, talking to POST /api/chat on the same origin.
  * It doubles as the end-to-end proof that the proxy speaks the UI message stream protocol (tests/browser.test.ts).
  */
 function Chat() {
-  const { messages, sendMessage, regenerate, setMessages, status, error, stop, clearError } =
-    useChat<Message>();
+  const chat = useChat<Message>({
+    // A client-side tool (page/tools.ts) answers in the browser; once every call has its answer, the conversation
+    // goes back to the model on its own, and the model's reply to the answer continues the same message.
+    onToolCall: ({ toolCall }): void => answerToolCall(toolCall, chat.addToolOutput),
+    sendAutomaticallyWhen: lastAssistantMessageIsCompleteWithToolCalls,
+  });
+  const { messages, sendMessage, regenerate, setMessages, status, error, stop, clearError } = chat;
   const [input, setInput] = useState('');
   const [stopped, setStopped] = useState<ReadonlySet<string>>(new Set());
   const [chosen, setChosen] = useState<string>();

@@ -1,4 +1,11 @@
-import type { FileUIPart, UIMessage } from 'ai';
+import {
+  type DynamicToolUIPart,
+  type FileUIPart,
+  getToolName,
+  isToolUIPart,
+  type ToolUIPart,
+  type UIMessage,
+} from 'ai';
 import type { ReactNode } from 'react';
 import type { ChatMetadata } from '../lib/types';
 import { Markdown } from './markdown';
@@ -54,6 +61,7 @@ export function Bubble({ message, streaming, stopped, actions }: BubbleProps) {
             </details>
           );
         }
+        if (isToolUIPart(part)) return <Tool key={key} part={part} />;
         return null;
       })}
       {(meta || actions) && (
@@ -74,6 +82,31 @@ export function Bubble({ message, streaming, stopped, actions }: BubbleProps) {
       )}
     </li>
   );
+}
+
+/** A tool call, compactly: "🔧 get_time({}) → 12:34:56", or where it is on its way there. */
+function Tool({ part }: { readonly part: ToolUIPart | DynamicToolUIPart }) {
+  const input = part.input === undefined ? '' : (JSON.stringify(part.input) ?? '');
+  return (
+    <p className="tool" data-state={part.state}>
+      🔧 {getToolName(part)}({input}) <span className="result">{toolResult(part)}</span>
+    </p>
+  );
+}
+
+function toolResult(part: ToolUIPart | DynamicToolUIPart): string {
+  switch (part.state) {
+    case 'input-streaming':
+      return '…';
+    case 'input-available':
+      return '· running…';
+    case 'output-available':
+      return `→ ${typeof part.output === 'string' ? part.output : JSON.stringify(part.output)}`;
+    case 'output-error':
+      return `✗ ${part.errorText}`;
+    default:
+      return `· ${part.state}`;
+  }
 }
 
 /**

@@ -44,6 +44,9 @@ const CSS = `
   .reasoning { margin: 0 0 .5rem; padding-left: .7rem; border-left: 2px solid var(--rule); color: var(--muted);
     font-size: .9em; white-space: pre-wrap; }
   .reasoning summary { cursor: pointer; width: fit-content; }
+  .tool { margin: 0 0 .5rem; font-family: ui-monospace, monospace; font-size: .85em; color: var(--muted);
+    overflow-wrap: anywhere; }
+  .tool[data-state="output-error"] .result { color: var(--error); }
   .foot { display: flex; flex-wrap: wrap; align-items: baseline; gap: 0 .75rem; margin-top: .2rem; }
   .meta { margin: 0; font-size: .8em; color: var(--muted); }
   .stopped { color: var(--error); }

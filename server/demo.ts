@@ -8,6 +8,7 @@ export async function startDemoUpstream(): Promise<{ url: string; apiKey: string
   const apiKey = 'demo-key-not-secret';
   // CHAT_MODEL=demo-reasoner shows a reasoning model: its thinking streams first, then the answer.
   const reasoning = { models: /reason/, field: 'reasoning_content', strict: false } as const;
-  const upstream = await startFakeUpstream({ ...DEMO_PACE, apiKey, reasoning });
+  // With TOOLS declared, a message naming a tool (say "get_time") gets a call to it: the chat page answers get_time.
+  const upstream = await startFakeUpstream({ ...DEMO_PACE, apiKey, reasoning, demoTools: true });
   return { url: upstream.url, apiKey };
 }

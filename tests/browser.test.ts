@@ -545,6 +545,44 @@ describe('the chat page in Chromium', () => {
   }, 40_000);
 
   /** `npm run screenshots` writes this one to docs/screenshot.png for the README; `npm test` to test-results. */
+  it('runs a client-side tool: the model calls get_time, the page answers in the browser, the model reads it', async () => {
+    const tools = [
+      {
+        name: 'get_time',
+        description: 'The local time of the user.',
+        parameters: { type: 'object', properties: {} },
+      },
+    ];
+    const page = await openChat({ TOOLS: JSON.stringify(tools) });
+    const bodies = chatBodies(page);
+    await send(page, 'Use get_time please');
+    // The demo upstream calls the tool the message names; useChat's onToolCall answers it with the local time.
+    const tool = lastReply(page).locator('.tool');
+    await tool.waitFor({ timeout: 10_000 });
+    await page.waitForFunction(
+      () => document.querySelector('.tool')?.getAttribute('data-state') === 'output-available',
+      undefined,
+      { timeout: 10_000 },
+    );
+    const line = (await tool.textContent()) ?? '';
+    const time = /^🔧 get_time\(\{\}\) → (.+)$/.exec(line)?.[1];
+    expect(time, line).toMatch(/\d{1,2}[:.]\d{2}[:.]\d{2}/);
+    // sendAutomaticallyWhen sent the answer back on its own; the model's reply continues the same message.
+    await page.waitForFunction(
+      (expected) =>
+        document.querySelector('li[data-role="assistant"]:not([aria-busy]) .text')?.textContent === expected,
+      `The tool answered: ${time}`,
+      { timeout: 10_000 },
+    );
+    await answered(page, 1);
+    expect(await page.locator('li[data-role="assistant"]').count()).toBe(1);
+    expect(await page.locator('#error').count()).toBe(0);
+    expect(await tool.getAttribute('data-state')).toBe('output-available');
+    expect(bodies).toHaveLength(2);
+    const answer = bodies[1]?.messages.at(-1)?.parts.find((part) => part.type === 'tool-get_time');
+    expect(answer).toMatchObject({ state: 'output-available', input: {}, output: time });
+  });
+
   it('README screenshot: a reasoning model answering in markdown', async () => {
     const page = await openChat({ ALLOWED_MODELS: 'demo,demo-reasoner', CHAT_MODEL: 'demo-reasoner' });
     await page.setViewportSize({ width: 1200, height: 760 });

@@ -95,12 +95,12 @@ describe('a reasoning model with no configuration', () => {
   it('counts the first reasoning delta as the first token: thinking longer than the deadline is not a 504', async () => {
     const paced = await startFakeUpstream({
       apiKey: TEST_KEY,
-      tokenDelayMs: 40, // 18 thoughts at 40 ms: the answer's first text comes ~700 ms in
+      tokenDelayMs: 90, // 18 thoughts at 90 ms: the answer's first text comes ~1.5 s in, past the 1 s deadline
       reasoning: { models: /thinker/, field: 'reasoning_content', strict: false },
     });
     try {
       const config = {
-        FIRST_TOKEN_TIMEOUT_MS: '200',
+        FIRST_TOKEN_TIMEOUT_MS: '1000',
         UPSTREAM_MAX_ATTEMPTS: '1',
         CHAT_MODEL: 'custom-thinker',
       };

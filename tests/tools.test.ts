@@ -189,6 +189,14 @@ describe('the tool loop', () => {
     expect(second.errors).toEqual([]);
     expect(second.text).toBe('The tool answered: {"sky":"clear"}');
     expect(second.message?.metadata?.finishReason).toBe('stop');
+    // The reply continues the assistant's message, as a new step: useChat replaces the message instead of adding a
+    // copy, and the loop ends, since the last step has no calls.
+    expect(second.chunks[0]).toMatchObject({ type: 'start', messageId: assistant.id });
+    expect(second.chunks.map((c) => c.type)).toEqual(expect.arrayContaining(['start-step', 'finish-step']));
+    const continued = { ...assistant, parts: [...parts, ...(second.message?.parts ?? [])] };
+    expect(
+      lastAssistantMessageIsCompleteWithToolCalls({ messages: [...messages.slice(0, -1), continued] }),
+    ).toBe(false);
   });
 });
 

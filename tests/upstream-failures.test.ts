@@ -21,9 +21,11 @@ const FAST = {
   RETRY_BASE_DELAY_MS: '5',
   RETRY_MAX_DELAY_MS: '20',
   RETRY_AFTER_MAX_MS: '500',
-  FIRST_TOKEN_TIMEOUT_MS: '150',
-  START_DEADLINE_MS: '1500',
-  IDLE_TIMEOUT_MS: '150',
+  // Timeouts short enough to keep the file fast, long enough that a loaded machine never trips them by accident
+  // (at 150 ms a slow first byte on a busy CI box was aborted and retried, and the retry got another reply).
+  FIRST_TOKEN_TIMEOUT_MS: '1000',
+  START_DEADLINE_MS: '4000',
+  IDLE_TIMEOUT_MS: '1000',
 };
 const SPARE_KEY = SECRETS.spareKey;
 
@@ -225,7 +227,7 @@ describe('500 / 502 / 503 / network errors', () => {
     expect(await (await ask(patient)).text()).toBe('Recovered.'); // jitter 0: retried at once
     expect(h.fake.calls).toHaveLength(2);
     h.fake.script(faults.serverError(500), { kind: 'reply', text: 'Never asked.' });
-    expect((await ask(unlucky)).status).toBe(502); // jitter 1: a 5 s wait does not fit the 1.5 s deadline
+    expect((await ask(unlucky)).status).toBe(502); // jitter 1: a 5 s wait does not fit the 4 s deadline
     expect(h.fake.calls).toHaveLength(3);
   });
 
@@ -273,21 +275,21 @@ describe('no first token within the first-token timeout', () => {
       ...Array.from({ length: 3 }, () => ({ kind: 'slow-first-token', delayMs: 5_000 }) as const),
     );
     await expectError(await ask(), 504, 'upstream_timeout', /took too long to answer\. Please try again\./);
-    // Three calls within the 1.5 s start deadline: each attempt was cut by its own 150 ms first-token timeout.
+    // Three calls within the 4 s start deadline: each attempt was cut by its own 1 s first-token timeout.
     expect(h.fake.calls).toHaveLength(3);
     await eventually(() => h.fake.calls.every((c) => c.aborted));
   });
 
   it('stops at the overall deadline, whatever attempts are left', async () => {
     const handler = buildHandler(
-      testConfig({ ...FAST, OPENAI_BASE_URL: h.fake.url, START_DEADLINE_MS: '200' }),
+      testConfig({ ...FAST, OPENAI_BASE_URL: h.fake.url, START_DEADLINE_MS: '1500' }),
     );
     h.fake.script(
       ...Array.from({ length: 3 }, () => ({ kind: 'slow-first-token', delayMs: 5_000 }) as const),
     );
     const res = await ask(handler);
     expect(res.status).toBe(504);
-    // 150 ms per attempt against a 200 ms deadline: the second attempt is cut by the deadline, the third never runs.
+    // 1 s per attempt against a 1.5 s deadline: the second attempt is cut by the deadline, the third never runs.
     expect(h.fake.calls).toHaveLength(2);
     await eventually(() => h.fake.calls.every((c) => c.aborted));
   });

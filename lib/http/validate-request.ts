@@ -67,8 +67,9 @@ export function createRequestValidator(
       maxTokens: maxTokens ?? caps.maxOutputTokens,
       temperature,
       reasoningEffort: reasoningEffort ?? config.models.reasoningEffort,
-      // Only a regenerated reply keeps its id; any other reply is a new message.
-      messageId: trigger === 'regenerate-message' ? messageId : undefined,
+      // A regenerated reply keeps its id, and so does the reply to answered tool calls (the last message is then the
+      // assistant's, which useChat names in `messageId`): it continues that message. Any other reply is a new one.
+      messageId: trigger === 'regenerate-message' || messages.at(-1)?.role !== 'user' ? messageId : undefined,
     };
     return { request, history: { droppedParts, trimmed: fit.trimmed } };
   };

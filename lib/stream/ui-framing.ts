@@ -67,7 +67,13 @@ export function uiFraming(meta: UiReplyMeta): Framing {
   const calls = toolCallTracker();
   return {
     start: () =>
-      sse({ type: 'start', messageId: meta.messageId, messageMetadata: model }, ...trimmedPart(meta.trimmed)),
+      sse(
+        { type: 'start', messageId: meta.messageId, messageMetadata: model },
+        ...trimmedPart(meta.trimmed),
+        // A step, as streamText frames one: useChat's lastAssistantMessageIsCompleteWithToolCalls looks at the last
+        // step only, so the reply to a tool's answer (a new step of the same message) does not look like more calls.
+        { type: 'start-step' },
+      ),
     toolCalls: (fragments) => {
       const chunks: UIMessageChunk[] = close();
       for (const fragment of fragments) {
@@ -94,7 +100,14 @@ export function uiFraming(meta: UiReplyMeta): Framing {
       const messageMetadata: ChatMetadata = { ...model, ...usageMetadata(usage), finishReason };
       // A call's arguments are whole only now: useChat runs `onToolCall` on `tool-input-available`.
       const inputs = calls.all().map(inputChunk);
-      return sse(...close(), ...inputs, { type: 'finish', finishReason, messageMetadata }) + DONE;
+      return (
+        sse(
+          ...close(),
+          ...inputs,
+          { type: 'finish-step' },
+          { type: 'finish', finishReason, messageMetadata },
+        ) + DONE
+      );
     },
     error: (errorText) => sse(...close(), { type: 'error', errorText }) + DONE,
   };

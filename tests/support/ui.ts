@@ -40,7 +40,8 @@ export async function chatLikeUseChat(
     chatId: 'chat-1',
     messages,
     trigger: options.regenerate ? 'regenerate-message' : 'submit-message',
-    messageId: options.regenerate,
+    // As useChat: the message regenerated, or else the last one (the assistant's, when it continues after tools).
+    messageId: options.regenerate ?? messages.at(-1)?.id,
     abortSignal: undefined,
   });
   const errors: string[] = [];
