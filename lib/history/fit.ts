@@ -1,4 +1,4 @@
-import { PER_MESSAGE, PER_REPLY } from '../limits/token-bound';
+import { PER_MESSAGE, PER_REPLY, promptTokenBound } from '../limits/token-bound';
 import { attachmentTokens, textOf } from '../parts/content';
 import type { ChatMessage } from '../types';
 import type { CountTokens } from './token-count';
@@ -36,6 +36,9 @@ export function fitHistory(
   limits: HistoryLimits,
   count: CountTokens,
 ): Fit {
+  // Most conversations are far below the caps: when even the byte bound of their tokens fits (every token of a
+  // byte-level BPE tokenizer is at least one byte), counting them would decide nothing, so the hot path skips it.
+  if (fitsUncounted(messages, systemTokens, limits)) return { messages, trimmed: 0 };
   const base: Tally = { messages: 0, chars: 0, tokens: PER_REPLY + systemTokens };
   if (limits.overflow === 'refuse') {
     const whole = measure(messages, 0, messages.length, base, limits, count);
@@ -43,6 +46,19 @@ export function fitHistory(
     return over ? { refusal: refusal(over, whole, limits) } : { messages, trimmed: 0 };
   }
   return trimOldest(messages, base, limits, count);
+}
+
+function fitsUncounted(
+  messages: readonly ChatMessage[],
+  systemTokens: number,
+  limits: HistoryLimits,
+): boolean {
+  if (messages.length > limits.maxMessages) return false;
+  const chars = messages.reduce((n, m) => n + textOf(m).length, 0);
+  return (
+    chars <= limits.maxTotalChars &&
+    promptTokenBound({ messages }, '') + systemTokens <= limits.maxInputTokens
+  );
 }
 
 /** The tokens a system prompt adds to every request: its text and its message frame. */
