@@ -6,8 +6,10 @@ import type { ClientIp } from './limits/caller-identity';
 import { createLimitStores } from './limits/create-stores';
 import { createRateLimitGate } from './limits/gate';
 import { jsonLogger, type Logger } from './log';
-import { connectRedis, type TcpRedis } from './redis/connect';
-import { createShutdown } from './shutdown';
+import { connectRedis, type RedisConnection, type TcpRedis } from './redis/connect';
+import { createRedisLog } from './replies/redis-log';
+import { createReplies, type Replies } from './replies/replies';
+import { createShutdown, type ShutdownHooks } from './shutdown';
 import { createUpstream } from './upstream/create-upstream';
 import { createModerationStep } from './upstream/moderation';
 
@@ -75,6 +77,7 @@ export function createProxy(config: Config, platform: Platform): ChatProxy {
     internal,
   });
   const handler = createChatHandler({
+    replies: repliesFor(config, internal, shutdown, redis),
     config,
     upstream: createUpstream(config, internal),
     gate,
@@ -95,4 +98,25 @@ export function createProxy(config: Config, platform: Platform): ChatProxy {
     }
   };
   return { handler: tracked, drain: (graceMs) => shutdown.drain(graceMs), close: async () => redis?.close() };
+}
+
+/** The reply log, when the cache, coalescing or resume is on; shared across instances through the limiter's Redis. */
+function repliesFor(
+  config: Config,
+  internal: Internal,
+  shutdown: ShutdownHooks,
+  redis: RedisConnection | undefined,
+): Replies | undefined {
+  const { replies } = config;
+  if (!replies.coalesce && !replies.resume && replies.cacheTtlMs === 0) return undefined;
+  return createReplies({
+    config: replies,
+    systemPrompt: config.systemPrompt,
+    tools: config.tools.declared,
+    shared: redis && createRedisLog(redis.redis, { subscribe: redis.subscribe }),
+    shutdown,
+    totalTimeoutMs: config.failover.totalTimeoutMs,
+    internal,
+    secrets: config.secrets,
+  });
 }

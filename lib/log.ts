@@ -38,6 +38,14 @@ export interface RequestLog {
   readonly moderation_categories?: readonly string[];
   /** Why the moderation endpoint could not answer, redacted. */
   readonly moderation_error?: string;
+  /** A reply shared by identical requests in flight: this request produced it, or followed one already running. */
+  readonly coalesced?: 'leader' | 'follower';
+  /** With a cache TTL: the reply was replayed from the cache, produced afresh, or the request asked not to use it. */
+  readonly cache?: 'hit' | 'miss' | 'bypass';
+  /** `GET /api/chat/{chatId}/stream`: a reply picked up again by its chat id. */
+  readonly resumed?: boolean;
+  /** The shared reply log failed and the request went on without it, redacted. */
+  readonly reply_log_error?: string;
   readonly error_code?: string;
   /** Internal, redacted detail (e.g. what the upstream said). Never sent to the client. */
   readonly error_detail?: string;

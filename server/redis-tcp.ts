@@ -1,6 +1,6 @@
 import { Redis, type Requester, type UpstashRequest, type UpstashResponse } from '@upstash/redis';
 import IORedis from 'ioredis';
-import type { RedisConnection } from '../lib/redis/connect';
+import type { RedisConnection, Subscribe } from '../lib/redis/connect';
 import { LuaCompat } from './lua-compat';
 
 type Reply = UpstashResponse<unknown>;
@@ -21,10 +21,61 @@ export function tcpRedis(url: string, timeoutMs: number): RedisConnection {
   });
   connection.on('error', () => {}); // Reconnects on its own; failures surface per command.
   const requester = tcpRequester(connection);
+  const channels = subscriber(connection);
   return {
     redis: new Redis(requester),
+    subscribe: channels.subscribe,
     close: async () => {
       connection.disconnect();
+      channels.close();
+    },
+  };
+}
+
+/**
+ * Pub/sub for the shared reply log's watchers. A subscribed connection can run no other command, so it is a
+ * duplicate of the main one, opened at the first watch and shared by every channel: SUBSCRIBE at a channel's first
+ * watcher, UNSUBSCRIBE at its last. ioredis resubscribes by itself after a reconnect. A lost SUBSCRIBE only costs
+ * a wake: the watchers still poll, more slowly.
+ */
+export function subscriber(connection: IORedis): { subscribe: Subscribe; close(): void } {
+  let duplicate: IORedis | undefined;
+  // Each watch is its own entry, so the same callback watching twice is called twice and removed once per stop.
+  const watchers = new Map<string, Set<{ readonly wake: () => void }>>();
+  const open = (): IORedis => {
+    if (duplicate) return duplicate;
+    const opened = connection.duplicate();
+    opened.on('error', () => {});
+    opened.on('message', (channel: string) => {
+      for (const watcher of watchers.get(channel) ?? []) watcher.wake();
+    });
+    duplicate = opened;
+    return opened;
+  };
+  const subscribe: Subscribe = (channel, onMessage) => {
+    let set = watchers.get(channel);
+    if (!set) {
+      set = new Set();
+      watchers.set(channel, set);
+      open()
+        .subscribe(channel)
+        .catch(() => {});
+    }
+    const watcher = { wake: onMessage };
+    set.add(watcher);
+    const mine = set;
+    return () => {
+      if (!mine.delete(watcher) || mine.size > 0 || watchers.get(channel) !== mine) return;
+      watchers.delete(channel);
+      duplicate?.unsubscribe(channel).catch(() => {});
+    };
+  };
+  return {
+    subscribe,
+    close: () => {
+      watchers.clear();
+      duplicate?.disconnect();
+      duplicate = undefined;
     },
   };
 }

@@ -31,7 +31,8 @@ export function routes(
     const health = read && pathname === '/healthz';
     const misdirected = health ? undefined : checkHost(url);
     if (misdirected) return errorResponse(misdirected, newHeaders(req));
-    if (pathname === '/api/chat') return chat(req);
+    // `/api/chat/{chatId}/stream`: resuming (GET) and stopping (DELETE) a reply, as useChat's resume calls it.
+    if (pathname === '/api/chat' || pathname.startsWith('/api/chat/')) return chat(req);
     if (read && pathname === '/') return page.html();
     if (read && pathname === '/chat.js') return page.script();
     const headers = newHeaders(req);

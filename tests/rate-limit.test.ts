@@ -58,6 +58,7 @@ describe.each<Backend>(['rest', 'tcp'])('request limit on real Redis (%s)', (bac
       OPENAI_BASE_URL: h.fake.url,
       RATE_LIMIT_REQUESTS: '50',
       RATE_LIMIT_WINDOW: '60 s',
+      COALESCE: 'off', // each admitted request is its own upstream call, as this counts them
       ...onRedis(backend, 'exact'),
     });
     // Two instances: separate handlers, separate limiter objects and caches, one Redis.
@@ -348,7 +349,13 @@ describe('stream cap', () => {
     'lets 4 of 50 concurrent streams from one caller through, refuses 46, and frees the slots when they end (%s)',
     async (backend) => {
       const store = backend === 'memory' ? {} : onRedis(backend, 'streams');
-      const config = testConfig({ OPENAI_BASE_URL: h.fake.url, MAX_STREAMS_PER_CALLER: '4', ...store });
+      // Identical prompts would share one upstream stream: this counts streams, so each is its own.
+      const config = testConfig({
+        OPENAI_BASE_URL: h.fake.url,
+        MAX_STREAMS_PER_CALLER: '4',
+        COALESCE: 'off',
+        ...store,
+      });
       const handler = buildHandler(config);
       h.fake.script(...Array.from({ length: 4 }, () => ({ kind: 'stall', afterTokens: 1 }) as const));
       const responses = await Promise.all(Array.from({ length: 50 }, () => handler(fromIp('198.51.100.40'))));

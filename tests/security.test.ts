@@ -49,8 +49,11 @@ describe('CORS', () => {
     const res = await preflight(handler, 'https://app.example.org');
     expect(res.status).toBe(204);
     expect(res.headers.get('access-control-allow-origin')).toBe('https://app.example.org');
-    expect(res.headers.get('access-control-allow-methods')).toBe('POST');
-    expect(res.headers.get('access-control-allow-headers')).toBe('content-type, authorization, x-request-id');
+    // GET and DELETE: resuming and stopping a reply (`/api/chat/{chatId}/stream`); cache-control: bypassing the cache.
+    expect(res.headers.get('access-control-allow-methods')).toBe('POST, GET, DELETE');
+    expect(res.headers.get('access-control-allow-headers')).toBe(
+      'content-type, authorization, x-request-id, cache-control',
+    );
     expect(res.headers.get('access-control-max-age')).toBe('900');
     expect(res.headers.get('access-control-allow-credentials')).toBeNull();
     expect(res.headers.get('vary')).toBe('Origin');

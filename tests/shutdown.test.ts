@@ -60,7 +60,8 @@ describe('draining the proxy for a shutdown', () => {
     h.fake.script({ kind: 'stall', afterTokens: 1, text: 'Half a reply' }, { kind: 'stall', afterTokens: 1 });
     const ui = chatLikeUseChat(handler, [userMessage('Hi')]);
     await eventually(() => h.fake.calls[0]?.tokensSent === 1);
-    const text = await handler(plainText('Hi'));
+    // Another prompt: the same one would follow the first reply rather than open a second.
+    const text = await handler(plainText('Hello'));
     expect(text.status).toBe(200);
 
     await proxy.drain(50);

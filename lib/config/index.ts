@@ -6,6 +6,7 @@ import { type HistoryConfig, historyEnv, toHistoryConfig } from './history';
 import { type ModelsConfig, modelsEnv, toModelsConfig } from './models';
 import { type ModerationConfig, moderationEnv, toModerationConfig } from './moderation';
 import { type RateLimitConfig, rateLimitEnv, toRateLimitConfig } from './rate-limit';
+import { type RepliesConfig, repliesEnv, toRepliesConfig } from './replies';
 import { type SecurityConfig, securityEnv, toSecurityConfig } from './security';
 import { type ToolsConfig, toolsEnv, toToolsConfig } from './tools';
 
@@ -43,6 +44,8 @@ export interface Config {
   readonly attachments: AttachmentsConfig;
   /** Client-side tools the operator declares (`TOOLS`, or `TOOLS_FILE` on the Node server). */
   readonly tools: ToolsConfig;
+  /** The reply log: response cache, coalescing of identical prompts, resumable streams. */
+  readonly replies: RepliesConfig;
   /** Every secret value in this config, so log lines and errors can be scrubbed of them. */
   readonly secrets: readonly string[];
 }
@@ -92,6 +95,7 @@ export const CONFIG_VARIABLES: readonly string[] = [
   ...Object.keys(moderationEnv.shape),
   ...Object.keys(attachmentsEnv.shape),
   ...Object.keys(toolsEnv.shape),
+  ...Object.keys(repliesEnv.shape),
 ];
 
 export interface LoadOptions {
@@ -113,6 +117,7 @@ export function loadConfig(env: Env, options: LoadOptions = {}): Config {
     ...moderationEnv.shape,
     ...attachmentsEnv.shape,
     ...toolsEnv.shape,
+    ...repliesEnv.shape,
   });
   const e = parseEnv(schema, env);
   const production = options.production ?? (env.NODE_ENV === 'production' || env.VERCEL === '1');
@@ -154,6 +159,7 @@ export function loadConfig(env: Env, options: LoadOptions = {}): Config {
     moderation: toModerationConfig(e),
     attachments: toAttachmentsConfig(e),
     tools: toToolsConfig(e),
+    replies: toRepliesConfig(e),
     secrets: [
       e.OPENAI_API_KEY,
       ...storeSecrets(rateLimit),

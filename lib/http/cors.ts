@@ -3,14 +3,16 @@ import { ProxyError } from '../errors';
 import { ALLOW } from './responses';
 
 /** Only what the endpoint needs: browsers are told exactly this much. */
-const ALLOW_METHODS = 'POST';
-const ALLOW_HEADERS = 'content-type, authorization, x-request-id';
+const ALLOW_METHODS = 'POST, GET, DELETE';
+const ALLOW_HEADERS = 'content-type, authorization, x-request-id, cache-control';
 /** Headers a browser page may read: the request id, which model answered, what was trimmed, and the quota. */
 const EXPOSE_HEADERS = [
   'x-request-id',
   'x-chat-model',
   'x-chat-fallback',
   'x-chat-trimmed',
+  'x-cache',
+  'x-coalesced',
   'retry-after',
   'x-ratelimit-limit',
   'x-ratelimit-remaining',

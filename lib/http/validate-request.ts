@@ -13,6 +13,10 @@ import { bodyTooLarge } from './read-body';
 export interface ValidRequest {
   readonly request: ChatRequest;
   readonly history: HistoryReport;
+  /** useChat's chat id (`id`): a running reply can be resumed under it (`RESUME=on`). */
+  readonly chatId: string | undefined;
+  /** useChat asked for another answer to the same conversation: a cached one would defeat the point. */
+  readonly regenerate: boolean;
 }
 
 export interface HistoryReport {
@@ -24,6 +28,9 @@ export interface HistoryReport {
 
 /** `bodyBytes`: the body's size as read; its text (all but the attachments' URLs) must fit `MAX_BODY_BYTES`. */
 export type ValidateChatRequest = (body: unknown, bodyBytes?: number) => Promise<ValidRequest>;
+
+/** The ids useChat makes (nanoid-style), and what a `/api/chat/{chatId}/stream` path may carry. */
+export const CHAT_ID = /^[\w.:-]{1,200}$/;
 
 /**
  * Builds the validator once per config. Two body shapes are accepted: the one `useChat` sends
@@ -55,7 +62,7 @@ export function createRequestValidator(
     if (bodyBytes !== undefined && bodyBytes - attachmentUrlBytes(body) > caps.maxBodyBytes) {
       throw bodyTooLarge(caps.maxBodyBytes);
     }
-    const { messages, droppedParts, model, maxTokens, temperature, reasoningEffort, messageId, trigger } =
+    const { messages, droppedParts, model, maxTokens, temperature, reasoningEffort, messageId, trigger, id } =
       await parse(body);
     refuseImagesWithoutVision(messages, model ?? config.defaultModel, config);
     const count = await tokenCounter();
@@ -71,7 +78,8 @@ export function createRequestValidator(
       // assistant's, which useChat names in `messageId`): it continues that message. Any other reply is a new one.
       messageId: trigger === 'regenerate-message' || messages.at(-1)?.role !== 'user' ? messageId : undefined,
     };
-    return { request, history: { droppedParts, trimmed: fit.trimmed } };
+    const history = { droppedParts, trimmed: fit.trimmed };
+    return { request, history, chatId: id, regenerate: trigger === 'regenerate-message' };
   };
 }
 
@@ -192,6 +200,8 @@ function optionSchemas(config: Config) {
         ),
     ),
     trigger: z.optional(z.string()),
+    // useChat's chat id: the key a running reply is resumed under (the same rule as ids in a resume URL).
+    id: z.optional(z.string({ error: 'must be a string' }).check(z.regex(CHAT_ID, 'is not a valid id'))),
     // useChat sends the id of the assistant message it regenerates; the reply's `start` reuses it.
     messageId: z.optional(
       z.string({ error: 'must be a string' }).check(z.regex(/^[\w.:-]{1,200}$/, 'is not a valid id')),

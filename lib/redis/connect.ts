@@ -4,9 +4,17 @@ import type { StoreConfig } from '../config/rate-limit';
 import { STORE_CALL_LIMIT_FACTOR } from '../limits/store-guard';
 import { upstashRestRedis } from './upstash-rest';
 
+/**
+ * Listens on a pub/sub channel until the returned function is called. Only a connection that can hold a
+ * subscription open has one (TCP); Upstash REST has none, and its readers poll instead.
+ */
+export type Subscribe = (channel: string, onMessage: () => void) => () => void;
+
 /** A Redis client and how to let it go (a TCP connection must be closed for the process to exit). */
 export interface RedisConnection {
   readonly redis: Redis;
+  /** Wakes readers of the shared reply log (lib/replies/redis-log.ts) instead of their polling. */
+  readonly subscribe?: Subscribe;
   close(): Promise<void>;
 }
 

@@ -1,0 +1,190 @@
+import { ProxyError } from '../errors';
+import { CHAT_ID } from '../http/validate-request';
+import type { RequestContext } from '../log';
+import { replyStream } from '../stream/reply-stream';
+import {
+  type Charge,
+  type RespondDeps,
+  type Run,
+  respond,
+  servedHeaders,
+  tokensUsed,
+} from '../stream/respond';
+import { uiFraming, uiStreamResponse } from '../stream/ui-framing';
+import type { Joined, Replies, ServeOptions } from './replies';
+
+/** Ends a request that got no reply: logs it and answers with its error. */
+export type Reject = (
+  caught: unknown,
+  run: { context: RequestContext; headers: Record<string, string>; startedAt: number },
+) => Response;
+
+/**
+ * Answers from the reply log: as the leader (the reply is produced here and recorded), a follower (an identical one
+ * is already running: read it) or a cache hit (replay it). A follower or a hit costs no tokens; the leader pays for
+ * the whole reply, even if its own client leaves before the others.
+ */
+export async function answerFromLog(
+  deps: RespondDeps,
+  replies: Replies,
+  run: Run,
+  reject: Reject,
+): Promise<Response> {
+  const { req, request, valid } = run;
+  const messageId = request.messageId ?? deps.internal.newId();
+  const options: ServeOptions = {
+    callerId: run.admitted.caller.id,
+    messageId,
+    signal: req.signal,
+    cacheControl: valid.regenerate ? 'no-cache' : cacheControlOf(req),
+    storable: valid.history.trimmed === 0,
+    chatId: valid.chatId,
+  };
+  const joined = await replies.serve(request, options, run.produce);
+  const produced = joined.produced ?? Promise.resolve(undefined);
+  const extra = {
+    context: joinedFields(joined, deps.config.replies),
+    headers: joinedHeaders(joined, deps.config.replies.coalesce),
+    ...(joined.role === 'leader' && { messageId }),
+  };
+  try {
+    const { reply } = await joined.first;
+    const charge: Charge = { produced, abort: joined.leave, dispose: joined.leave };
+    return respond(deps, reply, run, charge, extra);
+  } catch (caught) {
+    joined.leave();
+    // A leader whose client left before the first token still pays for what the others go on to read.
+    const charged = produced.then((reply) =>
+      deps.gate.settle(run.admitted, reply ? tokensUsed(reply, request) : 0),
+    );
+    deps.waitUntil(charged);
+    const context = { ...run.context, ...run.moderation, ...extra.context };
+    return reject(caught, {
+      context,
+      headers: { ...run.headers, ...extra.headers },
+      startedAt: run.startedAt,
+    });
+  }
+}
+
+/** `Cache-Control: no-cache` asks for a fresh reply (which may be stored); `no-store` for one that is not kept. */
+function cacheControlOf(req: Request): ServeOptions['cacheControl'] {
+  const header = req.headers.get('cache-control')?.toLowerCase() ?? '';
+  if (/\bno-store\b/.test(header)) return 'no-store';
+  return /\bno-cache\b/.test(header) ? 'no-cache' : 'use';
+}
+
+function joinedFields(
+  joined: Joined,
+  config: { cacheTtlMs: number; coalesce: boolean },
+): Partial<RequestContext> {
+  const role = joined.role === 'hit' ? undefined : joined.role;
+  return {
+    ...(config.coalesce && role && { coalesced: role }),
+    ...(config.cacheTtlMs > 0 && {
+      cache: joined.cache === 'HIT' ? 'hit' : joined.cache === 'MISS' ? 'miss' : 'bypass',
+    }),
+    ...(joined.detail && { reply_log_error: joined.detail }),
+  };
+}
+
+function joinedHeaders(joined: Joined, coalesce: boolean): Record<string, string> {
+  const role = joined.role === 'hit' ? undefined : joined.role;
+  return { 'x-cache': joined.cache, ...(coalesce && role && { 'x-coalesced': role }) };
+}
+
+/** `GET` or `DELETE /api/chat/{chatId}/stream`: useChat's resume, and the page's stop. */
+export interface StreamControl {
+  readonly chatId: string;
+  readonly method: string;
+}
+
+export function streamControl(req: Request): StreamControl | undefined {
+  const match = /\/chat\/([^/]+)\/stream\/?$/.exec(new URL(req.url).pathname);
+  if (!match?.[1]) return undefined;
+  return { chatId: decodeURIComponent(match[1]), method: req.method };
+}
+
+export interface ControlContext {
+  readonly req: Request;
+  readonly authenticate: (req: Request) => Promise<string | undefined>;
+  readonly context: RequestContext;
+  readonly headers: Record<string, string>;
+  readonly startedAt: number;
+}
+
+/**
+ * Resume (`GET`) or stop (`DELETE`) a chat's running reply. Each goes through the rate limit like any request (no
+ * tokens: reading a reply costs nothing upstream), which also tells who the caller is: a chat id is not a capability,
+ * so another caller's chat is a 404, exactly as if it did not exist.
+ */
+export async function resumeOrStop(
+  deps: RespondDeps,
+  replies: Replies,
+  control: StreamControl,
+  ctx: ControlContext,
+): Promise<Response> {
+  const { req } = ctx;
+  if (control.method !== 'GET' && control.method !== 'DELETE') {
+    throw new ProxyError(
+      405,
+      'method_not_allowed',
+      `Method ${control.method} is not allowed. Use GET or DELETE.`,
+      {
+        headers: { allow: 'GET, DELETE' },
+      },
+    );
+  }
+  if (!CHAT_ID.test(control.chatId)) throw notFound();
+  const admission = await deps.gate.admit(req, await ctx.authenticate(req), 0);
+  const headers = { ...ctx.headers, ...admission.headers };
+  const context: RequestContext = { ...ctx.context, caller: admission.caller.id, resumed: true };
+  let settled = false;
+  const settle = () => {
+    if (settled) return Promise.resolve(undefined);
+    settled = true;
+    return deps.gate.settle(admission, 0);
+  };
+  const finish = (status: number) => {
+    deps.waitUntil(settle());
+    deps.log({
+      ...context,
+      level: 'info',
+      status,
+      outcome: 'complete',
+      duration_ms: deps.internal.now() - ctx.startedAt,
+    });
+  };
+  try {
+    if (control.method === 'DELETE') {
+      const result = await replies.stop(control.chatId, admission.caller.id);
+      if (result === 'not_found') throw notFound();
+      finish(200);
+      return Response.json({ stopped: result === 'stopped' }, { headers });
+    }
+    const resumed = await replies.resume(control.chatId, admission.caller.id, req.signal);
+    if (resumed.kind === 'not_found') throw notFound();
+    if (resumed.kind === 'none') {
+      finish(204);
+      return new Response(null, { status: 204, headers });
+    }
+    const { reply, head } = await resumed.first.catch((error: unknown) => {
+      resumed.leave();
+      throw error;
+    });
+    const onEnd = () => {
+      resumed.leave();
+      finish(200);
+    };
+    const framing = uiFraming({ messageId: head.messageId, model: reply.served.model });
+    const stream = replyStream(reply, framing, { abort: resumed.leave, onEnd });
+    return uiStreamResponse(stream, { ...headers, ...servedHeaders(reply) });
+  } catch (error) {
+    deps.waitUntil(settle());
+    throw error;
+  }
+}
+
+function notFound(): ProxyError {
+  return new ProxyError(404, 'chat_not_found', 'There is no reply to resume for this chat.');
+}

@@ -1,0 +1,98 @@
+import { isFinal, type ReplyEvent } from './events';
+import type { SharedLog, WriteAnswer } from './shared-log';
+
+export interface MirrorOptions {
+  readonly key: string;
+  readonly generation: string;
+  readonly leaseMs: number;
+  /** Past this many bytes the reply stops being recorded: readers elsewhere get a clean error. */
+  readonly maxBytes: number;
+  /** At the end: keep it as the key's cache hit for `keepMs`, or only `keepMs` for readers catching up. */
+  readonly keep: (last: ReplyEvent) => { keepMs: number; cacheable: boolean };
+  /**
+   * What each write learnt: a stop (`DELETE .../stream`, or the lease was lost) and how many readers follow from
+   * other instances.
+   */
+  readonly onAnswer: (answer: WriteAnswer) => void;
+  /** The shared log failed: the reply goes on here, unrecorded elsewhere. */
+  readonly onError: (error: unknown) => void;
+}
+
+export interface Mirror {
+  /** Called with each recorded event, in order. */
+  add(event: ReplyEvent, bytesSoFar: number): void;
+  /** Renews the lease now and tells how many readers follow from other instances. */
+  renew(): Promise<WriteAnswer | undefined>;
+}
+
+const TOO_LARGE: ReplyEvent = {
+  type: 'error',
+  error: {
+    status: 502,
+    code: 'reply_too_large',
+    message: 'This reply is too long to follow from here. Please send your message again.',
+    type: 'server_error',
+    headers: {},
+  },
+};
+
+/**
+ * Copies a leader's reply to the shared log for readers on other instances. Writes are batched without waiting:
+ * while one is in flight, events pile up and go together in the next, so a fast stream costs a few commands and a
+ * slow one a command per token. A timer renews the lease between writes.
+ */
+export function mirrorTo(log: SharedLog, options: MirrorOptions): Mirror {
+  const { key, generation, leaseMs } = options;
+  let pending: ReplyEvent[] = [];
+  let writing: Promise<void> | undefined;
+  let closed = false;
+  let broken = false;
+  const answered = (answer: WriteAnswer) => {
+    options.onAnswer(answer);
+    return answer;
+  };
+  const fail = (error: unknown) => {
+    broken = true;
+    stopTimer();
+    options.onError(error);
+  };
+  const write = async (batch: ReplyEvent[]) => {
+    const last = batch.at(-1);
+    if (last && isFinal(last)) {
+      closed = true;
+      stopTimer();
+      await log.finish(key, generation, batch, options.keep(last));
+    } else answered(await log.append(key, generation, batch, leaseMs));
+  };
+  const flush = () => {
+    if (writing || broken || pending.length === 0) return;
+    const batch = pending;
+    pending = [];
+    writing = write(batch).then(
+      () => {
+        writing = undefined;
+        flush();
+      },
+      (error: unknown) => fail(error),
+    );
+  };
+  const timer = setInterval(() => void renew(), Math.max(50, Math.floor(leaseMs / 3)));
+  const stopTimer = () => clearInterval(timer);
+  const renew = async () => {
+    if (closed || broken) return undefined;
+    return log.append(key, generation, [], leaseMs).then(answered, (error: unknown) => {
+      fail(error);
+      return undefined;
+    });
+  };
+  return {
+    add(event, bytesSoFar) {
+      if (closed || broken) return;
+      // Over the cap: stop recording, and end the log with an error for the readers elsewhere.
+      pending.push(bytesSoFar > options.maxBytes && !isFinal(event) ? TOO_LARGE : event);
+      if (pending.at(-1) === TOO_LARGE) closed = true;
+      flush();
+    },
+    renew,
+  };
+}

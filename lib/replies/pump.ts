@@ -1,0 +1,45 @@
+import { ProxyError, toProxyError } from '../errors';
+import type { Produce } from '../stream/respond';
+import type { LinkedAbort } from '../upstream/abort';
+import type { ServedReply } from '../upstream/failover';
+import { recordError } from './events';
+import type { LiveReply } from './live-reply';
+
+export type { Produce };
+
+/**
+ * The leader's side: produces the reply and records every piece of it as it arrives, whoever is reading. It is not
+ * tied to the leader's client (readers come and go; the owner aborts `abort` when none is left, or on a stop), and
+ * resolves with the upstream's reply once it has ended, for the charge; undefined if none was produced.
+ */
+export async function pump(
+  live: LiveReply,
+  produce: Produce,
+  abort: LinkedAbort,
+  messageId: string,
+): Promise<ServedReply | undefined> {
+  let reply: ServedReply | undefined;
+  try {
+    reply = await produce(abort.signal);
+    const { served, adapted } = reply;
+    live.push({ type: 'head', head: { served, messageId, ...(adapted && { adapted }) } });
+    const startedAt = Date.now();
+    for await (const delta of reply.tokens) live.push({ type: 'delta', delta, at: Date.now() - startedAt });
+    const { finishReason, usage } = reply.outcome;
+    live.push({ type: 'end', ...(finishReason && { finishReason }), ...(usage && { usage }) });
+  } catch (caught) {
+    live.push({ type: 'error', error: recordError(stoppedOr(toProxyError(caught))) });
+  } finally {
+    abort.dispose();
+  }
+  return reply;
+}
+
+/**
+ * We abort a reply only when nobody reads it any more, or someone asked to stop it; a reader still there (another
+ * tab, a resumed page) then sees a clean end rather than the "client closed" that would break its stream.
+ */
+function stoppedOr(error: ProxyError): ProxyError {
+  if (error.code !== 'client_closed_request') return error;
+  return new ProxyError(499, 'reply_stopped', 'The reply was stopped.', { detail: error.detail });
+}

@@ -1,0 +1,340 @@
+import type { RepliesConfig } from '../config/replies';
+import type { ToolDeclaration } from '../config/tools';
+import type { Internal } from '../internal';
+import { redact } from '../redact';
+import type { ShutdownHooks } from '../shutdown';
+import type { ChatRequest } from '../types';
+import type { ServedReply } from '../upstream/failover';
+import type { ReplyEvent } from './events';
+import { LiveReply } from './live-reply';
+import { MemoryCache } from './memory-cache';
+import { type Mirror, mirrorTo } from './mirror';
+import { type Produce, pump } from './pump';
+import { type Replayed, replayReply } from './replay';
+import { replyKey } from './reply-key';
+import type { SharedLog, WriteAnswer } from './shared-log';
+import { tailSharedReply } from './tail';
+
+export type ReplyRole = 'leader' | 'follower' | 'hit';
+export type CacheStatus = 'HIT' | 'MISS' | 'BYPASS';
+
+export interface ServeOptions {
+  readonly callerId: string;
+  /** The message id the leader frames its reply under (a resumed stream replays it). */
+  readonly messageId: string;
+  /** The client's: its reader leaves when it aborts. */
+  readonly signal: AbortSignal;
+  /** `no-cache` (or a regenerate): never a hit, but the reply may be stored; `no-store`: neither. */
+  readonly cacheControl: 'use' | 'no-cache' | 'no-store';
+  /** False for a trimmed conversation: its reply is never cached. */
+  readonly storable: boolean;
+  /** useChat's chat id: with `RESUME=on`, the reply can be resumed under it by the same caller. */
+  readonly chatId: string | undefined;
+}
+
+/** A request joined to a reply: as its leader, a follower, or a cache hit. */
+export interface Joined {
+  readonly role: ReplyRole;
+  readonly cache: CacheStatus;
+  /** The reply as this request reads it, once its first token is in; rejects with the leader's error. */
+  readonly first: Promise<Replayed>;
+  /** This request stops reading (its client left). */
+  readonly leave: () => void;
+  /** The leader's upstream reply once it has ended (for the charge); undefined for followers and hits. */
+  readonly produced: Promise<ServedReply | undefined> | undefined;
+  /** The shared log failed and this request went on without it: for the log line. */
+  readonly detail?: string;
+}
+
+export type Resumed =
+  | { readonly kind: 'none' }
+  | { readonly kind: 'not_found' }
+  | { readonly kind: 'reading'; readonly first: Promise<Replayed>; readonly leave: () => void };
+
+export interface Replies {
+  serve(request: ChatRequest, options: ServeOptions, produce: Produce): Promise<Joined>;
+  /** `GET /api/chat/{chatId}/stream`: the chat's running reply from its start, if it is this caller's. */
+  resume(chatId: string, callerId: string, signal: AbortSignal): Promise<Resumed>;
+  /** `DELETE /api/chat/{chatId}/stream`: stops the chat's running reply, if it is this caller's. */
+  stop(chatId: string, callerId: string): Promise<'stopped' | 'none' | 'not_found'>;
+}
+
+export interface RepliesDeps {
+  readonly config: RepliesConfig;
+  readonly systemPrompt: string;
+  readonly tools: readonly ToolDeclaration[];
+  /** The reply log other instances share (Redis); absent, replies are shared within this instance only. */
+  readonly shared: SharedLog | undefined;
+  readonly shutdown: ShutdownHooks;
+  /** `TOTAL_TIMEOUT_MS`: a reply nobody stops still ends by then. */
+  readonly totalTimeoutMs: number;
+  readonly internal: Internal;
+  readonly secrets: readonly string[];
+}
+
+/** A reply of this instance: being written here, or followed from another instance. */
+interface Entry {
+  readonly live: LiveReply;
+  readonly key: string;
+  readonly generation: string;
+  /** Only the leader's entry can stop its upstream. */
+  readonly stop?: () => void;
+}
+
+/** How long a finished, uncacheable reply stays in the shared log, for readers elsewhere still catching up. */
+const GRACE_MS = 30_000;
+
+/**
+ * The reply log in use: one mechanism behind the response cache (a reader after the end), coalescing (a reader who
+ * joins while it is written) and resumable streams (a reader who rejoins by chat id). Every reader replays from the
+ * first event and then follows live; the upstream runs while anyone reads (or, with `RESUME=on`, until it ends).
+ */
+export function createReplies(deps: RepliesDeps): Replies {
+  const { config, shared, internal } = deps;
+  const inFlight = new Map<string, Entry>();
+  const chats = new Map<string, { owner: string; entry: Entry }>();
+  const memory = new MemoryCache(config.cacheMaxBytes, internal.now);
+  const { hold } = deps.shutdown;
+  const lead = leaderFactory(deps, { inFlight, chats, memory, hold: deps.shutdown.hold });
+
+  const follow = followerFactory(deps, inFlight);
+
+  return {
+    async serve(request, options, produce) {
+      const cacheOn = config.cacheTtlMs > 0;
+      const hit = cacheOn && options.cacheControl === 'use';
+      const cache: CacheStatus = hit ? 'MISS' : 'BYPASS';
+      const scope = config.cacheScope === 'caller' ? `caller:${options.callerId}` : 'global';
+      const key = await replyKey(request, { systemPrompt: deps.systemPrompt, tools: deps.tools, scope });
+      const local = config.coalesce ? inFlight.get(key) : undefined;
+      if (local) return join(hold, 'follower', cache, local.live, options.signal);
+      const cached = hit ? memory.get(key) : undefined;
+      if (cached) return join(hold, 'hit', 'HIT', cached, options.signal, config.cacheReplay === 'paced');
+      if (!shared) return lead(key, internal.newId(), options, produce, cache, undefined);
+      const generation = internal.newId();
+      let claim: Awaited<ReturnType<SharedLog['claim']>>;
+      try {
+        claim = await shared.claim(key, {
+          generation,
+          leaseMs: config.leaseMs,
+          follow: config.coalesce,
+          hit,
+        });
+      } catch (error) {
+        // The shared log is down: answer on our own, as if nobody else were asking.
+        const detail = `reply log: ${redact(String(error), deps.secrets)}`;
+        return { ...lead(key, generation, options, produce, cache, undefined), detail };
+      }
+      if (claim.role === 'leader') return lead(key, generation, options, produce, cache, shared);
+      const isHit = claim.role === 'hit';
+      const entry = follow(key, claim, !isHit);
+      return join(
+        hold,
+        claim.role,
+        isHit ? 'HIT' : cache,
+        entry.live,
+        options.signal,
+        isHit && config.cacheReplay === 'paced',
+      );
+    },
+
+    ...chatControls({ inFlight, chats, memory, hold }, shared, follow),
+  };
+}
+
+type Follow = (
+  key: string,
+  claim: { generation: string; events: readonly ReplyEvent[]; cursor: string },
+  counted: boolean,
+) => Entry;
+
+/** Resume and stop by chat id (`RESUME=on`): a chat id is not a capability, so each checks the caller first. */
+function chatControls(
+  registry: Registry,
+  shared: SharedLog | undefined,
+  follow: Follow,
+): Pick<Replies, 'resume' | 'stop'> {
+  const { chats, inFlight, hold } = registry;
+  return {
+    async resume(chatId, callerId, signal) {
+      const local = chats.get(chatId);
+      if (local) {
+        if (local.owner !== callerId) return { kind: 'not_found' };
+        if (local.entry.live.ended) return { kind: 'none' };
+        return { kind: 'reading', ...join(hold, 'follower', 'BYPASS', local.entry.live, signal) };
+      }
+      const record = await shared?.getChat(chatId);
+      if (!record) return { kind: 'none' };
+      if (record.owner !== callerId) return { kind: 'not_found' };
+      if (!record.running) return { kind: 'none' };
+      const known = inFlight.get(record.key);
+      const entry =
+        known?.generation === record.generation
+          ? known
+          : follow(record.key, { generation: record.generation, events: [], cursor: '0' }, false);
+      return { kind: 'reading', ...join(hold, 'follower', 'BYPASS', entry.live, signal) };
+    },
+
+    async stop(chatId, callerId) {
+      const local = chats.get(chatId);
+      if (local) {
+        if (local.owner !== callerId) return 'not_found';
+        if (local.entry.live.ended || !local.entry.stop) return 'none';
+        local.entry.stop();
+        return 'stopped';
+      }
+      const record = await shared?.getChat(chatId);
+      if (!record) return 'none';
+      if (record.owner !== callerId) return 'not_found';
+      if (!record.running) return 'none';
+      await shared?.stop(record.key, record.generation);
+      return 'stopped';
+    },
+  };
+}
+
+/** Follows a reply written on another instance; one tail per instance is shared by its local followers. */
+function followerFactory(deps: RepliesDeps, inFlight: Map<string, Entry>): Follow {
+  const { config } = deps;
+  const shared = deps.shared as SharedLog;
+  return (key, claim, counted) => {
+    const entry: Entry = {
+      key,
+      generation: claim.generation,
+      live: tailSharedReply(shared, {
+        key,
+        ...claim,
+        pollMs: config.pollMs,
+        leaseMs: config.leaseMs,
+        counted,
+        onDone: () => forget(inFlight, key, entry),
+      }),
+    };
+    if (counted && config.coalesce) inFlight.set(key, entry);
+    return entry;
+  };
+}
+
+interface Registry {
+  readonly hold: () => () => void;
+  readonly inFlight: Map<string, Entry>;
+  readonly chats: Map<string, { owner: string; entry: Entry }>;
+  readonly memory: MemoryCache;
+}
+
+/**
+ * The leader's side: records the reply (here, and in the shared log when there is one) while `produce` streams it
+ * from the upstream; stops the upstream when the last reader leaves (never with `RESUME=on`: someone may come back)
+ * or on a stop; and at the end keeps a cacheable reply for its TTL.
+ */
+function leaderFactory(deps: RepliesDeps, registry: Registry) {
+  const { config } = deps;
+  const { inFlight, chats, memory, hold } = registry;
+  return (
+    key: string,
+    generation: string,
+    options: ServeOptions,
+    produce: Produce,
+    cache: CacheStatus,
+    shared: SharedLog | undefined,
+  ): Joined => {
+    const abort = deps.shutdown.linkedAbort(new AbortController().signal, {
+      ms: deps.totalTimeoutMs,
+      kind: 'total',
+    });
+    const stop = () => abort.abort();
+    const storable = config.cacheTtlMs > 0 && options.cacheControl !== 'no-store' && options.storable;
+    let mirror: Mirror | undefined;
+    const nobodyReads = (remote: number) => !config.resume && live.readerCount === 0 && remote === 0;
+    const live: LiveReply = new LiveReply({
+      onIdle: () => {
+        if (!mirror) return nobodyReads(0) && stop();
+        void mirror.renew().then((answer) => nobodyReads(answer?.readers ?? 0) && stop());
+      },
+      onEvent: (event) => {
+        mirror?.add(event, live.bytes);
+        // Too big to record: nobody new may join it (those reading it here still get it all).
+        if (live.bytes > config.maxReplyBytes) forget(inFlight, key, entry);
+      },
+    });
+    const entry: Entry = { live, key, generation, stop };
+    const cacheable = (last: ReplyEvent) => storable && isCacheable(live, last, config.maxReplyBytes);
+    if (shared) {
+      mirror = mirrorTo(shared, {
+        key,
+        generation,
+        leaseMs: config.leaseMs,
+        maxBytes: config.maxReplyBytes,
+        keep: (last) =>
+          cacheable(last)
+            ? { keepMs: config.cacheTtlMs, cacheable: true }
+            : { keepMs: GRACE_MS, cacheable: false },
+        onAnswer: (answer: WriteAnswer) => {
+          if (answer.stop || nobodyReads(answer.readers)) stop();
+        },
+        onError: () => {
+          mirror = undefined;
+        },
+      });
+    }
+    if (config.coalesce) inFlight.set(key, entry);
+    const chatId = config.resume ? options.chatId : undefined;
+    if (chatId) {
+      chats.set(chatId, { owner: options.callerId, entry });
+      void shared
+        ?.putChat(chatId, { owner: options.callerId, key, generation }, deps.totalTimeoutMs + GRACE_MS)
+        .catch(() => {});
+    }
+    const joined = join(hold, 'leader', cache, live, options.signal);
+    const produced = pump(live, produce, abort, options.messageId).then((reply) => {
+      forget(inFlight, key, entry);
+      if (chatId && chats.get(chatId)?.entry === entry) chats.delete(chatId);
+      if (chatId) void shared?.dropChat(chatId, generation).catch(() => {});
+      const last = live.events.at(-1);
+      // With a shared log, hits come from it; here only when there is none (or it failed on the way).
+      if (!mirror && last && cacheable(last)) memory.set(key, live, config.cacheTtlMs);
+      return reply;
+    });
+    return { ...joined, produced };
+  };
+}
+
+/** Only a complete reply from the model itself, within the size cap: never an error, a cut or stopped stream, the
+ * operator's fallback message, or a reply the provider's content filter ended. */
+function isCacheable(live: LiveReply, last: ReplyEvent, maxBytes: number): boolean {
+  const head = live.events[0];
+  if (last.type !== 'end' || head?.type !== 'head') return false;
+  return (
+    head.head.served.fallback !== 'message' &&
+    last.finishReason !== 'content_filter' &&
+    live.bytes <= maxBytes
+  );
+}
+
+function forget(inFlight: Map<string, Entry>, key: string, entry: Entry): void {
+  if (inFlight.get(key) === entry) inFlight.delete(key);
+}
+
+/**
+ * A new reader of `live`, leaving when its client does. A drain waits for it (`hold`) as it does for a reply
+ * streamed straight through: until the reader has left, which is when its reply is charged and logged.
+ */
+function join(
+  hold: () => () => void,
+  role: ReplyRole,
+  cache: CacheStatus,
+  live: LiveReply,
+  signal: AbortSignal,
+  pace = false,
+) {
+  const reader = live.reader();
+  const release = hold();
+  const leave = () => {
+    signal.removeEventListener('abort', leave);
+    reader.leave();
+    release();
+  };
+  if (signal.aborted) leave();
+  else signal.addEventListener('abort', leave, { once: true });
+  return { role, cache, first: replayReply(reader, pace), leave, produced: undefined };
+}

@@ -1,0 +1,90 @@
+import type { ReplyEvent } from './events';
+
+/**
+ * How a request joins the reply log for its key:
+ * - `leader`: nothing usable was there; this request claimed `generation` and holds its lease: it must produce it.
+ * - `follower`: a generation is being written under a live lease: read it.
+ * - `hit`: a complete, cacheable generation is there (only when the claim allowed hits): replay it.
+ * A follower or a hit comes with the events recorded so far, so a short reply costs one command.
+ */
+export type Claim =
+  | { readonly role: 'leader'; readonly generation: string }
+  | {
+      readonly role: 'follower' | 'hit';
+      readonly generation: string;
+      readonly events: readonly ReplyEvent[];
+      readonly cursor: string;
+    };
+
+export interface ClaimOptions {
+  /** The id this request's generation gets if it leads. */
+  readonly generation: string;
+  readonly leaseMs: number;
+  /** May a live generation be followed (`COALESCE=on`)? If not, this request leads, beside it. */
+  readonly follow: boolean;
+  /** May a complete, cacheable generation be replayed (cache on, and not bypassed)? */
+  readonly hit: boolean;
+}
+
+/** What the leader learns each time it writes: whether someone asked it to stop, and how many remote readers follow. */
+export interface WriteAnswer {
+  readonly stop: boolean;
+  readonly readers: number;
+}
+
+export interface ReadAnswer {
+  /** Every event after the cursor given, in order. */
+  readonly events: readonly ReplyEvent[];
+  readonly cursor: string;
+  /** False once the writer's lease has expired: a generation that has not ended by then never will. */
+  readonly writerAlive: boolean;
+}
+
+/** Who a chat's running reply belongs to, and where it is recorded (`RESUME=on`). */
+export interface ChatRecord {
+  readonly owner: string;
+  readonly key: string;
+  readonly generation: string;
+}
+
+/**
+ * The reply log shared by every instance (Redis). Each generation of a key is its own append-only log, so a new
+ * leader never disturbs the readers of an older one; the key points at its latest generation. Every method may
+ * reject when the store is down: the caller falls back to serving the request on its own.
+ */
+export interface SharedLog {
+  /** Atomically decides leader, follower or hit (see `Claim`). A follower is counted among the remote readers. */
+  claim(key: string, options: ClaimOptions): Promise<Claim>;
+  /** The leader appends events (one command for the batch) and renews its lease. An empty batch only renews. */
+  append(
+    key: string,
+    generation: string,
+    events: readonly ReplyEvent[],
+    leaseMs: number,
+  ): Promise<WriteAnswer>;
+  /**
+   * The leader's last write: the final events, then the generation is kept `keepMs` (the cache TTL when `cacheable`,
+   * else a short grace for readers still catching up). A cacheable generation becomes the key's hit.
+   */
+  finish(
+    key: string,
+    generation: string,
+    events: readonly ReplyEvent[],
+    options: { keepMs: number; cacheable: boolean },
+  ): Promise<void>;
+  /** A reader's poll: the events after `cursor`, at most a batch. */
+  read(key: string, generation: string, cursor: string): Promise<ReadAnswer>;
+  /** A remote reader left: one fewer for the leader to keep going for. */
+  leave(key: string, generation: string): Promise<void>;
+  /** Asks the leader to stop (`DELETE /api/chat/{id}/stream`); it sees it at its next write. */
+  stop(key: string, generation: string): Promise<void>;
+  /**
+   * Calls `wake` soon after each append to this generation (pub/sub over TCP), so readers need not poll fast.
+   * Absent (Upstash REST: no subscriptions), readers poll every `pollMs`.
+   */
+  watch?(key: string, generation: string, wake: () => void): () => void;
+  /** The running reply of a chat, for resume; kept `ttlMs` unless dropped first. */
+  putChat(chatId: string, record: ChatRecord, ttlMs: number): Promise<void>;
+  getChat(chatId: string): Promise<(ChatRecord & { readonly running: boolean }) | undefined>;
+  dropChat(chatId: string, generation: string): Promise<void>;
+}

@@ -1,0 +1,132 @@
+import type { Config } from '../config';
+import type { ValidRequest } from '../http/validate-request';
+import type { Internal } from '../internal';
+import type { Admission, RateLimitGate } from '../limits/gate';
+import { errorFields, type Logger, type RequestContext, usageFields } from '../log';
+import { textOf } from '../parts/content';
+import type { ChatRequest } from '../types';
+import type { ServedReply } from '../upstream/failover';
+import type { ModerationOutcome } from '../upstream/moderation';
+import { replyStream, type StreamEnd } from './reply-stream';
+import { textFraming, textStreamResponse, wantsPlainText } from './text-framing';
+import { uiFraming, uiStreamResponse } from './ui-framing';
+
+export interface RespondDeps {
+  readonly config: Config;
+  readonly gate: RateLimitGate;
+  readonly log: Logger;
+  readonly waitUntil: (promise: Promise<unknown>) => void;
+  readonly internal: Internal;
+}
+
+/** Moderation, then the upstream (retries and fallbacks inside): what produces a reply. */
+export type Produce = (signal: AbortSignal) => Promise<ServedReply>;
+
+/** One admitted request on its way to a reply: what the reply's end needs to settle and log it. */
+export interface Run {
+  readonly req: Request;
+  readonly request: ChatRequest;
+  readonly valid: ValidRequest;
+  readonly admitted: Admission;
+  readonly context: RequestContext;
+  readonly headers: Record<string, string>;
+  readonly startedAt: number;
+  readonly produce: Produce;
+  /** Filled in by `produce`: what moderation said, for the log line. */
+  readonly moderation: ModerationOutcome['log'];
+}
+
+/** Who pays for a reply and how to stop it: the upstream reply this request produced (none: it costs nothing). */
+export interface Charge {
+  readonly produced: Promise<ServedReply | undefined>;
+  /** The client left: stop reading (and, for a lone request, stop the upstream). */
+  readonly abort: () => void;
+  readonly dispose: () => void;
+}
+
+/** What this way of answering adds: log fields, headers, and the message id to frame the reply under. */
+export interface Extra {
+  readonly context?: Partial<RequestContext>;
+  readonly headers?: Record<string, string>;
+  readonly messageId?: string;
+}
+
+/** The reply is under way (its first token is in): stream it in the asked-for protocol, settle and log at its end. */
+export function respond(
+  deps: RespondDeps,
+  reply: ServedReply,
+  run: Run,
+  charge: Charge,
+  extra: Extra,
+): Response {
+  const { config, gate, log, waitUntil } = deps;
+  const { now, newId } = deps.internal;
+  const { req, request, admitted, startedAt } = run;
+  const protocol: 'text' | 'ui' = wantsPlainText(req) ? 'text' : 'ui';
+  const ttft_ms = now() - startedAt;
+  const context = {
+    ...run.context,
+    ...run.moderation,
+    ...extra.context,
+    ...servedFields(reply),
+    protocol,
+    ttft_ms,
+  };
+  const onEnd = (end: StreamEnd) => {
+    charge.dispose();
+    const ended = { ...context, ...streamEndFields(end), duration_ms: now() - startedAt };
+    // Abandoned streams are charged too: tokens generated before the abort were paid for. A leader is charged when
+    // its upstream reply ends, which may be after its own client left (others were still reading).
+    const logged = charge.produced.then(async (produced) => {
+      const budget_error = await gate.settle(admitted, produced ? tokensUsed(produced, request) : 0);
+      const usage = usageFields((produced ?? reply).outcome.usage);
+      log({ ...ended, ...usage, ...(budget_error && { budget_error }) });
+    });
+    waitUntil(logged);
+  };
+  const hooks = { abort: charge.abort, onEnd };
+  const headers = { ...run.headers, ...extra.headers, ...servedHeaders(reply) };
+  if (protocol === 'text') {
+    return textStreamResponse(replyStream(reply, textFraming(config.models.reasoningInText), hooks), headers);
+  }
+  const messageId = extra.messageId ?? request.messageId ?? newId();
+  const framing = uiFraming({ messageId, model: reply.served.model, trimmed: run.valid.history.trimmed });
+  return uiStreamResponse(replyStream(reply, framing, hooks), headers);
+}
+
+/** Which model answered, and whether it was a fallback: a response header the client can act on. */
+export function servedHeaders(reply: ServedReply): Record<string, string> {
+  const { model, fallback } = reply.served;
+  return {
+    ...(model ? { 'x-chat-model': model } : {}),
+    ...(fallback === 'none' ? {} : { 'x-chat-fallback': fallback }),
+  };
+}
+
+function servedFields(reply: ServedReply): Partial<RequestContext> {
+  const { model, attempts, fallback } = reply.served;
+  const adapted = reply.adapted?.join(', ');
+  return {
+    ...(model ? { model } : {}),
+    attempts,
+    ...(fallback === 'none' ? {} : { fallback }),
+    ...(adapted && { adapted }),
+  };
+}
+
+/**
+ * What the upstream reported, or, for a stream cut short before its usage chunk, an estimate of what was generated.
+ * The operator's fallback message costs nothing, so it is not charged.
+ */
+export function tokensUsed(reply: ServedReply, request: ChatRequest): number {
+  if (reply.served.fallback === 'message') return 0;
+  if (reply.outcome.usage) return reply.outcome.usage.totalTokens;
+  const promptChars = request.messages.reduce((n, m) => n + textOf(m).length, 0);
+  return Math.ceil(promptChars / 4) + reply.outcome.deltas;
+}
+
+/** The status was 200 once streaming began; the outcome says how the stream itself ended. */
+function streamEndFields(end: StreamEnd) {
+  if (end.kind === 'error') return { ...errorFields(end.error), status: 200, outcome: 'error' } as const;
+  return { level: 'info', status: 200, outcome: end.kind } as const;
+}
