@@ -24,37 +24,48 @@ async function main(): Promise<void> {
   const children: ChildProcess[] = [];
   try {
     const fakeUrl = await startProcess(children, ['bench/fake-server.ts'], {}, /fake upstream on (\S+)/);
-    const proxyUrl = await startProcess(
-      children,
-      ['server/main.ts'],
-      {
-        OPENAI_API_KEY: KEY,
-        OPENAI_BASE_URL: fakeUrl,
-        PORT: '0',
-        CHAT_MODEL: 'bench-model',
-        // The real request path, limiter included, on the local Redis; limits high enough never to refuse.
-        REDIS_URL: process.env.REDIS_URL ?? 'redis://127.0.0.1:6379',
-        RATE_LIMIT_PREFIX: `bench-${process.pid}`,
-        RATE_LIMIT_REQUESTS: '1000000000',
-        TOKEN_BUDGET: '1000000000000',
-        // Every bench client comes from one address: without this the stream cap (4 by default) would refuse most.
-        MAX_STREAMS_PER_CALLER: '1000000000',
-      },
-      /listening on (\S+)/,
-    );
+    const proxy = (env: Record<string, string>) =>
+      startProcess(
+        children,
+        ['server/main.ts'],
+        {
+          OPENAI_API_KEY: KEY,
+          OPENAI_BASE_URL: fakeUrl,
+          PORT: '0',
+          CHAT_MODEL: 'bench-model',
+          // The real request path, limiter included, on the local Redis; limits high enough never to refuse.
+          REDIS_URL: process.env.REDIS_URL ?? 'redis://127.0.0.1:6379',
+          RATE_LIMIT_PREFIX: `bench-${process.pid}`,
+          RATE_LIMIT_REQUESTS: '1000000000',
+          TOKEN_BUDGET: '1000000000000',
+          // Every bench client comes from one address: without this the stream cap (4 by default) would refuse most.
+          MAX_STREAMS_PER_CALLER: '1000000000',
+          ...env,
+        },
+        /listening on (\S+)/,
+      );
+    // The defaults (the reply log on: coalescing, recorded in Redis), every reply-log feature off, and the cache on.
+    const proxyUrl = await proxy({});
+    const plainProxyUrl = await proxy({ COALESCE: 'off' });
+    const cachingProxyUrl = await proxy({ CACHE_TTL: '1 h', CACHE_SCOPE: 'global' });
     const peerUrl = await startProcess(
       children,
       ['bench/peer-ai-sdk.ts'],
       { OPENAI_API_KEY: KEY, OPENAI_BASE_URL: fakeUrl },
       /peer listening on (\S+)/,
     );
-    const body = { messages: [{ role: 'user', content: 'Tell me about foxes.' }] };
+    // Every request asks something else (as different users do), so none is coalesced with another or cached,
+    // except on the cache target, which asks the same thing every time.
+    let asked = 0;
+    const prompt = () => `Tell me about foxes (${asked++}).`;
+    const body = () => ({ messages: [{ role: 'user', content: prompt() }] });
     // What useChat sends: the UI targets (ours and the peer's) get exactly this.
-    const useChatBody = JSON.stringify({
-      id: 'bench',
-      messages: [{ id: 'm1', role: 'user', parts: [{ type: 'text', text: 'Tell me about foxes.' }] }],
-      trigger: 'submit-message',
-    });
+    const uiBody = (text = prompt()) =>
+      JSON.stringify({
+        id: 'bench',
+        messages: [{ id: 'm1', role: 'user', parts: [{ type: 'text', text }] }],
+        trigger: 'submit-message',
+      });
     const targets: Target[] = [
       {
         name: 'direct',
@@ -63,7 +74,7 @@ async function main(): Promise<void> {
             method: 'POST',
             headers: { 'content-type': 'application/json', authorization: `Bearer ${KEY}` },
             body: JSON.stringify({
-              ...body,
+              ...body(),
               model: 'bench-model',
               stream: true,
               stream_options: { include_usage: true },
@@ -76,7 +87,25 @@ async function main(): Promise<void> {
           new Request(new URL('/api/chat', proxyUrl), {
             method: 'POST',
             headers: { 'content-type': 'application/json' },
-            body: useChatBody,
+            body: uiBody(),
+          }),
+      },
+      {
+        name: 'proxy (ui, log off)',
+        request: () =>
+          new Request(new URL('/api/chat', plainProxyUrl), {
+            method: 'POST',
+            headers: { 'content-type': 'application/json' },
+            body: uiBody(),
+          }),
+      },
+      {
+        name: 'proxy (ui, cache hit)',
+        request: () =>
+          new Request(new URL('/api/chat', cachingProxyUrl), {
+            method: 'POST',
+            headers: { 'content-type': 'application/json' },
+            body: uiBody('Tell me about foxes.'),
           }),
       },
       {
@@ -85,7 +114,7 @@ async function main(): Promise<void> {
           new Request(peerUrl, {
             method: 'POST',
             headers: { 'content-type': 'application/json' },
-            body: useChatBody,
+            body: uiBody(),
           }),
       },
       {
@@ -94,7 +123,7 @@ async function main(): Promise<void> {
           new Request(new URL('/api/chat', proxyUrl), {
             method: 'POST',
             headers: { 'content-type': 'application/json', accept: 'text/plain' },
-            body: JSON.stringify(body),
+            body: JSON.stringify(body()),
           }),
       },
     ];
@@ -153,14 +182,14 @@ function report(
     `\nsequential: ${SEQUENTIAL} requests; concurrent: ${CONCURRENT} requests at concurrency ${CONCURRENCY}\n`,
   );
   console.log(
-    'target              | seq first byte p50/p99 | seq total p50/p99    | conc total p50/p99   | req/s  | ratio p50 (seq, conc)',
+    'target                | seq first byte p50/p99 | seq total p50/p99    | conc total p50/p99   | req/s  | ratio p50 (seq, conc)',
   );
   for (const [name, r] of Object.entries(results)) {
     const ratio = direct
       ? `${(r.seq.p50 / direct.seq.p50).toFixed(2)}x, ${(r.conc.p50 / direct.conc.p50).toFixed(2)}x`
       : '';
     console.log(
-      `${name.padEnd(19)} | ${`${ms(r.seqTtft.p50)} / ${ms(r.seqTtft.p99)}`.padEnd(22)} | ${`${ms(r.seq.p50)} / ${ms(r.seq.p99)}`.padEnd(20)} | ${`${ms(r.conc.p50)} / ${ms(r.conc.p99)}`.padEnd(20)} | ${r.rps.toFixed(0).padStart(6)} | ${ratio}`,
+      `${name.padEnd(21)} | ${`${ms(r.seqTtft.p50)} / ${ms(r.seqTtft.p99)}`.padEnd(22)} | ${`${ms(r.seq.p50)} / ${ms(r.seq.p99)}`.padEnd(20)} | ${`${ms(r.conc.p50)} / ${ms(r.conc.p99)}`.padEnd(20)} | ${r.rps.toFixed(0).padStart(6)} | ${ratio}`,
     );
   }
   if (direct) {

@@ -25,6 +25,9 @@ export interface Mirror {
   renew(): Promise<WriteAnswer | undefined>;
 }
 
+/** How long events wait to be written together: readers elsewhere see them at most this much later. */
+const WRITE_BATCH_MS = 10;
+
 const TOO_LARGE: ReplyEvent = {
   type: 'error',
   error: {
@@ -37,9 +40,9 @@ const TOO_LARGE: ReplyEvent = {
 };
 
 /**
- * Copies a leader's reply to the shared log for readers on other instances. Writes are batched without waiting:
- * while one is in flight, events pile up and go together in the next, so a fast stream costs a few commands and a
- * slow one a command per token. A timer renews the lease between writes.
+ * Copies a leader's reply to the shared log for readers on other instances. Writes are batched: events wait up to
+ * `WRITE_BATCH_MS` for more, and while a write is in flight they pile up for the next, so a fast stream costs a few
+ * commands and a slow one at most a command per token. A timer renews the lease between writes.
  */
 export function mirrorTo(log: SharedLog, options: MirrorOptions): Mirror {
   const { key, generation, leaseMs } = options;
@@ -64,8 +67,11 @@ export function mirrorTo(log: SharedLog, options: MirrorOptions): Mirror {
       await log.finish(key, generation, batch, options.keep(last));
     } else answered(await log.append(key, generation, batch, leaseMs));
   };
+  let scheduled: ReturnType<typeof setTimeout> | undefined;
   const flush = () => {
     if (writing || broken || pending.length === 0) return;
+    clearTimeout(scheduled);
+    scheduled = undefined;
     const batch = pending;
     pending = [];
     writing = write(batch).then(
@@ -90,8 +96,11 @@ export function mirrorTo(log: SharedLog, options: MirrorOptions): Mirror {
       if (closed || broken) return;
       // Over the cap: stop recording, and end the log with an error for the readers elsewhere.
       pending.push(bytesSoFar > options.maxBytes && !isFinal(event) ? TOO_LARGE : event);
-      if (pending.at(-1) === TOO_LARGE) closed = true;
-      flush();
+      const last = pending.at(-1);
+      if (last === TOO_LARGE) closed = true;
+      // The end goes at once; other events wait a moment for more, so a fast reply is a write or two, not dozens.
+      if (last && isFinal(last)) flush();
+      else scheduled ??= setTimeout(flush, WRITE_BATCH_MS);
     },
     renew,
   };

@@ -72,6 +72,8 @@ export function tailSharedReply(log: SharedLog, options: TailOptions): LiveReply
     });
 
   void (async () => {
+    // Never end synchronously, even for a reply that came whole with the claim: the caller is still building its entry.
+    await Promise.resolve();
     let cursor = options.cursor;
     let failingSince: number | undefined;
     while (!live.ended && !stopped) {
