@@ -25,8 +25,13 @@ export interface Mirror {
   renew(): Promise<WriteAnswer | undefined>;
 }
 
-/** How long events wait to be written together: readers elsewhere see them at most this much later. */
+/**
+ * How long events wait to be written together: readers elsewhere see them at most this much later. While no reader
+ * follows from another instance, a write serves only those yet to come (and the cache), so writes are rarer: a
+ * reply that nobody follows costs a write per tenth of a second, not one per token (Upstash bills per command).
+ */
 const WRITE_BATCH_MS = 10;
+const UNFOLLOWED_BATCH_MS = 100;
 
 const TOO_LARGE: ReplyEvent = {
   type: 'error',
@@ -40,8 +45,8 @@ const TOO_LARGE: ReplyEvent = {
 };
 
 /**
- * Copies a leader's reply to the shared log for readers on other instances. Writes are batched: events wait up to
- * `WRITE_BATCH_MS` for more, and while a write is in flight they pile up for the next, so a fast stream costs a few
+ * Copies a leader's reply to the shared log for readers on other instances. Writes are batched: events wait a moment
+ * for more (`WRITE_BATCH_MS` while followed from elsewhere, `UNFOLLOWED_BATCH_MS` otherwise), and while a write is in flight they pile up for the next, so a fast stream costs a few
  * commands and a slow one at most a command per token. A timer renews the lease between writes.
  */
 export function mirrorTo(log: SharedLog, options: MirrorOptions): Mirror {
@@ -50,7 +55,9 @@ export function mirrorTo(log: SharedLog, options: MirrorOptions): Mirror {
   let writing: Promise<void> | undefined;
   let closed = false;
   let broken = false;
+  let followed = false;
   const answered = (answer: WriteAnswer) => {
+    followed = answer.readers > 0;
     options.onAnswer(answer);
     return answer;
   };
@@ -100,7 +107,7 @@ export function mirrorTo(log: SharedLog, options: MirrorOptions): Mirror {
       if (last === TOO_LARGE) closed = true;
       // The end goes at once; other events wait a moment for more, so a fast reply is a write or two, not dozens.
       if (last && isFinal(last)) flush();
-      else scheduled ??= setTimeout(flush, WRITE_BATCH_MS);
+      else scheduled ??= setTimeout(flush, followed ? WRITE_BATCH_MS : UNFOLLOWED_BATCH_MS);
     },
     renew,
   };

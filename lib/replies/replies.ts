@@ -12,7 +12,7 @@ import { type Mirror, mirrorTo } from './mirror';
 import { type Produce, pump } from './pump';
 import { type Replayed, replayReply } from './replay';
 import { replyKey } from './reply-key';
-import type { SharedLog, WriteAnswer } from './shared-log';
+import type { Claim, SharedLog, WriteAnswer } from './shared-log';
 import { tailSharedReply } from './tail';
 
 export type ReplyRole = 'leader' | 'follower' | 'hit';
@@ -72,6 +72,16 @@ export interface RepliesDeps {
   readonly secrets: readonly string[];
 }
 
+/** One request's way into the log: its key and what it may do with it. */
+interface Ask {
+  readonly key: string;
+  /** May it be a cache hit? */
+  readonly hit: boolean;
+  readonly cache: CacheStatus;
+  readonly options: ServeOptions;
+  readonly produce: Produce;
+}
+
 /** A reply of this instance: being written here, or followed from another instance. */
 interface Entry {
   readonly live: LiveReply;
@@ -98,44 +108,55 @@ export function createReplies(deps: RepliesDeps): Replies {
   const lead = leaderFactory(deps, { inFlight, chats, memory, hold: deps.shutdown.hold });
 
   const follow = followerFactory(deps, inFlight);
+  // Claims in progress on this instance: identical requests arriving together wait for the first one's claim and
+  // then join what it found, so one instance asks Redis once and follows with one tail, however many arrive.
+  const claiming = new Map<string, Promise<unknown>>();
+
+  const joinKey = async (ask: Ask): Promise<Joined> => {
+    const { key, hit, cache, options, produce } = ask;
+    const local = config.coalesce ? inFlight.get(key) : undefined;
+    if (local) return join(hold, 'follower', cache, local.live, options.signal);
+    const cached = hit ? memory.get(key) : undefined;
+    if (cached) return join(hold, 'hit', 'HIT', cached, options.signal, config.cacheReplay === 'paced');
+    if (!shared) return lead(key, internal.newId(), options, produce, cache, undefined);
+    const pending = config.coalesce ? claiming.get(key) : undefined;
+    if (pending) return pending.then(() => joinKey(ask));
+    const claimed = claimShared(shared, ask);
+    claiming.set(
+      key,
+      claimed.catch(() => {}),
+    );
+    try {
+      return await claimed;
+    } finally {
+      claiming.delete(key);
+    }
+  };
+
+  const claimShared = async (log: SharedLog, ask: Ask): Promise<Joined> => {
+    const { key, hit, cache, options, produce } = ask;
+    const generation = internal.newId();
+    let claim: Claim;
+    try {
+      claim = await log.claim(key, { generation, leaseMs: config.leaseMs, follow: config.coalesce, hit });
+    } catch (error) {
+      // The shared log is down: answer on our own, as if nobody else were asking.
+      const detail = `reply log: ${redact(String(error), deps.secrets)}`;
+      return { ...lead(key, generation, options, produce, cache, undefined), detail };
+    }
+    if (claim.role === 'leader') return lead(key, generation, options, produce, cache, log);
+    const isHit = claim.role === 'hit';
+    const { live } = follow(key, claim, !isHit);
+    const pace = isHit && config.cacheReplay === 'paced';
+    return join(hold, claim.role, isHit ? 'HIT' : cache, live, options.signal, pace);
+  };
 
   return {
     async serve(request, options, produce) {
-      const cacheOn = config.cacheTtlMs > 0;
-      const hit = cacheOn && options.cacheControl === 'use';
-      const cache: CacheStatus = hit ? 'MISS' : 'BYPASS';
+      const hit = config.cacheTtlMs > 0 && options.cacheControl === 'use';
       const scope = config.cacheScope === 'caller' ? `caller:${options.callerId}` : 'global';
       const key = await replyKey(request, { systemPrompt: deps.systemPrompt, tools: deps.tools, scope });
-      const local = config.coalesce ? inFlight.get(key) : undefined;
-      if (local) return join(hold, 'follower', cache, local.live, options.signal);
-      const cached = hit ? memory.get(key) : undefined;
-      if (cached) return join(hold, 'hit', 'HIT', cached, options.signal, config.cacheReplay === 'paced');
-      if (!shared) return lead(key, internal.newId(), options, produce, cache, undefined);
-      const generation = internal.newId();
-      let claim: Awaited<ReturnType<SharedLog['claim']>>;
-      try {
-        claim = await shared.claim(key, {
-          generation,
-          leaseMs: config.leaseMs,
-          follow: config.coalesce,
-          hit,
-        });
-      } catch (error) {
-        // The shared log is down: answer on our own, as if nobody else were asking.
-        const detail = `reply log: ${redact(String(error), deps.secrets)}`;
-        return { ...lead(key, generation, options, produce, cache, undefined), detail };
-      }
-      if (claim.role === 'leader') return lead(key, generation, options, produce, cache, shared);
-      const isHit = claim.role === 'hit';
-      const entry = follow(key, claim, !isHit);
-      return join(
-        hold,
-        claim.role,
-        isHit ? 'HIT' : cache,
-        entry.live,
-        options.signal,
-        isHit && config.cacheReplay === 'paced',
-      );
+      return joinKey({ key, hit, cache: hit ? 'MISS' : 'BYPASS', options, produce });
     },
 
     ...chatControls({ inFlight, chats, memory, hold }, shared, follow),
