@@ -20,7 +20,16 @@ export type Behaviour =
    * A reply that is only a call to tool `name`: `delta.tool_calls` with the id and name first, then `arguments` (JSON
    * text, sent as it is, valid or not) in up to three pieces, then finish_reason `tool_calls`. `text` streams first.
    */
-  | { kind: 'tool-call'; name: string; arguments: string; id?: string; text?: string };
+  | { kind: 'tool-call'; name: string; arguments: string; id?: string; text?: string }
+  /**
+   * Answers nothing (not even its headers) until `until` settles, then gives `answer`; the call is counted meanwhile,
+   * and an abort seen. A test decides when: e.g. once every identical request has joined the one upstream call.
+   */
+  | { kind: 'held'; until: Promise<unknown>; answer: Behaviour }
+  /** Sends `afterTokens` tokens, waits with the connection open until `until` settles, then sends the rest. */
+  | { kind: 'pause'; afterTokens: number; until: Promise<unknown>; text?: string }
+  /** A normal reply whose tokens come `tokenDelayMs` apart (the first one at once). */
+  | { kind: 'paced'; tokenDelayMs: number; text?: string };
 
 const openAiError = (
   status: number,

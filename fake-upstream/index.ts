@@ -116,7 +116,7 @@ async function handle(
     });
   }
   const body = JSON.parse(await readText(req)) as ChatBody;
-  const behaviour: Behaviour = scripted ??
+  let behaviour: Behaviour = scripted ??
     (options.demoTools ? demoToolCall(body) : undefined) ?? { kind: 'reply' };
   let settle = () => {};
   const call: FakeCall = {
@@ -152,6 +152,11 @@ async function handle(
       },
     });
   }
+  while (behaviour.kind === 'held') {
+    await behaviour.until;
+    if (res.destroyed) return;
+    behaviour = behaviour.answer;
+  }
   if (behaviour.kind === 'status') {
     return sendJson(res, behaviour.status, behaviour.body, behaviour.headers);
   }
@@ -164,7 +169,7 @@ async function handle(
 async function streamReply(
   res: ServerResponse,
   body: ChatBody,
-  behaviour: Exclude<Behaviour, { kind: 'status' }>,
+  behaviour: Exclude<Behaviour, { kind: 'status' | 'held' }>,
   options: FakeUpstreamOptions,
   call: FakeCall,
   reasons: ReasoningOptions | undefined,
@@ -197,9 +202,12 @@ async function streamReply(
 
   const text = behaviour.kind === 'reasoning-only' ? '' : replyText(body, behaviour, options);
   const tokens = splitTokens(text);
-  const stopAfter = 'afterTokens' in behaviour ? behaviour.afterTokens : tokens.length;
+  const stopAfter =
+    'afterTokens' in behaviour && behaviour.kind !== 'pause' ? behaviour.afterTokens : tokens.length;
+  const tokenDelayMs = behaviour.kind === 'paced' ? behaviour.tokenDelayMs : (options.tokenDelayMs ?? 0);
   for (const token of tokens.slice(0, stopAfter)) {
-    if (call.tokensSent > 0 && (options.tokenDelayMs ?? 0) > 0) await sleep(options.tokenDelayMs ?? 0);
+    if (call.tokensSent > 0 && tokenDelayMs > 0) await sleep(tokenDelayMs);
+    if (behaviour.kind === 'pause' && call.tokensSent === behaviour.afterTokens) await behaviour.until;
     if (gone()) return;
     res.write(chunk({ content: token }));
     call.tokensSent++;

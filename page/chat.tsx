@@ -13,14 +13,26 @@ import { IMAGE_TYPES, useAttachments } from './attachments';
 import { useFollow, useModels } from './hooks';
 import { Bubble, type Message } from './message';
 import { Previews } from './previews';
+import { loadSession, newSession, stopOnServer, useSaved } from './session';
 import { answerToolCall } from './tools';
 
 /**
  * The demo chat page: `useChat` from `@ai-sdk/react`, unchanged, talking to POST /api/chat on the same origin.
  * It doubles as the end-to-end proof that the proxy speaks the UI message stream protocol (tests/browser.test.ts).
+ * The conversation survives a reload (page/session.ts); with `RESUME=on`, so does a reply still being written.
  */
 function Chat() {
+  const [session, setSession] = useState(loadSession);
+  const models = useModels();
+  // A chat with no message yet has no reply to resume: asking would cost a request of the caller's rate limit.
+  const [begun, setBegun] = useState(session.messages.length > 0);
   const chat = useChat<Message>({
+    id: session.id,
+    messages: session.messages,
+    // useChat reads `resume` in an effect, not at construction: set once the server says RESUME=on, it asks
+    // GET /api/chat/{id}/stream for the reply the last load left running (and again when a tab comes back after its
+    // connection dropped). The saved messages show at once either way.
+    resume: models?.resume === true && begun,
     // A client-side tool (page/tools.ts) answers in the browser; once every call has its answer, the conversation
     // goes back to the model on its own, and the model's reply to the answer continues the same message.
     onToolCall: ({ toolCall }): void => answerToolCall(toolCall, chat.addToolOutput),
@@ -28,16 +40,23 @@ function Chat() {
   });
   const { messages, sendMessage, regenerate, setMessages, status, error, stop, clearError } = chat;
   const [input, setInput] = useState('');
-  const [stopped, setStopped] = useState<ReadonlySet<string>>(new Set());
+  const [stopped, setStopped] = useState<ReadonlySet<string>>(() => new Set(session.stopped));
   const [chosen, setChosen] = useState<string>();
   const prompt = useRef<HTMLTextAreaElement>(null);
   const picker = useRef<HTMLInputElement>(null);
   const attachments = useAttachments();
   const [dragging, setDragging] = useState(false);
   const follow = useFollow();
-  const models = useModels();
+  useSaved(chat.id, messages, status, stopped);
   const busy = status === 'submitted' || status === 'streaming';
   const last = messages.at(-1);
+  // Loaded with the user's message last: until the server says whether that reply can be resumed, no buttons that
+  // would vanish a moment later. Then, not resumed (or nothing was left running), it can be asked again.
+  const settling = models === undefined && last?.role === 'user';
+  const unanswered = !busy && !settling && status !== 'error' && last?.role === 'user';
+  // With RESUME=on a dropped connection no longer stops the reply, so Stop tells the server; also where the page
+  // cannot know (no /api/models: the static page on Vercel), since a reply left running there is paid for.
+  const stopsOnServer = models?.resume !== false;
   const lastUser = messages.findLastIndex((m) => m.role === 'user');
   // The last message is the user's and there was an error: the request was refused (a 400, a 429) or failed before
   // a reply began. Left in place it would be sent again under every later message and fail each of them too.
@@ -50,6 +69,7 @@ function Chat() {
     // A message may be images alone; then it has no text part at all rather than an empty one.
     if ((!input.trim() && !attachments.list.length) || busy) return;
     if (refused) drop(refused);
+    setBegun(true);
     follow();
     const files = attachments.take();
     void sendMessage(input.trim() ? { text: input, files } : { files }, options);
@@ -113,11 +133,13 @@ function Chat() {
     // Marked here, since nothing in the message itself can tell a stopped reply from one that ended.
     if (last?.role === 'assistant') setStopped((ids) => new Set(ids).add(last.id));
     void stop();
+    if (stopsOnServer) stopOnServer(chat.id);
   };
   const newChat = () => {
-    if (busy) void stop();
-    setMessages([]);
-    clearError();
+    // A new id makes a new chat in useChat, which stops the old one's request; the server's reply needs telling.
+    if (busy && stopsOnServer) stopOnServer(chat.id);
+    setSession(newSession());
+    setBegun(false);
     setStopped(new Set());
     prompt.current?.focus();
   };
@@ -148,7 +170,8 @@ function Chat() {
         {messages.map((message, index) => {
           const isLast = index === messages.length - 1;
           // Only the last exchange can be changed: editing an earlier message would rewrite what came after it.
-          const canAct = !busy && !refused && (message.role === 'user' ? index === lastUser : isLast);
+          const canAct =
+            !busy && !refused && !settling && (message.role === 'user' ? index === lastUser : isLast);
           return (
             <Bubble
               key={message.id}
@@ -158,9 +181,16 @@ function Chat() {
               actions={
                 canAct &&
                 (message.role === 'user' ? (
-                  <button type="button" onClick={() => edit(message)}>
-                    Edit
-                  </button>
+                  <>
+                    <button type="button" onClick={() => edit(message)}>
+                      Edit
+                    </button>
+                    {unanswered && isLast && (
+                      <button type="button" className="retry" onClick={retry}>
+                        Retry
+                      </button>
+                    )}
+                  </>
                 ) : (
                   <button type="button" className="regenerate" onClick={retry}>
                     Regenerate

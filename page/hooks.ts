@@ -29,26 +29,32 @@ export function useFollow(): () => void {
   }, []);
 }
 
-/** What GET /api/models says: the models the server lets a client choose, and the one it uses by default. */
+/**
+ * What GET /api/models says: the models the server lets a client choose, the one it uses by default, and whether
+ * replies can be resumed (`RESUME=on`).
+ */
 export interface ModelList {
   readonly models: readonly string[];
   readonly default: string;
+  /** `RESUME=on`: a reply goes on when its connection drops, so the page resumes it on load and stops it by DELETE. */
+  readonly resume?: boolean;
 }
 
 /**
- * The server's model list, once it has answered; `undefined` until then, or for good where there is no such route
- * (the static page on Vercel): the page then names no model, and the proxy uses its default.
+ * The server's model list, once it has answered; `undefined` until then, and `null` where there is no such route
+ * (the static page on Vercel): the page then names no model, the proxy uses its default, and resume stays off.
  */
-export function useModels(): ModelList | undefined {
-  const [list, setList] = useState<ModelList>();
+export function useModels(): ModelList | null | undefined {
+  const [list, setList] = useState<ModelList | null>();
   useEffect(() => {
     const controller = new AbortController();
     fetch('/api/models', { signal: controller.signal })
       .then((response) => (response.ok ? response.json() : undefined))
-      .then((body: unknown) => {
-        if (isModelList(body)) setList(body);
-      })
-      .catch(() => {}); // no list, no picker: the chat works the same
+      .then((body: unknown) => setList(isModelList(body) ? body : null))
+      .catch(() => {
+        // No list, no picker: the chat works the same. (Aborted: the page is going, nothing to set.)
+        if (!controller.signal.aborted) setList(null);
+      });
     return () => controller.abort();
   }, []);
   return list;
@@ -56,6 +62,11 @@ export function useModels(): ModelList | undefined {
 
 function isModelList(body: unknown): body is ModelList {
   if (typeof body !== 'object' || body === null) return false;
-  const { models, default: fallback } = body as Record<string, unknown>;
-  return Array.isArray(models) && models.every((m) => typeof m === 'string') && typeof fallback === 'string';
+  const { models, default: fallback, resume } = body as Record<string, unknown>;
+  return (
+    Array.isArray(models) &&
+    models.every((m) => typeof m === 'string') &&
+    typeof fallback === 'string' &&
+    (resume === undefined || typeof resume === 'boolean')
+  );
 }

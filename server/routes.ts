@@ -6,10 +6,14 @@ import { defaultInternal } from '../lib/internal';
 import { type ChatPage, favicon } from './chat-page';
 import type { HostCheck } from './host-check';
 
-/** What the page's model picker offers (GET /api/models): ALLOWED_MODELS and CHAT_MODEL, from the config. */
+/**
+ * What the page learns from GET /api/models, from the config: the models its picker offers (ALLOWED_MODELS and
+ * CHAT_MODEL), and whether replies can be resumed (RESUME), so the page sets useChat's `resume` only when they can.
+ */
 export interface ModelChoice {
   readonly allowedModels: readonly string[];
   readonly defaultModel: string;
+  readonly replies: { readonly resume: boolean };
 }
 
 /**
@@ -38,7 +42,11 @@ export function routes(
     const headers = newHeaders(req);
     if (read && (pathname === '/favicon.svg' || pathname === '/favicon.ico')) return favicon(headers);
     if (read && models && pathname === '/api/models') {
-      return Response.json({ models: models.allowedModels, default: models.defaultModel }, { headers });
+      const { allowedModels, defaultModel, replies } = models;
+      return Response.json(
+        { models: allowedModels, default: defaultModel, resume: replies.resume },
+        { headers },
+      );
     }
     if (health) {
       const body = req.method === 'HEAD' ? null : 'ok\n';

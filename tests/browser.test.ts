@@ -1,9 +1,10 @@
 import { existsSync, mkdirSync, statSync } from 'node:fs';
 import { dirname } from 'node:path';
 import { type Browser, chromium, type Page } from 'playwright-core';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
+import { type FakeUpstream, startFakeUpstream } from '../fake-upstream';
 import { demoReply } from '../fake-upstream/behaviours';
-import { eventually } from './support/harness';
+import { eventually, TEST_KEY } from './support/harness';
 import { freePort, npmRun } from './support/processes';
 
 /**
@@ -508,7 +509,11 @@ describe('the chat page in Chromium', () => {
     }
     const models = await page.request.get(new URL('/api/models', page.url()).href);
     expect(models.status()).toBe(200);
-    expect(await models.json()).toEqual({ models: ['demo', 'demo-reasoner'], default: 'demo' });
+    expect(await models.json()).toEqual({
+      models: ['demo', 'demo-reasoner'],
+      default: 'demo',
+      resume: false,
+    });
     expect(models.headers()['x-request-id']).toBeTruthy();
     expect(models.headers()['cache-control']).toBe('no-store');
     await page.close();
@@ -614,4 +619,122 @@ describe('the chat page in Chromium', () => {
     await page.screenshot({ path: `${SCREENSHOTS}/readme-390.png` });
     await page.close();
   }, 40_000);
+});
+
+describe('resumable replies in Chromium (RESUME=on)', () => {
+  // The upstream runs here, not inside the dev server, so the test sees every call it gets and whether it was aborted.
+  let fake: FakeUpstream;
+  beforeAll(async () => {
+    fake = await startFakeUpstream({ apiKey: TEST_KEY, tokenDelayMs: 40 });
+  });
+  afterAll(() => fake?.close());
+  beforeEach(() => fake.reset());
+
+  /** Forty numbered words, about 1.6 s at this pace: a repeated word would show a reply played twice. */
+  const STORY = Array.from({ length: 40 }, (_, i) => `word${i + 1}`).join(' ');
+
+  const openResumable = () =>
+    openChat({ RESUME: 'on', OPENAI_API_KEY: TEST_KEY, OPENAI_BASE_URL: fake.url, CHAT_MODEL: 'demo' });
+
+  /** Each GET (resume) and DELETE (stop) of /api/chat/{chatId}/stream the page makes, with its answer's status. */
+  function streamCalls(page: Page): { method: string; status: number; url: string }[] {
+    const calls: { method: string; status: number; url: string }[] = [];
+    page.on('response', (response) => {
+      const request = response.request();
+      if (/\/api\/chat\/[^/]+\/stream$/.test(request.url()))
+        calls.push({ method: request.method(), status: response.status(), url: request.url() });
+    });
+    return calls;
+  }
+
+  const replyText = (page: Page) => page.locator('li[data-role="assistant"] .text').allTextContents();
+
+  it('continues a reply after a reload, once, from the one upstream call', async () => {
+    fake.script({ kind: 'reply', text: STORY });
+    const page = await openResumable();
+    const calls = streamCalls(page);
+    await send(page, 'Tell me a long story');
+    await page.waitForFunction(
+      () => document.querySelector('li[data-role="assistant"] .text')?.textContent?.includes('word5'),
+      undefined,
+      { timeout: 10_000, polling: 10 },
+    );
+    const before = (await replyText(page))[0] ?? '';
+    expect(before.length).toBeLessThan(STORY.length);
+
+    await page.reload();
+    // The conversation is back: the user's message was kept when it was sent.
+    await page.locator('li[data-role="user"]').waitFor({ timeout: 5_000 });
+    expect(await page.locator('li[data-role="user"] .text').allTextContents()).toEqual([
+      'Tell me a long story',
+    ]);
+    await answered(page, 1);
+    expect(await replyText(page)).toEqual([STORY]);
+    expect(await page.locator('li[data-role="user"]').count()).toBe(1);
+    expect(await page.locator('#error').count()).toBe(0);
+    // useChat asked for the running reply; the reload did not stop the upstream, nor start another call.
+    expect(calls.map((c) => [c.method, c.status])).toEqual([['GET', 200]]);
+    expect(fake.calls).toHaveLength(1);
+    expect(fake.calls[0]?.aborted).toBe(false);
+    expect(fake.calls[0]?.tokensSent).toBe(40);
+
+    await page.setViewportSize({ width: 1200, height: 800 });
+    await page.screenshot({ path: `${SCREENSHOTS}/resumed-1200.png`, fullPage: true });
+    await page.setViewportSize({ width: 390, height: 844 });
+    expect(await page.evaluate(() => document.documentElement.scrollWidth)).toBeLessThanOrEqual(390);
+    await page.screenshot({ path: `${SCREENSHOTS}/resumed-390.png`, fullPage: true });
+
+    // Reloaded once the reply is done: the whole conversation, once; nothing is running to resume.
+    await page.reload();
+    await answered(page, 1);
+    expect(await replyText(page)).toEqual([STORY]);
+    expect(await page.locator('li[data-role="user"]').count()).toBe(1);
+    await eventually(() => calls.length === 2, 5_000);
+    expect(calls[1]).toMatchObject({ method: 'GET', status: 204 });
+    expect(fake.calls).toHaveLength(1);
+
+    // A new chat is a new id: nothing of the old one comes back after a reload.
+    await page.click('#new-chat');
+    await page.reload();
+    await page.locator('.hint').waitFor({ timeout: 5_000 });
+    expect(await page.locator('#messages li').count()).toBe(0);
+    await page.close();
+  }, 60_000);
+
+  it('stops the upstream on Stop, which a dropped connection no longer does', async () => {
+    fake.script({ kind: 'reply', text: STORY });
+    const page = await openResumable();
+    const calls = streamCalls(page);
+    await send(page, 'Tell me a long story');
+    await page.waitForFunction(
+      () => document.querySelector('li[data-role="assistant"] .text')?.textContent?.includes('word3'),
+      undefined,
+      { timeout: 10_000, polling: 10 },
+    );
+    const deleted = page.waitForResponse(
+      (r) => r.request().method() === 'DELETE' && /\/stream$/.test(r.url()),
+    );
+    await page.click('#stop');
+    const answer = await deleted;
+    // (The page sends it `keepalive`, whose answer's body the browser does not hand to the test.)
+    expect(answer.status()).toBe(200);
+    await eventually(() => fake.calls[0]?.aborted === true, 5_000);
+    // Stopped already: asked again, there is nothing left to stop.
+    const again = await page.request.delete(answer.url());
+    expect(await again.json()).toEqual({ stopped: false });
+    expect(fake.calls[0]?.tokensSent).toBeLessThan(40);
+    const reply = lastReply(page);
+    await reply.locator('.stopped').waitFor({ timeout: 5_000 });
+    const cut = (await replyText(page))[0] ?? '';
+    expect(cut.length).toBeLessThan(STORY.length);
+
+    // After a reload the stopped reply is as it was left, still marked stopped, and nothing resumes.
+    await page.reload();
+    await reply.locator('.stopped').waitFor({ timeout: 5_000 });
+    expect(await replyText(page)).toEqual([cut]);
+    await eventually(() => calls.some((c) => c.method === 'GET'), 5_000);
+    expect(calls.find((c) => c.method === 'GET')?.status).toBe(204);
+    expect(fake.calls).toHaveLength(1);
+    await page.close();
+  }, 60_000);
 });
