@@ -76,7 +76,7 @@ export function createChatHandler(deps: ChatHandlerDeps): ChatHandler {
     try {
       if (req.method === 'OPTIONS') return cors.preflight(req, headers);
       headers = { ...headers, ...cors.check(req) };
-      const control = replies && streamControl(req);
+      const control = streamControl(req);
       if (control)
         return await resumeOrStop(deps, replies, control, { req, authenticate, context, headers, startedAt });
       if (req.method !== 'POST') throw methodNotAllowed(req.method);

@@ -13,7 +13,7 @@ import { IMAGE_TYPES, useAttachments } from './attachments';
 import { useFollow, useModels } from './hooks';
 import { Bubble, type Message } from './message';
 import { Previews } from './previews';
-import { loadSession, newSession, stopOnServer, useSaved } from './session';
+import { loadSession, newSession, resumeWatchingTransport, stopOnServer, useSaved } from './session';
 import { answerToolCall } from './tools';
 
 /**
@@ -26,9 +26,14 @@ function Chat() {
   const models = useModels();
   // A chat with no message yet has no reply to resume: asking would cost a request of the caller's rate limit.
   const [begun, setBegun] = useState(session.messages.length > 0);
+  // Loaded with messages, the chat may have a reply running on the server, until resume is known to be off or the
+  // resume has been answered.
+  const [checking, setChecking] = useState(session.messages.length > 0);
+  const [transport] = useState(() => resumeWatchingTransport(() => setChecking(false)));
   const chat = useChat<Message>({
     id: session.id,
     messages: session.messages,
+    transport,
     // useChat reads `resume` in an effect, not at construction: set once the server says RESUME=on, it asks
     // GET /api/chat/{id}/stream for the reply the last load left running (and again when a tab comes back after its
     // connection dropped). The saved messages show at once either way.
@@ -50,9 +55,9 @@ function Chat() {
   useSaved(chat.id, messages, status, stopped);
   const busy = status === 'submitted' || status === 'streaming';
   const last = messages.at(-1);
-  // Loaded with the user's message last: until the server says whether that reply can be resumed, no buttons that
-  // would vanish a moment later. Then, not resumed (or nothing was left running), it can be asked again.
-  const settling = models === undefined && last?.role === 'user';
+  // Loaded with the user's message last: until it is known whether its reply is on the way, the page shows it is
+  // waiting, not buttons that would vanish a moment later. Then, if none comes, the question can be asked again.
+  const settling = checking && !busy && last?.role === 'user' && models !== null && models?.resume !== false;
   const unanswered = !busy && !settling && status !== 'error' && last?.role === 'user';
   // With RESUME=on a dropped connection no longer stops the reply, so Stop tells the server; also where the page
   // cannot know (no /api/models: the static page on Vercel), since a reply left running there is paid for.
@@ -140,6 +145,7 @@ function Chat() {
     if (busy && stopsOnServer) stopOnServer(chat.id);
     setSession(newSession());
     setBegun(false);
+    setChecking(false);
     setStopped(new Set());
     prompt.current?.focus();
   };
@@ -200,7 +206,7 @@ function Chat() {
             />
           );
         })}
-        {status === 'submitted' && (
+        {(status === 'submitted' || settling) && (
           <li className="pending" aria-label="Waiting for the answer">
             …
           </li>

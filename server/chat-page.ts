@@ -82,6 +82,7 @@ const CSS = `
   #attach:hover, #attach:focus-visible { color: var(--accent); border-color: var(--accent); }
   #prompt { flex: 1; min-width: 0; max-height: 12rem; padding: .55rem .8rem; resize: none; background: var(--bg);
     border: 1px solid var(--rule); border-radius: .8rem; }
+  #prompt::placeholder { white-space: nowrap; overflow: hidden; text-overflow: ellipsis; }
   #prompt:focus { outline: 2px solid var(--accent); outline-offset: -1px; }
   #send, #stop { padding: .55rem 1rem; border: 1px solid var(--accent); border-radius: .8rem; background: var(--accent);
     color: var(--on-accent); }

@@ -102,7 +102,12 @@ export interface StreamControl {
 export function streamControl(req: Request): StreamControl | undefined {
   const match = /\/chat\/([^/]+)\/stream\/?$/.exec(new URL(req.url).pathname);
   if (!match?.[1]) return undefined;
-  return { chatId: decodeURIComponent(match[1]), method: req.method };
+  // A malformed escape is just an id that cannot exist (a 404 later), not a server error.
+  let chatId = '';
+  try {
+    chatId = decodeURIComponent(match[1]);
+  } catch {}
+  return { chatId, method: req.method };
 }
 
 export interface ControlContext {
@@ -120,7 +125,7 @@ export interface ControlContext {
  */
 export async function resumeOrStop(
   deps: RespondDeps,
-  replies: Replies,
+  replies: Replies | undefined,
   control: StreamControl,
   ctx: ControlContext,
 ): Promise<Response> {
@@ -136,6 +141,8 @@ export async function resumeOrStop(
     );
   }
   if (!CHAT_ID.test(control.chatId)) throw notFound();
+  // No reply log (cache, coalescing and resume all off): nothing is ever running under a chat id.
+  if (!replies) return nothingRunning(deps, control, ctx);
   const admission = await deps.gate.admit(req, await ctx.authenticate(req), 0);
   const headers = { ...ctx.headers, ...admission.headers };
   const context: RequestContext = { ...ctx.context, caller: admission.caller.id, resumed: true };
@@ -183,6 +190,14 @@ export async function resumeOrStop(
     deps.waitUntil(settle());
     throw error;
   }
+}
+
+function nothingRunning(deps: RespondDeps, control: StreamControl, ctx: ControlContext): Response {
+  const status = control.method === 'GET' ? 204 : 200;
+  const duration_ms = deps.internal.now() - ctx.startedAt;
+  deps.log({ ...ctx.context, resumed: true, level: 'info', status, outcome: 'complete', duration_ms });
+  if (status === 204) return new Response(null, { status, headers: ctx.headers });
+  return Response.json({ stopped: false }, { headers: ctx.headers });
 }
 
 function notFound(): ProxyError {

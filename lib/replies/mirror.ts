@@ -105,8 +105,11 @@ export function mirrorTo(log: SharedLog, options: MirrorOptions): Mirror {
       pending.push(bytesSoFar > options.maxBytes && !isFinal(event) ? TOO_LARGE : event);
       const last = pending.at(-1);
       if (last === TOO_LARGE) closed = true;
-      // The end goes at once; other events wait a moment for more, so a fast reply is a write or two, not dozens.
-      if (last && isFinal(last)) flush();
+      // The end goes at once, and so does the start (the head with the first token): followers elsewhere wait for it
+      // before anything else, and the leader learns that they are there only from a write's answer. Other events wait
+      // a moment for more, so a fast reply is a write or two, not dozens.
+      const opening = pending[0]?.type === 'head' && pending.length > 1;
+      if (last && (isFinal(last) || opening)) flush();
       else scheduled ??= setTimeout(flush, followed ? WRITE_BATCH_MS : UNFOLLOWED_BATCH_MS);
     },
     renew,

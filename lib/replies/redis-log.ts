@@ -1,7 +1,7 @@
 import type { Redis } from '@upstash/redis';
 import type { Subscribe } from '../redis/connect';
 import type { ReplyEvent } from './events';
-import type { ChatRecord, Claim, ClaimOptions, SharedLog } from './shared-log';
+import { type ChatRecord, type Claim, type ClaimOptions, READ_BATCH, type SharedLog } from './shared-log';
 
 export type { Subscribe };
 
@@ -21,7 +21,7 @@ export interface RedisLogOptions {
 export const FIRST_CURSOR = '0';
 
 /** Stream entries (append batches) answered per claim or read; a reader asks again for the rest. */
-const BATCH = '200';
+const BATCH = String(READ_BATCH);
 const DEFAULT_PREFIX = 'acp:reply';
 const DEFAULT_LIVE_MS = 5 * 60_000;
 
@@ -29,23 +29,29 @@ const DEFAULT_LIVE_MS = 5 * 60_000;
  * Key layout, all of one reply under one hash tag so every script touches a single cluster slot:
  *   P:{key}            the pointer: the key's latest generation id (a hit while it points at a complete, cacheable one)
  *   P:{key}:G:s        generation G's events: a stream, one entry per append, field `e` = the batch as a JSON array
- *   P:{key}:G:m        G's state: a hash of readers, stop, done, cache
+ *   P:{key}:G:m        G's state: a hash of readers, stop, done, cache, and prev (the hit it was claimed over)
  *   P:{key}:G:l        G's lease: exists while its leader renews it
  *   P:{key}:G:w        the pub/sub channel woken by each append and by the finish (only with `subscribe`)
  *   P:chat:{chatId}    a chat's running reply, for resume: a hash of gen and rec (the record as JSON)
  * The claim script finds the current generation through the pointer, so it builds that generation's key names itself
- * (they share the pointer's hash tag, hence its slot); every other script gets all its keys declared.
+ * (they share the pointer's hash tag, hence its slot), and so does FINISH for the hit it gives the pointer back to;
+ * every other script gets all its keys declared.
  * A generation id is answered with a leading `@`: the client decodes every string answer that parses as JSON, which
  * would turn an id such as `123` into a number.
  */
 
-/** Leader, follower or hit, atomically. A hit needs events: a complete generation whose stream expired is not one. */
+/**
+ * Leader, follower or hit, atomically. A hit needs events: a complete generation whose stream expired is not one. A
+ * leader that may not hit (`no-cache`, `no-store`) keeps the hit it passes over as `prev`, for FINISH to put back.
+ */
 const CLAIM = `
 local cur = redis.call('GET', KEYS[1])
+local prev = nil
 if cur then
   local at = KEYS[1] .. ':' .. cur
   local state = redis.call('HMGET', at .. ':m', 'done', 'cache')
   local role = nil
+  if state[1] == '1' and state[2] == '1' then prev = cur end
   if state[1] == '1' then
     if state[2] == '1' and ARGV[5] == '1' then role = 'hit' end
   elseif ARGV[4] == '1' and redis.call('EXISTS', at .. ':l') == 1 then
@@ -59,6 +65,7 @@ if cur then
 end
 redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[3])
 redis.call('HSET', KEYS[2], 'readers', 0)
+if prev then redis.call('HSET', KEYS[2], 'prev', prev) end
 redis.call('PEXPIRE', KEYS[2], ARGV[3])
 redis.call('SET', KEYS[3], '1', 'PX', ARGV[2])
 return {'leader'}`;
@@ -85,7 +92,9 @@ return {stop, readers}`;
 /**
  * Without the lease nothing is recorded: a generation whose lease lapsed never ends (readers gave up on it), and it
  * must never become a hit with a hole in it. A cacheable one takes the pointer even from a newer live generation:
- * a complete reply is the better answer for the next identical request.
+ * a complete reply is the better answer for the next identical request. One that is not gives the pointer back to
+ * the hit it was claimed over (`prev`), for what that hit has left to live: a `no-store` request, or a failed
+ * `no-cache` one, never evicts the cached reply.
  */
 const FINISH = `
 if redis.call('EXISTS', KEYS[4]) == 0 then return 0 end
@@ -97,7 +106,10 @@ redis.call('PEXPIRE', KEYS[2], ARGV[3])
 if ARGV[4] == '1' then
   redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[3])
 elseif redis.call('GET', KEYS[1]) == ARGV[1] then
-  redis.call('DEL', KEYS[1])
+  local prev = redis.call('HGET', KEYS[3], 'prev')
+  local left = -2
+  if prev then left = redis.call('PTTL', KEYS[1] .. ':' .. prev .. ':s') end
+  if left > 0 then redis.call('SET', KEYS[1], prev, 'PX', left) else redis.call('DEL', KEYS[1]) end
 end
 if ARGV[5] ~= '' then redis.call('PUBLISH', ARGV[5], '1') end
 return 1`;

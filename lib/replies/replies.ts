@@ -114,12 +114,14 @@ export function createReplies(deps: RepliesDeps): Replies {
 
   const joinKey = async (ask: Ask): Promise<Joined> => {
     const { key, hit, cache, options, produce } = ask;
-    const local = config.coalesce ? inFlight.get(key) : undefined;
+    // `no-cache` and `no-store` (and a regenerate) ask for a fresh answer: never one already on its way either.
+    const fresh = options.cacheControl !== 'use';
+    const local = config.coalesce && !fresh ? inFlight.get(key) : undefined;
     if (local) return join(hold, 'follower', cache, local.live, options.signal);
     const cached = hit ? memory.get(key) : undefined;
     if (cached) return join(hold, 'hit', 'HIT', cached, options.signal, config.cacheReplay === 'paced');
     if (!shared) return lead(key, internal.newId(), options, produce, cache, undefined);
-    const pending = config.coalesce ? claiming.get(key) : undefined;
+    const pending = config.coalesce && !fresh ? claiming.get(key) : undefined;
     if (pending) return pending.then(() => joinKey(ask));
     const claimed = claimShared(shared, ask);
     claiming.set(
@@ -138,7 +140,8 @@ export function createReplies(deps: RepliesDeps): Replies {
     const generation = internal.newId();
     let claim: Claim;
     try {
-      claim = await log.claim(key, { generation, leaseMs: config.leaseMs, follow: config.coalesce, hit });
+      const follow = config.coalesce && options.cacheControl === 'use';
+      claim = await log.claim(key, { generation, leaseMs: config.leaseMs, follow, hit });
     } catch (error) {
       // The shared log is down: answer on our own, as if nobody else were asking.
       const detail = `reply log: ${redact(String(error), deps.secrets)}`;

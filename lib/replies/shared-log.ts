@@ -32,6 +32,12 @@ export interface WriteAnswer {
   readonly readers: number;
 }
 
+/**
+ * A claim or a read answers at most this many appends (each one event or more); a reader given that many events
+ * asks again at once for the rest instead of waiting for news (a long reply's cache hit would stall between batches).
+ */
+export const READ_BATCH = 200;
+
 export interface ReadAnswer {
   /** Every event after the cursor given, in order. */
   readonly events: readonly ReplyEvent[];

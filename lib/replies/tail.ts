@@ -1,6 +1,6 @@
 import type { ReplyEvent } from './events';
 import { LiveReply } from './live-reply';
-import type { SharedLog } from './shared-log';
+import { READ_BATCH, type SharedLog } from './shared-log';
 
 export interface TailOptions {
   readonly key: string;
@@ -76,16 +76,20 @@ export function tailSharedReply(log: SharedLog, options: TailOptions): LiveReply
     await Promise.resolve();
     let cursor = options.cursor;
     let failingSince: number | undefined;
+    // A whole batch came: there may be more recorded already, which no wake will announce.
+    let more = options.events.length >= READ_BATCH;
     while (!live.ended && !stopped) {
-      await sleep();
+      if (!more) await sleep();
       if (stopped) break;
       try {
         const answer = await log.read(key, generation, cursor);
         failingSince = undefined;
+        more = answer.events.length >= READ_BATCH;
         cursor = answer.cursor;
         for (const event of answer.events) live.push(event);
         if (!live.ended && !answer.writerAlive) live.push(INTERRUPTED);
       } catch {
+        more = false;
         failingSince ??= Date.now();
         if (Date.now() - failingSince >= options.leaseMs) live.push(INTERRUPTED);
       }
