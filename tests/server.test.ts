@@ -162,7 +162,7 @@ describe('npm start', () => {
       { kind: 'slow-first-token', delayMs: 100, text: 'Finished within the grace.' },
     );
     const stalled = await post(port, 'Hi', 'text/event-stream'); // the status is sent with the first token
-    const finishing = post(port, 'Hi');
+    const finishing = post(port, 'Hello'); // another prompt: the same one would follow the first reply
     await eventually(() => h.fake.calls.length === 2);
     process.kill(pid, 'SIGTERM'); // the node process itself, not npm around it
 
