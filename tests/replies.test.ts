@@ -16,6 +16,7 @@ import {
   chatRequest,
   eventually,
   startHarness,
+  TEST_ENV,
   TEST_IP,
   TEST_KEY,
   testConfig,
@@ -217,6 +218,19 @@ function tokensLeft(res: Response): number {
 
 const count = <T>(items: readonly T[], value: T) => items.filter((item) => item === value).length;
 
+/** One upstream call answered every stream with the whole reply: one leader, the rest its followers. */
+async function expectOneReplyForAll(streams: readonly UiStream[], p: string): Promise<void> {
+  await Promise.all(streams.map((s) => s.ended));
+  expect(h.fake.calls).toHaveLength(1);
+  for (const stream of streams) {
+    expect(stream.errors).toEqual([]);
+    expect(stream.text).toBe(demoReply(p));
+  }
+  const roles = streams.map((s) => s.header('x-coalesced'));
+  expect(count(roles, 'leader')).toBe(1);
+  expect(count(roles, 'follower')).toBe(streams.length - 1);
+}
+
 describe('coalescing: identical requests in flight share one upstream call', () => {
   it('50 concurrent identical requests to one instance: 1 upstream call, 50 identical full replies', async () => {
     const { handler, logs } = instance();
@@ -228,15 +242,7 @@ describe('coalescing: identical requests in flight share one upstream call', () 
     expect(responses.map((r) => r.status)).toEqual(Array(50).fill(200));
     const streams = responses.map((res) => new UiStream(res));
     go.open();
-    await Promise.all(streams.map((s) => s.ended));
-    expect(h.fake.calls).toHaveLength(1);
-    for (const stream of streams) {
-      expect(stream.errors).toEqual([]);
-      expect(stream.text).toBe(demoReply(p));
-    }
-    const roles = streams.map((s) => s.header('x-coalesced'));
-    expect(count(roles, 'leader')).toBe(1);
-    expect(count(roles, 'follower')).toBe(49);
+    await expectOneReplyForAll(streams, p);
     expect(streams.every((s) => s.header('x-cache') === 'BYPASS')).toBe(true); // the cache is off
     await eventually(() => logs.length === 50, 10_000);
     expect(
@@ -262,15 +268,7 @@ describe('coalescing: identical requests in flight share one upstream call', () 
       expect(responses.map((r) => r.status)).toEqual(Array(50).fill(200));
       const streams = responses.map((res) => new UiStream(res));
       go.open();
-      await Promise.all(streams.map((s) => s.ended));
-      expect(h.fake.calls).toHaveLength(1);
-      for (const stream of streams) {
-        expect(stream.errors).toEqual([]);
-        expect(stream.text).toBe(demoReply(p));
-      }
-      const roles = streams.map((s) => s.header('x-coalesced'));
-      expect(count(roles, 'leader')).toBe(1);
-      expect(count(roles, 'follower')).toBe(49);
+      await expectOneReplyForAll(streams, p);
       // Whichever instance led, the other one's 25 all followed it through Redis.
       const onB = streams.filter((_, i) => i % 2 === 1);
       const onA = streams.filter((_, i) => i % 2 === 0);
@@ -478,15 +476,8 @@ describe('a leader that dies', () => {
       ENV_FILE: '/nonexistent/.env',
       PORT: '0', // it says which port it bound
       HOST: '127.0.0.1',
-      OPENAI_API_KEY: TEST_KEY,
+      ...TEST_ENV,
       OPENAI_BASE_URL: h.fake.url,
-      CHAT_MODEL: 'test-model',
-      ALLOWED_MODELS: 'test-model,test-model-large',
-      SYSTEM_PROMPT: 'You are a test assistant.',
-      RATE_LIMIT_REQUESTS: '1000000',
-      RATE_LIMIT_WINDOW: '1 h',
-      TOKEN_BUDGET: '100000000',
-      MAX_STREAMS_PER_CALLER: '1000000',
       REDIS_URL: REDIS_TEST_URL,
       RATE_LIMIT_PREFIX: uniquePrefix('replies-dead'),
       REPLY_LEASE_MS: String(LEASE_MS),

@@ -100,6 +100,8 @@ export interface StreamControl {
 }
 
 export function streamControl(req: Request): StreamControl | undefined {
+  // Every chat request passes here: a substring test spares it parsing its URL.
+  if (!req.url.includes('/stream')) return undefined;
   const match = /\/chat\/([^/]+)\/stream\/?$/.exec(new URL(req.url).pathname);
   if (!match?.[1]) return undefined;
   // A malformed escape is just an id that cannot exist (a 404 later), not a server error.

@@ -34,6 +34,16 @@ export type ReplyEvent =
 
 export const isFinal = (event: ReplyEvent): boolean => event.type === 'end' || event.type === 'error';
 
+/** An error the reply log itself ends a reply with (no upstream said it), as an event every reader gets. */
+export function failure(
+  status: number,
+  code: string,
+  message: string,
+  headers: Record<string, string> = {},
+): ReplyEvent {
+  return { type: 'error', error: { status, code, message, type: 'server_error', headers } };
+}
+
 export function recordError(error: ProxyError): RecordedError {
   const { status, code, message, type, headers, detail } = error;
   return { status, code, message, type, headers, ...(detail !== undefined && { detail }) };

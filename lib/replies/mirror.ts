@@ -1,4 +1,4 @@
-import { isFinal, type ReplyEvent } from './events';
+import { failure, isFinal, type ReplyEvent } from './events';
 import type { SharedLog, WriteAnswer } from './shared-log';
 
 export interface MirrorOptions {
@@ -33,16 +33,11 @@ export interface Mirror {
 const WRITE_BATCH_MS = 10;
 const UNFOLLOWED_BATCH_MS = 100;
 
-const TOO_LARGE: ReplyEvent = {
-  type: 'error',
-  error: {
-    status: 502,
-    code: 'reply_too_large',
-    message: 'This reply is too long to follow from here. Please send your message again.',
-    type: 'server_error',
-    headers: {},
-  },
-};
+const TOO_LARGE = failure(
+  502,
+  'reply_too_large',
+  'This reply is too long to follow from here. Please send your message again.',
+);
 
 /**
  * Copies a leader's reply to the shared log for readers on other instances. Writes are batched: events wait a moment

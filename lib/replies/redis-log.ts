@@ -1,7 +1,14 @@
 import type { Redis } from '@upstash/redis';
 import type { Subscribe } from '../redis/connect';
 import type { ReplyEvent } from './events';
-import { type ChatRecord, type Claim, type ClaimOptions, READ_BATCH, type SharedLog } from './shared-log';
+import {
+  type ChatRecord,
+  type Claim,
+  type ClaimOptions,
+  FIRST_CURSOR,
+  READ_BATCH,
+  type SharedLog,
+} from './shared-log';
 
 export type { Subscribe };
 
@@ -18,7 +25,7 @@ export interface RedisLogOptions {
 }
 
 /** The cursor before the first event: `read` from it replays a generation from its start (`''` means the same). */
-export const FIRST_CURSOR = '0';
+export { FIRST_CURSOR };
 
 /** Stream entries (append batches) answered per claim or read; a reader asks again for the rest. */
 const BATCH = String(READ_BATCH);

@@ -12,7 +12,7 @@ import { type Mirror, mirrorTo } from './mirror';
 import { type Produce, pump } from './pump';
 import { type Replayed, replayReply } from './replay';
 import { replyKey } from './reply-key';
-import type { Claim, SharedLog, WriteAnswer } from './shared-log';
+import { type Claim, FIRST_CURSOR, type SharedLog, type WriteAnswer } from './shared-log';
 import { tailSharedReply } from './tail';
 
 export type ReplyRole = 'leader' | 'follower' | 'hit';
@@ -105,7 +105,7 @@ export function createReplies(deps: RepliesDeps): Replies {
   const chats = new Map<string, { owner: string; entry: Entry }>();
   const memory = new MemoryCache(config.cacheMaxBytes, internal.now);
   const { hold } = deps.shutdown;
-  const lead = leaderFactory(deps, { inFlight, chats, memory, hold: deps.shutdown.hold });
+  const lead = leaderFactory(deps, { inFlight, chats, memory, hold });
 
   const follow = followerFactory(deps, inFlight);
   // Claims in progress on this instance: identical requests arriving together wait for the first one's claim and
@@ -195,7 +195,7 @@ function chatControls(
       const entry =
         known?.generation === record.generation
           ? known
-          : follow(record.key, { generation: record.generation, events: [], cursor: '0' }, false);
+          : follow(record.key, { generation: record.generation, events: [], cursor: FIRST_CURSOR }, false);
       return { kind: 'reading', ...join(hold, 'follower', 'BYPASS', entry.live, signal) };
     },
 

@@ -32,6 +32,9 @@ export interface WriteAnswer {
   readonly readers: number;
 }
 
+/** The cursor before the first event of a generation: a reader that has read nothing passes this. */
+export const FIRST_CURSOR = '0';
+
 /**
  * A claim or a read answers at most this many appends (each one event or more); a reader given that many events
  * asks again at once for the rest instead of waiting for news (a long reply's cache hit would stall between batches).

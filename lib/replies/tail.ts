@@ -1,4 +1,4 @@
-import type { ReplyEvent } from './events';
+import { failure, type ReplyEvent } from './events';
 import { LiveReply } from './live-reply';
 import { READ_BATCH, type SharedLog } from './shared-log';
 
@@ -20,16 +20,14 @@ export interface TailOptions {
 
 const WATCHED_POLL_MS = 250;
 
-const INTERRUPTED: ReplyEvent = {
-  type: 'error',
-  error: {
-    status: 503,
-    code: 'reply_interrupted',
-    message: 'The reply was interrupted. Please send your message again.',
-    type: 'server_error',
-    headers: { 'retry-after': '1' },
+const INTERRUPTED = failure(
+  503,
+  'reply_interrupted',
+  'The reply was interrupted. Please send your message again.',
+  {
+    'retry-after': '1',
   },
-};
+);
 
 /**
  * A reply being written on another instance, followed from here: one poller per instance, however many local readers

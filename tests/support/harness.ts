@@ -40,20 +40,21 @@ export async function startHarness(
 }
 
 /** Test defaults: limits high enough to stay out of the way of tests that are not about them. */
+export const TEST_ENV: Readonly<Record<string, string>> = {
+  OPENAI_API_KEY: TEST_KEY,
+  CHAT_MODEL: 'test-model',
+  ALLOWED_MODELS: 'test-model,test-model-large',
+  SYSTEM_PROMPT: 'You are a test assistant.',
+  RATE_LIMIT_REQUESTS: '1000000',
+  // Long enough that no test with a small limit straddles a window boundary (the sliding window would then let
+  // a request through that the test expects refused); tests about windows set their own.
+  RATE_LIMIT_WINDOW: '1 h',
+  TOKEN_BUDGET: '100000000',
+  MAX_STREAMS_PER_CALLER: '1000000',
+};
+
 export function testConfig(env: Record<string, string>): Config {
-  return loadConfig({
-    OPENAI_API_KEY: TEST_KEY,
-    CHAT_MODEL: 'test-model',
-    ALLOWED_MODELS: 'test-model,test-model-large',
-    SYSTEM_PROMPT: 'You are a test assistant.',
-    RATE_LIMIT_REQUESTS: '1000000',
-    // Long enough that no test with a small limit straddles a window boundary (the sliding window would then let
-    // a request through that the test expects refused); tests about windows set their own.
-    RATE_LIMIT_WINDOW: '1 h',
-    TOKEN_BUDGET: '100000000',
-    MAX_STREAMS_PER_CALLER: '1000000',
-    ...env,
-  });
+  return loadConfig({ ...TEST_ENV, ...env });
 }
 
 export interface BuildOptions {
