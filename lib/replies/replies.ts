@@ -266,7 +266,10 @@ function leaderFactory(deps: RepliesDeps, registry: Registry) {
       ms: deps.totalTimeoutMs,
       kind: 'total',
     });
-    const stop = () => abort.abort();
+    // Once the reply has ended there is nothing to stop (and an abort still costs a DOMException per request).
+    const stop = () => {
+      if (!live.ended) abort.abort();
+    };
     const storable = config.cacheTtlMs > 0 && options.cacheControl !== 'no-store' && options.storable;
     let mirror: Mirror | undefined;
     const nobodyReads = (remote: number) => !config.resume && live.readerCount === 0 && remote === 0;
