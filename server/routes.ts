@@ -1,20 +1,11 @@
 import type { ChatHandler } from '../lib/chat-handler';
 import { errorResponse } from '../lib/errors';
+import { type PageSettingsSource, pageSettingsResponse } from '../lib/http/page-settings';
 import { requestIdFrom } from '../lib/http/request-id';
 import { baseHeaders, notFound } from '../lib/http/responses';
 import { defaultInternal } from '../lib/internal';
 import { type ChatPage, favicon } from './chat-page';
 import type { HostCheck } from './host-check';
-
-/**
- * What the page learns from GET /api/models, from the config: the models its picker offers (ALLOWED_MODELS and
- * CHAT_MODEL), and whether replies can be resumed (RESUME), so the page sets useChat's `resume` only when they can.
- */
-export interface ModelChoice {
-  readonly allowedModels: readonly string[];
-  readonly defaultModel: string;
-  readonly replies: { readonly resume: boolean };
-}
 
 /**
  * The Node server's routing: the very same chat handler as the edge function, the chat page (with its favicon and
@@ -26,7 +17,7 @@ export function routes(
   chat: ChatHandler,
   page: ChatPage,
   checkHost: HostCheck,
-  models?: ModelChoice,
+  models?: PageSettingsSource,
 ): (req: Request) => Promise<Response> {
   return async (req) => {
     const url = new URL(req.url);
@@ -41,13 +32,7 @@ export function routes(
     if (read && pathname === '/chat.js') return page.script();
     const headers = newHeaders(req);
     if (read && (pathname === '/favicon.svg' || pathname === '/favicon.ico')) return favicon(headers);
-    if (read && models && pathname === '/api/models') {
-      const { allowedModels, defaultModel, replies } = models;
-      return Response.json(
-        { models: allowedModels, default: defaultModel, resume: replies.resume },
-        { headers },
-      );
-    }
+    if (read && models && pathname === '/api/models') return pageSettingsResponse(models, headers);
     if (health) {
       const body = req.method === 'HEAD' ? null : 'ok\n';
       return new Response(body, { headers: { ...headers, 'content-type': 'text/plain; charset=utf-8' } });

@@ -14,7 +14,10 @@ beforeAll(async () => {
 });
 
 /** A fresh edge isolate running the bundle, with env vars provided the way Vercel provides them. */
-function edgeIsolate(env: Record<string, string>): {
+function edgeIsolate(
+  env: Record<string, string>,
+  code = bundle.code,
+): {
   runtime: EdgeRuntime;
   coldStartMs: number;
   logs: string[];
@@ -35,7 +38,7 @@ function edgeIsolate(env: Record<string, string>): {
       return context;
     },
   });
-  runtime.evaluate(bundle.code);
+  runtime.evaluate(code);
   return { runtime, coldStartMs: performance.now() - started, logs };
 }
 
@@ -174,5 +177,50 @@ describe('edge bundle', () => {
     expect(logs.join('\n')).toMatch(
       /RATE_LIMIT_STORE has no shared store: set UPSTASH_REDIS_REST_URL and UPSTASH_REDIS_REST_TOKEN/,
     );
+  });
+});
+
+describe('the other edge functions', () => {
+  it('api/models.ts tells the page its models and whether it may resume (RESUME), and only answers GET', async () => {
+    const models = await buildEdgeBundle('./api/models');
+    expect(models.nodeBuiltins).toEqual([]);
+    const env = { OPENAI_API_KEY: TEST_KEY, ALLOWED_MODELS: 'gpt-4o-mini,gpt-4o', RESUME: 'on' };
+    const { runtime } = edgeIsolate(env, models.code);
+    const res = await runtime.dispatchFetch('https://proxy.test/api/models');
+    expect(res.status).toBe(200);
+    expect(await res.json()).toEqual({
+      models: ['gpt-4o-mini', 'gpt-4o'],
+      default: 'gpt-4o-mini',
+      resume: true,
+    });
+    expect(res.headers.get('x-request-id')).toBeTruthy();
+    const post = await runtime.dispatchFetch('https://proxy.test/api/models', { method: 'POST' });
+    expect(post.status).toBe(405);
+    expect(post.headers.get('allow')).toBe('GET, HEAD');
+  });
+
+  it('api/chat/[id]/stream.ts answers resume and stop through Upstash REST: nothing running is a 204', async () => {
+    const stream = await buildEdgeBundle('./api/chat/[id]/stream');
+    expect(stream.nodeBuiltins).toEqual([]);
+    const bridge = await startUpstashBridge();
+    const { runtime } = edgeIsolate(
+      {
+        OPENAI_API_KEY: TEST_KEY,
+        OPENAI_BASE_URL: h.fake.url,
+        UPSTASH_REDIS_REST_URL: bridge.url,
+        UPSTASH_REDIS_REST_TOKEN: bridge.token,
+        RATE_LIMIT_PREFIX: uniquePrefix('edge-resume').replace(/[^\w:.-]/g, '-'),
+        RESUME: 'on',
+      },
+      stream.code,
+    );
+    const url = 'https://proxy.test/api/chat/edge-chat-1/stream';
+    const headers = { 'x-real-ip': '203.0.113.98' };
+    const resumed = await runtime.dispatchFetch(url, { headers });
+    expect(resumed.status).toBe(204);
+    const stopped = await runtime.dispatchFetch(url, { method: 'DELETE', headers });
+    expect(stopped.status).toBe(200);
+    expect(await stopped.json()).toEqual({ stopped: false });
+    await bridge.close();
   });
 });

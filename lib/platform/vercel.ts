@@ -4,6 +4,8 @@ import type { ChatHandler } from '../chat-handler';
 import { ConfigError, type Env, loadConfig } from '../config';
 import { createProxy } from '../create-proxy';
 import { errorResponse, ProxyError } from '../errors';
+import { pageSettingsResponse } from '../http/page-settings';
+import { requestIdFrom } from '../http/request-id';
 import { baseHeaders } from '../http/responses';
 import { defaultInternal } from '../internal';
 import { jsonLogger } from '../log';
@@ -24,6 +26,33 @@ export function vercelHandler(env: Env): ChatHandler {
       waitUntil,
       ownOrigins: vercelOrigins(env),
     }).handler;
+  } catch (error) {
+    if (!(error instanceof ConfigError)) throw error;
+    console.error(error.message);
+    return misconfigured(error.message);
+  }
+}
+
+/**
+ * `GET /api/models` on Vercel (api/models.ts): what the chat page may offer and whether it may resume replies, as the
+ * Node server answers it. A bad config is a 503, as for the chat.
+ */
+export function vercelPageSettings(env: Env): ChatHandler {
+  try {
+    const config = loadConfig(env);
+    return async (req) => {
+      const headers = baseHeaders(requestIdFrom(req, defaultInternal.newId));
+      if (req.method === 'GET' || req.method === 'HEAD') return pageSettingsResponse(config, headers);
+      const refusal = new ProxyError(
+        405,
+        'method_not_allowed',
+        `Method ${req.method} is not allowed. Use GET.`,
+        {
+          headers: { allow: 'GET, HEAD' },
+        },
+      );
+      return errorResponse(refusal, headers);
+    };
   } catch (error) {
     if (!(error instanceof ConfigError)) throw error;
     console.error(error.message);

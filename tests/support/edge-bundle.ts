@@ -27,16 +27,16 @@ function forbidNodeBuiltins(found: string[]): Plugin {
 }
 
 /**
- * Bundles api/chat.ts the way an edge platform does (browser-like platform, `edge-light` export conditions,
+ * Bundles an edge function (api/chat.ts unless told) the way an edge platform does (browser-like platform, `edge-light` export conditions,
  * minified) and wraps it in a fetch-event listener so Vercel's `edge-runtime` VM can dispatch requests to it.
  */
-export async function buildEdgeBundle(): Promise<EdgeBundle> {
+export async function buildEdgeBundle(entry = './api/chat'): Promise<EdgeBundle> {
   const found: string[] = [];
   const result = await build({
     stdin: {
       contents: [
-        "import handler, { config } from './api/chat';",
-        "if (config.runtime !== 'edge') throw new Error('api/chat.ts is not an edge function');",
+        `import handler, { config } from ${JSON.stringify(entry)};`,
+        `if (config.runtime !== 'edge') throw new Error('${entry} is not an edge function');`,
         'addEventListener("fetch", (event) => event.respondWith(handler(event.request)));',
       ].join('\n'),
       resolveDir: resolve(import.meta.dirname, '../..'),
