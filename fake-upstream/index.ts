@@ -2,13 +2,16 @@ import { createServer, type IncomingMessage, type ServerResponse } from 'node:ht
 import type { AddressInfo } from 'node:net';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { type Behaviour, demoReply, splitTokens, thirds, toolResultReply } from './behaviours';
+import { type CapacityOptions, type CapacityStats, createCapacity } from './capacity';
 import { readText, sendJson } from './http';
 import { createFakeModeration, type FakeModeration } from './moderation';
 import { type ReasoningOptions, refusal, thoughts } from './reasoning';
 
 export { type Behaviour, faults } from './behaviours';
+export { type CapacityOptions, openAiDuration, type ScriptedRateLimit } from './capacity';
 
-export interface FakeUpstreamOptions {
+/** Capacity (`maxConcurrent`, `requestsPerWindow`, `rateLimitHeaders`): off unless set, see fake-upstream/capacity.ts. */
+export interface FakeUpstreamOptions extends CapacityOptions {
   /** Delay before the first token, in ms. Default 0. */
   readonly firstTokenDelayMs?: number;
   /** Delay between tokens, in ms. Default 0 (each token is still its own SSE event and its own write). */
@@ -54,7 +57,7 @@ interface ChatBody {
   [key: string]: unknown;
 }
 
-export interface FakeUpstream {
+export interface FakeUpstream extends CapacityStats {
   /** Base URL for an OpenAI client, e.g. `http://127.0.0.1:41234/v1`. */
   readonly url: string;
   readonly calls: readonly FakeCall[];
@@ -62,6 +65,9 @@ export interface FakeUpstream {
   readonly moderation: FakeModeration;
   /** Queues behaviours for the next calls, in order; once the queue is empty every call gets a normal reply. */
   script(...behaviours: Behaviour[]): void;
+  /** Replaces the capacity options given at start, until `reset()` restores those (fake-upstream/capacity.ts). */
+  setCapacity(capacity: CapacityOptions): void;
+  /** Also clears the capacity counters (`inFlight`, `peakInFlight`, `rejected`) and restores the start's capacity. */
   reset(): void;
   close(): Promise<void>;
 }
@@ -71,9 +77,12 @@ export async function startFakeUpstream(options: FakeUpstreamOptions = {}): Prom
   const calls: FakeCall[] = [];
   let queue: Behaviour[] = [];
   const moderation = createFakeModeration(options.apiKey);
+  const capacity = createCapacity(options);
   const server = createServer((req, res) => {
     // Routed before a scripted behaviour is taken: those are meant for the chat calls.
     if (moderation.route(req, res)) return;
+    // Likewise a request refused for capacity leaves the script to those that get through.
+    if (!capacity.admit(req, res, options.apiKey)) return;
     handle(req, res, queue.shift(), options, calls).catch(() => res.destroy());
   });
   // Streams must not be cut by Node's default timeouts while a test holds them open on purpose.
@@ -90,10 +99,22 @@ export async function startFakeUpstream(options: FakeUpstreamOptions = {}): Prom
     script: (...behaviours) => {
       queue.push(...behaviours);
     },
+    get inFlight() {
+      return capacity.inFlight;
+    },
+    get peakInFlight() {
+      return capacity.peakInFlight;
+    },
+    get rejected() {
+      return capacity.rejected;
+    },
+    rejectedAt: capacity.rejectedAt,
+    setCapacity: capacity.set,
     reset: () => {
       queue = [];
       calls.length = 0;
       moderation.reset();
+      capacity.reset();
     },
     close: () =>
       new Promise((resolve) => {

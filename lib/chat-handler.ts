@@ -89,8 +89,7 @@ export function createChatHandler(deps: ChatHandlerDeps): ChatHandler {
       admission = await gate.admit(req, callerId, worstCaseTokens(request, config.systemPrompt));
       headers = { ...headers, ...admission.headers };
       context = { ...context, ...admissionFields(admission) };
-      if (safetyIdentifier)
-        request = { ...request, safetyIdentifier: await safetyIdentifier(admission.caller.id) };
+      request = await fromCaller(request, admission.caller.id, safetyIdentifier);
       const moderation: ModerationOutcome['log'] = {};
       const produce = moderatedUpstream(deps, request, moderation);
       const run: Run = {
@@ -114,6 +113,16 @@ export function createChatHandler(deps: ChatHandlerDeps): ChatHandler {
       return reject(caught, { context, headers, startedAt });
     }
   };
+}
+
+/** Who asked: for the queue's fairness, and (hashed) for the provider's abuse reports (`SAFETY_IDENTIFIER`). */
+async function fromCaller(
+  request: ChatRequest,
+  callerId: string,
+  safetyIdentifier: ((callerId: string) => Promise<string>) | undefined,
+): Promise<ChatRequest> {
+  const hashed = safetyIdentifier && (await safetyIdentifier(callerId));
+  return { ...request, callerId, ...(hashed && { safetyIdentifier: hashed }) };
 }
 
 /** Ends a request that got no reply: one log line, and its error as the answer. */

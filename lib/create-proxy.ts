@@ -6,6 +6,9 @@ import type { ClientIp } from './limits/caller-identity';
 import { createLimitStores } from './limits/create-stores';
 import { createRateLimitGate } from './limits/gate';
 import { jsonLogger, type Logger } from './log';
+import { memoryCapacityStore } from './queue/capacity-store';
+import { redisCapacityStore } from './queue/redis-capacity';
+import { createUpstreamQueue, type UpstreamQueue } from './queue/upstream-queue';
 import { connectRedis, type RedisConnection, type TcpRedis } from './redis/connect';
 import { createRedisLog } from './replies/redis-log';
 import { createReplies, type Replies } from './replies/replies';
@@ -79,7 +82,7 @@ export function createProxy(config: Config, platform: Platform): ChatProxy {
   const handler = createChatHandler({
     replies: repliesFor(config, internal, shutdown, redis),
     config,
-    upstream: createUpstream(config, internal),
+    upstream: createUpstream(config, internal, queueFor(config, internal, redis)),
     gate,
     moderate: createModerationStep(config),
     waitUntil,
@@ -118,5 +121,23 @@ function repliesFor(
     totalTimeoutMs: config.failover.totalTimeoutMs,
     internal,
     secrets: config.secrets,
+  });
+}
+
+/**
+ * The fair queue for upstream capacity: for providers with configured limits (shared across instances through
+ * Redis), and for any provider whose headers say to hold off. A provider with neither passes straight through.
+ */
+function queueFor(config: Config, internal: Internal, redis: RedisConnection | undefined): UpstreamQueue {
+  const { rateLimit } = config;
+  const store = redis
+    ? redisCapacityStore(redis.redis, { prefix: rateLimit.prefix, subscribe: redis.subscribe })
+    : memoryCapacityStore(internal.now);
+  return createUpstreamQueue({
+    config: config.queue,
+    store,
+    leaseMs: rateLimit.streamLeaseMs,
+    pollMs: config.replies.pollMs,
+    internal,
   });
 }

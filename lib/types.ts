@@ -52,6 +52,8 @@ export interface ChatRequest {
   readonly messageId: string | undefined;
   /** A stable, non-reversible hash of the caller id, sent upstream for abuse reports (`SAFETY_IDENTIFIER`). */
   readonly safetyIdentifier?: string | undefined;
+  /** Who asked (the limiter's caller id), for the queue's fairness across callers. Never sent upstream. */
+  readonly callerId?: string | undefined;
 }
 
 export interface Usage {

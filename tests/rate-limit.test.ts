@@ -13,7 +13,7 @@ import {
   testConfig,
   userSays,
 } from './support/harness';
-import { REDIS_TEST_URL, uniquePrefix } from './support/redis';
+import { redisStoreEnv, uniquePrefix } from './support/redis';
 import { startUpstashBridge, type UpstashBridge } from './support/upstash-bridge';
 
 const h = await startHarness();
@@ -31,11 +31,7 @@ afterAll(async () => {
 type Backend = 'rest' | 'tcp';
 
 /** Settings that put the limits on the real Redis, through the REST bridge or REDIS_URL, under a fresh prefix. */
-function onRedis(backend: Backend, name: string): Record<string, string> {
-  const prefix = { RATE_LIMIT_PREFIX: uniquePrefix(name) };
-  if (backend === 'tcp') return { ...prefix, REDIS_URL: REDIS_TEST_URL };
-  return { ...prefix, UPSTASH_REDIS_REST_URL: bridge.url, UPSTASH_REDIS_REST_TOKEN: bridge.token };
-}
+const onRedis = (backend: Backend, name: string) => redisStoreEnv(backend, name, bridge);
 
 function fromIp(ip: string, extra: Record<string, string> = {}): Request {
   return chatRequest(userSays('Hi'), { headers: { 'x-real-ip': ip, accept: 'text/plain', ...extra } });

@@ -18,10 +18,9 @@ import {
   startHarness,
   TEST_ENV,
   TEST_IP,
-  TEST_KEY,
   testConfig,
 } from './support/harness';
-import { REDIS_TEST_URL, uniquePrefix } from './support/redis';
+import { REDIS_TEST_URL, redisStoreEnv, uniquePrefix } from './support/redis';
 import { recordOutput } from './support/secret-scan';
 import { startUpstashBridge, type UpstashBridge } from './support/upstash-bridge';
 
@@ -71,11 +70,7 @@ const firstTwo = (text: string) => splitTokens(text).slice(0, 2).join('');
 type Backend = 'tcp' | 'rest';
 
 /** As in tests/rate-limit.test.ts: the limiter's store, and so the shared reply log, on the real Redis. */
-function onRedis(backend: Backend): Record<string, string> {
-  const prefix = { RATE_LIMIT_PREFIX: uniquePrefix('replies') };
-  if (backend === 'tcp') return { ...prefix, REDIS_URL: REDIS_TEST_URL };
-  return { ...prefix, UPSTASH_REDIS_REST_URL: bridge.url, UPSTASH_REDIS_REST_TOKEN: bridge.token };
-}
+const onRedis = (backend: Backend) => redisStoreEnv(backend, 'replies', bridge);
 
 interface Instance {
   readonly handler: ChatHandler;

@@ -1,6 +1,7 @@
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import { type Behaviour, type FakeUpstream, faults, startFakeUpstream } from '../fake-upstream';
 import type { ChatHandler } from '../lib/chat-handler';
+import type { Config } from '../lib/config';
 import { worstCaseTokens } from '../lib/limits/token-bound';
 import type { RequestLog } from '../lib/log';
 import {
@@ -32,6 +33,7 @@ const SPARE_KEY = SECRETS.spareKey;
 const h = await startHarness(FAST);
 let spare: FakeUpstream;
 let withFallbacks: ChatHandler;
+let fallbacksConfig: Config;
 const logs: RequestLog[] = [];
 
 beforeAll(async () => {
@@ -45,6 +47,7 @@ beforeAll(async () => {
     UPSTREAM_SPARE_API_KEY: SPARE_KEY,
   });
   withFallbacks = buildHandler(config, { logs });
+  fallbacksConfig = config;
 });
 afterAll(() => spare.close());
 beforeEach(() => {
@@ -159,15 +162,18 @@ describe('429 rate limited', () => {
   });
 
   it('does not wait for a retry-after beyond the cap: falls back at once, else 503 with that Retry-After', async () => {
+    // Handlers of their own: a 30 s retry-after pauses the model on the handler that heard it (tests/queue.test.ts).
+    const alone = buildHandler(h.config);
+    const fallbacks = buildHandler(fallbacksConfig);
     h.fake.script(faults.rateLimited({ seconds: 30 }));
-    const res = await ask();
+    const res = await ask(alone);
     expect(res.headers.get('retry-after')).toBe('30');
     await expectError(res, 503, 'upstream_rate_limited', /busy/);
     expect(h.fake.calls).toHaveLength(1);
 
     h.fake.reset();
     h.fake.script(faults.rateLimited({ seconds: 30 }));
-    const saved = await ask(withFallbacks);
+    const saved = await ask(fallbacks);
     expect(saved.status).toBe(200);
     expect(saved.headers.get('x-chat-model')).toBe('backup-model');
     await saved.text();

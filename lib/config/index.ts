@@ -5,6 +5,7 @@ import { type FailoverConfig, failoverEnv, toFailoverConfig } from './failover';
 import { type HistoryConfig, historyEnv, toHistoryConfig } from './history';
 import { type ModelsConfig, modelsEnv, toModelsConfig } from './models';
 import { type ModerationConfig, moderationEnv, toModerationConfig } from './moderation';
+import { type QueueConfig, queueEnv, toQueueConfig } from './queue';
 import { type RateLimitConfig, rateLimitEnv, toRateLimitConfig } from './rate-limit';
 import { type RepliesConfig, repliesEnv, toRepliesConfig } from './replies';
 import { type SecurityConfig, securityEnv, toSecurityConfig } from './security';
@@ -46,6 +47,8 @@ export interface Config {
   readonly tools: ToolsConfig;
   /** The reply log: response cache, coalescing of identical prompts, resumable streams. */
   readonly replies: RepliesConfig;
+  /** Heavy traffic: each provider's capacity, and the fair queue that waits for it. */
+  readonly queue: QueueConfig;
   /** Every secret value in this config, so log lines and errors can be scrubbed of them. */
   readonly secrets: readonly string[];
 }
@@ -96,6 +99,7 @@ export const CONFIG_VARIABLES: readonly string[] = [
   ...Object.keys(attachmentsEnv.shape),
   ...Object.keys(toolsEnv.shape),
   ...Object.keys(repliesEnv.shape),
+  ...Object.keys(queueEnv.shape),
 ];
 
 export interface LoadOptions {
@@ -118,6 +122,7 @@ export function loadConfig(env: Env, options: LoadOptions = {}): Config {
     ...attachmentsEnv.shape,
     ...toolsEnv.shape,
     ...repliesEnv.shape,
+    ...queueEnv.shape,
   });
   const e = parseEnv(schema, env);
   const production = options.production ?? (env.NODE_ENV === 'production' || env.VERCEL === '1');
@@ -160,6 +165,7 @@ export function loadConfig(env: Env, options: LoadOptions = {}): Config {
     attachments: toAttachmentsConfig(e),
     tools: toToolsConfig(e),
     replies: toRepliesConfig(e),
+    queue: toQueueConfig(e, env, Object.keys(failover.providers), failover.policy.startDeadlineMs),
     secrets: [
       e.OPENAI_API_KEY,
       ...storeSecrets(rateLimit),

@@ -1,29 +1,43 @@
 import type { Config } from '../config';
 import type { Internal } from '../internal';
+import { queuedTarget } from '../queue/queued-target';
+import type { UpstreamQueue } from '../queue/upstream-queue';
 import { createFailover, type Route, type Upstream } from './failover';
-import { createUpstreamTarget } from './target';
+import { createUpstreamTarget, type UpstreamTarget } from './target';
 
 /**
  * The upstream the handler talks to: the main API, then `FALLBACK_MODELS` in order, with the retry policy and
  * timeouts from the config. Clients are built once here, at module scope.
  */
-export function createUpstream(config: Config, internal: Internal): Upstream {
+export function createUpstream(config: Config, internal: Internal, queue?: UpstreamQueue): Upstream {
   const shared = {
     systemPrompt: config.systemPrompt,
     models: config.models,
     tools: config.tools.declared,
     startDeadlineMs: config.failover.policy.startDeadlineMs,
   };
-  const main = createUpstreamTarget({
-    provider: 'main',
-    apiKey: config.apiKey,
-    baseURL: config.baseURL,
-    ...shared,
-  });
+  // Each provider's capacity (`UPSTREAM_MAX_CONCURRENT`, `UPSTREAM_RPM`) is waited for before its attempt.
+  const queued = (target: UpstreamTarget) => (queue ? queuedTarget(target, queue) : target);
+  const learn = (provider: string) =>
+    queue && {
+      onHeaders: (model: string, status: number | undefined, headers: Headers | undefined) =>
+        queue.learn(provider, model, status, headers),
+    };
+  const main = queued(
+    createUpstreamTarget({
+      provider: 'main',
+      apiKey: config.apiKey,
+      baseURL: config.baseURL,
+      ...shared,
+      ...learn('main'),
+    }),
+  );
   const providers = new Map(
     Object.entries(config.failover.providers).map(([name, p]) => [
       name,
-      createUpstreamTarget({ provider: name.toLowerCase(), ...p, ...shared }),
+      queued(
+        createUpstreamTarget({ provider: name.toLowerCase(), ...p, ...shared, ...learn(name.toLowerCase()) }),
+      ),
     ]),
   );
   const fallbacks: Route[] = config.failover.fallbacks.map((f) => ({

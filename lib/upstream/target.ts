@@ -36,6 +36,8 @@ export interface TargetOptions {
   readonly tools: readonly ToolDeclaration[];
   /** A reasoning model may use the whole start window for its first token. */
   readonly startDeadlineMs: number;
+  /** Every answer's status and headers (its rate-limit headers teach the queue when to hold off). */
+  readonly onHeaders?: (model: string, status: number | undefined, headers: Headers | undefined) => void;
 }
 
 /** A refused parameter is fixed and the request sent again, at most this often (one per distinct parameter). */
@@ -74,7 +76,13 @@ export function createUpstreamTarget(options: TargetOptions): UpstreamTarget {
           const body = fixes.body(request, model, modelOptions);
           const stream = await client.chat.completions
             .create(body, { signal: attempt.signal })
+            .withResponse()
+            .then(({ data, response }) => {
+              options.onHeaders?.(model, response.status, response.headers);
+              return data;
+            })
             .catch((error: unknown) => {
+              if (error instanceof OpenAI.APIError) options.onHeaders?.(model, error.status, error.headers);
               const change = adapted.length < MAX_ADAPTATIONS ? fixes.learn(model, error) : undefined;
               if (!change) throw error;
               adapted.push(`${model}: ${change}`);

@@ -7,3 +7,19 @@ export const REDIS_TEST_URL = `redis://${REDIS_TEST_HOST}:${REDIS_TEST_PORT}`;
 export function uniquePrefix(name: string): string {
   return `test:${name}:${process.pid}:${Math.random().toString(36).slice(2, 10)}`;
 }
+
+export type RedisBackend = 'tcp' | 'rest';
+
+/**
+ * Settings that put the limiter's store (and so everything shared across instances) on the real Redis, over TCP or
+ * through the Upstash REST bridge, under a fresh prefix.
+ */
+export function redisStoreEnv(
+  backend: RedisBackend,
+  name: string,
+  bridge: { url: string; token: string },
+): Record<string, string> {
+  const prefix = { RATE_LIMIT_PREFIX: uniquePrefix(name) };
+  if (backend === 'tcp') return { ...prefix, REDIS_URL: REDIS_TEST_URL };
+  return { ...prefix, UPSTASH_REDIS_REST_URL: bridge.url, UPSTASH_REDIS_REST_TOKEN: bridge.token };
+}

@@ -1,0 +1,37 @@
+/**
+ * How long a provider says to hold off, from its response headers: OpenAI's `x-ratelimit-remaining-requests` /
+ * `-tokens` at 0 until `x-ratelimit-reset-requests` / `-tokens` (durations such as `1m30s`, `850ms`), and on a 429
+ * its `retry-after-ms` or `retry-after`. Undefined when it says nothing of the kind: providers that send no such
+ * headers are still covered by the configured limits.
+ */
+export function pauseFrom(status: number | undefined, headers: Headers | undefined): number | undefined {
+  if (!headers) return undefined;
+  const waits: number[] = [];
+  for (const kind of ['requests', 'tokens'] as const) {
+    const remaining = headers.get(`x-ratelimit-remaining-${kind}`);
+    const reset = duration(headers.get(`x-ratelimit-reset-${kind}`));
+    if (remaining !== null && Number(remaining) <= 0 && reset !== undefined) waits.push(reset);
+  }
+  if (status === 429) {
+    const ms = Number(headers.get('retry-after-ms'));
+    const seconds = Number(headers.get('retry-after'));
+    if (ms > 0) waits.push(ms);
+    else if (seconds > 0) waits.push(seconds * 1000);
+  }
+  return waits.length ? Math.max(...waits) : undefined;
+}
+
+const UNIT_MS: Record<string, number> = { ms: 1, s: 1_000, m: 60_000, h: 3_600_000 };
+
+/** OpenAI's reset durations: `6m0s`, `1.5s`, `850ms`, `20ms`; a plain number is seconds. */
+function duration(value: string | null): number | undefined {
+  if (!value) return undefined;
+  if (/^\d+(\.\d+)?$/.test(value.trim())) return Number(value) * 1000;
+  let total = 0;
+  let matched = '';
+  for (const [part, amount = '', unit = ''] of value.trim().matchAll(/(\d+(?:\.\d+)?)(ms|s|m|h)/g)) {
+    total += Number(amount) * (UNIT_MS[unit] ?? 0);
+    matched += part;
+  }
+  return matched === value.trim() && matched ? Math.ceil(total) : undefined;
+}
