@@ -26,8 +26,6 @@ export interface UpstreamQueue {
    * `retry-after`, pause it until its reset, so the next requests wait instead of meeting its 429.
    */
   learn(provider: string, model: string, status: number | undefined, headers: Headers | undefined): void;
-  /** Requests waiting on this instance, for each provider. */
-  depth(): number;
 }
 
 export interface QueueOptions {
@@ -81,8 +79,8 @@ export function createUpstreamQueue(options: QueueOptions): UpstreamQueue {
   /** One try at the store. If the store cannot answer, the request goes ahead: the provider's own 429 is the backstop. */
   const tryTake = async (provider: string) => {
     const limits = config.capacity[provider];
-    const leaseId = internal.newId();
     if (!limits) return { slot: NO_LIMIT, retryInMs: 0 };
+    const leaseId = internal.newId();
     const answer = await store
       .tryAcquire(provider, leaseId, limits, options.leaseMs)
       .catch(() => ({ granted: true }) as const);
@@ -124,7 +122,6 @@ export function createUpstreamQueue(options: QueueOptions): UpstreamQueue {
       const at = `${provider} ${model}`;
       pausedUntil.set(at, Math.max(pausedUntil.get(at) ?? 0, internal.now() + ms));
     },
-    depth: () => waiting,
   };
 }
 
@@ -266,7 +263,9 @@ async function runLine(
       continue;
     }
     // Its turn is used: to the back of the line, if it has more waiting (grant removes it when it has none left).
-    line.turns.shift();
+    // (Others may have left the line while the store answered: find it rather than assume it is still first.)
+    const turn = line.turns.indexOf(callerId);
+    if (turn >= 0) line.turns.splice(turn, 1);
     line.turns.push(callerId);
     waiter.grant(slot);
   }
