@@ -1,7 +1,23 @@
+/** Usage counts a scripted reply reports instead of its own; `cachedTokens` becomes `prompt_tokens_details`. */
+export interface ScriptedUsage {
+  readonly promptTokens?: number;
+  readonly cachedTokens?: number;
+  readonly completionTokens?: number;
+  readonly reasoningTokens?: number;
+}
+
 /** What the fake upstream does with one request. */
 export type Behaviour =
-  /** A normal streamed reply: `text`, or the configured reply (demo echo by default). */
-  | { kind: 'reply'; text?: string; finishReason?: 'stop' | 'length' | 'content_filter' }
+  /**
+   * A normal streamed reply: `text`, or the configured reply (demo echo by default). `usage` replaces the counts the
+   * fake reports (when the request asks for usage), e.g. to report prompt tokens read from a cache.
+   */
+  | {
+      kind: 'reply';
+      text?: string;
+      finishReason?: 'stop' | 'length' | 'content_filter';
+      usage?: ScriptedUsage;
+    }
   /** A reasoning model that thinks, then answers nothing (only with the `reasoning` option). */
   | { kind: 'reasoning-only' }
   /** A non-streamed error answer, as a real provider sends it. */

@@ -1,13 +1,20 @@
 import { createServer, type IncomingMessage, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { type Behaviour, demoReply, splitTokens, thirds, toolResultReply } from './behaviours';
+import {
+  type Behaviour,
+  demoReply,
+  type ScriptedUsage,
+  splitTokens,
+  thirds,
+  toolResultReply,
+} from './behaviours';
 import { type CapacityOptions, type CapacityStats, createCapacity } from './capacity';
 import { readText, sendJson } from './http';
 import { createFakeModeration, type FakeModeration } from './moderation';
 import { type ReasoningOptions, refusal, thoughts } from './reasoning';
 
-export { type Behaviour, faults } from './behaviours';
+export { type Behaviour, faults, type ScriptedUsage } from './behaviours';
 export { type CapacityOptions, openAiDuration, type ScriptedRateLimit } from './capacity';
 
 /** Capacity (`maxConcurrent`, `requestsPerWindow`, `rateLimitHeaders`): off unless set, see fake-upstream/capacity.ts. */
@@ -253,19 +260,28 @@ async function streamReply(
   const finish = behaviour.kind === 'tool-call' ? 'tool_calls' : 'stop';
   res.write(chunk({}, ('finishReason' in behaviour && behaviour.finishReason) || finish));
   if (body.stream_options?.include_usage) {
-    const promptTokens = Math.ceil(JSON.stringify(body.messages ?? []).length / 4);
-    const completion = call.tokensSent + call.reasoningSent;
-    const usage = {
-      prompt_tokens: promptTokens,
-      completion_tokens: completion,
-      total_tokens: promptTokens + completion,
-      ...(reasons && { completion_tokens_details: { reasoning_tokens: call.reasoningSent } }),
-    };
+    const scripted = behaviour.kind === 'reply' ? behaviour.usage : undefined;
+    const usage = usageOf(body, call, reasons !== undefined, scripted);
     res.write(
       `data: ${JSON.stringify({ id: 'chatcmpl-fake', object: 'chat.completion.chunk', created, model, choices: [], usage })}\n\n`,
     );
   }
   res.end('data: [DONE]\n\n');
+}
+
+/** The usage chunk's counts, as OpenAI reports them: cached and reasoning tokens are parts of the totals. */
+function usageOf(body: ChatBody, call: FakeCall, reasons: boolean, scripted: ScriptedUsage | undefined) {
+  const promptTokens = scripted?.promptTokens ?? Math.ceil(JSON.stringify(body.messages ?? []).length / 4);
+  const completion = scripted?.completionTokens ?? call.tokensSent + call.reasoningSent;
+  const reasoning = scripted?.reasoningTokens ?? (reasons ? call.reasoningSent : undefined);
+  const cached = scripted?.cachedTokens;
+  return {
+    prompt_tokens: promptTokens,
+    completion_tokens: completion,
+    total_tokens: promptTokens + completion,
+    ...(cached !== undefined && { prompt_tokens_details: { cached_tokens: cached } }),
+    ...(reasoning !== undefined && { completion_tokens_details: { reasoning_tokens: reasoning } }),
+  };
 }
 
 /** As OpenAI streams a call: the id and the name in the first fragment, then the arguments in pieces. */

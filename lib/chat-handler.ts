@@ -1,5 +1,6 @@
 import type { Config } from './config';
 import { attachmentAllowance } from './config/attachments';
+import { type Pricing, withSpend } from './cost/pricing';
 import { errorResponse, toProxyError } from './errors';
 import type { CountTokens } from './history/token-count';
 import { createAuthenticator } from './http/caller-auth';
@@ -12,11 +13,14 @@ import type { Internal } from './internal';
 import type { Admission, RateLimitGate } from './limits/gate';
 import { worstCaseTokens } from './limits/token-bound';
 import { errorFields, type Logger, type RequestContext } from './log';
+import type { RequestTraces } from './observe/request-traces';
 import { answerFromLog, type Reject, resumeOrStop, streamControl } from './replies/answer';
 import type { Replies } from './replies/replies';
 import type { ShutdownHooks } from './shutdown';
+import { startWhenReady, watchPlace } from './stream/queued-start';
 import { type Produce, type Run, respond } from './stream/respond';
-import type { ChatRequest } from './types';
+import { wantsPlainText } from './stream/text-framing';
+import type { ChatRequest, QueueTicket } from './types';
 import type { Upstream } from './upstream/failover';
 import type { ModerationOutcome, ModerationStep } from './upstream/moderation';
 import { createSafetyIdentifier } from './upstream/safety-identifier';
@@ -39,6 +43,10 @@ export interface ChatHandlerDeps {
   readonly countTokens?: () => Promise<CountTokens>;
   /** The reply log (cache, coalescing, resume); absent when all three are off: replies then stream straight through. */
   readonly replies?: Replies;
+  /** One OpenTelemetry span per request, when an SDK records them (lib/observe/request-traces.ts). */
+  readonly traces?: RequestTraces;
+  /** Model prices: what a reply cost, and what a spend budget reserves (lib/cost). */
+  readonly pricing: Pricing;
 }
 
 export type ChatHandler = (req: Request) => Promise<Response>;
@@ -50,22 +58,9 @@ export type ChatHandler = (req: Request) => Promise<Response>;
  * first token is awaited before the status is sent, and the real usage is charged when the reply ends.
  */
 export function createChatHandler(deps: ChatHandlerDeps): ChatHandler {
-  const { config, gate, log, waitUntil, replies } = deps;
+  const { config, gate, waitUntil, replies } = deps;
   const { now, newId } = deps.internal;
-  const validate = createRequestValidator(config, deps.countTokens);
-  const { security } = config;
-  const cors = createCors(security, deps.ownOrigins);
-  const authenticate = createAuthenticator(security);
-  // The reader lets attachments through on top of `MAX_BODY_BYTES`; the validator then holds the text to that cap.
-  const bodyLimits = {
-    maxBodyBytes: config.caps.maxBodyBytes + attachmentAllowance(config.attachments),
-    bodyTimeoutMs: config.caps.bodyTimeoutMs,
-  };
-  const { safetyIdentifierSecret } = config.models;
-  const safetyIdentifier = safetyIdentifierSecret
-    ? createSafetyIdentifier(safetyIdentifierSecret)
-    : undefined;
-  const reject = rejecter(log, now);
+  const { validate, cors, authenticate, bodyLimits, safetyIdentifier, reject } = stages(deps);
 
   return async (req) => {
     const startedAt = now();
@@ -75,21 +70,26 @@ export function createChatHandler(deps: ChatHandlerDeps): ChatHandler {
     let admission: Admission | undefined;
     try {
       if (req.method === 'OPTIONS') return cors.preflight(req, headers);
+      const trace = deps.traces?.start(req, requestId); // ended by this request's log line
       headers = { ...headers, ...cors.check(req) };
       const control = streamControl(req);
       if (control)
         return await resumeOrStop(deps, replies, control, { req, authenticate, context, headers, startedAt });
       if (req.method !== 'POST') throw methodNotAllowed(req.method);
-      const callerId = await authenticate(req);
+      const verified = await authenticate(req);
       const { body, bytes } = await readJsonBody(req, bodyLimits);
       const valid = await validate(body, bytes);
       let { request } = valid;
       context = { ...context, model: request.model, ...historyFields(valid.history) };
       headers = { ...headers, ...historyHeaders(valid.history) };
-      admission = await gate.admit(req, callerId, worstCaseTokens(request, config.systemPrompt));
+      const worstCase = worstCaseTokens(request, config.systemPrompt);
+      admission = await gate.admit(req, verified?.id, withSpend(deps.pricing, request, worstCase));
       headers = { ...headers, ...admission.headers };
       context = { ...context, ...admissionFields(admission) };
-      request = await fromCaller(request, admission.caller.id, safetyIdentifier);
+      const place = watchPlace(req, wantsPlainText(req) ? 'text' : 'ui');
+      const ticket = { callerId: admission.caller.id, priority: verified?.priority ?? 0, tokens: worstCase };
+      request = await fromCaller(request, { ...ticket, onPlace: place?.onPlace }, safetyIdentifier);
+      if (trace) request = { ...request, trace }; // the parent of its upstream spans
       const moderation: ModerationOutcome['log'] = {};
       const produce = moderatedUpstream(deps, request, moderation);
       const run: Run = {
@@ -102,6 +102,7 @@ export function createChatHandler(deps: ChatHandlerDeps): ChatHandler {
         startedAt,
         produce,
         moderation,
+        place,
       };
       admission = undefined; // from here on, the reply's end settles it
       return replies
@@ -115,22 +116,46 @@ export function createChatHandler(deps: ChatHandlerDeps): ChatHandler {
   };
 }
 
-/** Who asked: for the queue's fairness, and (hashed) for the provider's abuse reports (`SAFETY_IDENTIFIER`). */
-async function fromCaller(
-  request: ChatRequest,
-  callerId: string,
-  safetyIdentifier: ((callerId: string) => Promise<string>) | undefined,
-): Promise<ChatRequest> {
-  const hashed = safetyIdentifier && (await safetyIdentifier(callerId));
-  return { ...request, callerId, ...(hashed && { safetyIdentifier: hashed }) };
+/** The request path's stages, built once from the config. */
+function stages(deps: ChatHandlerDeps) {
+  const { config } = deps;
+  const { safetyIdentifierSecret } = config.models;
+  return {
+    validate: createRequestValidator(config, deps.countTokens),
+    cors: createCors(config.security, deps.ownOrigins),
+    authenticate: createAuthenticator(config.security, config.queue.priorityClaim),
+    // The reader lets attachments through on top of `MAX_BODY_BYTES`; the validator then holds the text to that cap.
+    bodyLimits: {
+      maxBodyBytes: config.caps.maxBodyBytes + attachmentAllowance(config.attachments),
+      bodyTimeoutMs: config.caps.bodyTimeoutMs,
+    },
+    safetyIdentifier: safetyIdentifierSecret ? createSafetyIdentifier(safetyIdentifierSecret) : undefined,
+    reject: rejecter(deps.log, deps.internal.now),
+  };
 }
 
-/** Ends a request that got no reply: one log line, and its error as the answer. */
+/** Who asked: for the queue (fairness, priority), and (hashed) for the provider's abuse reports (`SAFETY_IDENTIFIER`). */
+async function fromCaller(
+  request: ChatRequest,
+  ticket: QueueTicket,
+  safetyIdentifier: ((callerId: string) => Promise<string>) | undefined,
+): Promise<ChatRequest> {
+  const hashed = safetyIdentifier && (await safetyIdentifier(ticket.callerId));
+  return { ...request, ticket, ...(hashed && { safetyIdentifier: hashed }) };
+}
+
+/**
+ * Ends a request that got no reply: one log line, and its error as the answer. `inStream`: its UI stream had
+ * already started (it was told its place in line), so the client hears the error inside a 200.
+ */
 function rejecter(log: Logger, now: () => number): Reject {
-  return (caught, { context, headers, startedAt }) => {
+  return (caught, { context, headers, startedAt }, inStream = false) => {
     const error = toProxyError(caught);
     const duration_ms = now() - startedAt;
-    log({ ...context, ...errorFields(error), status: error.status, outcome: 'rejected', duration_ms });
+    const ended = inStream
+      ? ({ status: 200, outcome: 'error' } as const)
+      : ({ status: error.status, outcome: 'rejected' } as const);
+    log({ ...context, ...errorFields(error), ...ended, duration_ms });
     return errorResponse(error, headers);
   };
 }
@@ -154,15 +179,26 @@ async function answerDirectly(deps: ChatHandlerDeps, run: Run, reject: Reject): 
   // The total timeout covers the whole reply; retries and the first-token deadline live in the upstream.
   const { totalTimeoutMs } = deps.config.failover;
   const abort = deps.shutdown.linkedAbort(run.req.signal, { ms: totalTimeoutMs, kind: 'total' });
-  try {
-    const reply = await run.produce(abort.signal);
-    const charge = { produced: Promise.resolve(reply), abort: () => abort.abort(), dispose: abort.dispose };
-    return respond(deps, reply, run, charge, {});
-  } catch (caught) {
-    abort.dispose();
-    deps.waitUntil(deps.gate.settle(run.admitted, 0));
-    return reject(caught, { ...run, context: { ...run.context, ...run.moderation } });
-  }
+  return startWhenReady(
+    run.produce(abort.signal),
+    run.place,
+    {
+      ready: (reply) => {
+        const charge = {
+          produced: Promise.resolve(reply),
+          abort: () => abort.abort(),
+          dispose: abort.dispose,
+        };
+        return respond(deps, reply, run, charge, {});
+      },
+      failed: (caught, inStream) => {
+        abort.dispose();
+        deps.waitUntil(deps.gate.settle(run.admitted, 0));
+        return reject(caught, { ...run, context: { ...run.context, ...run.moderation } }, inStream);
+      },
+    },
+    run.headers,
+  );
 }
 
 function admissionFields(admission: Admission): Partial<RequestContext> {

@@ -1,11 +1,14 @@
 import { type ChatHandler, createChatHandler } from './chat-handler';
 import type { Config } from './config';
+import { createPricing, type Pricing } from './cost/pricing';
 import { type LoadTokenCounter, lazyTokenCounter } from './history/token-count';
 import { type Internal, internalWith } from './internal';
 import type { ClientIp } from './limits/caller-identity';
 import { createLimitStores } from './limits/create-stores';
 import { createRateLimitGate } from './limits/gate';
 import { jsonLogger, type Logger } from './log';
+import { createRequestTraces } from './observe/request-traces';
+import { tracedGate } from './observe/traced-gate';
 import { memoryCapacityStore } from './queue/capacity-store';
 import { redisCapacityStore } from './queue/redis-capacity';
 import { createUpstreamQueue, type UpstreamQueue } from './queue/upstream-queue';
@@ -53,6 +56,15 @@ export interface ChatProxy {
   drain(graceMs: number): Promise<void>;
   /** Lets go of what the proxy holds open (the Redis connection), so a server can exit. */
   close(): Promise<void>;
+  /** What it holds right now, for a metrics scrape: cheap counts, read on demand, nothing kept per request. */
+  readings(): ProxyReadings;
+}
+
+export interface ProxyReadings {
+  /** Upstream replies in flight: waiting for their first token, or streaming. */
+  readonly streams: number;
+  /** Requests waiting in the queue for upstream capacity. */
+  readonly queued: number;
 }
 
 /** The one composition root: api/chat.ts (through its adapter), the Node server and the tests all come here. */
@@ -71,22 +83,30 @@ export function createProxy(config: Config, platform: Platform): ChatProxy {
   if (platform.tokenCounter) void countTokens();
   const { rateLimit } = config;
   const redis = connectRedis(rateLimit.store, rateLimit.redisTimeoutMs, platform.tcpRedis);
-  const gate = createRateLimitGate({
-    config: rateLimit,
-    stores: createLimitStores(rateLimit, redis?.redis, internal.now),
-    clientIp: platform.clientIp,
-    waitUntil,
-    secrets: config.secrets,
-    internal,
-  });
+  // One span per request when an OpenTelemetry SDK is registered; ended by its log line (lib/observe/).
+  const traces = createRequestTraces();
+  const gate = tracedGate(
+    createRateLimitGate({
+      config: rateLimit,
+      stores: createLimitStores(rateLimit, redis?.redis, internal.now),
+      clientIp: platform.clientIp,
+      waitUntil,
+      secrets: config.secrets,
+      internal,
+    }),
+    traces,
+  );
+  const queue = queueFor(config, internal, redis);
   const handler = createChatHandler({
     replies: repliesFor(config, internal, shutdown, redis),
     config,
-    upstream: createUpstream(config, internal, queueFor(config, internal, redis)),
+    upstream: createUpstream(config, internal, queue),
     gate,
     moderate: createModerationStep(config),
     waitUntil,
-    log: platform.log ?? jsonLogger,
+    log: traces.logger(platform.log ?? jsonLogger),
+    traces,
+    pricing: pricingFor(config),
     ownOrigins: platform.ownOrigins ?? [],
     countTokens,
     internal,
@@ -100,7 +120,24 @@ export function createProxy(config: Config, platform: Platform): ChatProxy {
       release();
     }
   };
-  return { handler: tracked, drain: (graceMs) => shutdown.drain(graceMs), close: async () => redis?.close() };
+  return {
+    handler: tracked,
+    drain: (graceMs) => shutdown.drain(graceMs),
+    close: async () => redis?.close(),
+    readings: () => ({ streams: shutdown.inFlight(), queued: queue.waiting() }),
+  };
+}
+
+/** Prices for the cost in the log line and the finish metadata, and for the spend budgets' reservations. */
+function pricingFor(config: Config): Pricing {
+  const { spend } = config.rateLimit;
+  return createPricing({
+    cost: config.cost,
+    fallbackModels: config.failover.fallbacks.map((f) => f.model),
+    spendLimited: spend.budgetMicros > 0 || spend.globalDailyMicros > 0,
+    // Not a request's line, so not through the request logger: one line per unpriced model per process.
+    notice: (line) => console.warn(JSON.stringify(line)),
+  });
 }
 
 /** The reply log, when the cache, coalescing or resume is on; shared across instances through the limiter's Redis. */

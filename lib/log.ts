@@ -22,7 +22,18 @@ export interface RequestLog {
   /** `model` when a fallback model answered, `message` when FALLBACK_MESSAGE did. */
   readonly fallback?: 'model' | 'message';
   readonly duration_ms: number;
-  readonly usage?: { prompt_tokens: number; completion_tokens: number; total_tokens: number };
+  readonly usage?: {
+    prompt_tokens: number;
+    /** The part of the prompt read from the provider's cache, when it says (it is billed cheaper). */
+    cached_tokens?: number;
+    completion_tokens: number;
+    total_tokens: number;
+  };
+  /**
+   * What this request made the deployment spend, in USD, from the model's price (lib/cost): 0 for a cache hit or a
+   * follower of a coalesced reply, `unknown` for a model without a price (never a silent 0).
+   */
+  readonly cost_usd?: number | 'unknown';
   /** The rate-limit key: `ip:203.0.113.7`, or a verified caller id (`token:alice`, `jwt:<sub>`); never a token. */
   readonly caller?: string;
   /**
@@ -67,6 +78,7 @@ export function usageFields(usage: Usage | undefined): Pick<RequestLog, 'usage'>
   return {
     usage: {
       prompt_tokens: usage.promptTokens,
+      ...(usage.cachedPromptTokens ? { cached_tokens: usage.cachedPromptTokens } : {}),
       completion_tokens: usage.completionTokens,
       total_tokens: usage.totalTokens,
     },

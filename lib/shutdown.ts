@@ -24,6 +24,8 @@ export interface Shutdown extends ShutdownHooks {
    * (or after a second more, for a client that stopped reading).
    */
   drain(graceMs: number): Promise<void>;
+  /** Replies open right now (each upstream reply holds one abort from its request to its end): a metrics gauge. */
+  inFlight(): number;
 }
 
 /**
@@ -69,6 +71,7 @@ export function createShutdown(): Shutdown {
 
   return {
     hold,
+    inFlight: () => open.size,
     linkedAbort(parent, timeout) {
       const abort = linkedAbort(parent, timeout);
       if (stopped) abort.abort(stopped);

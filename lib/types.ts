@@ -1,8 +1,10 @@
 /**
  * The shapes both sides of the proxy share: what a validated request looks like (lib/http produces it, the upstream
  * consumes it) and what a reply reports (the upstream produces it, the stream and the log consume it). They live
- * here, depending on nothing, so no stage imports another just for a type.
+ * here, depending on no other module of the proxy, so no stage imports another just for a type.
  */
+
+import type { Context as TraceContext } from '@opentelemetry/api';
 
 export type ChatRole = 'user' | 'assistant';
 
@@ -52,12 +54,38 @@ export interface ChatRequest {
   readonly messageId: string | undefined;
   /** A stable, non-reversible hash of the caller id, sent upstream for abuse reports (`SAFETY_IDENTIFIER`). */
   readonly safetyIdentifier?: string | undefined;
-  /** Who asked (the limiter's caller id), for the queue's fairness across callers. Never sent upstream. */
-  readonly callerId?: string | undefined;
+  /** How this request waits for upstream capacity (lib/queue). Never sent upstream. */
+  readonly ticket?: QueueTicket | undefined;
+  /**
+   * The request's span (lib/observe/request-traces.ts), parent of its upstream attempts' spans; absent when nothing
+   * records. Passed by hand because the edge has no dependable async context. Never sent upstream.
+   */
+  readonly trace?: TraceContext | undefined;
+}
+
+/** Where a request stands in the line for upstream capacity on this instance: 1 goes next. */
+export interface PlaceInLine {
+  readonly position: number;
+  /** When it should reach the upstream, estimated from how long streams have held their slots; null: no estimate yet. */
+  readonly etaMs: number | null;
+}
+
+/** A request's ticket for the queue: whose it is, how urgent, what it may cost, and who hears where it stands. */
+export interface QueueTicket {
+  /** The limiter's caller id: capacity goes round-robin across callers. */
+  readonly callerId: string;
+  /** Higher is served first (`QUEUE_PRIORITY_CLAIM`); 0 by default. */
+  readonly priority: number;
+  /** The worst case it can cost, reserved from a provider's `UPSTREAM_TPM` and settled to the real usage. */
+  readonly tokens: number;
+  /** Told each new place while the request waits, and `undefined` once it is out of line (served or gone). */
+  readonly onPlace?: ((place: PlaceInLine | undefined) => void) | undefined;
 }
 
 export interface Usage {
   readonly promptTokens: number;
+  /** The part of `promptTokens` read from the provider's prompt cache (billed cheaper), when the upstream says. */
+  readonly cachedPromptTokens?: number | undefined;
   /** Everything generated, reasoning included. */
   readonly completionTokens: number;
   /** The part of `completionTokens` spent thinking, when the upstream says. */
@@ -109,4 +137,6 @@ export interface ChatMetadata {
   };
   /** The ai SDK's spelling: `stop`, `length`, `content-filter`, `tool-calls`, `error`, `other`. */
   readonly finishReason?: string;
+  /** What the reply cost in USD, from the model's price; absent when the price is unknown (never a made-up 0). */
+  readonly costUsd?: number;
 }

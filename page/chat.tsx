@@ -9,6 +9,7 @@ import {
   useState,
 } from 'react';
 import { createRoot } from 'react-dom/client';
+import type { PlaceInLine } from '../lib/types';
 import { IMAGE_TYPES, useAttachments } from './attachments';
 import { useFollow, useModels } from './hooks';
 import { Bubble, type Message } from './message';
@@ -30,6 +31,7 @@ function Chat() {
   // resume has been answered.
   const [checking, setChecking] = useState(session.messages.length > 0);
   const [transport] = useState(() => resumeWatchingTransport(() => setChecking(false)));
+  const [place, setPlace] = useState<PlaceInLine>();
   const chat = useChat<Message>({
     id: session.id,
     messages: session.messages,
@@ -41,9 +43,15 @@ function Chat() {
     // A client-side tool (page/tools.ts) answers in the browser; once every call has its answer, the conversation
     // goes back to the model on its own, and the model's reply to the answer continues the same message.
     onToolCall: ({ toolCall }): void => answerToolCall(toolCall, chat.addToolOutput),
+    // While the request waits for the upstream's capacity, the proxy tells where it stands (transient parts).
+    onData: (part) => {
+      if (part.type === 'data-queue') setPlace(part.data as PlaceInLine);
+    },
     sendAutomaticallyWhen: lastAssistantMessageIsCompleteWithToolCalls,
   });
   const { messages, sendMessage, regenerate, setMessages, status, error, stop, clearError } = chat;
+  // A place in line only means something until the reply starts (or the request ends).
+  if (place && status !== 'submitted') setPlace(undefined);
   const [input, setInput] = useState('');
   const [stopped, setStopped] = useState<ReadonlySet<string>>(() => new Set(session.stopped));
   const [chosen, setChosen] = useState<string>();
@@ -208,7 +216,7 @@ function Chat() {
         })}
         {(status === 'submitted' || settling) && (
           <li className="pending" aria-label="Waiting for the answer">
-            …
+            {place ? inLine(place) : '…'}
           </li>
         )}
       </ol>
@@ -296,6 +304,18 @@ function Chat() {
       </form>
     </main>
   );
+}
+
+/** "You're 3rd in line… (about 8 s)": where a waiting request stands, as the proxy last said. */
+function inLine({ position, etaMs }: PlaceInLine): string {
+  const eta = etaMs === null ? '' : ` (about ${Math.max(1, Math.round(etaMs / 1000))} s)`;
+  return `You're ${ordinal(position)} in line…${eta}`;
+}
+
+function ordinal(n: number): string {
+  const tens = n % 100;
+  const suffix = tens >= 11 && tens <= 13 ? 'th' : (['th', 'st', 'nd', 'rd'][n % 10] ?? 'th');
+  return `${n}${suffix}`;
 }
 
 /** A refused request reaches useChat as the raw JSON body; show its friendly `message`. */

@@ -132,7 +132,7 @@ function Files({ files }: { readonly files: readonly FileUIPart[] }) {
   );
 }
 
-/** "o3-mini · 31 in · 87 out (52 reasoning)", and why the answer was cut short, if it was. */
+/** "o3-mini · 31 in · 87 out (52 reasoning) · $0.0004", and why the answer was cut short, if it was. */
 function metaLine(
   metadata: ChatMetadata | undefined,
   stoppedByUser: boolean,
@@ -145,6 +145,8 @@ function metaLine(
     const reasoning = usage.reasoningTokens ? ` (${n(usage.reasoningTokens)} reasoning)` : '';
     pieces.push(`${n(usage.completionTokens)} out${reasoning}`);
   }
+  // Absent when the model has no known price: then nothing is shown rather than a made-up $0.
+  if (metadata?.costUsd !== undefined) pieces.push(usd(metadata.costUsd));
   // A reply the user stopped never gets its `finish`, so it has no usage and no finish reason to explain it.
   const limit = STOPPED[metadata?.finishReason ?? ''];
   const stopped = stoppedByUser ? 'stopped' : limit && `stopped: ${limit}`;
@@ -155,4 +157,12 @@ function metaLine(
 const STOPPED: Record<string, string> = { length: 'length limit', 'content-filter': 'content filter' };
 
 const n = (value: number) => value.toLocaleString('en');
+/** "$0.0012", "$0.000015", "$1.25": two significant digits under a cent, cents above. */
+function usd(value: number): string {
+  if (value === 0) return '$0';
+  if (value < 0.000001) return '<$0.000001';
+  return value < 0.01
+    ? `$${Number(value.toPrecision(2)).toFixed(8).replace(/0+$/, '')}`
+    : `$${value.toFixed(2)}`;
+}
 const count = (value: number, noun: string) => `${n(value)} ${noun}${value === 1 ? '' : 's'}`;

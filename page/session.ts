@@ -108,6 +108,8 @@ export function stopOnServer(chatId: string): void {
  */
 export function resumeWatchingTransport(onResumeAnswered: () => void): DefaultChatTransport<Message> {
   return new DefaultChatTransport<Message>({
+    // Hear the place in line (`data-queue` parts) while a request waits for the upstream's capacity.
+    headers: { 'x-chat-queue-updates': 'on' },
     fetch: (input, init) => {
       const response = fetch(input, init);
       if (init?.method === 'GET') response.then(onResumeAnswered, onResumeAnswered);

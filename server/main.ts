@@ -8,6 +8,7 @@ import { loadDotEnv } from './env-file';
 import { createHostCheck, loopbackOnlyWarning, loopbackOrigins } from './host-check';
 import { nodeServerOptions, stopOnSignal } from './lifecycle';
 import { nodePlatform } from './node-platform';
+import { startObservability } from './observability';
 import { routes } from './routes';
 import { loadServerConfig } from './server-config';
 import { withToolsFile } from './tools-file';
@@ -26,13 +27,17 @@ async function main(): Promise<void> {
   const server = loadServerConfig(env);
   const config = loadConfig(env, { production: !dev });
   const ownOrigins: string[] = []; // the dev server's loopback origins, once the port is bound
-  const proxy = createProxy(config, { ...nodePlatform, ownOrigins });
+  const observe = startObservability(server, config); // metrics and traces, when their variables are set
+  const proxy = createProxy(config, { ...nodePlatform, ownOrigins, log: observe.log });
   const listening = await serve({
-    fetch: routes(
-      proxy.handler,
-      chatPage(),
-      createHostCheck(server.allowedHosts, config.security.publicOrigin),
-      config,
+    fetch: observe.routes(
+      proxy,
+      routes(
+        proxy.handler,
+        chatPage(),
+        createHostCheck(server.allowedHosts, config.security.publicOrigin),
+        config,
+      ),
     ),
     port: server.port,
     hostname: server.host,
@@ -40,12 +45,13 @@ async function main(): Promise<void> {
     gracefulShutdown: false, // ours drains the replies in flight and closes Redis (server/lifecycle.ts)
     node: nodeServerOptions(config.caps.bodyTimeoutMs),
   }).ready();
-  stopOnSignal(listening, proxy, server.shutdownGraceMs);
+  stopOnSignal(listening, observe.closing(proxy), server.shutdownGraceMs);
   const url = listening.url ?? `http://${server.host}:${server.port}/`;
   if (dev) ownOrigins.push(...loopbackOrigins(url));
   const hostNote = dev ? undefined : loopbackOnlyWarning(server.allowedHosts, config.security.publicOrigin);
   if (hostNote) console.log(hostNote);
   console.log(describeStores(config.rateLimit));
+  for (const line of observe.describe(url)) console.log(line);
   console.log(
     `ai-chat-proxy listening on ${url} (POST ${new URL('/api/chat', url)}) model=${config.defaultModel} pid=${process.pid}`,
   );

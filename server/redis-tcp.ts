@@ -41,13 +41,13 @@ export function tcpRedis(url: string, timeoutMs: number): RedisConnection {
 export function subscriber(connection: IORedis): { subscribe: Subscribe; close(): void } {
   let duplicate: IORedis | undefined;
   // Each watch is its own entry, so the same callback watching twice is called twice and removed once per stop.
-  const watchers = new Map<string, Set<{ readonly wake: () => void }>>();
+  const watchers = new Map<string, Set<{ readonly wake: (message: string) => void }>>();
   const open = (): IORedis => {
     if (duplicate) return duplicate;
     const opened = connection.duplicate();
     opened.on('error', () => {});
-    opened.on('message', (channel: string) => {
-      for (const watcher of watchers.get(channel) ?? []) watcher.wake();
+    opened.on('message', (channel: string, message: string) => {
+      for (const watcher of watchers.get(channel) ?? []) watcher.wake(message);
     });
     duplicate = opened;
     return opened;

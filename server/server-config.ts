@@ -1,5 +1,5 @@
 import * as z from 'zod/mini';
-import { commaList, type Env, intBetween, invalid, parseEnv } from '../lib/config/env';
+import { commaList, type Env, httpUrl, intBetween, invalid, parseEnv } from '../lib/config/env';
 
 export interface ServerConfig {
   readonly port: number;
@@ -8,6 +8,10 @@ export interface ServerConfig {
   readonly shutdownGraceMs: number;
   /** Host names answered besides loopback and the host of `PUBLIC_URL` (server/host-check.ts); `*` means any. */
   readonly allowedHosts: readonly string[];
+  /** The bearer token `GET /metrics` asks for; unset, there is no metrics endpoint (404). */
+  readonly metricsToken: string | undefined;
+  /** An OTLP/HTTP collector (`http://collector:4318`): traces are exported there; unset, none are recorded. */
+  readonly otlpEndpoint: string | undefined;
 }
 
 const HOST_NAME = /^(\*|[a-z0-9_-]+(\.[a-z0-9_-]+)*|\[[0-9a-f:.]+\])$/;
@@ -20,6 +24,13 @@ const schema = z.object({
   // Platforms send SIGKILL about 10 s after SIGTERM: 8 s leaves time to end what is left, charge it and log it.
   SHUTDOWN_GRACE_MS: intBetween(0, 600_000, 8_000),
   ALLOWED_HOSTS: z.optional(commaList(z.string().check(z.toLowerCase(), z.regex(HOST_NAME, HOST_NAME_RULE)))),
+  // Metrics name models, error rates and traffic: long enough that it cannot be guessed.
+  METRICS_TOKEN: z.optional(
+    z
+      .string()
+      .check(z.trim(), z.minLength(16, 'must be at least 16 characters (e.g. `openssl rand -hex 24`)')),
+  ),
+  OTEL_EXPORTER_OTLP_ENDPOINT: z.optional(httpUrl()),
 });
 
 /** The Node server's own variables (`ENV_FILE` is read before the config, in server/env-file.ts). */
@@ -34,6 +45,8 @@ export function loadServerConfig(env: Env): ServerConfig {
     host: parsed.HOST,
     allowedHosts,
     shutdownGraceMs: parsed.SHUTDOWN_GRACE_MS,
+    metricsToken: parsed.METRICS_TOKEN,
+    otlpEndpoint: parsed.OTEL_EXPORTER_OTLP_ENDPOINT,
   });
 }
 

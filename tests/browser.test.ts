@@ -786,3 +786,59 @@ describe('resumable replies in Chromium (RESUME=on)', () => {
     await page.close();
   }, 60_000);
 });
+
+describe('the queue in Chromium (UPSTREAM_MAX_CONCURRENT=1)', () => {
+  let fake: FakeUpstream;
+  beforeAll(async () => {
+    fake = await startFakeUpstream({ apiKey: TEST_KEY, tokenDelayMs: 5 });
+  });
+  afterAll(() => fake?.close());
+  let release = () => {};
+  afterEach(() => release());
+
+  it('shows the place in line while the request waits, then the reply', async () => {
+    const until = new Promise<void>((resolve) => {
+      release = resolve;
+    });
+    // Another caller's reply holds the only slot until the test lets it go.
+    fake.script({
+      kind: 'pause',
+      afterTokens: 2,
+      until,
+      text: 'a held reply that goes on until the test lets it go',
+    });
+    const page = await openChat({
+      OPENAI_API_KEY: TEST_KEY,
+      OPENAI_BASE_URL: fake.url,
+      CHAT_MODEL: 'demo',
+      UPSTREAM_MAX_CONCURRENT: '1',
+      QUEUE_MAX_WAIT_MS: '20000',
+      START_DEADLINE_MS: '25000',
+    });
+    const holder = fetch(new URL('/api/chat', page.url()), {
+      method: 'POST',
+      headers: { 'content-type': 'application/json', accept: 'text/plain' },
+      body: JSON.stringify({ messages: [{ role: 'user', content: 'hold the slot' }] }),
+    });
+    await eventually(() => fake.calls.length === 1, 10_000);
+    await send(page, 'Wait for me');
+    const pending = page.locator('li.pending');
+    await page.waitForFunction(
+      () => document.querySelector('li.pending')?.textContent?.startsWith("You're 1st in line"),
+      undefined,
+      { timeout: 10_000, polling: 20 },
+    );
+    expect(await pending.textContent()).toMatch(/^You're 1st in line…( \(about \d+ s\))?$/);
+    expect(fake.calls).toHaveLength(1); // it waits: nothing reached the upstream
+    await page.setViewportSize({ width: 390, height: 844 });
+    await page.screenshot({ path: `${SCREENSHOTS}/queued-390.png`, fullPage: true });
+    release();
+    await (await holder).text();
+    await answered(page, 1);
+    expect(await page.locator('li[data-role="assistant"] .text').allTextContents()).toEqual([
+      demoReply('Wait for me'),
+    ]);
+    expect(await page.locator('li.pending').count()).toBe(0);
+    await page.close();
+  }, 60_000);
+});

@@ -3,8 +3,8 @@ import { describe, expect, it } from 'vitest';
 import { CONFIG_VARIABLES } from '../lib/config';
 import { SERVER_VARIABLES } from '../server/server-config';
 
-/** `UPSTREAM_<NAME>_BASE_URL`, `_API_KEY`, `_MAX_CONCURRENT`, `_RPM` are named by the operator: the docs show `<NAME>`. */
-const PER_PROVIDER = /^UPSTREAM_(<NAME>|[A-Z0-9]+)_(BASE_URL|API_KEY|MAX_CONCURRENT|RPM)$/;
+/** `UPSTREAM_<NAME>_BASE_URL`, `_API_KEY`, `_MAX_CONCURRENT`, `_RPM`, `_TPM` are named by the operator: the docs show `<NAME>`. */
+const PER_PROVIDER = /^UPSTREAM_(<NAME>|[A-Z0-9]+)_(BASE_URL|API_KEY|MAX_CONCURRENT|RPM|TPM)$/;
 
 const read = (file: string) => readFileSync(new URL(`../${file}`, import.meta.url), 'utf8');
 

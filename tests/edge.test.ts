@@ -51,6 +51,13 @@ describe('edge bundle', () => {
     expect(bundle.code).not.toMatch(/gpt-tokenizer|o200k/);
   });
 
+  it('leaves metrics and the trace SDK to the Node server: the edge carries only the OpenTelemetry API', () => {
+    // prom-client's process metrics, our metric names, the SDK's batching and the OTLP exporter's settings.
+    expect(bundle.code).not.toMatch(
+      /process_cpu_user_seconds_total|chat_requests_total|OTEL_BSP_|OTEL_EXPORTER_OTLP/,
+    );
+  });
+
   it('stays far below the 1 MB gzipped limit of Vercel Hobby', () => {
     console.info(`edge bundle: ${bundle.bytes} bytes, ${bundle.gzipBytes} bytes gzipped`);
     expect(bundle.gzipBytes).toBeLessThan(1024 * 1024);

@@ -30,6 +30,9 @@ afterAll(async () => {
 
 type Make = (now?: () => number) => LimitStores;
 
+/** A reservation of tokens alone (the spend budgets have their own tests: tests/spend.test.ts). */
+const tokens = (n: number) => ({ tokens: n, micros: 0 });
+
 /** One contract, three stores: the in-memory store must behave exactly like the Redis ones. */
 const backends: [name: string, make: Make][] = [
   ['memory', (now = Date.now) => memoryLimitStores(WINDOWS, now)],
@@ -67,22 +70,22 @@ describe.each(backends)('%s store', (_name, make) => {
 
   it('books tokens only while they fit, books nothing when refused, and settles to the real cost', async () => {
     const { ledger } = make();
-    const first = await ledger.book('user:a', 70, 'a1', 10);
+    const first = await ledger.book('user:a', tokens(70), 'a1', 10);
     expect(first).toMatchObject({ booked: true, budget: { granted: true, remaining: 30, limit: 100 } });
-    const refused = await ledger.book('user:a', 40, 'a2', 10);
+    const refused = await ledger.book('user:a', tokens(40), 'a2', 10);
     expect(refused).toMatchObject({ booked: false, budget: { granted: false, remaining: 30 } });
-    await ledger.finish('user:a', first.budget.window, -50, 'a1'); // it really cost 20
-    expect(await ledger.book('user:a', 80, 'a3', 10)).toMatchObject({
+    await ledger.finish('user:a', first.windows, tokens(-50), 'a1'); // it really cost 20
+    expect(await ledger.book('user:a', tokens(80), 'a3', 10)).toMatchObject({
       booked: true,
       budget: { remaining: 0 },
     });
-    expect((await ledger.book('user:b', 100, 'b1', 10)).booked).toBe(true);
+    expect((await ledger.book('user:b', tokens(100), 'b1', 10)).booked).toBe(true);
   });
 
   it('never lets concurrent bookings overshoot the budget', async () => {
     const { ledger } = make();
     const results = await Promise.all(
-      Array.from({ length: 30 }, (_, i) => ledger.book('user:c', 30, `c${i}`, 99)),
+      Array.from({ length: 30 }, (_, i) => ledger.book('user:c', tokens(30), `c${i}`, 99)),
     );
     expect(results.filter((r) => r.booked)).toHaveLength(3);
   });
@@ -90,44 +93,46 @@ describe.each(backends)('%s store', (_name, make) => {
   it('counts a reservation in its window, weighted in the next, and forgets it two windows on', async () => {
     let now = 2_000_000 * 60_000; // the start of a window
     const { ledger } = make(() => now);
-    const booked = await ledger.book('user:t', 60, 't1', 10);
+    const booked = await ledger.book('user:t', tokens(60), 't1', 10);
     expect(booked.budget).toMatchObject({ remaining: 40, resetAt: now + 60_000 });
     now += 60_000 + 30_000; // half-way into the next window: 60 * 1/2 = 30 still counts
-    expect((await ledger.book('user:t', 1, 't2', 10)).budget.remaining).toBe(69);
+    expect((await ledger.book('user:t', tokens(1), 't2', 10)).budget.remaining).toBe(69);
     now += 60_000; // two windows on: nothing counts any more
-    await ledger.finish('user:t', booked.budget.window, 1_000, 't1'); // a forgotten window takes no late settlement
-    expect((await ledger.book('user:t', 1, 't3', 10)).budget.remaining).toBe(99);
+    await ledger.finish('user:t', booked.windows, tokens(1_000), 't1'); // a forgotten window takes no late settlement
+    expect((await ledger.book('user:t', tokens(1), 't3', 10)).budget.remaining).toBe(99);
   });
 
   it('gives out at most `max` stream slots at once, across concurrent asks, books no tokens without one, and takes them back', async () => {
     const { ledger } = make();
     const asks = await Promise.all(
-      Array.from({ length: 20 }, (_, i) => ledger.book('user:s', 1, `lease-${i}`, 4)),
+      Array.from({ length: 20 }, (_, i) => ledger.book('user:s', tokens(1), `lease-${i}`, 4)),
     );
-    const held = asks.flatMap((a, i) => (a.booked ? [{ lease: `lease-${i}`, window: a.budget.window }] : []));
+    const held = asks.flatMap((a, i) => (a.booked ? [{ lease: `lease-${i}`, windows: a.windows }] : []));
     expect(held).toHaveLength(4);
-    const late = await ledger.book('user:s', 1, 'late', 4);
+    const late = await ledger.book('user:s', tokens(1), 'late', 4);
     expect(late).toMatchObject({
       booked: false,
       stream: { granted: false },
       budget: { granted: true, remaining: 96 },
     });
-    await ledger.finish('user:s', held[0]?.window ?? 0, -1, held[0]?.lease ?? '');
-    expect((await ledger.book('user:s', 1, 'late', 4)).booked).toBe(true);
-    expect((await ledger.book('user:other', 1, 'x', 4)).booked).toBe(true);
+    const [first] = held;
+    if (!first) throw new Error('no slot held');
+    await ledger.finish('user:s', first.windows, tokens(-1), first.lease);
+    expect((await ledger.book('user:s', tokens(1), 'late', 4)).booked).toBe(true);
+    expect((await ledger.book('user:other', tokens(1), 'x', 4)).booked).toBe(true);
   });
 
   it('frees a slot whose holder stopped renewing once its lease runs out, and keeps a renewed one', async () => {
     let now = 5_000_000 * 60_000;
     const { ledger } = make(() => now);
-    expect((await ledger.book('user:l', 1, 'crashed', 2)).booked).toBe(true);
-    expect((await ledger.book('user:l', 1, 'alive', 2)).booked).toBe(true);
-    expect((await ledger.book('user:l', 1, 'third', 2)).booked).toBe(false);
+    expect((await ledger.book('user:l', tokens(1), 'crashed', 2)).booked).toBe(true);
+    expect((await ledger.book('user:l', tokens(1), 'alive', 2)).booked).toBe(true);
+    expect((await ledger.book('user:l', tokens(1), 'third', 2)).booked).toBe(false);
     now += 6_000;
     await ledger.renew('user:l', 'alive');
     now += 6_000; // 'crashed' is 12 s old (lease 10 s); 'alive' was renewed 6 s ago
-    expect((await ledger.book('user:l', 1, 'third', 2)).booked).toBe(true);
-    expect((await ledger.book('user:l', 1, 'fourth', 2)).booked).toBe(false);
+    expect((await ledger.book('user:l', tokens(1), 'third', 2)).booked).toBe(true);
+    expect((await ledger.book('user:l', tokens(1), 'fourth', 2)).booked).toBe(false);
   });
 });
 

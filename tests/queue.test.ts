@@ -36,6 +36,7 @@ function ask(handler: ChatHandler, ip: string, text: string, signal?: AbortSigna
 }
 
 const ONE_ATTEMPT = { UPSTREAM_MAX_ATTEMPTS: '1' }; // a 429 would show, not be retried away
+const ONE_STREAM = { maxConcurrent: 1, rpm: undefined, tpm: undefined };
 
 describe.each<RedisBackend>(['tcp', 'rest'])('capacity shared by 2 instances on Redis (%s)', (backend) => {
   it('UPSTREAM_MAX_CONCURRENT=10: 100 concurrent requests all complete, 0 upstream 429s, never 11 streams open', async () => {
@@ -63,15 +64,12 @@ describe.each<RedisBackend>(['tcp', 'rest'])('capacity shared by 2 instances on 
       const prefix = uniquePrefix('queue-crash');
       const dead = redisCapacityStore(connection.redis, { prefix });
       // The crashed instance took the only slot and then never renewed it or gave it back.
-      expect(await dead.tryAcquire('main', 'dead-lease', { maxConcurrent: 1, rpm: undefined }, 500)).toEqual({
-        granted: true,
-      });
+      expect((await dead.tryAcquire('main', 'dead-lease', ONE_STREAM, 500, 0)).granted).toBe(true);
       const alive = redisCapacityStore(connection.redis, { prefix });
-      const refused = await alive.tryAcquire('main', 'next', { maxConcurrent: 1, rpm: undefined }, 500);
+      const refused = await alive.tryAcquire('main', 'next', ONE_STREAM, 500, 0);
       expect(refused.granted).toBe(false);
       await eventually(
-        async () =>
-          (await alive.tryAcquire('main', 'next', { maxConcurrent: 1, rpm: undefined }, 500)).granted,
+        async () => (await alive.tryAcquire('main', 'next', ONE_STREAM, 500, 0)).granted,
         5_000,
       );
     } finally {
@@ -162,22 +160,20 @@ describe('the capacity store in memory', () => {
   it('holds concurrent leases and a per-minute count, and frees an expired lease', async () => {
     let now = 1_000_000;
     const store = memoryCapacityStore(() => now);
-    const limits = { maxConcurrent: 2, rpm: 3 };
-    expect((await store.tryAcquire('p', 'a', limits, 1_000)).granted).toBe(true);
-    expect((await store.tryAcquire('p', 'b', limits, 1_000)).granted).toBe(true);
-    expect(await store.tryAcquire('p', 'c', limits, 1_000)).toEqual({ granted: false, retryInMs: 1_000 });
+    const limits = { maxConcurrent: 2, rpm: 3, tpm: undefined };
+    expect((await store.tryAcquire('p', 'a', limits, 1_000, 0)).granted).toBe(true);
+    expect((await store.tryAcquire('p', 'b', limits, 1_000, 0)).granted).toBe(true);
+    expect(await store.tryAcquire('p', 'c', limits, 1_000, 0)).toEqual({ granted: false, retryInMs: 1_000 });
     await store.release('p', 'a');
-    expect((await store.tryAcquire('p', 'c', limits, 1_000)).granted).toBe(true);
+    expect((await store.tryAcquire('p', 'c', limits, 1_000, 0)).granted).toBe(true);
     await store.release('p', 'b');
     await store.release('p', 'c');
     // Three starts within the minute: the fourth waits for the first to age out.
-    expect(await store.tryAcquire('p', 'd', limits, 1_000)).toEqual({ granted: false, retryInMs: 60_000 });
+    expect(await store.tryAcquire('p', 'd', limits, 1_000, 0)).toEqual({ granted: false, retryInMs: 60_000 });
     now += 60_000;
-    expect((await store.tryAcquire('p', 'd', limits, 1_000)).granted).toBe(true);
+    expect((await store.tryAcquire('p', 'd', limits, 1_000, 0)).granted).toBe(true);
     now += 1_000; // d's lease lapses without a renewal
-    expect((await store.tryAcquire('p', 'e', { maxConcurrent: 1, rpm: undefined }, 1_000)).granted).toBe(
-      true,
-    );
+    expect((await store.tryAcquire('p', 'e', ONE_STREAM, 1_000, 0)).granted).toBe(true);
   });
 });
 

@@ -52,7 +52,7 @@ describe('CORS', () => {
     // GET and DELETE: resuming and stopping a reply (`/api/chat/{chatId}/stream`); cache-control: bypassing the cache.
     expect(res.headers.get('access-control-allow-methods')).toBe('POST, GET, DELETE');
     expect(res.headers.get('access-control-allow-headers')).toBe(
-      'content-type, authorization, x-request-id, cache-control',
+      'content-type, authorization, x-request-id, cache-control, x-chat-queue-updates',
     );
     expect(res.headers.get('access-control-max-age')).toBe('900');
     expect(res.headers.get('access-control-allow-credentials')).toBeNull();

@@ -1,5 +1,6 @@
 import { mkdtempSync, writeFileSync } from 'node:fs';
-import { request } from 'node:http';
+import { createServer, request } from 'node:http';
+import type { AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { beforeAll, describe, expect, it } from 'vitest';
@@ -53,6 +54,50 @@ describe('the Node server, started the way a user starts it', () => {
     expect(arrivals.length).toBeGreaterThan(10);
     expect((arrivals.at(-1) ?? 0) - (arrivals[0] ?? 0)).toBeGreaterThan(200);
     await eventually(() => dev.output().stdout.includes('"outcome":"complete"'));
+  });
+});
+
+describe('the Node server’s metrics and traces', () => {
+  it('npm run dev with METRICS_TOKEN and OTEL_EXPORTER_OTLP_ENDPOINT says where both go, and both work', async () => {
+    const exported: string[] = [];
+    const collector = createServer((req, res) => {
+      let body = '';
+      req.on('data', (chunk: Buffer) => {
+        body += chunk.toString();
+      });
+      req.on('end', () => {
+        if (req.url === '/v1/traces') exported.push(body);
+        res.writeHead(200, { 'content-type': 'application/json' }).end('{}');
+      });
+    });
+    await new Promise<void>((resolve) => collector.listen(0, '127.0.0.1', resolve));
+    const { port: collectorPort } = collector.address() as AddressInfo;
+    try {
+      const port = await freePort();
+      const token = 'metrics-token-of-the-dev-server';
+      const dev = npmRun('dev', {
+        PORT: String(port),
+        METRICS_TOKEN: token,
+        OTEL_EXPORTER_OTLP_ENDPOINT: `http://127.0.0.1:${collectorPort}`,
+        OTEL_BSP_SCHEDULE_DELAY: '100', // the SDK's own setting: send batches at once rather than every 5 s
+      });
+      await eventually(() => dev.output().stdout.includes('listening on'), 15_000);
+      expect(dev.output().stdout).toContain(`Metrics at http://127.0.0.1:${port}/metrics`);
+      expect(dev.output().stdout).toContain(`Traces go to http://127.0.0.1:${collectorPort}/v1/traces`);
+      await (await post(port, 'Hello, observed proxy')).text();
+
+      const scrape = (authorization?: string) =>
+        fetch(`http://127.0.0.1:${port}/metrics`, authorization ? { headers: { authorization } } : {});
+      expect((await scrape()).status).toBe(401);
+      const served = 'chat_requests_total{status="200",outcome="complete",model="demo"} 1';
+      await eventually(async () => (await (await scrape(`Bearer ${token}`)).text()).includes(served), 5_000);
+      await eventually(() => exported.some((body) => body.includes('POST /api/chat')), 10_000);
+      expect(exported.join('\n')).toContain('gen_ai.usage.output_tokens');
+      expect(exported.join('\n')).not.toContain('observed proxy');
+    } finally {
+      collector.closeAllConnections();
+      collector.close();
+    }
   });
 });
 

@@ -1,5 +1,6 @@
 import * as z from 'zod/mini';
 import { type AttachmentsConfig, attachmentsEnv, toAttachmentsConfig } from './attachments';
+import { type CostConfig, costEnv, toCostConfig } from './cost';
 import { commaList, type Env, httpUrl, invalid, modelName, parseEnv, positiveInt } from './env';
 import { type FailoverConfig, failoverEnv, toFailoverConfig } from './failover';
 import { type HistoryConfig, historyEnv, toHistoryConfig } from './history';
@@ -49,6 +50,8 @@ export interface Config {
   readonly replies: RepliesConfig;
   /** Heavy traffic: each provider's capacity, and the fair queue that waits for it. */
   readonly queue: QueueConfig;
+  /** Prices: `MODEL_PRICES` over the shipped table (lib/cost). The spend limits themselves are in `rateLimit`. */
+  readonly cost: CostConfig;
   /** Every secret value in this config, so log lines and errors can be scrubbed of them. */
   readonly secrets: readonly string[];
 }
@@ -100,6 +103,7 @@ export const CONFIG_VARIABLES: readonly string[] = [
   ...Object.keys(toolsEnv.shape),
   ...Object.keys(repliesEnv.shape),
   ...Object.keys(queueEnv.shape),
+  ...Object.keys(costEnv.shape),
 ];
 
 export interface LoadOptions {
@@ -123,6 +127,7 @@ export function loadConfig(env: Env, options: LoadOptions = {}): Config {
     ...toolsEnv.shape,
     ...repliesEnv.shape,
     ...queueEnv.shape,
+    ...costEnv.shape,
   });
   const e = parseEnv(schema, env);
   const production = options.production ?? (env.NODE_ENV === 'production' || env.VERCEL === '1');
@@ -166,6 +171,7 @@ export function loadConfig(env: Env, options: LoadOptions = {}): Config {
     tools: toToolsConfig(e),
     replies: toRepliesConfig(e),
     queue: toQueueConfig(e, env, Object.keys(failover.providers), failover.policy.startDeadlineMs),
+    cost: toCostConfig(e, [...allowedModels, ...failover.fallbacks.map((f) => f.model)], rateLimit.spend),
     secrets: [
       e.OPENAI_API_KEY,
       ...storeSecrets(rateLimit),

@@ -6,6 +6,8 @@ import { invalid, positiveInt } from './env';
 export interface ProviderCapacity {
   readonly maxConcurrent: number | undefined;
   readonly rpm: number | undefined;
+  /** Tokens per minute: each request books its worst case (prompt + max output) and settles to its real usage. */
+  readonly tpm: number | undefined;
 }
 
 /** Heavy traffic: the provider's own limits, and how long and how many requests may wait for them. */
@@ -16,6 +18,10 @@ export interface QueueConfig {
   readonly maxWaitMs: number;
   /** Requests waiting on one instance at most; one more is a 503 `queue_full` at once. */
   readonly maxLength: number;
+  /** A saturated provider: wait for it, or go to a fallback route at once (the last route always waits). */
+  readonly prefer: 'wait' | 'fallback';
+  /** The JWT claim whose number is the caller's priority in line (higher first); unset: everyone is equal. */
+  readonly priorityClaim: string | undefined;
 }
 
 const optionalPositive = z.optional(
@@ -27,13 +33,18 @@ const optionalPositive = z.optional(
 export const queueEnv = z.object({
   UPSTREAM_MAX_CONCURRENT: optionalPositive,
   UPSTREAM_RPM: optionalPositive,
+  UPSTREAM_TPM: optionalPositive,
   QUEUE_MAX_WAIT_MS: positiveInt(10_000),
   QUEUE_MAX_LENGTH: positiveInt(100),
+  QUEUE_PREFER: z._default(z.enum(['wait', 'fallback'], { error: 'must be "wait" or "fallback"' }), 'wait'),
+  QUEUE_PRIORITY_CLAIM: z.optional(
+    z.string().check(z.regex(/^[\w.:-]{1,64}$/, 'must be a claim name (letters, digits, _ . : -)')),
+  ),
 });
 
 /**
  * `providers`: the upper-case names of the `UPSTREAM_<NAME>` providers in use, whose own limits are read as
- * `UPSTREAM_<NAME>_MAX_CONCURRENT` and `UPSTREAM_<NAME>_RPM`.
+ * `UPSTREAM_<NAME>_MAX_CONCURRENT`, `UPSTREAM_<NAME>_RPM` and `UPSTREAM_<NAME>_TPM`.
  */
 export function toQueueConfig(
   e: z.output<typeof queueEnv>,
@@ -42,19 +53,22 @@ export function toQueueConfig(
   startDeadlineMs: number,
 ): QueueConfig {
   const capacity: Record<string, ProviderCapacity> = {};
-  const main = { maxConcurrent: e.UPSTREAM_MAX_CONCURRENT, rpm: e.UPSTREAM_RPM };
-  if (main.maxConcurrent || main.rpm) capacity.main = main;
+  const main = { maxConcurrent: e.UPSTREAM_MAX_CONCURRENT, rpm: e.UPSTREAM_RPM, tpm: e.UPSTREAM_TPM };
+  if (main.maxConcurrent || main.rpm || main.tpm) capacity.main = main;
   for (const name of providers) {
     const own = {
       maxConcurrent: providerLimit(env, `UPSTREAM_${name}_MAX_CONCURRENT`),
       rpm: providerLimit(env, `UPSTREAM_${name}_RPM`),
+      tpm: providerLimit(env, `UPSTREAM_${name}_TPM`),
     };
-    if (own.maxConcurrent || own.rpm) capacity[name.toLowerCase()] = own;
+    if (own.maxConcurrent || own.rpm || own.tpm) capacity[name.toLowerCase()] = own;
   }
   return {
     capacity,
     maxWaitMs: maxWait(e.QUEUE_MAX_WAIT_MS, env, startDeadlineMs),
     maxLength: e.QUEUE_MAX_LENGTH,
+    prefer: e.QUEUE_PREFER,
+    priorityClaim: e.QUEUE_PRIORITY_CLAIM?.trim() || undefined,
   };
 }
 

@@ -31,7 +31,32 @@ export interface RateLimitConfig {
   readonly clientIpHeader: string | undefined;
   /** With `x-forwarded-for`: how many trusted proxies append to it (we read the entry they saw). */
   readonly trustedProxyHops: number;
+  /** Spend limits in USD, booked on the same store and with the same reservations as the token budget. */
+  readonly spend: SpendLimits;
 }
+
+/**
+ * Amounts are whole micro-dollars (millionths of a USD), so Redis counts them with integer arithmetic like tokens.
+ * 0 means the limit is off.
+ */
+export interface SpendLimits {
+  /** Per caller per `windowMs` (sliding window, like the token budget): `SPEND_BUDGET_USD`. */
+  readonly budgetMicros: number;
+  readonly windowMs: number;
+  /** For the whole deployment per UTC day: `GLOBAL_SPEND_BUDGET_USD`, the owner's last line of defence. */
+  readonly globalDailyMicros: number;
+}
+
+/** An amount in USD, as micro-dollars. At most 10 million: far above any budget, far below float trouble. */
+const usd = () =>
+  z.optional(
+    z.pipe(
+      z.coerce
+        .number({ error: 'must be an amount in USD, such as 5 or 0.50' })
+        .check(z.positive('must be greater than 0'), z.lte(10_000_000, 'must be at most 10000000')),
+      z.transform((dollars: number) => Math.round(dollars * 1_000_000)),
+    ),
+  );
 
 const count = positiveInt;
 
@@ -64,6 +89,9 @@ export const rateLimitEnv = z.object({
     z.string().check(z.toLowerCase(), z.regex(/^[a-z0-9-]{1,64}$/, 'must be a header name')),
   ),
   TRUSTED_PROXY_HOPS: count(1),
+  SPEND_BUDGET_USD: usd(),
+  SPEND_BUDGET_WINDOW: duration('1 d'),
+  GLOBAL_SPEND_BUDGET_USD: usd(),
 });
 
 type RateLimitEnv = z.output<typeof rateLimitEnv>;
@@ -82,6 +110,11 @@ export function toRateLimitConfig(e: RateLimitEnv, production: boolean): RateLim
     prefix: e.RATE_LIMIT_PREFIX,
     clientIpHeader: e.CLIENT_IP_HEADER,
     trustedProxyHops: e.TRUSTED_PROXY_HOPS,
+    spend: {
+      budgetMicros: e.SPEND_BUDGET_USD ?? 0,
+      windowMs: e.SPEND_BUDGET_WINDOW,
+      globalDailyMicros: e.GLOBAL_SPEND_BUDGET_USD ?? 0,
+    },
   };
 }
 

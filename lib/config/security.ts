@@ -13,7 +13,7 @@ export interface SecurityConfig {
   readonly explainRefusals: boolean;
   readonly corsMaxAgeSeconds: number;
   /** Static bearer tokens → caller ids. Empty: no static tokens. */
-  readonly authTokens: ReadonlyMap<string, string>;
+  readonly authTokens: ReadonlyMap<string, StaticCaller>;
   readonly jwt:
     | {
         readonly secret: string | undefined;
@@ -72,21 +72,39 @@ export function toSecurityConfig(e: SecurityEnv, production: boolean): SecurityC
   };
 }
 
-/** `AUTH_TOKENS=alice:token1,bob:token2`: caller id, colon, token (tokens may not contain commas). */
-function parseTokens(value: string | undefined): Map<string, string> {
-  const tokens = new Map<string, string>();
+/** A static caller: its id, and its priority in the queue for upstream capacity (higher goes first). */
+export interface StaticCaller {
+  readonly caller: string;
+  readonly priority: number;
+}
+
+/**
+ * `AUTH_TOKENS=alice:token1,bob=2:token2`: caller id, an optional `=priority` (a whole number 0-100, the caller's
+ * tier in the queue for upstream capacity), colon, token (tokens may not contain commas).
+ */
+function parseTokens(value: string | undefined): Map<string, StaticCaller> {
+  const tokens = new Map<string, StaticCaller>();
   for (const entry of (value ?? '')
     .split(',')
     .map((s) => s.trim())
     .filter(Boolean)) {
     const colon = entry.indexOf(':');
-    const caller = entry.slice(0, colon);
+    const [caller = '', tier = '0'] = entry.slice(0, Math.max(0, colon)).split('=');
     const token = entry.slice(colon + 1);
-    if (colon < 1 || !/^[\w.@-]{1,64}$/.test(caller) || token.length < 16) {
+    if (colon < 1 || !/^[\w.@-]{1,64}$/.test(caller) || token.length < 16 || !isPriority(tier)) {
       // Never echo the entry: it holds a secret.
-      throw invalid('AUTH_TOKENS', 'must be "caller:token" pairs, each token at least 16 characters');
+      throw invalid(
+        'AUTH_TOKENS',
+        'must be "caller:token" or "caller=priority:token" pairs (priority 0-100), each token at least 16 characters',
+      );
     }
-    tokens.set(token, caller);
+    tokens.set(token, { caller, priority: Number(tier) });
   }
   return tokens;
+}
+
+/** A queue priority: a whole number from 0 (everyone's default) to 100. */
+export function isPriority(value: unknown): boolean {
+  const n = typeof value === 'string' && /^\d{1,3}$/.test(value) ? Number(value) : value;
+  return typeof n === 'number' && Number.isInteger(n) && n >= 0 && n <= 100;
 }

@@ -1,13 +1,19 @@
 import { createRemoteJWKSet, errors, type JWTVerifyGetKey, jwtVerify } from 'jose';
-import type { SecurityConfig } from '../config/security';
+import { isPriority, type SecurityConfig } from '../config/security';
 import { briefOutage, ProxyError } from '../errors';
 
 /**
- * Verifies the caller's bearer token; resolves to a verified caller id, or `undefined` when auth is off. The id is
- * namespaced by how it was verified (`token:alice`, `jwt:alice`): the JWT issuer picks its subjects, the operator
- * picks the static callers, so a JWT with `sub=alice` must not spend the static-token caller alice's quota.
+ * A verified caller. The id is namespaced by how it was verified (`token:alice`, `jwt:alice`): the JWT issuer picks
+ * its subjects, the operator picks the static callers, so a JWT with `sub=alice` must not spend the static-token
+ * caller alice's quota. `priority`: its place in the queue for upstream capacity (higher first; 0 by default).
  */
-export type Authenticate = (req: Request) => Promise<string | undefined>;
+export interface Verified {
+  readonly id: string;
+  readonly priority: number;
+}
+
+/** Verifies the caller's bearer token; resolves to the verified caller, or `undefined` when auth is off. */
+export type Authenticate = (req: Request) => Promise<Verified | undefined>;
 
 const REALM = 'Bearer realm="ai-chat-proxy"';
 
@@ -16,7 +22,7 @@ const REALM = 'Bearer realm="ai-chat-proxy"';
  * signature, expiry, and issuer/audience when set). Static tokens are compared as SHA-256 digests in constant time,
  * against every configured token, so timing reveals nothing about how close a guess was.
  */
-export function createAuthenticator(config: SecurityConfig): Authenticate {
+export function createAuthenticator(config: SecurityConfig, priorityClaim?: string): Authenticate {
   const { authTokens, jwt } = config;
   if (authTokens.size === 0 && !jwt) return async () => undefined;
   const digests = Promise.all(
@@ -35,15 +41,15 @@ export function createAuthenticator(config: SecurityConfig): Authenticate {
     }
     if (authTokens.size > 0) {
       const presented = await sha256(token);
-      let match: string | undefined;
+      let match: { caller: string; priority: number } | undefined;
       for (const { digest, caller } of await digests) {
         if (constantTimeEqual(presented, digest)) match = caller; // no early exit
       }
-      if (match) return `token:${match}`;
+      if (match) return { id: `token:${match.caller}`, priority: match.priority };
     }
     if (key && jwt) {
-      const subject = await verifyJwt(token, key, jwt).catch(unlessKeysUnreachable);
-      if (subject) return `jwt:${subject}`;
+      const verified = await verifyJwt(token, key, jwt, priorityClaim).catch(unlessKeysUnreachable);
+      if (verified) return verified;
     }
     throw unauthorized(
       'Your sign-in token is invalid or has expired. Please sign in again.',
@@ -56,7 +62,8 @@ async function verifyJwt(
   token: string,
   key: Uint8Array | JWTVerifyGetKey,
   jwt: NonNullable<SecurityConfig['jwt']>,
-): Promise<string | undefined> {
+  priorityClaim: string | undefined,
+): Promise<Verified | undefined> {
   const options = {
     ...(jwt.issuer ? { issuer: jwt.issuer } : {}),
     ...(jwt.audience ? { audience: jwt.audience } : {}),
@@ -67,7 +74,10 @@ async function verifyJwt(
   const { payload } =
     key instanceof Uint8Array ? await jwtVerify(token, key, options) : await jwtVerify(token, key, options);
   const sub = payload.sub;
-  return sub && /^[\w.@:|-]{1,128}$/.test(sub) ? sub : undefined;
+  if (!sub || !/^[\w.@:|-]{1,128}$/.test(sub)) return undefined;
+  // A claim that is not a priority (absent, out of range, not a number) is the default: never a reason to refuse.
+  const claimed = priorityClaim ? payload[priorityClaim] : undefined;
+  return { id: `jwt:${sub}`, priority: isPriority(claimed) ? Number(claimed) : 0 };
 }
 
 /**

@@ -4,7 +4,7 @@ import { ALLOW } from './responses';
 
 /** Only what the endpoint needs: browsers are told exactly this much. */
 const ALLOW_METHODS = 'POST, GET, DELETE';
-const ALLOW_HEADERS = 'content-type, authorization, x-request-id, cache-control';
+const ALLOW_HEADERS = 'content-type, authorization, x-request-id, cache-control, x-chat-queue-updates';
 /** Headers a browser page may read: the request id, which model answered, what was trimmed, and the quota. */
 const EXPOSE_HEADERS = [
   'x-request-id',

@@ -1,6 +1,6 @@
 import type { Redis } from '@upstash/redis';
 import { ConfigError } from '../config/env';
-import type { RateLimitConfig } from '../config/rate-limit';
+import type { RateLimitConfig, SpendLimits } from '../config/rate-limit';
 import { memoryLimitStores } from './memory-store';
 import { redisLimitStores } from './redis-store';
 import type { LimitStores } from './stores';
@@ -34,5 +34,15 @@ export function describeStores(config: RateLimitConfig): string {
     open: 'serve without limits',
     closed: 'refuse with 503',
   }[config.failMode];
-  return `Rate limits: ${config.requests} requests / ${seconds(config.windowMs)}, ${config.tokenBudget} tokens / ${seconds(config.budgetWindowMs)} and ${config.maxStreamsPerCaller} streams at once per caller, ${where}; if the store is down: ${outage} (RATE_LIMIT_FAIL=${config.failMode}).`;
+  return `Rate limits: ${config.requests} requests / ${seconds(config.windowMs)}, ${config.tokenBudget} tokens / ${seconds(config.budgetWindowMs)}${describeSpend(config.spend)} and ${config.maxStreamsPerCaller} streams at once per caller, ${where}; if the store is down: ${outage} (RATE_LIMIT_FAIL=${config.failMode}).`;
+}
+
+/** `, $0.5 / 86400 s (and $100 a UTC day for everyone)`, or nothing when no spend limit is on. */
+function describeSpend(spend: SpendLimits): string {
+  const usd = (micros: number) => `$${micros / 1e6}`;
+  const perCaller = spend.budgetMicros ? `, ${usd(spend.budgetMicros)} / ${spend.windowMs / 1000} s` : '';
+  const global = spend.globalDailyMicros
+    ? ` (and ${usd(spend.globalDailyMicros)} a UTC day for everyone)`
+    : '';
+  return perCaller + global;
 }

@@ -6,16 +6,16 @@ import { type Caller, type ClientIp, createCallerIdentifier } from './caller-ide
 import { memoryLimitStores } from './memory-store';
 import { quotaHeaders, refusal, type Verdict } from './quota';
 import { createStoreGuard, type StoreGuard } from './store-guard';
-import type { LimitStores } from './stores';
+import type { Amount, BookedWindows, LimitStores } from './stores';
 
 /** How the limiter decided: a log field, and (when the shared store was unavailable) a response header. */
 export type LimitDecision = 'allowed' | 'fail_local' | 'fail_open';
 
-/** A booking this request holds in one store: its token reservation and its stream slot, to give back at the end. */
+/** A booking this request holds in one store: its reservations and its stream slot, to give back at the end. */
 interface Held {
   readonly stores: LimitStores;
   readonly shared: boolean;
-  readonly window: number;
+  readonly windows: BookedWindows;
 }
 
 export interface Admission {
@@ -27,21 +27,26 @@ export interface Admission {
   readonly detail?: string;
   /** The worst case reserved from the token budget. */
   readonly reserved: number;
+  /** The worst case reserved from the spend budgets, in micro-dollars (0 when they are off). */
+  readonly reservedMicros: number;
   readonly leaseId: string;
   readonly held: readonly Held[];
 }
 
 export interface RateLimitGate {
   /**
-   * Identifies the caller, counts the request, then books the worst case it can cost from the token budget and a
-   * stream slot. Throws a 403, 429 or 503 ProxyError; books nothing when it refuses.
+   * Identifies the caller, counts the request, then books the worst case it can cost from the token budget (and, in
+   * micro-dollars, from the spend budgets) and a stream slot. A bare number is tokens alone. Throws a 403, 429 or
+   * 503 ProxyError; books nothing when it refuses.
    */
-  admit(req: Request, verifiedCallerId: string | undefined, worstCaseTokens: number): Promise<Admission>;
+  admit(req: Request, verifiedCallerId: string | undefined, worstCase: number | Amount): Promise<Admission>;
   /**
-   * Ends an admitted request: settles the reservation to what was really used (never more than reserved) and frees
-   * the stream slot. Never rejects: returns a detail for the log instead.
+   * Ends an admitted request: settles the reservations to what was really used (never more than reserved) and frees
+   * the stream slot. A bare number is tokens alone: with it, spend settles at its reservation unless the number is 0
+   * (nothing was generated), so a caller that cannot say what a reply cost never makes it cheaper. Never rejects:
+   * returns a detail for the log instead.
    */
-  settle(admission: Admission, tokensUsed: number): Promise<string | undefined>;
+  settle(admission: Admission, used: number | Amount): Promise<string | undefined>;
 }
 
 export interface GateOptions {
@@ -65,28 +70,29 @@ export function createRateLimitGate(options: GateOptions): RateLimitGate {
   const local = stores.kind === 'memory' ? undefined : memoryLimitStores(config, internal.now);
   const guard = createStoreGuard({ timeoutMs: config.redisTimeoutMs, breakMs: 1_000, now: internal.now });
   const leases = createLeaseKeeper(config.streamLeaseMs, guard);
-  const check = (on: LimitStores, callerId: string, tokens: number, leaseId: string) =>
-    ask(on, callerId, tokens, leaseId, config.maxStreamsPerCaller, guard.answered);
+  const check = (on: LimitStores, callerId: string, amount: Amount, leaseId: string) =>
+    ask(on, callerId, amount, leaseId, config.maxStreamsPerCaller, guard.answered);
 
   return {
-    async admit(req, verifiedCallerId, tokens) {
+    async admit(req, verifiedCallerId, worstCase) {
       const caller = identify(req, verifiedCallerId);
+      const amount = typeof worstCase === 'number' ? { tokens: worstCase, micros: 0 } : worstCase;
       const leaseId = internal.newId();
       const held: Held[] = [];
       let verdict: Verdict;
       let detail: string | undefined;
       try {
-        verdict = await guard.run(() => check(stores, caller.id, tokens, leaseId));
+        verdict = await guard.run(() => check(stores, caller.id, amount, leaseId));
         if (verdict.booking?.booked) {
-          held.push({ stores, shared: true, window: verdict.booking.budget.window });
+          held.push({ stores, shared: true, windows: verdict.booking.windows });
           // The local shadow books what the shared store granted, so an outage starts from this instance's count.
-          if (local) hold(held, local, await check(local, caller.id, tokens, leaseId));
+          if (local) hold(held, local, await check(local, caller.id, amount, leaseId));
         }
       } catch (error) {
         detail = redact(`rate-limit store (${stores.kind}) unavailable: ${describe(error)}`, secrets);
         if (config.failMode === 'closed' || !local) throw storeDown(detail);
         if (config.failMode === 'open') return openAdmission(caller, leaseId, detail);
-        verdict = await check(local, caller.id, tokens, leaseId);
+        verdict = await check(local, caller.id, amount, leaseId);
         hold(held, local, verdict);
       }
       if (verdict.requests.pending) options.waitUntil(verdict.requests.pending.catch(() => {}));
@@ -98,7 +104,8 @@ export function createRateLimitGate(options: GateOptions): RateLimitGate {
         caller,
         decision,
         headers,
-        reserved: tokens,
+        reserved: amount.tokens,
+        reservedMicros: amount.micros,
         leaseId,
         held,
         ...(detail && { detail }),
@@ -107,44 +114,58 @@ export function createRateLimitGate(options: GateOptions): RateLimitGate {
       return admission;
     },
 
-    async settle(admission, tokensUsed) {
+    async settle(admission, used) {
       leases.drop(admission);
-      const used = Math.min(Math.max(0, tokensUsed), admission.reserved);
-      const failure = await finish(admission, used - admission.reserved, guard);
-      const excess = tokensUsed - admission.reserved;
-      const notes = [failure, excess > 0 ? `usage exceeded the reservation by ${excess} tokens` : undefined];
+      const spent = typeof used === 'number' ? tokensOnly(admission, used) : used;
+      const delta = {
+        tokens: Math.min(Math.max(0, spent.tokens), admission.reserved) - admission.reserved,
+        micros: Math.min(Math.max(0, spent.micros), admission.reservedMicros) - admission.reservedMicros,
+      };
+      const failure = await finish(admission, delta, guard);
+      const excess = spent.tokens - admission.reserved;
+      const excessMicros = spent.micros - admission.reservedMicros;
+      const notes = [
+        failure,
+        excess > 0 ? `usage exceeded the reservation by ${excess} tokens` : undefined,
+        excessMicros > 0 ? `cost exceeded the reservation by ${excessMicros} micro-USD` : undefined,
+      ];
       const note = notes.filter(Boolean).join('; ');
       return note ? redact(note, secrets) : undefined;
     },
   };
 }
 
-/** Counts the request; only if it may pass, books its tokens and stream slot (so a refusal leaves nothing to undo). */
+/** Counts the request; only if it may pass, books its worst case and stream slot (a refusal leaves nothing to undo). */
 async function ask(
   stores: LimitStores,
   callerId: string,
-  tokens: number,
+  amount: Amount,
   leaseId: string,
   maxStreams: number,
   answered: StoreGuard['answered'],
 ): Promise<Verdict> {
   const requests = answered(await stores.requests.take(callerId));
   if (!requests.allowed) return { requests };
-  const booking = answered(await stores.ledger.book(callerId, tokens, leaseId, maxStreams));
+  const booking = answered(await stores.ledger.book(callerId, amount, leaseId, maxStreams));
   return { requests, booking };
 }
 
 function hold(held: Held[], stores: LimitStores, verdict: Verdict): void {
-  if (verdict.booking?.booked) held.push({ stores, shared: false, window: verdict.booking.budget.window });
+  if (verdict.booking?.booked) held.push({ stores, shared: false, windows: verdict.booking.windows });
 }
 
-/** Gives back what an admission holds: `delta` tokens to each reservation, and its stream slots. */
-async function finish(admission: Admission, delta: number, guard: StoreGuard): Promise<string | undefined> {
+/** Tokens alone: spend settles at its reservation, unless nothing at all was used. */
+function tokensOnly(admission: Admission, tokens: number): Amount {
+  return { tokens, micros: tokens === 0 ? 0 : admission.reservedMicros };
+}
+
+/** Gives back what an admission holds: `delta` to each reservation, and its stream slots. */
+async function finish(admission: Admission, delta: Amount, guard: StoreGuard): Promise<string | undefined> {
   const { caller, leaseId } = admission;
   const failures: string[] = [];
   for (const h of admission.held) {
     const work = async () =>
-      guard.answered(await h.stores.ledger.finish(caller.id, h.window, delta, leaseId));
+      guard.answered(await h.stores.ledger.finish(caller.id, h.windows, delta, leaseId));
     await (h.shared ? guard.run(work) : work()).catch((error: unknown) => {
       failures.push(`settling the limits failed: ${describe(error)}`);
     });
@@ -180,6 +201,7 @@ function openAdmission(caller: Caller, leaseId: string, detail: string): Admissi
     headers: failHeader('fail_open'),
     detail,
     reserved: 0,
+    reservedMicros: 0,
     leaseId,
     held: [],
   };

@@ -1,4 +1,12 @@
-import { type Ledger, type LimitStores, slidingWindowUsed, windowIndex } from './stores';
+import type { SpendLimits } from '../config/rate-limit';
+import {
+  type BudgetState,
+  DAY_MS,
+  type Ledger,
+  type LimitStores,
+  slidingWindowUsed,
+  windowIndex,
+} from './stores';
 
 export interface Windows {
   readonly requests: number;
@@ -7,7 +15,13 @@ export interface Windows {
   readonly budgetWindowMs: number;
   /** How long a stream slot lives unless renewed. */
   readonly streamLeaseMs: number;
+  /** Spend limits in micro-dollars; absent or 0: off. */
+  readonly spend?: SpendLimits;
 }
+
+const NO_SPEND: SpendLimits = { budgetMicros: 0, windowMs: DAY_MS, globalDailyMicros: 0 };
+/** The one counter of the deployment-wide cap (caller ids always have a `kind:` prefix, so none can be this). */
+const EVERYONE = '*';
 
 /**
  * In-process stores with the same semantics as the Redis ones: for local development, a deliberately
@@ -35,31 +49,81 @@ export function memoryLimitStores(windows: Windows, now: () => number): LimitSto
 }
 
 function memoryLedger(windows: Windows, now: () => number): Ledger {
-  const tokens = new SlidingCounts(windows.budgetWindowMs);
+  const spend = windows.spend ?? NO_SPEND;
+  const tokens = budget(windows.tokenBudget, windows.budgetWindowMs, true);
+  const micros = budget(spend.budgetMicros, spend.windowMs, true);
+  const global = budget(spend.globalDailyMicros, DAY_MS, false);
   const slots = new Leases(windows.streamLeaseMs, now);
-  const { tokenBudget: limit, budgetWindowMs: windowMs } = windows;
   return {
-    async book(callerId, cost, leaseId, maxStreams) {
+    async book(callerId, amount, leaseId, maxStreams) {
       const t = now();
-      const window = windowIndex(t, windowMs);
-      const used = tokens.used(callerId, t);
-      const budgetOk = used + cost <= limit;
-      const streamOk = budgetOk && slots.count(callerId) < maxStreams;
-      if (budgetOk && streamOk) {
-        tokens.add(callerId, window, cost, t);
+      const checks = {
+        budget: tokens.check(callerId, amount.tokens, t),
+        spend: micros.check(callerId, amount.micros, t),
+        globalSpend: global.check(EVERYONE, amount.micros, t),
+      };
+      const budgetsOk = checks.budget.ok && checks.spend.ok && checks.globalSpend.ok;
+      const streamOk = budgetsOk && slots.count(callerId) < maxStreams;
+      const booked = budgetsOk && streamOk;
+      if (booked) {
+        tokens.add(callerId, checks.budget.window, amount.tokens, t);
+        micros.add(callerId, checks.spend.window, amount.micros, t);
+        global.add(EVERYONE, checks.globalSpend.window, amount.micros, t);
         slots.take(callerId, leaseId);
       }
-      const booked = budgetOk && streamOk;
-      const remaining = Math.max(0, limit - used - (booked ? cost : 0));
-      const budget = { granted: budgetOk, window, limit, remaining, resetAt: (window + 1) * windowMs };
-      return { budget, stream: { granted: streamOk }, booked };
+      const bookedIn = {
+        tokens: checks.budget.window,
+        spend: checks.spend.window,
+        day: checks.globalSpend.window,
+      };
+      return {
+        budget: checks.budget.state(booked),
+        ...(micros.on && { spend: checks.spend.state(booked) }),
+        ...(global.on && { globalSpend: checks.globalSpend.state(booked) }),
+        stream: { granted: streamOk },
+        windows: bookedIn,
+        booked,
+      };
     },
     async renew(callerId, leaseId) {
       slots.renew(callerId, leaseId);
     },
-    async finish(callerId, window, delta, leaseId) {
-      tokens.adjust(callerId, window, delta);
+    async finish(callerId, booked, delta, leaseId) {
+      tokens.adjust(callerId, booked.tokens, delta.tokens);
+      micros.adjust(callerId, booked.spend, delta.micros);
+      global.adjust(EVERYONE, booked.day, delta.micros);
       slots.release(callerId, leaseId);
+    },
+  };
+}
+
+/**
+ * One budget: a sliding window per caller (tokens, spend), or a fixed one (the daily cap resets at midnight UTC).
+ * A budget with limit 0 is off: it grants everything and counts nothing.
+ */
+function budget(limit: number, windowMs: number, sliding: boolean) {
+  const counts = new SlidingCounts(windowMs);
+  const on = limit > 0;
+  return {
+    on,
+    add(id: string, window: number, amount: number, t: number) {
+      if (on) counts.add(id, window, amount, t);
+    },
+    adjust(id: string, window: number, delta: number) {
+      if (on) counts.adjust(id, window, delta);
+    },
+    check(id: string, amount: number, t: number) {
+      const window = windowIndex(t, windowMs);
+      const used = !on ? 0 : sliding ? counts.used(id, t) : counts.current(id, t);
+      const ok = !on || used + amount <= limit;
+      const state = (booked: boolean): BudgetState => ({
+        granted: ok,
+        window,
+        limit,
+        remaining: Math.max(0, limit - used - (booked ? amount : 0)),
+        resetAt: (window + 1) * windowMs,
+      });
+      return { ok, window, state };
     },
   };
 }
@@ -112,7 +176,13 @@ class SlidingCounts {
     return slidingWindowUsed(previous, current, t, this.windowMs);
   }
 
+  /** The current window alone: for a fixed window, such as the UTC day. */
+  current(id: string, t: number): number {
+    return this.counts.get(`${id}:${windowIndex(t, this.windowMs)}`) ?? 0;
+  }
+
   add(id: string, window: number, amount: number, t: number): void {
+    if (amount === 0) return; // nothing to count (a budget that is off): keep no entry for it
     const key = `${id}:${window}`;
     this.counts.set(key, (this.counts.get(key) ?? 0) + amount);
     this.sweep(t);

@@ -1,5 +1,5 @@
 import type { RateLimitConfig } from '../config/rate-limit';
-import { type ProxyError, quotaExceeded } from '../errors';
+import { ProxyError, quotaExceeded } from '../errors';
 import type { Booking, WindowState } from './stores';
 
 /** What the stores said about one request: its request count and, if it passed that, its booking. */
@@ -42,11 +42,32 @@ export function refusal(
     const message = `You have used up your message allowance for now. Please try again in ${humanize(wait)}.`;
     return quotaExceeded('token_budget_exceeded', message, wait, headers);
   }
+  if (booking.spend && !booking.spend.granted) {
+    const wait = secondsUntil(booking.spend.resetAt, now);
+    const message = `You have reached your spending limit for now. Please try again in ${humanize(wait)}.`;
+    return quotaExceeded('spend_budget_exceeded', message, wait, headers);
+  }
+  if (booking.globalSpend && !booking.globalSpend.granted)
+    return spendCapReached(booking.globalSpend, headers, now);
   if (!booking.stream.granted) {
     const message = 'You already have several replies in progress. Please wait for one to finish.';
     return quotaExceeded('too_many_streams', message, 1, headers);
   }
   return undefined;
+}
+
+/**
+ * The deployment's daily spend cap (`GLOBAL_SPEND_BUDGET_USD`): not this caller's doing, so a 503 rather than a
+ * 429, and the owner's problem to act on, so it is logged at `error` (as every 5xx of ours is).
+ */
+function spendCapReached(cap: WindowState, headers: Record<string, string>, now: number): ProxyError {
+  const wait = secondsUntil(cap.resetAt, now);
+  const message = `The service has reached its spending limit for today. Please try again in ${humanize(wait)}.`;
+  const detail = `GLOBAL_SPEND_BUDGET_USD reached: $${(cap.limit - cap.remaining) / 1e6} of $${cap.limit / 1e6} reserved or spent today (UTC)`;
+  return new ProxyError(503, 'spend_cap_reached', message, {
+    headers: { ...headers, 'retry-after': String(wait) },
+    detail,
+  });
 }
 
 function secondsUntil(at: number, now: number): number {

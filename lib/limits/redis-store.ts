@@ -1,7 +1,17 @@
 import { Ratelimit } from '@upstash/ratelimit';
 import type { Redis } from '@upstash/redis';
+import type { SpendLimits } from '../config/rate-limit';
 import type { Windows } from './memory-store';
-import { type Ledger, type LimitStores, previousWeight, windowIndex } from './stores';
+import {
+  type Amount,
+  type BookedWindows,
+  type Booking,
+  DAY_MS,
+  type Ledger,
+  type LimitStores,
+  previousWeight,
+  windowIndex,
+} from './stores';
 
 interface Options extends Windows {
   readonly kind: string;
@@ -41,63 +51,164 @@ export function redisLimitStores(redis: Redis, options: Options, now: () => numb
 }
 
 /**
- * All or nothing: reserve `ARGV[2]` tokens if the sliding total stays within `ARGV[1]`, and take a stream slot if
- * fewer than `ARGV[8]` unexpired leases are held. Answers {budget ok, tokens used before, slot ok}.
+ * All or nothing: reserve `ARGV[2]` tokens if the caller's sliding total stays within `ARGV[1]`, `ARGV[11]`
+ * micro-dollars if the caller's sliding spend stays within `ARGV[10]` and the deployment's spend today within
+ * `ARGV[14]` (a limit of '0' is off), and take a stream slot if fewer than `ARGV[8]` unexpired leases are held.
+ * Answers {tokens ok, tokens used before, slot ok, spend ok, spent before, global ok, spent today before}.
  */
 const BOOK = `
-local used = math.floor(tonumber(redis.call('GET', KEYS[1]) or '0') * tonumber(ARGV[3])) + tonumber(redis.call('GET', KEYS[2]) or '0')
-if used + tonumber(ARGV[2]) > tonumber(ARGV[1]) then return {0, used, 0} end
+local function used(previous, current, weight)
+  return math.floor(tonumber(redis.call('GET', previous) or '0') * tonumber(weight)) + tonumber(redis.call('GET', current) or '0')
+end
+local tokens = used(KEYS[1], KEYS[2], ARGV[3])
+local micros = tonumber(ARGV[11])
+local spent, today = 0, 0
+if ARGV[10] ~= '0' then spent = used(KEYS[4], KEYS[5], ARGV[12]) end
+if ARGV[14] ~= '0' then today = tonumber(redis.call('GET', KEYS[6]) or '0') end
+local tokensOk = (tokens + tonumber(ARGV[2]) <= tonumber(ARGV[1])) and 1 or 0
+local spendOk = (ARGV[10] == '0' or spent + micros <= tonumber(ARGV[10])) and 1 or 0
+local globalOk = (ARGV[14] == '0' or today + micros <= tonumber(ARGV[14])) and 1 or 0
+if tokensOk == 0 or spendOk == 0 or globalOk == 0 then return {tokensOk, tokens, 0, spendOk, spent, globalOk, today} end
 redis.call('ZREMRANGEBYSCORE', KEYS[3], '-inf', ARGV[5])
-if redis.call('ZCARD', KEYS[3]) >= tonumber(ARGV[8]) then return {1, used, 0} end
+if redis.call('ZCARD', KEYS[3]) >= tonumber(ARGV[8]) then return {1, tokens, 0, 1, spent, 1, today} end
 redis.call('INCRBY', KEYS[2], ARGV[2])
 redis.call('PEXPIRE', KEYS[2], ARGV[4])
+if ARGV[10] ~= '0' then
+  redis.call('INCRBY', KEYS[5], ARGV[11])
+  redis.call('PEXPIRE', KEYS[5], ARGV[13])
+end
+if ARGV[14] ~= '0' then
+  redis.call('INCRBY', KEYS[6], ARGV[11])
+  redis.call('PEXPIRE', KEYS[6], ARGV[15])
+end
 redis.call('ZADD', KEYS[3], ARGV[6], ARGV[7])
 redis.call('PEXPIRE', KEYS[3], ARGV[9])
-return {1, used, 1}`;
+return {1, tokens, 1, 1, spent, 1, today}`;
 
-/** Settle into the reservation's window only while it exists (an expired one must not come back as a credit). */
+/**
+ * Settle each reservation into its window only while that window exists (an expired one must not come back as a
+ * credit): tokens by `ARGV[1]`, the caller's and the deployment's spend by `ARGV[3]`.
+ */
 const FINISH = `
-if ARGV[1] ~= '0' and redis.call('EXISTS', KEYS[1]) == 1 then redis.call('INCRBY', KEYS[1], ARGV[1]) end
+local function settle(key, delta)
+  if delta ~= '0' and redis.call('EXISTS', key) == 1 then redis.call('INCRBY', key, delta) end
+end
+settle(KEYS[1], ARGV[1])
+settle(KEYS[3], ARGV[3])
+settle(KEYS[4], ARGV[3])
 redis.call('ZREM', KEYS[2], ARGV[2])
 return 1`;
 
+type BookAnswer = [number, number, number, number, number, number, number];
+
 function redisLedger(redis: Redis, options: Options, now: () => number): Ledger {
-  const book = redis.createScript<[number, number, number]>(BOOK);
+  const book = redis.createScript<BookAnswer>(BOOK);
   const finish = redis.createScript<number>(FINISH);
-  const { tokenBudget: limit, budgetWindowMs: windowMs, streamLeaseMs: leaseMs } = options;
-  const tokensKey = (id: string, window: number) => `${options.prefix}:tok:${id}:${window}`;
-  const streamsKey = (id: string) => `${options.prefix}:streams:${id}`;
+  const { budgetWindowMs: windowMs, streamLeaseMs: leaseMs } = options;
+  const spend = options.spend ?? { budgetMicros: 0, windowMs: DAY_MS, globalDailyMicros: 0 };
+  const keys = ledgerKeys(options.prefix);
   // Two windows plus a margin: the previous window still counts, weighted, during the current one.
-  const tokensTtl = String(windowMs * 2 + 1_000);
+  const ttl = (ms: number) => String(ms * 2 + 1_000);
   return {
-    async book(callerId, tokens, leaseId, maxStreams) {
+    async book(callerId, amount, leaseId, maxStreams) {
       const t = now();
-      const window = windowIndex(t, windowMs);
-      const keys = [tokensKey(callerId, window - 1), tokensKey(callerId, window), streamsKey(callerId)];
-      const weight = String(previousWeight(t, windowMs));
+      const windows = {
+        tokens: windowIndex(t, windowMs),
+        spend: windowIndex(t, spend.windowMs),
+        day: windowIndex(t, DAY_MS),
+      };
       const lease = [String(t), String(t + leaseMs), leaseId, String(maxStreams), String(leaseMs * 2)];
-      const [budgetOk, used, streamOk] = await book.exec(keys, [
-        String(limit),
-        String(tokens),
-        weight,
-        tokensTtl,
-        ...lease,
-      ]);
-      const booked = budgetOk === 1 && streamOk === 1;
-      const remaining = Math.max(0, limit - used - (booked ? tokens : 0));
-      const budget = { granted: budgetOk === 1, window, limit, remaining, resetAt: (window + 1) * windowMs };
-      return { budget, stream: { granted: streamOk === 1 }, booked };
+      const answer = await book.exec(
+        [
+          keys.tokens(callerId, windows.tokens - 1),
+          keys.tokens(callerId, windows.tokens),
+          keys.streams(callerId),
+          keys.spend(callerId, windows.spend - 1),
+          keys.spend(callerId, windows.spend),
+          keys.day(windows.day),
+        ],
+        [
+          String(options.tokenBudget),
+          String(amount.tokens),
+          String(previousWeight(t, windowMs)),
+          ttl(windowMs),
+          ...lease,
+          String(spend.budgetMicros),
+          String(amount.micros),
+          String(previousWeight(t, spend.windowMs)),
+          ttl(spend.windowMs),
+          String(spend.globalDailyMicros),
+          ttl(DAY_MS),
+        ],
+      );
+      return toBooking(answer, amount, windows, { ...options, spend });
     },
     async renew(callerId, leaseId) {
-      const key = streamsKey(callerId);
+      const key = keys.streams(callerId);
       await redis
         .pipeline()
         .zadd(key, { xx: true }, { score: now() + leaseMs, member: leaseId })
         .pexpire(key, leaseMs * 2)
         .exec();
     },
-    async finish(callerId, window, delta, leaseId) {
-      await finish.exec([tokensKey(callerId, window), streamsKey(callerId)], [String(delta), leaseId]);
+    async finish(callerId, booked, delta, leaseId) {
+      await finish.exec(
+        [
+          keys.tokens(callerId, booked.tokens),
+          keys.streams(callerId),
+          keys.spend(callerId, booked.spend),
+          keys.day(booked.day),
+        ],
+        [String(delta.tokens), leaseId, String(delta.micros)],
+      );
     },
+  };
+}
+
+function ledgerKeys(prefix: string) {
+  return {
+    tokens: (id: string, window: number) => `${prefix}:tok:${id}:${window}`,
+    streams: (id: string) => `${prefix}:streams:${id}`,
+    spend: (id: string, window: number) => `${prefix}:usd:${id}:${window}`,
+    // Caller ids always have a `kind:` prefix, so no caller's key can be this one.
+    day: (day: number) => `${prefix}:usd-day:${day}`,
+  };
+}
+
+/** The script's answer as a Booking: each budget's state after the reservation. */
+function toBooking(
+  answer: BookAnswer,
+  amount: Amount,
+  windows: BookedWindows,
+  options: Windows & { readonly spend: SpendLimits },
+): Booking {
+  const [tokensOk, tokens, streamOk, spendOk, spent, globalOk, today] = answer;
+  const booked = tokensOk === 1 && streamOk === 1;
+  const state = (ok: number, limit: number, used: number, reserve: number, window: number, ms: number) => ({
+    granted: ok === 1,
+    window,
+    limit,
+    remaining: Math.max(0, limit - used - (booked ? reserve : 0)),
+    resetAt: (window + 1) * ms,
+  });
+  const { spend } = options;
+  return {
+    budget: state(
+      tokensOk,
+      options.tokenBudget,
+      tokens,
+      amount.tokens,
+      windows.tokens,
+      options.budgetWindowMs,
+    ),
+    ...(spend.budgetMicros > 0 && {
+      spend: state(spendOk, spend.budgetMicros, spent, amount.micros, windows.spend, spend.windowMs),
+    }),
+    ...(spend.globalDailyMicros > 0 && {
+      globalSpend: state(globalOk, spend.globalDailyMicros, today, amount.micros, windows.day, DAY_MS),
+    }),
+    stream: { granted: streamOk === 1 },
+    windows,
+    booked,
   };
 }

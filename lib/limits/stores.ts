@@ -12,15 +12,37 @@ export interface RequestLimiter {
   ): Promise<WindowState & { readonly allowed: boolean; readonly pending?: Promise<unknown> }>;
 }
 
-/** What `book` answered: the budget after the reservation, and whether a stream slot was free. */
+/** What a request reserves, or what settling adds back: tokens, and USD as whole micro-dollars. */
+export interface Amount {
+  readonly tokens: number;
+  readonly micros: number;
+}
+
+/** One budget after the reservation. */
+export type BudgetState = WindowState & {
+  readonly granted: boolean;
+  /** The window the reservation was booked in, so settling adjusts that one even after it has rolled over. */
+  readonly window: number;
+};
+
+/** The windows a reservation went into, one per budget: where settling puts the difference. */
+export interface BookedWindows {
+  readonly tokens: number;
+  readonly spend: number;
+  /** The UTC day of the deployment-wide spend cap. */
+  readonly day: number;
+}
+
+/** What `book` answered: each budget after the reservation, and whether a stream slot was free. */
 export interface Booking {
-  readonly budget: WindowState & {
-    readonly granted: boolean;
-    /** The window the reservation was booked in, so settling adjusts that one even after it has rolled over. */
-    readonly window: number;
-  };
+  readonly budget: BudgetState;
+  /** The caller's spend budget (`SPEND_BUDGET_USD`); absent when it is off. */
+  readonly spend?: BudgetState;
+  /** The deployment's daily spend cap (`GLOBAL_SPEND_BUDGET_USD`); absent when it is off. */
+  readonly globalSpend?: BudgetState;
   readonly stream: { readonly granted: boolean };
-  /** Both granted: the tokens are reserved and the slot is held. Otherwise nothing was booked. */
+  readonly windows: BookedWindows;
+  /** Everything granted: the tokens and micro-dollars are reserved and the slot is held. Otherwise nothing was booked. */
   readonly booked: boolean;
 }
 
@@ -31,10 +53,10 @@ export interface Booking {
  * budget or the stream cap, and a refusal leaves nothing to undo.
  */
 export interface Ledger {
-  book(callerId: string, tokens: number, leaseId: string, maxStreams: number): Promise<Booking>;
+  book(callerId: string, amount: Amount, leaseId: string, maxStreams: number): Promise<Booking>;
   renew(callerId: string, leaseId: string): Promise<void>;
-  /** Adds `delta` (real cost minus the reservation: usually negative) to the reservation and frees the slot. */
-  finish(callerId: string, window: number, delta: number, leaseId: string): Promise<void>;
+  /** Adds `delta` (real cost minus the reservation: usually negative) to the reservations and frees the slot. */
+  finish(callerId: string, windows: BookedWindows, delta: Amount, leaseId: string): Promise<void>;
 }
 
 export interface LimitStores {
@@ -56,6 +78,9 @@ export function slidingWindowUsed(previous: number, current: number, now: number
 export function previousWeight(now: number, windowMs: number): number {
   return 1 - (now % windowMs) / windowMs;
 }
+
+/** The deployment-wide spend cap counts per UTC day: it resets at midnight UTC, whatever the traffic. */
+export const DAY_MS = 86_400_000;
 
 export function windowIndex(now: number, windowMs: number): number {
   return Math.floor(now / windowMs);

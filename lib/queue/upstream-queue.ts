@@ -1,15 +1,21 @@
-import type { QueueConfig } from '../config/queue';
-import { ProxyError } from '../errors';
+import type { ProviderCapacity, QueueConfig } from '../config/queue';
 import type { Internal } from '../internal';
+import type { QueueTicket } from '../types';
 import { abortableSleep } from '../upstream/abort';
-import { abortError, UpstreamFailure } from '../upstream/errors';
+import { abortError } from '../upstream/errors';
 import type { CapacityStore } from './capacity-store';
+import { createLine, type Line, type Waiter } from './line';
+import { createPauses } from './pauses';
+import { providerPaused, providerSaturated, queueFull, queueTimeout } from './queue-errors';
 import { pauseFrom } from './rate-limit-headers';
 
 /** A slot of a provider's capacity, held while one upstream stream runs. */
 export interface Slot {
-  /** Gives it back (idempotent): the next waiter may go. */
-  release(): void;
+  /**
+   * Gives it back (idempotent): the next waiter may go. `usedTokens`: what the stream really used, settled against
+   * the worst case it booked from `UPSTREAM_TPM` (absent: the booking stands).
+   */
+  release(usedTokens?: number): void;
   /** False for a provider with no limit of ours and no pause: nothing to hold, nothing to give back. */
   readonly held: boolean;
 }
@@ -17,15 +23,24 @@ export interface Slot {
 export interface UpstreamQueue {
   /**
    * Resolves with a slot of `provider`'s capacity: at once when it has room (or no limits), else after waiting in
-   * line, fairly across callers. Rejects with 503 `queue_full` or `queue_timeout`, or when `signal` aborts (the
-   * client left: it leaves the line at once).
+   * line, by priority and then fairly across callers. Rejects with 503 `queue_full` or `queue_timeout`, or when
+   * `signal` aborts (the client left: it leaves the line at once). `mayFallBack`: a later route could answer
+   * instead, so with `QUEUE_PREFER=fallback` a saturated provider fails at once rather than waits.
    */
-  acquire(provider: string, model: string, callerId: string, signal: AbortSignal): Promise<Slot>;
+  acquire(
+    provider: string,
+    model: string,
+    ticket: QueueTicket,
+    signal: AbortSignal,
+    mayFallBack?: boolean,
+  ): Promise<Slot>;
   /**
    * What an answer of `provider` said (status and headers): remaining requests or tokens at 0, or a 429's
    * `retry-after`, pause it until its reset, so the next requests wait instead of meeting its 429.
    */
   learn(provider: string, model: string, status: number | undefined, headers: Headers | undefined): void;
+  /** Requests waiting for capacity on this instance now. */
+  waiting(): number;
 }
 
 export interface QueueOptions {
@@ -38,90 +53,116 @@ export interface QueueOptions {
   readonly internal: Internal;
 }
 
-interface Waiter {
-  readonly callerId: string;
+interface Entry extends Waiter {
   readonly grant: (slot: Slot) => void;
   readonly fail: (error: unknown) => void;
+  told?: number;
 }
 
-/** One provider's line on this instance: each caller's waiters, and whose turn it is (round-robin). */
-interface Line {
-  readonly byCaller: Map<string, Waiter[]>;
-  /** Callers with someone waiting, in turn order: the first goes next, then moves to the back. */
-  readonly turns: string[];
+/** One provider's line on this instance, and what it knows of how long a slot is held. */
+interface Provider {
+  readonly name: string;
+  readonly limits: ProviderCapacity;
+  readonly line: Line;
   running: boolean;
   /** Ends the head's wait; a wake while it is not waiting is kept, so the next wait ends at once. */
   wake: () => void;
   woken: boolean;
+  /** How long this instance's streams held a slot of this provider, smoothed: the queue's ETA. */
+  holdMs: number | undefined;
 }
+
+type Taken = { slot: Slot; retryInMs: 0 } | { slot: undefined; retryInMs: number };
 
 const NO_LIMIT: Slot = { release: () => {}, held: false };
 /** With pub/sub wakes, the head of the line still asks this often (a wake lost, a lease that lapsed). */
 const WATCHED_POLL_MS = 1_000;
 
 /**
- * Waiting for upstream capacity instead of failing. The line is per instance and fair: capacity goes round-robin
- * across callers, so a burst from one caller waits behind everyone else's next request, not in front of it. Across
- * instances the store decides who gets each slot; a freed slot wakes the lines on every instance (pub/sub over TCP)
- * or is found by polling.
+ * Waiting for upstream capacity instead of failing. The line is per instance (lib/queue/line.ts: by priority, then
+ * round-robin across callers). Across instances the store decides who gets each slot; a freed slot wakes the lines
+ * on every instance (pub/sub over TCP) or is found by polling. Each waiter hears its place as it changes.
  */
 export function createUpstreamQueue(options: QueueOptions): UpstreamQueue {
   const { config, store, internal } = options;
-  const lines = new Map<string, Line>();
-  // What this instance learnt from its providers' headers, by provider and model (OpenAI's limits are per model).
-  const pausedUntil = new Map<string, number>();
-  const pauseLeft = (at: string) => (pausedUntil.get(at) ?? 0) - internal.now();
+  const providers = new Map<string, Provider>();
+  const pauses = createPauses(store, internal.now);
   let waiting = 0;
 
-  const slotFor = (provider: string, leaseId: string) =>
-    leasedSlot(store, provider, leaseId, options.leaseMs, () => lines.get(provider)?.wake());
-
-  /** One try at the store. If the store cannot answer, the request goes ahead: the provider's own 429 is the backstop. */
-  const tryTake = async (provider: string) => {
-    const limits = config.capacity[provider];
-    if (!limits) return { slot: NO_LIMIT, retryInMs: 0 };
-    const leaseId = internal.newId();
-    const answer = await store
-      .tryAcquire(provider, leaseId, limits, options.leaseMs)
-      .catch(() => ({ granted: true }) as const);
-    return answer.granted
-      ? { slot: slotFor(provider, leaseId), retryInMs: 0 }
-      : { slot: undefined, retryInMs: answer.retryInMs };
+  const providerOf = (name: string, limits: ProviderCapacity): Provider => {
+    const known = providers.get(name);
+    if (known) return known;
+    const fresh: Provider = {
+      name,
+      limits,
+      line: createLine(),
+      running: false,
+      woken: false,
+      holdMs: undefined,
+      wake: () => {
+        fresh.woken = true;
+      },
+    };
+    providers.set(name, fresh);
+    store.watch?.(name, () => fresh.wake());
+    return fresh;
   };
-
-  const serve = (provider: string, line: Line) => {
-    if (line.running) return;
-    line.running = true;
-    void runLine(provider, line, tryTake, waitMs(options, store), () => {
-      line.running = false;
+  const take = takeFrom(options, (p) => p.wake());
+  const serve = (p: Provider) => {
+    if (p.running) return;
+    p.running = true;
+    void runLine(p, take, waitFor(options, store)).finally(() => {
+      p.running = false;
     });
   };
 
   return {
-    async acquire(provider, model, callerId, signal) {
-      await holdOff(pauseLeft(`${provider} ${model}`), config.maxWaitMs, signal);
+    async acquire(provider, model, ticket, signal, mayFallBack = false) {
+      await holdOff(await pauses.left(provider, model), config.maxWaitMs, signal);
+      const limits = config.capacity[provider];
       // The hot path for a provider with no limits of ours: no store, no line.
-      if (!config.capacity[provider]) return NO_LIMIT;
+      if (!limits) return NO_LIMIT;
       if (signal.aborted) throw abortError(signal);
-      const line = lineOf(lines, provider, store);
-      if (line.turns.length === 0) {
-        const first = await tryTake(provider);
+      const p = providerOf(provider, limits);
+      if (p.line.size === 0) {
+        const first = await take(p, ticket.tokens);
         if (first.slot) return first.slot;
       }
+      if (mayFallBack && config.prefer === 'fallback') throw providerSaturated(provider);
       if (waiting >= config.maxLength) throw queueFull();
       waiting++;
       try {
-        return await enqueue(line, callerId, signal, config.maxWaitMs, () => serve(provider, line));
+        return await enqueue(p, ticket, signal, config.maxWaitMs, () => serve(p));
       } finally {
         waiting--;
       }
     },
     learn(provider, model, status, headers) {
       const ms = pauseFrom(status, headers);
-      if (ms === undefined) return;
-      const at = `${provider} ${model}`;
-      pausedUntil.set(at, Math.max(pausedUntil.get(at) ?? 0, internal.now() + ms));
+      if (ms !== undefined) pauses.learn(provider, model, ms);
     },
+    waiting: () => waiting,
+  };
+}
+
+/** One try at the store. If the store cannot answer, the request goes ahead: the provider's own 429 is the backstop. */
+function takeFrom(options: QueueOptions, freed: (p: Provider) => void) {
+  const { store, leaseMs, internal } = options;
+  return async (p: Provider, tokens: number): Promise<Taken> => {
+    const leaseId = internal.newId();
+    const booked = p.limits.tpm === undefined ? 0 : Math.min(tokens, p.limits.tpm);
+    const answer = await store
+      .tryAcquire(p.name, leaseId, p.limits, leaseMs, booked)
+      .catch(() => ({ granted: true, window: undefined }) as const);
+    if (!answer.granted) return { slot: undefined, retryInMs: answer.retryInMs };
+    const grantedAt = internal.now();
+    const onRelease = () => {
+      const held = internal.now() - grantedAt;
+      p.holdMs = p.holdMs === undefined ? held : Math.round(p.holdMs * 0.8 + held * 0.2);
+      freed(p);
+    };
+    const booking = answer.window === undefined ? undefined : { window: answer.window, tokens: booked };
+    return { slot: leasedSlot(store, p.name, leaseId, leaseMs, booking, onRelease), retryInMs: 0 };
   };
 }
 
@@ -131,6 +172,7 @@ function leasedSlot(
   provider: string,
   leaseId: string,
   leaseMs: number,
+  booking: { window: number; tokens: number } | undefined,
   freed: () => void,
 ): Slot {
   const renewal = setInterval(
@@ -140,13 +182,17 @@ function leasedSlot(
   let released = false;
   return {
     held: true,
-    release() {
+    release(usedTokens) {
       if (released) return;
       released = true;
       clearInterval(renewal);
+      const settlement =
+        booking && usedTokens !== undefined
+          ? { window: booking.window, delta: Math.round(usedTokens) - booking.tokens }
+          : undefined;
       // The line asks again once the store has the slot back, not before (it would just be refused).
       void store
-        .release(provider, leaseId)
+        .release(provider, leaseId, settlement)
         .catch(() => {})
         .then(freed);
     },
@@ -154,9 +200,8 @@ function leasedSlot(
 }
 
 /**
- * The provider said to hold off (its headers, learnt by this instance): wait it out before taking a place in line,
- * or, if that is longer than a request may wait, fail now the way its 429 would have, so the failover can try
- * another model or provider instead.
+ * The provider said to hold off (its headers, learnt by any instance): wait it out before taking a place in line,
+ * or, if that is longer than a request may wait, fail now so the failover can try another route.
  */
 async function holdOff(pausedMs: number, maxWaitMs: number, signal: AbortSignal): Promise<void> {
   if (pausedMs <= 0) return;
@@ -166,44 +211,26 @@ async function holdOff(pausedMs: number, maxWaitMs: number, signal: AbortSignal)
   });
 }
 
-function providerPaused(pausedMs: number): UpstreamFailure {
-  const message = 'The assistant is busy right now. Please try again shortly.';
-  const headers = { 'retry-after': String(Math.max(1, Math.ceil(pausedMs / 1000))) };
-  const advice = { retry: false, fallback: 'any' as const };
-  const detail = `the provider's rate-limit headers said to hold off ${pausedMs} ms`;
-  return new UpstreamFailure(503, 'upstream_rate_limited', message, advice, { headers, detail });
-}
-
-function lineOf(lines: Map<string, Line>, provider: string, store: CapacityStore): Line {
-  let line = lines.get(provider);
-  if (!line) {
-    const fresh: Line = {
-      byCaller: new Map(),
-      turns: [],
-      running: false,
-      woken: false,
-      wake: () => {
-        fresh.woken = true;
-      },
-    };
-    line = fresh;
-    lines.set(provider, line);
-    const known = line;
-    store.watch?.(provider, () => known.wake());
-  }
-  return line;
-}
-
 /** Puts a request in line, and takes it out again on its timeout or when its client leaves. */
-function enqueue(line: Line, callerId: string, signal: AbortSignal, maxWaitMs: number, start: () => void) {
+function enqueue(
+  p: Provider,
+  ticket: QueueTicket,
+  signal: AbortSignal,
+  maxWaitMs: number,
+  start: () => void,
+) {
   return new Promise<Slot>((resolve, reject) => {
     const leave = () => {
       clearTimeout(timer);
       signal.removeEventListener('abort', onAbort);
-      removeWaiter(line, callerId, waiter);
+      if (p.line.remove(entry)) tellPlaces(p);
+      entry.onPlace?.(undefined);
     };
-    const waiter: Waiter = {
-      callerId,
+    const entry: Entry = {
+      callerId: ticket.callerId,
+      priority: ticket.priority,
+      tokens: ticket.tokens,
+      onPlace: ticket.onPlace,
       grant: (slot) => {
         leave();
         resolve(slot);
@@ -213,106 +240,81 @@ function enqueue(line: Line, callerId: string, signal: AbortSignal, maxWaitMs: n
         reject(error);
       },
     };
-    const onAbort = () => waiter.fail(abortError(signal));
-    const timer = setTimeout(() => waiter.fail(queueTimeout(maxWaitMs)), maxWaitMs);
+    const onAbort = () => entry.fail(abortError(signal));
+    const timer = setTimeout(() => entry.fail(queueTimeout(maxWaitMs)), maxWaitMs);
     signal.addEventListener('abort', onAbort, { once: true });
-    const mine = line.byCaller.get(callerId);
-    if (mine) mine.push(waiter);
-    else {
-      line.byCaller.set(callerId, [waiter]);
-      line.turns.push(callerId);
-    }
+    p.line.add(entry);
+    tellPlaces(p);
     start();
   });
 }
 
-function removeWaiter(line: Line, callerId: string, waiter: Waiter): void {
-  const mine = line.byCaller.get(callerId);
-  if (!mine) return;
-  const at = mine.indexOf(waiter);
-  if (at >= 0) mine.splice(at, 1);
-  if (mine.length > 0) return;
-  line.byCaller.delete(callerId);
-  const turn = line.turns.indexOf(callerId);
-  if (turn >= 0) line.turns.splice(turn, 1);
+/** Tells each waiter that listens its place, when it changed: a grant or a departure moves everyone behind it. */
+function tellPlaces(p: Provider): void {
+  for (const [waiter, position] of p.line.positions()) {
+    const entry = waiter as Entry;
+    if (!entry.onPlace || entry.told === position) continue;
+    entry.told = position;
+    entry.onPlace({ position, etaMs: etaOf(p, position) });
+  }
 }
-
-type TryTake = (provider: string) => Promise<{ slot: Slot | undefined; retryInMs: number }>;
 
 /**
- * Serves one line until it is empty: the caller whose turn it is gets the next slot, then goes to the back of the
- * turns. A slot granted to a waiter that left meanwhile goes back at once.
+ * When the waiter at `position` should go: by the open-stream limit, a slot frees every `holdMs / maxConcurrent`;
+ * by the request limit, one starts every `60 s / rpm`. Null until this instance has seen a slot held.
  */
-async function runLine(
-  provider: string,
-  line: Line,
-  tryTake: TryTake,
-  wait: (line: Line, retryInMs: number) => Promise<void>,
-  done: () => void,
-): Promise<void> {
-  while (line.turns.length > 0) {
-    const callerId = line.turns[0] as string;
-    const { slot, retryInMs } = await tryTake(provider);
-    if (!slot) {
-      await wait(line, retryInMs);
-      continue;
-    }
-    const waiter = line.byCaller.get(callerId)?.[0];
-    if (!waiter) {
-      slot.release();
-      continue;
-    }
-    // Its turn is used: to the back of the line, if it has more waiting (grant removes it when it has none left).
-    // (Others may have left the line while the store answered: find it rather than assume it is still first.)
-    const turn = line.turns.indexOf(callerId);
-    if (turn >= 0) line.turns.splice(turn, 1);
-    line.turns.push(callerId);
-    waiter.grant(slot);
+function etaOf(p: Provider, position: number): number | null {
+  const { maxConcurrent, rpm } = p.limits;
+  const estimates: number[] = [];
+  if (maxConcurrent !== undefined && p.holdMs !== undefined) {
+    estimates.push((position * p.holdMs) / maxConcurrent);
   }
-  done();
+  if (rpm !== undefined) estimates.push((position * 60_000) / rpm);
+  if (estimates.length === 0) return null;
+  return Math.round(Math.max(...estimates) / 100) * 100;
 }
 
-function waitMs(options: QueueOptions, store: CapacityStore) {
+/**
+ * Serves one line until it is empty: whoever's turn it is when a slot comes gets it (others may have left the line
+ * while the store answered). A slot that finds nobody waiting goes back at once.
+ */
+async function runLine(
+  p: Provider,
+  take: (p: Provider, tokens: number) => Promise<Taken>,
+  wait: (p: Provider, retryInMs: number) => Promise<void>,
+): Promise<void> {
+  for (let head = p.line.next(); head; head = p.line.next()) {
+    const { slot, retryInMs } = await take(p, head.tokens);
+    if (!slot) {
+      await wait(p, retryInMs);
+      continue;
+    }
+    const waiter = p.line.next() as Entry | undefined;
+    if (!waiter) {
+      slot.release(0);
+      break;
+    }
+    p.line.served(waiter);
+    waiter.grant(slot);
+    tellPlaces(p);
+  }
+}
+
+function waitFor(options: QueueOptions, store: CapacityStore) {
   const pollMs = store.watch ? WATCHED_POLL_MS : options.pollMs;
-  return (line: Line, retryInMs: number) =>
+  return (p: Provider, retryInMs: number) =>
     new Promise<void>((resolve) => {
-      if (line.woken) {
-        line.woken = false;
+      if (p.woken) {
+        p.woken = false;
         return resolve();
       }
-      const sleep = line.wake;
+      const sleep = p.wake;
       const timer = setTimeout(done, Math.max(1, Math.min(retryInMs, pollMs)));
       function done() {
         clearTimeout(timer);
-        line.wake = sleep;
+        p.wake = sleep;
         resolve();
       }
-      line.wake = done;
+      p.wake = done;
     });
-}
-
-const RETRY_AFTER_SECONDS = '5';
-
-function queueFull(): ProxyError {
-  return new ProxyError(
-    503,
-    'queue_full',
-    'The assistant is very busy right now. Please try again in a moment.',
-    {
-      headers: { 'retry-after': RETRY_AFTER_SECONDS },
-      detail: 'QUEUE_MAX_LENGTH requests already waiting on this instance',
-    },
-  );
-}
-
-function queueTimeout(maxWaitMs: number): ProxyError {
-  return new ProxyError(
-    503,
-    'queue_timeout',
-    'The assistant is very busy right now. Please try again in a moment.',
-    {
-      headers: { 'retry-after': RETRY_AFTER_SECONDS },
-      detail: `no upstream capacity within QUEUE_MAX_WAIT_MS (${maxWaitMs} ms)`,
-    },
-  );
 }

@@ -8,7 +8,7 @@ import { upstashRestRedis } from './upstash-rest';
  * Listens on a pub/sub channel until the returned function is called. Only a connection that can hold a
  * subscription open has one (TCP); Upstash REST has none, and its readers poll instead.
  */
-export type Subscribe = (channel: string, onMessage: () => void) => () => void;
+export type Subscribe = (channel: string, onMessage: (message: string) => void) => () => void;
 
 /** A Redis client and how to let it go (a TCP connection must be closed for the process to exit). */
 export interface RedisConnection {

@@ -1,22 +1,20 @@
+import { amountUsed } from '../cost/reply-cost';
 import { ProxyError } from '../errors';
+import type { Authenticate } from '../http/caller-auth';
 import { CHAT_ID } from '../http/validate-request';
 import type { RequestContext } from '../log';
+import { startWhenReady } from '../stream/queued-start';
 import { replyStream } from '../stream/reply-stream';
-import {
-  type Charge,
-  type RespondDeps,
-  type Run,
-  respond,
-  servedHeaders,
-  tokensUsed,
-} from '../stream/respond';
+import { type Charge, type RespondDeps, type Run, respond, servedHeaders } from '../stream/respond';
 import { uiFraming, uiStreamResponse } from '../stream/ui-framing';
+import type { Usage } from '../types';
 import type { Joined, Replies, ServeOptions } from './replies';
 
 /** Ends a request that got no reply: logs it and answers with its error. */
 export type Reject = (
   caught: unknown,
   run: { context: RequestContext; headers: Record<string, string>; startedAt: number },
+  inStream?: boolean,
 ) => Response;
 
 /**
@@ -47,24 +45,29 @@ export async function answerFromLog(
     headers: joinedHeaders(joined, deps.config.replies.coalesce),
     ...(joined.role === 'leader' && { messageId }),
   };
-  try {
-    const { reply } = await joined.first;
-    const charge: Charge = { produced, abort: joined.leave, dispose: joined.leave };
-    return respond(deps, reply, run, charge, extra);
-  } catch (caught) {
-    joined.leave();
-    // A leader whose client left before the first token still pays for what the others go on to read.
-    const charged = produced.then((reply) =>
-      deps.gate.settle(run.admitted, reply ? tokensUsed(reply, request) : 0),
-    );
-    deps.waitUntil(charged);
-    const context = { ...run.context, ...run.moderation, ...extra.context };
-    return reject(caught, {
-      context,
-      headers: { ...run.headers, ...extra.headers },
-      startedAt: run.startedAt,
-    });
-  }
+  const headers = { ...run.headers, ...extra.headers };
+  const first = joined.first.then(({ reply }) => reply);
+  return startWhenReady(
+    first,
+    run.place,
+    {
+      ready: (reply) => {
+        const charge: Charge = { produced, abort: joined.leave, dispose: joined.leave };
+        return respond(deps, reply, run, charge, extra);
+      },
+      failed: (caught, inStream) => {
+        joined.leave();
+        // A leader whose client left before the first token still pays for what the others go on to read.
+        const charged = produced.then((reply) =>
+          deps.gate.settle(run.admitted, reply ? amountUsed(reply, request, deps.pricing) : 0),
+        );
+        deps.waitUntil(charged);
+        const context = { ...run.context, ...run.moderation, ...extra.context };
+        return reject(caught, { context, headers, startedAt: run.startedAt }, inStream);
+      },
+    },
+    headers,
+  );
 }
 
 /** `Cache-Control: no-cache` asks for a fresh reply (which may be stored); `no-store` for one that is not kept. */
@@ -114,7 +117,7 @@ export function streamControl(req: Request): StreamControl | undefined {
 
 export interface ControlContext {
   readonly req: Request;
-  readonly authenticate: (req: Request) => Promise<string | undefined>;
+  readonly authenticate: Authenticate;
   readonly context: RequestContext;
   readonly headers: Record<string, string>;
   readonly startedAt: number;
@@ -145,7 +148,7 @@ export async function resumeOrStop(
   if (!CHAT_ID.test(control.chatId)) throw notFound();
   // No reply log (cache, coalescing and resume all off): nothing is ever running under a chat id.
   if (!replies) return nothingRunning(deps, control, ctx);
-  const admission = await deps.gate.admit(req, await ctx.authenticate(req), 0);
+  const admission = await deps.gate.admit(req, (await ctx.authenticate(req))?.id, 0);
   const headers = { ...ctx.headers, ...admission.headers };
   const context: RequestContext = { ...ctx.context, caller: admission.caller.id, resumed: true };
   let settled = false;
@@ -185,7 +188,9 @@ export async function resumeOrStop(
       resumed.leave();
       finish(200);
     };
-    const framing = uiFraming({ messageId: head.messageId, model: reply.served.model });
+    const { model } = reply.served;
+    const costOf = (usage: Usage) => (model ? deps.pricing.costUsd(model, usage) : undefined);
+    const framing = uiFraming({ messageId: head.messageId, model, costOf });
     const stream = replyStream(reply, framing, { abort: resumed.leave, onEnd });
     return uiStreamResponse(stream, { ...headers, ...servedHeaders(reply) });
   } catch (error) {

@@ -1,12 +1,15 @@
 import type { Config } from '../config';
+import type { Pricing } from '../cost/pricing';
+import { amountUsed, costFields } from '../cost/reply-cost';
 import type { ValidRequest } from '../http/validate-request';
 import type { Internal } from '../internal';
 import type { Admission, RateLimitGate } from '../limits/gate';
 import { errorFields, type Logger, type RequestContext, usageFields } from '../log';
 import { textOf } from '../parts/content';
-import type { ChatRequest } from '../types';
+import type { ChatRequest, Usage } from '../types';
 import type { ServedReply } from '../upstream/failover';
 import type { ModerationOutcome } from '../upstream/moderation';
+import type { PlaceWatch } from './queued-start';
 import { replyStream, type StreamEnd } from './reply-stream';
 import { textFraming, textStreamResponse, wantsPlainText } from './text-framing';
 import { uiFraming, uiStreamResponse } from './ui-framing';
@@ -17,6 +20,8 @@ export interface RespondDeps {
   readonly log: Logger;
   readonly waitUntil: (promise: Promise<unknown>) => void;
   readonly internal: Internal;
+  /** Model prices: the cost in the log line and the finish metadata, and what the spend budgets settle to. */
+  readonly pricing: Pricing;
 }
 
 /** Moderation, then the upstream (retries and fallbacks inside): what produces a reply. */
@@ -34,6 +39,8 @@ export interface Run {
   readonly produce: Produce;
   /** Filled in by `produce`: what moderation said, for the log line. */
   readonly moderation: ModerationOutcome['log'];
+  /** For a UI client that asked to hear its place in line while it waits for capacity. */
+  readonly place: PlaceWatch | undefined;
 }
 
 /** Who pays for a reply and how to stop it: the upstream reply this request produced (none: it costs nothing). */
@@ -59,7 +66,7 @@ export function respond(
   charge: Charge,
   extra: Extra,
 ): Response {
-  const { config, gate, log, waitUntil } = deps;
+  const { config, gate, log, waitUntil, pricing } = deps;
   const { now, newId } = deps.internal;
   const { req, request, admitted, startedAt } = run;
   const protocol: 'text' | 'ui' = wantsPlainText(req) ? 'text' : 'ui';
@@ -78,9 +85,10 @@ export function respond(
     // Abandoned streams are charged too: tokens generated before the abort were paid for. A leader is charged when
     // its upstream reply ends, which may be after its own client left (others were still reading).
     const logged = charge.produced.then(async (produced) => {
-      const budget_error = await gate.settle(admitted, produced ? tokensUsed(produced, request) : 0);
+      const budget_error = await gate.settle(admitted, produced ? amountUsed(produced, request, pricing) : 0);
       const usage = usageFields((produced ?? reply).outcome.usage);
-      log({ ...ended, ...usage, ...(budget_error && { budget_error }) });
+      const cost = costFields(pricing, produced, request);
+      log({ ...ended, ...usage, ...cost, ...(budget_error && { budget_error }) });
     });
     waitUntil(logged);
   };
@@ -90,7 +98,9 @@ export function respond(
     return textStreamResponse(replyStream(reply, textFraming(config.models.reasoningInText), hooks), headers);
   }
   const messageId = extra.messageId ?? request.messageId ?? newId();
-  const framing = uiFraming({ messageId, model: reply.served.model, trimmed: run.valid.history.trimmed });
+  const { model } = reply.served;
+  const costOf = (usage: Usage) => (model ? pricing.costUsd(model, usage) : undefined);
+  const framing = uiFraming({ messageId, model, trimmed: run.valid.history.trimmed, costOf });
   return uiStreamResponse(replyStream(reply, framing, hooks), headers);
 }
 
@@ -112,17 +122,6 @@ function servedFields(reply: ServedReply): Partial<RequestContext> {
     ...(fallback === 'none' ? {} : { fallback }),
     ...(adapted && { adapted }),
   };
-}
-
-/**
- * What the upstream reported, or, for a stream cut short before its usage chunk, an estimate of what was generated.
- * The operator's fallback message costs nothing, so it is not charged.
- */
-export function tokensUsed(reply: ServedReply, request: ChatRequest): number {
-  if (reply.served.fallback === 'message') return 0;
-  if (reply.outcome.usage) return reply.outcome.usage.totalTokens;
-  const promptChars = request.messages.reduce((n, m) => n + textOf(m).length, 0);
-  return Math.ceil(promptChars / 4) + reply.outcome.deltas;
 }
 
 /** The status was 200 once streaming began; the outcome says how the stream itself ended. */

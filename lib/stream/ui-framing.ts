@@ -40,6 +40,8 @@ export interface UiReplyMeta {
   readonly model: string | undefined;
   /** Oldest messages left out of the conversation to fit the caps; the app hears of it right after `start`. */
   readonly trimmed?: number;
+  /** What the reply cost in USD, for `finish` (lib/cost); `undefined`: unknown, and left out of the metadata. */
+  readonly costOf?: (usage: Usage) => number | undefined;
 }
 
 /**
@@ -97,7 +99,13 @@ export function uiFraming(meta: UiReplyMeta): Framing {
     },
     end: (reason, usage) => {
       const finishReason = (reason && FINISH_REASONS[reason]) || 'other';
-      const messageMetadata: ChatMetadata = { ...model, ...usageMetadata(usage), finishReason };
+      const costUsd = usage && meta.costOf?.(usage);
+      const messageMetadata: ChatMetadata = {
+        ...model,
+        ...usageMetadata(usage),
+        ...(costUsd !== undefined && { costUsd }),
+        finishReason,
+      };
       // A call's arguments are whole only now: useChat runs `onToolCall` on `tool-input-available`.
       const inputs = calls.all().map(inputChunk);
       return (

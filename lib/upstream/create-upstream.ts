@@ -1,5 +1,6 @@
 import type { Config } from '../config';
 import type { Internal } from '../internal';
+import { tracedTarget } from '../observe/traced-upstream';
 import { queuedTarget } from '../queue/queued-target';
 import type { UpstreamQueue } from '../queue/upstream-queue';
 import { createFailover, type Route, type Upstream } from './failover';
@@ -16,8 +17,9 @@ export function createUpstream(config: Config, internal: Internal, queue?: Upstr
     tools: config.tools.declared,
     startDeadlineMs: config.failover.policy.startDeadlineMs,
   };
-  // Each provider's capacity (`UPSTREAM_MAX_CONCURRENT`, `UPSTREAM_RPM`) is waited for before its attempt.
-  const queued = (target: UpstreamTarget) => (queue ? queuedTarget(target, queue) : target);
+  // Each provider's capacity (`UPSTREAM_MAX_CONCURRENT`, `UPSTREAM_RPM`) is waited for before its attempt; each
+  // attempt is a span when tracing records (the wait in line included).
+  const queued = (target: UpstreamTarget) => tracedTarget(queue ? queuedTarget(target, queue) : target);
   const learn = (provider: string) =>
     queue && {
       onHeaders: (model: string, status: number | undefined, headers: Headers | undefined) =>

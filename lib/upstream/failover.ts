@@ -60,12 +60,17 @@ export function createFailover(options: FailoverOptions): Upstream {
       let last: UpstreamFailure | undefined;
       let attempts = 0;
       try {
-        for (const [index, route] of options.routes(request.model).entries()) {
+        const routes = options.routes(request.model);
+        for (const [index, route] of routes.entries()) {
           if (last && (last.advice.fallback === 'none' || burnt.has(route.target.provider))) continue;
           for (let attempt = 1; attempt <= policy.maxAttempts && !deadline.signal.aborted; attempt++) {
             attempts++;
             try {
-              const reply = await route.target.open(request, route.model, deadline.signal, timeouts);
+              const mayFallBack = index < routes.length - 1;
+              const reply = await route.target.open(request, route.model, deadline.signal, {
+                ...timeouts,
+                mayFallBack,
+              });
               deadline.clearTimer();
               const fallback = index === 0 ? 'none' : 'model';
               return {

@@ -7,11 +7,14 @@ import { linkedAbort, UpstreamTimeout } from './abort';
 import { abortError, midStreamError, UpstreamFailure, upstreamError } from './errors';
 import { createParameterFixes } from './parameters';
 
-export interface AttemptTimeouts {
+/** What one attempt may take, and what comes after it. */
+export interface Attempt {
   /** From the request to the first token (of text or of reasoning), unless the model has its own. */
   readonly firstTokenMs: number;
   /** Between two tokens, once streaming. */
   readonly idleMs: number;
+  /** A later route (another model or provider) could answer if this one cannot: the queue need not wait for it. */
+  readonly mayFallBack?: boolean;
 }
 
 /** One OpenAI-compatible API with one key: a single attempt, no retries (lib/upstream/failover.ts owns those). */
@@ -23,7 +26,7 @@ export interface UpstreamTarget {
    * if the upstream fails before that, so the caller can retry, fall back, or answer with a real HTTP status.
    * `signal` aborts the upstream request, as do the timeouts.
    */
-  open(request: ChatRequest, model: string, signal: AbortSignal, timeouts: AttemptTimeouts): Promise<Reply>;
+  open(request: ChatRequest, model: string, signal: AbortSignal, attempt: Attempt): Promise<Reply>;
 }
 
 export interface TargetOptions {
@@ -191,6 +194,7 @@ function absorb(chunk: ChatCompletionChunk, outcome: Reply['outcome']): Delta | 
   if (chunk.usage) {
     outcome.usage = {
       promptTokens: chunk.usage.prompt_tokens,
+      cachedPromptTokens: chunk.usage.prompt_tokens_details?.cached_tokens ?? undefined,
       completionTokens: chunk.usage.completion_tokens,
       reasoningTokens: chunk.usage.completion_tokens_details?.reasoning_tokens ?? undefined,
       totalTokens: chunk.usage.total_tokens,

@@ -1,0 +1,244 @@
+import { afterAll, beforeEach, describe, expect, it } from 'vitest';
+import { faults } from '../fake-upstream';
+import { ConfigError } from '../lib/config';
+import { createProxy } from '../lib/create-proxy';
+import type { RequestLog } from '../lib/log';
+import { chatPage } from '../server/chat-page';
+import { createHostCheck } from '../server/host-check';
+import { createProxyMetrics } from '../server/metrics';
+import { withMetrics } from '../server/metrics-route';
+import { startObservability } from '../server/observability';
+import { routes } from '../server/routes';
+import { loadServerConfig } from '../server/server-config';
+import { eventually, startHarness, testConfig } from './support/harness';
+import { recordOutput, recordResponse } from './support/secret-scan';
+
+const TOKEN = 'metrics-token-0123456789';
+const h = await startHarness();
+// Fallbacks, quick retries, and one request per caller: every row of the mix below is one caller (one IP).
+const config = testConfig({
+  OPENAI_BASE_URL: h.fake.url,
+  FALLBACK_MODELS: 'backup-model',
+  UPSTREAM_MAX_ATTEMPTS: '2',
+  RETRY_BASE_DELAY_MS: '5',
+  RETRY_MAX_DELAY_MS: '20',
+  RATE_LIMIT_REQUESTS: '1',
+});
+const CONFIGURED_MODELS = ['test-model', 'test-model-large', 'backup-model'];
+
+const logs: RequestLog[] = [];
+const metrics = createProxyMetrics({ models: CONFIGURED_MODELS });
+const proxy = createProxy(config, {
+  clientIp: (req) => req.headers.get('x-real-ip') ?? undefined,
+  log: metrics.logger((line) => {
+    recordOutput(JSON.stringify(line));
+    logs.push(line);
+  }),
+});
+metrics.watch(() => proxy.readings());
+afterAll(() => proxy.close());
+// As the Node server composes it (server/observability.ts): /metrics in front of the routes.
+const server = withMetrics(
+  metrics.registry,
+  TOKEN,
+  routes(proxy.handler, chatPage(), createHostCheck([], undefined)),
+);
+beforeEach(() => {
+  logs.length = 0;
+});
+
+let ip = 0;
+/** A chat from a caller of its own, read to the end. */
+async function chat(body: unknown, callerIp = `198.51.100.${++ip}`): Promise<Response> {
+  const res = recordResponse(
+    await server(
+      new Request('http://127.0.0.1/api/chat', {
+        method: 'POST',
+        headers: { 'content-type': 'application/json', accept: 'text/plain', 'x-real-ip': callerIp },
+        body: typeof body === 'string' ? body : JSON.stringify(body),
+      }),
+    ),
+  );
+  await res.text();
+  return res;
+}
+const hello = (text = 'Hello') => ({ messages: [{ role: 'user', content: text }] });
+
+/** `null`: no authorization header at all. */
+async function scrape(authorization: string | null = `Bearer ${TOKEN}`, app = server): Promise<Response> {
+  const headers: Record<string, string> = authorization ? { authorization } : {};
+  return recordResponse(await app(new Request('http://127.0.0.1/metrics', { headers })));
+}
+
+/** The scrape as `name{label="value",...}` (labels sorted) → value, one entry per series. */
+async function series(): Promise<Map<string, number>> {
+  const res = await scrape();
+  expect(res.status).toBe(200);
+  const found = new Map<string, number>();
+  for (const line of (await res.text()).split('\n')) {
+    const match = /^([a-zA-Z_:][\w:]*)(?:\{(.*)\})? (\S+)$/.exec(line);
+    if (!match) continue;
+    const labels = [...(match[2] ?? '').matchAll(/(\w+)="((?:[^"\\]|\\.)*)"/g)].map(
+      ([, k, v]) => `${k}="${v}"`,
+    );
+    found.set(`${match[1]}{${labels.sort().join(',')}}`, Number(match[3]));
+  }
+  return found;
+}
+
+describe('GET /metrics', () => {
+  it('after a mix of replies, a retry, a fallback, an upstream failure and refusals: exact counts', async () => {
+    h.fake.script(
+      { kind: 'reply', text: 'One.' }, // A: served at once
+      faults.serverError(500), // B: retried, then served
+      { kind: 'reply', text: 'Two.' },
+      faults.modelNotFound('test-model'), // C: served by the fallback model
+      { kind: 'reply', text: 'Three.' },
+      faults.serverError(500), // D: both attempts on both models fail
+      faults.serverError(500),
+      faults.serverError(500),
+      faults.serverError(500),
+      { kind: 'reply', text: 'Four.' }, // E: served; its second request is refused (429)
+    );
+    expect((await chat(hello('A'))).status).toBe(200);
+    expect((await chat(hello('B'))).status).toBe(200);
+    const fallback = await chat(hello('C'));
+    expect(fallback.headers.get('x-chat-fallback')).toBe('model');
+    expect((await chat(hello('D'))).status).toBe(502);
+    expect((await chat(hello('E'), '198.51.100.200')).status).toBe(200);
+    expect((await chat(hello('E again'), '198.51.100.200')).status).toBe(429);
+    expect((await chat('{"messages": ')).status).toBe(400); // F: not even JSON: refused before any model
+    await eventually(() => logs.length === 7);
+
+    const s = await series();
+    const at = (key: string) => s.get(key) ?? 0;
+    expect(at('chat_requests_total{model="test-model",outcome="complete",status="200"}')).toBe(3);
+    expect(at('chat_requests_total{model="backup-model",outcome="complete",status="200"}')).toBe(1);
+    expect(at('chat_requests_total{model="test-model",outcome="rejected",status="502"}')).toBe(1);
+    expect(at('chat_requests_total{model="test-model",outcome="rejected",status="429"}')).toBe(1);
+    expect(at('chat_requests_total{model="none",outcome="rejected",status="400"}')).toBe(1);
+    expect(sum(s, 'chat_requests_total')).toBe(7);
+    expect(at('chat_errors_total{code="upstream_unavailable"}')).toBe(1);
+    expect(at('chat_errors_total{code="rate_limited"}')).toBe(1);
+    expect(sum(s, 'chat_errors_total')).toBe(3);
+    expect(at('chat_ratelimit_refusals_total{reason="rate_limited"}')).toBe(1);
+    expect(sum(s, 'chat_ratelimit_refusals_total')).toBe(1);
+    expect(at('chat_fallbacks_total{kind="model"}')).toBe(1);
+    expect(at('chat_upstream_retries_total{}')).toBe(2); // B's retry, C's fallback attempt
+    expect(sum(s, 'chat_ratelimit_store_unavailable_total')).toBe(0);
+
+    expect(at('chat_time_to_first_token_seconds_count{model="test-model"}')).toBe(3);
+    expect(at('chat_time_to_first_token_seconds_count{model="backup-model"}')).toBe(1);
+    expect(at('chat_time_to_first_token_seconds_bucket{le="+Inf",model="test-model"}')).toBe(3);
+    expect(at('chat_request_duration_seconds_count{model="test-model"}')).toBe(5);
+    expect(at('chat_request_duration_seconds_count{model="backup-model"}')).toBe(1);
+    expect(at('chat_request_duration_seconds_count{model="none"}')).toBe(1);
+
+    const tokens = (model: string, field: 'prompt_tokens' | 'completion_tokens') =>
+      logs.filter((l) => l.model === model).reduce((n, l) => n + (l.usage?.[field] ?? 0), 0);
+    expect(tokens('test-model', 'completion_tokens')).toBeGreaterThan(0);
+    for (const model of ['test-model', 'backup-model']) {
+      expect(at(`chat_tokens_total{kind="input",model="${model}"}`)).toBe(tokens(model, 'prompt_tokens'));
+      expect(at(`chat_tokens_total{kind="output",model="${model}"}`)).toBe(
+        tokens(model, 'completion_tokens'),
+      );
+    }
+    const unpriced = logs.filter((l) => l.model === 'test-model' && l.cost_usd === 'unknown').length;
+    expect(at('chat_cost_unknown_total{model="test-model"}')).toBe(unpriced);
+    expect(at('chat_streams_in_flight{}')).toBe(0);
+    expect(at('chat_queue_waiting{}')).toBe(0);
+  });
+
+  it('counts a reply in flight while it waits for its first token, and not once it has ended', async () => {
+    let release = () => {};
+    const held = new Promise<void>((resolve) => {
+      release = resolve;
+    });
+    h.fake.script({ kind: 'held', until: held, answer: { kind: 'reply', text: 'At last.' } });
+    const pending = chat(hello('Held'));
+    await eventually(() => h.fake.calls.length === 1);
+    expect((await series()).get('chat_streams_in_flight{}')).toBe(1);
+    release();
+    expect((await pending).status).toBe(200);
+    await eventually(() => logs.length === 1);
+    expect((await series()).get('chat_streams_in_flight{}')).toBe(0);
+  });
+
+  it('labels hold only bounded values: no caller, no IP, no request id, and models only from the config', async () => {
+    await chat(hello('One more, for the labels'));
+    await eventually(() => logs.length === 1);
+    // A line naming a model the config does not list (it cannot happen today; the label stays bounded if it does).
+    metrics.logger(() => {})({ ...(logs[0] as RequestLog), model: 'gpt-unlisted-by-anyone' });
+    const res = await scrape();
+    const text = await res.text();
+    const keys = [...(await series()).keys()];
+    const labelNames = new Set(keys.flatMap((key) => [...key.matchAll(/(\w+)="/g)].map((m) => m[1])));
+    // Ours, then Node's process metrics' own (heap space, resource type, Node version): fixed sets, all of them.
+    const bounded = [
+      'code',
+      'decision',
+      'kind',
+      'le',
+      'model',
+      'outcome',
+      'reason',
+      'result',
+      'role',
+      'status',
+    ];
+    const processLabels = ['major', 'minor', 'patch', 'space', 'type', 'version'];
+    for (const name of labelNames) expect([...bounded, ...processLabels]).toContain(name);
+    const ours = keys.filter((key) => key.startsWith('chat_'));
+    const models = new Set(ours.flatMap((key) => [...key.matchAll(/model="([^"]*)"/g)].map((m) => m[1])));
+    for (const model of models) expect([...CONFIGURED_MODELS, 'other', 'none']).toContain(model);
+    expect(models).toContain('other');
+    expect(text).not.toContain('gpt-unlisted-by-anyone');
+    // Nothing that tells callers or requests apart appears anywhere in the scrape, in any metric.
+    for (const line of logs) {
+      expect(text).not.toContain(line.request_id);
+      expect(text).not.toContain(line.caller ?? '-');
+    }
+    expect(text).not.toMatch(/198\.51\.100\./);
+  });
+
+  it('answers only with the token: none or a wrong one is a 401, compared in constant time', async () => {
+    expect((await scrape(null)).status).toBe(401);
+    expect((await scrape('Bearer wrong-token-0123456789')).status).toBe(401);
+    expect((await scrape(`Bearer ${TOKEN}x`)).status).toBe(401);
+    expect((await scrape(`Basic ${TOKEN}`)).status).toBe(401);
+    const refused = await scrape(null);
+    expect(refused.headers.get('www-authenticate')).toMatch(/^Bearer/);
+    expect(((await refused.json()) as { error: { code: string } }).error.code).toBe('unauthorized');
+    const ok = await scrape();
+    expect(ok.status).toBe(200);
+    expect(ok.headers.get('content-type')).toMatch(/^text\/plain; version=0\.0\.4/);
+    expect(await ok.text()).toContain('# TYPE chat_requests_total counter');
+  });
+
+  it('as the Node server wires it: on with METRICS_TOKEN (process metrics too), off without (404)', async () => {
+    const on = startObservability(loadServerConfig({ METRICS_TOKEN: TOKEN }), config);
+    const withToken = on.routes(proxy, routes(proxy.handler, chatPage(), createHostCheck([], undefined)));
+    const scraped = await scrape(`Bearer ${TOKEN}`, withToken);
+    expect(scraped.status).toBe(200);
+    expect(await scraped.text()).toMatch(/^process_cpu_seconds_total /m);
+    expect(on.describe('http://127.0.0.1:3000/')).toEqual([
+      'Metrics at http://127.0.0.1:3000/metrics (Authorization: Bearer $METRICS_TOKEN).',
+    ]);
+
+    const off = startObservability(loadServerConfig({}), config);
+    const without = off.routes(proxy, routes(proxy.handler, chatPage(), createHostCheck([], undefined)));
+    expect((await scrape(`Bearer ${TOKEN}`, without)).status).toBe(404);
+    expect(off.describe('http://127.0.0.1:3000/')).toEqual([]);
+  });
+
+  it('refuses a METRICS_TOKEN short enough to guess, naming the variable', () => {
+    expect(() => loadServerConfig({ METRICS_TOKEN: 'short' })).toThrow(ConfigError);
+    expect(() => loadServerConfig({ METRICS_TOKEN: 'short' })).toThrow(/METRICS_TOKEN must be at least 16/);
+  });
+});
+
+function sum(s: Map<string, number>, name: string): number {
+  let total = 0;
+  for (const [key, value] of s) if (key.startsWith(`${name}{`)) total += value;
+  return total;
+}
