@@ -1,6 +1,7 @@
 import type { UIMessage } from 'ai';
 import { describe, expect, it } from 'vitest';
 import { IMAGE_TOKENS } from '../lib/parts/content';
+import { sniffMediaType } from '../lib/parts/magic-bytes';
 import type { ChatMetadata } from '../lib/types';
 import { buildHandler, chatRequest, startHarness, streamedRequest, testConfig } from './support/harness';
 import { chatLikeUseChat } from './support/ui';
@@ -228,5 +229,23 @@ describe('attachments', () => {
     expect(result.errors).toEqual([]);
     expect(h.fake.calls[0]?.body.messages?.[1]).toEqual({ role: 'user', content: 'What is this?' });
     expect(h.logs.at(-1)?.dropped_parts).toBe(1);
+  });
+});
+
+describe('the magic bytes', () => {
+  const bytes = (...parts: (string | number[])[]) =>
+    new Uint8Array(parts.flatMap((p) => (typeof p === 'string' ? [...p].map((c) => c.charCodeAt(0)) : p)));
+
+  it('names the five signatures an attachment may have, and nothing else', () => {
+    expect(sniffMediaType(bytes([0x89], 'PNG', [0x0d, 0x0a, 0x1a, 0x0a]))).toBe('image/png');
+    expect(sniffMediaType(bytes([0xff, 0xd8, 0xff, 0xe0]))).toBe('image/jpeg');
+    expect(sniffMediaType(bytes('GIF87a'))).toBe('image/gif');
+    expect(sniffMediaType(bytes('GIF89a'))).toBe('image/gif');
+    expect(sniffMediaType(bytes('RIFF', [1, 2, 3, 4], 'WEBPVP8 '))).toBe('image/webp');
+    expect(sniffMediaType(bytes('%PDF-1.7'))).toBe('application/pdf');
+    expect(sniffMediaType(bytes('GIF88a'))).toBeUndefined();
+    expect(sniffMediaType(bytes('RIFF', [1, 2, 3, 4], 'WAVEfmt '))).toBeUndefined(); // a RIFF that is audio
+    expect(sniffMediaType(bytes('PK', [3, 4]))).toBeUndefined();
+    expect(sniffMediaType(new Uint8Array())).toBeUndefined();
   });
 });

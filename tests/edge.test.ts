@@ -17,6 +17,7 @@ beforeAll(async () => {
 function edgeIsolate(
   env: Record<string, string>,
   code = bundle.code,
+  globals: Record<string | symbol, unknown> = {},
 ): {
   runtime: EdgeRuntime;
   coldStartMs: number;
@@ -34,6 +35,7 @@ function edgeIsolate(
       Object.assign(context, {
         process: { env },
         console: { ...context.console, log: capture, error: capture },
+        ...globals,
       });
       return context;
     },
@@ -79,13 +81,36 @@ describe('edge bundle', () => {
     expect(res.status).toBe(200);
     expect(await res.text()).toBe('Hello from the edge.');
     expect(h.fake.calls[0]?.body.model).toBe('edge-model');
-    await eventually(() => logs.length > 0);
-    expect(JSON.parse(logs[0] ?? '{}')).toMatchObject({
+    // The request's own line; `edge-model` has no price, so a `model_price_unknown` line comes too.
+    const lines = () => logs.map((line) => JSON.parse(line) as { msg?: string });
+    await eventually(() => lines().some((line) => line.msg === 'chat'));
+    expect(lines().find((line) => line.msg === 'chat')).toMatchObject({
       status: 200,
       outcome: 'complete',
       model: 'edge-model',
     });
+    expect(lines().map((line) => line.msg)).toContain('model_price_unknown');
     expect(logs.join('\n')).not.toContain(TEST_KEY);
+  });
+
+  it('hands the charge and the log line to Vercel’s waitUntil, from the request context Vercel provides', async () => {
+    h.fake.script({ kind: 'reply', text: 'Kept alive.' });
+    const kept: Promise<unknown>[] = [];
+    const context = { waitUntil: (promise: Promise<unknown>) => kept.push(promise) };
+    const { runtime, logs } = edgeIsolate(
+      { OPENAI_API_KEY: TEST_KEY, OPENAI_BASE_URL: h.fake.url, CHAT_MODEL: 'gpt-4o-mini' },
+      bundle.code,
+      { [Symbol.for('@vercel/request-context')]: { get: () => context } },
+    );
+    const res = await runtime.dispatchFetch('https://proxy.test/api/chat', {
+      method: 'POST',
+      headers: { 'content-type': 'application/json', accept: 'text/plain', 'x-real-ip': '203.0.113.9' },
+      body: JSON.stringify({ messages: [{ role: 'user', content: 'Hi' }] }),
+    });
+    expect(await res.text()).toBe('Kept alive.');
+    await eventually(() => kept.length > 0);
+    await Promise.all(kept);
+    expect(logs.map((line) => (JSON.parse(line) as { msg?: string }).msg)).toContain('chat');
   });
 
   it('speaks the UI message stream inside the edge runtime', async () => {
@@ -106,7 +131,7 @@ describe('edge bundle', () => {
     expect(body.trimEnd().endsWith('data: [DONE]')).toBe(true);
   });
 
-  it('checks the magic bytes of an attachment inside the edge runtime (file-type without Node built-ins)', async () => {
+  it('checks the magic bytes of an attachment inside the edge runtime', async () => {
     const { runtime } = edgeIsolate({ OPENAI_API_KEY: TEST_KEY, OPENAI_BASE_URL: h.fake.url });
     const png =
       'iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mP8/5+hHgAHggJ/PchI7wAAAABJRU5ErkJggg==';

@@ -252,6 +252,22 @@ describe('the place in line, told to a UI client that asks for it (x-chat-queue-
     });
   });
 
+  it('estimates the wait from how long this instance’s streams held their slots', async () => {
+    h.fake.script({ kind: 'paced', tokenDelayMs: 20 }, slow, { kind: 'reply', text: 'done' });
+    const handler = buildHandler(testConfig({ OPENAI_BASE_URL: h.fake.url, UPSTREAM_MAX_CONCURRENT: '1' }));
+    const started = performance.now();
+    await (await ask(handler, 'one stream, about 0.4 s', plain)).text();
+    const held = performance.now() - started;
+    const holder = (await ask(handler, 'holds the slot', plain)).text();
+    const chunks = await chunksOf(await ask(handler, 'waits', updates));
+    const place = chunks.find((c) => c.type === 'data-queue')?.data as { position: number; etaMs: number };
+    // One slot, first in line: about one stream's hold (what the first stream took, to the nearest 100 ms).
+    expect(place.position).toBe(1);
+    expect(place.etaMs).toBeGreaterThan(0);
+    expect(place.etaMs).toBeLessThanOrEqual(Math.ceil(held / 100) * 100 + 100);
+    await holder;
+  });
+
   it('keeps the real status for a wait too short to tell, and for a client that did not ask', async () => {
     h.fake.script({ kind: 'paced', tokenDelayMs: 5 }, { kind: 'reply', text: 'quick' });
     const handler = buildHandler(testConfig({ OPENAI_BASE_URL: h.fake.url, UPSTREAM_MAX_CONCURRENT: '1' }));

@@ -4,7 +4,7 @@
  */
 export class UpstreamTimeout extends Error {
   override readonly name = 'UpstreamTimeout';
-  constructor(readonly kind: 'first_token' | 'idle' | 'total' | 'deadline' | 'shutdown') {
+  constructor(readonly kind: 'first_token' | 'idle' | 'total' | 'deadline' | 'shutdown' | 'moderation') {
     super(kind === 'shutdown' ? 'server shutdown grace period over' : `upstream ${kind} timeout`);
   }
 }

@@ -1,4 +1,4 @@
-import { APIConnectionError, APIConnectionTimeoutError, APIError } from 'openai';
+import { APIConnectionError, APIConnectionTimeoutError, APIError } from 'openai/error';
 import { briefOutage, clientClosed, ProxyError, type ProxyErrorOptions } from '../errors';
 import { redact } from '../redact';
 import { UpstreamTimeout } from './abort';
@@ -29,12 +29,13 @@ export class UpstreamFailure extends ProxyError {
 
   private readonly options: ProxyErrorOptions;
 
-  /** The same failure, with the attempt count in its log detail. */
+  /** The same failure, with the attempt count in its log detail and in the log line's own `attempts`. */
   afterAttempts(attempts: number): UpstreamFailure {
     const detail = `${this.detail ?? this.code} (after ${attempts} attempt${attempts === 1 ? '' : 's'})`;
     return new UpstreamFailure(this.status, this.code, this.message, this.advice, {
       ...this.options,
       detail,
+      attempts,
     });
   }
 }
@@ -47,6 +48,7 @@ export function abortError(signal: AbortSignal): ProxyError {
   switch (reason.kind) {
     case 'first_token':
     case 'deadline':
+    case 'moderation':
       return upstreamTimeout({ detail });
     case 'idle':
       return new ProxyError(504, 'upstream_stalled', 'The assistant stopped responding. Please try again.', {

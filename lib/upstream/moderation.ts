@@ -1,4 +1,4 @@
-import OpenAI, { APIConnectionTimeoutError, APIError } from 'openai';
+import { APIError } from 'openai/error';
 import type { ModerationCreateResponse } from 'openai/resources/moderations';
 import type { Config } from '../config';
 import { briefOutage, ProxyError } from '../errors';
@@ -6,7 +6,9 @@ import type { RequestLog } from '../log';
 import { textOf } from '../parts/content';
 import { redact } from '../redact';
 import type { ChatRequest } from '../types';
+import { linkedAbort } from './abort';
 import { abortError } from './errors';
+import { postJson } from './openai-http';
 
 /** What the moderation endpoint said about one text, or why it could not say. */
 export type ModerationVerdict =
@@ -16,26 +18,28 @@ export type ModerationVerdict =
 /** Checks one text. Rejects only when `signal` aborts (the client left); every endpoint failure is a verdict. */
 export type Moderator = (text: string, signal: AbortSignal) => Promise<ModerationVerdict>;
 
-/** The moderation endpoint of the main upstream, through the `openai` SDK. */
+/** The moderation endpoint of the main upstream. */
 export function createModerator(
   config: Pick<Config, 'apiKey' | 'baseURL' | 'moderation' | 'secrets'>,
 ): Moderator {
   const { model, timeoutMs } = config.moderation;
-  // Its own client: the chat clients have no timeout of their own (ours abort them), and this call must be short.
-  const client = new OpenAI({
-    apiKey: config.apiKey,
-    baseURL: config.baseURL ?? null,
-    maxRetries: 0,
-    timeout: timeoutMs,
-    logLevel: 'off',
-  });
+  const endpoint = { baseURL: config.baseURL, apiKey: config.apiKey };
   return async (text, signal) => {
+    // Its own timeout: this call must be short, whatever the chat's deadlines.
+    const call = linkedAbort(signal, { ms: timeoutMs, kind: 'moderation' });
     try {
-      return verdictOf(await client.moderations.create({ model, input: text }, { signal }));
+      const body = { model, input: text };
+      return verdictOf(await postJson<ModerationCreateResponse>(endpoint, '/moderations', body, call.signal));
     } catch (error) {
       if (signal.aborted) throw abortError(signal);
-      const detail = redact(`moderation endpoint failed: ${describe(error, timeoutMs)}`, config.secrets);
+      const timedOut = call.signal.aborted;
+      const detail = redact(
+        `moderation endpoint failed: ${describe(error, timedOut, timeoutMs)}`,
+        config.secrets,
+      );
       return { kind: 'unavailable', detail };
+    } finally {
+      call.dispose();
     }
   };
 }
@@ -52,8 +56,8 @@ function verdictOf(response: ModerationCreateResponse): ModerationVerdict {
   return { kind: 'checked', flagged: results.some((r) => r.flagged), categories: [...categories] };
 }
 
-function describe(error: unknown, timeoutMs: number): string {
-  if (error instanceof APIConnectionTimeoutError) return `no answer within ${timeoutMs} ms`;
+function describe(error: unknown, timedOut: boolean, timeoutMs: number): string {
+  if (timedOut) return `no answer within ${timeoutMs} ms`;
   if (error instanceof APIError) return `${error.status ?? 'no status'} ${error.message}`;
   if (error instanceof Error) return `${error.name}: ${error.message}`;
   return String(error);

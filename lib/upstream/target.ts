@@ -1,10 +1,11 @@
-import OpenAI from 'openai';
+import { APIError } from 'openai/error';
 import type { ChatCompletionChunk } from 'openai/resources/chat/completions';
 import { type ModelsConfig, optionsFor } from '../config/models';
 import type { ToolDeclaration } from '../config/tools';
 import type { ChatRequest, Delta, Reply, ToolCallFragment } from '../types';
 import { linkedAbort, UpstreamTimeout } from './abort';
 import { abortError, midStreamError, UpstreamFailure, upstreamError } from './errors';
+import { postChatStream } from './openai-http';
 import { createParameterFixes } from './parameters';
 
 /** What one attempt may take, and what comes after it. */
@@ -47,14 +48,7 @@ export interface TargetOptions {
 const MAX_ADAPTATIONS = 3;
 
 export function createUpstreamTarget(options: TargetOptions): UpstreamTarget {
-  // Built once: the client keeps no per-request state, and its own retries are off because the retry policy is ours.
-  const client = new OpenAI({
-    apiKey: options.apiKey,
-    baseURL: options.baseURL ?? null,
-    maxRetries: 0,
-    // The SDK would print raw upstream payloads to the console; our one log line records failures, redacted.
-    logLevel: 'off',
-  });
+  const endpoint = { baseURL: options.baseURL, apiKey: options.apiKey };
   const secrets = [options.apiKey];
   // OpenAI knows `safety_identifier`; other OpenAI-compatible servers know the older `user`, if anything.
   const openai = !options.baseURL || /^https:\/\/[\w.-]*openai\.com(\/|$)/.test(options.baseURL);
@@ -77,27 +71,25 @@ export function createUpstreamTarget(options: TargetOptions): UpstreamTarget {
       try {
         for (;;) {
           const body = fixes.body(request, model, modelOptions);
-          const stream = await client.chat.completions
-            .create(body, { signal: attempt.signal })
-            .withResponse()
-            .then(({ data, response }) => {
+          const stream = await postChatStream(endpoint, body, attempt.signal)
+            .then(({ chunks, response }) => {
               options.onHeaders?.(model, response.status, response.headers);
-              return data;
+              return chunks;
             })
             .catch((error: unknown) => {
-              if (error instanceof OpenAI.APIError) options.onHeaders?.(model, error.status, error.headers);
+              if (error instanceof APIError) options.onHeaders?.(model, error.status, error.headers);
               const change = adapted.length < MAX_ADAPTATIONS ? fixes.learn(model, error) : undefined;
               if (!change) throw error;
               adapted.push(`${model}: ${change}`);
               return undefined;
             });
           if (stream) {
-            iterator = stream[Symbol.asyncIterator]();
+            iterator = stream;
             break;
           }
         }
         first = await firstDelta(iterator, outcome);
-        // The SDK ends an aborted stream quietly instead of throwing, so an early end is checked against the signal.
+        // An aborted body may end quietly instead of throwing, so an early end is checked against the signal.
         if (attempt.signal.aborted) throw attempt.signal.reason;
       } catch (error) {
         attempt.dispose();
@@ -144,17 +136,14 @@ async function* rest(
   let finished = false;
   // A tool call is an answer too: the app runs the tool and asks again.
   let text = answers(first);
+  // A stalled stream is aborted, not just abandoned: the upstream stops generating (and billing).
+  const idle = idleWatch(idleMs, () => attempt.abort(new UpstreamTimeout('idle')));
   try {
     yield first;
     for (;;) {
-      // A stalled stream is aborted, not just abandoned: the upstream stops generating (and billing).
-      const idle = setTimeout(() => attempt.abort(new UpstreamTimeout('idle')), idleMs);
-      let next: IteratorResult<ChatCompletionChunk>;
-      try {
-        next = await iterator.next();
-      } finally {
-        clearTimeout(idle);
-      }
+      idle.waiting();
+      const next = await iterator.next();
+      idle.arrived();
       if (next.done) {
         if (attempt.signal.aborted) throw attempt.signal.reason;
         finished = true;
@@ -170,10 +159,40 @@ async function* rest(
   } catch (error) {
     throw attempt.signal.aborted ? abortError(attempt.signal) : midStreamError(error, secrets);
   } finally {
+    idle.dispose();
     attempt.dispose();
-    // On an early exit (client gone, timeout), `return()` aborts the SDK's request so no more tokens are billed.
+    // On an early exit (client gone, timeout), `return()` cancels the body, which closes the upstream request: no more tokens are billed.
     if (!finished) await iterator.return?.();
   }
+}
+
+/**
+ * The idle timeout without a timer per token: the time waited for the next chunk is checked by one timer, re-armed
+ * only when it fires (at most once per `ms`), so a fast stream costs a clock read per chunk, not a timer set and
+ * cleared. Only the wait for the upstream counts, not the time a slow client takes to read.
+ */
+function idleWatch(ms: number, onIdle: () => void) {
+  let since: number | undefined;
+  let timer: ReturnType<typeof setTimeout> | undefined;
+  const check = () => {
+    timer = undefined;
+    if (since === undefined) return;
+    const left = since + ms - Date.now();
+    if (left <= 0) onIdle();
+    else timer = setTimeout(check, left);
+  };
+  return {
+    waiting() {
+      since = Date.now();
+      timer ??= setTimeout(check, ms);
+    },
+    arrived() {
+      since = undefined;
+    },
+    dispose() {
+      clearTimeout(timer);
+    },
+  };
 }
 
 function answers(delta: Delta): boolean {
