@@ -8,6 +8,8 @@ export interface ProxyErrorOptions {
   headers?: Record<string, string>;
   /** Internal detail for the log line only: never sent to the client. */
   detail?: string;
+  /** Upstream attempts made before giving up, for the log line's `attempts` (and the retries metric). */
+  attempts?: number;
   cause?: unknown;
 }
 
@@ -21,6 +23,7 @@ export class ProxyError extends Error {
   readonly param: string | undefined;
   readonly headers: Readonly<Record<string, string>>;
   readonly detail: string | undefined;
+  readonly attempts: number | undefined;
 
   constructor(
     readonly status: number,
@@ -33,6 +36,7 @@ export class ProxyError extends Error {
     this.param = options.param;
     this.headers = options.headers ?? {};
     this.detail = options.detail;
+    this.attempts = options.attempts;
   }
 }
 

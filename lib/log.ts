@@ -1,3 +1,4 @@
+import type { UnknownPriceNotice } from './cost/pricing';
 import type { ProxyError } from './errors';
 import type { Usage } from './types';
 
@@ -17,7 +18,7 @@ export interface RequestLog {
   readonly dropped_parts?: number;
   /** The oldest messages left out so the conversation fit the caps (`HISTORY_OVERFLOW=trim`). */
   readonly trimmed?: number;
-  /** Upstream attempts before the first token, retries and fallbacks included. */
+  /** Upstream attempts before the first token, retries and fallbacks included; also when they all failed. */
   readonly attempts?: number;
   /** `model` when a fallback model answered, `message` when FALLBACK_MESSAGE did. */
   readonly fallback?: 'model' | 'message';
@@ -65,7 +66,13 @@ export interface RequestLog {
 /** What is known about a request before it ends: everything but how it ended. */
 export type RequestContext = Omit<RequestLog, 'level' | 'status' | 'outcome' | 'duration_ms'>;
 
-export type Logger = (line: RequestLog) => void;
+/** Every line the proxy writes: one per request, and the odd line about the proxy itself (an unpriced model). */
+export type LogLine = RequestLog | UnknownPriceNotice;
+
+export type Logger = (line: LogLine) => void;
+
+/** A request's own line: what metrics count and traces end on; other lines pass them by. */
+export const isRequestLine = (line: LogLine): line is RequestLog => line.msg === 'chat';
 
 export const jsonLogger: Logger = (line) => {
   const text = JSON.stringify(line);
@@ -86,7 +93,9 @@ export function usageFields(usage: Usage | undefined): Pick<RequestLog, 'usage'>
 }
 
 /** Failures that the operator must act on are `error`; a client's own mistake or departure is `warn`/`info`. */
-export function errorFields(error: ProxyError): Pick<RequestLog, 'level' | 'error_code' | 'error_detail'> {
+export function errorFields(
+  error: ProxyError,
+): Pick<RequestLog, 'level' | 'error_code' | 'error_detail' | 'attempts'> {
   // A reply cut short by a restart is routine (a deploy), not an outage to act on.
   const outage = error.status >= 500 && error.code !== 'server_restarting';
   const level = outage ? 'error' : error.status === 499 ? 'info' : 'warn';
@@ -94,5 +103,7 @@ export function errorFields(error: ProxyError): Pick<RequestLog, 'level' | 'erro
     level,
     error_code: error.code,
     ...(error.detail === undefined ? {} : { error_detail: error.detail }),
+    // A request the upstream failed outright: its retries count as much as those of a reply that started.
+    ...(error.attempts === undefined ? {} : { attempts: error.attempts }),
   };
 }

@@ -3,6 +3,7 @@ import { ConfigError, type Env, loadConfig } from '../lib/config';
 import { createProxy } from '../lib/create-proxy';
 import { describeStores } from '../lib/limits/create-stores';
 import { chatPage } from './chat-page';
+import { withConfigFiles } from './config-files';
 import { startDemoUpstream } from './demo';
 import { loadDotEnv } from './env-file';
 import { createHostCheck, loopbackOnlyWarning, loopbackOrigins } from './host-check';
@@ -11,7 +12,6 @@ import { nodePlatform } from './node-platform';
 import { startObservability } from './observability';
 import { routes } from './routes';
 import { loadServerConfig } from './server-config';
-import { withToolsFile } from './tools-file';
 
 /**
  * The persistent Node server: `npm run dev` (offline, demo upstream when no key is set) and `npm start`
@@ -21,7 +21,7 @@ import { withToolsFile } from './tools-file';
 async function main(): Promise<void> {
   const dev = process.argv.includes('--dev');
   if (loadDotEnv()) console.log('Read settings from .env (variables already set in the environment win).');
-  const env: Env = withToolsFile(
+  const env: Env = withConfigFiles(
     dev && !process.env.OPENAI_API_KEY?.trim() ? await withDemoUpstream(process.env) : process.env,
   );
   const server = loadServerConfig(env);

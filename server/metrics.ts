@@ -1,6 +1,6 @@
 import { Counter, collectDefaultMetrics, Gauge, Histogram, Registry } from 'prom-client';
 import type { ProxyReadings } from '../lib/create-proxy';
-import type { Logger, RequestLog } from '../lib/log';
+import { isRequestLine, type Logger, type RequestLog } from '../lib/log';
 import { loggedNumber } from '../lib/observe/log-fields';
 
 /**
@@ -43,7 +43,7 @@ export function createProxyMetrics(options: MetricsOptions): ProxyMetrics {
   return {
     registry,
     logger: (next) => (line) => {
-      record(metrics, line, modelLabel(line.model));
+      if (isRequestLine(line)) record(metrics, line, modelLabel(line.model));
       next(line);
     },
     watch(source) {
@@ -135,7 +135,7 @@ function upstreamInstruments({ counter, seconds }: Makers) {
     fallbacks: counter('chat_fallbacks_total', 'Replies not from the requested model, by kind.', ['kind']),
     retries: counter(
       'chat_upstream_retries_total',
-      'Upstream attempts beyond the first, of replies that started.',
+      'Upstream attempts beyond the first (retries and fallbacks), of replies that started and requests that failed.',
     ),
     queueWait: seconds(
       'chat_queue_wait_seconds',
@@ -154,7 +154,7 @@ function record(m: Instruments, line: RequestLog, model: string): void {
   if (line.ttft_ms !== undefined) m.ttft.observe({ model }, line.ttft_ms / SECONDS);
   if (line.error_code) m.errors.inc({ code: boundedCode(line.error_code) });
   if (line.status === 429 && line.error_code) m.refusals.inc({ reason: boundedCode(line.error_code) });
-  if (line.usage) {
+  if (line.usage && madeAttempts(line)) {
     m.tokens.inc({ model, kind: 'input' }, line.usage.prompt_tokens);
     m.tokens.inc({ model, kind: 'output' }, line.usage.completion_tokens);
   }
@@ -162,13 +162,22 @@ function record(m: Instruments, line: RequestLog, model: string): void {
   if (cost !== undefined) m.cost.inc({ model }, cost);
   else if (line.cost_usd === 'unknown') m.unpriced.inc({ model });
   if (line.fallback) m.fallbacks.inc({ kind: line.fallback });
-  if (line.attempts !== undefined && line.attempts > 1) m.retries.inc(line.attempts - 1);
+  if (line.attempts !== undefined && line.attempts > 1 && madeAttempts(line))
+    m.retries.inc(line.attempts - 1);
   if (line.ratelimit && line.ratelimit !== 'allowed') m.limiter.inc({ decision: line.ratelimit });
   if (line.cache) m.cache.inc({ result: line.cache });
   if (line.coalesced) m.coalesced.inc({ role: line.coalesced });
   if (line.resumed) m.resumed.inc();
   const waited = loggedNumber(line, 'queue_wait_ms');
   if (waited !== undefined) m.queueWait.observe(waited / SECONDS);
+}
+
+/**
+ * A follower of a coalesced reply and a cache hit log the attempts and usage of the reply they read (or of its
+ * failure), but made no upstream call themselves: counted there, each retry and token would count once per reader.
+ */
+function madeAttempts(line: RequestLog): boolean {
+  return line.coalesced !== 'follower' && line.cache !== 'hit';
 }
 
 /** Error codes are the proxy's own constants; anything else shaped otherwise is folded, so it cannot grow a label. */

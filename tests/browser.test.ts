@@ -1,5 +1,6 @@
-import { existsSync, mkdirSync, statSync } from 'node:fs';
-import { dirname } from 'node:path';
+import { existsSync, mkdirSync, mkdtempSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { dirname, join } from 'node:path';
 import { type Browser, chromium, type Page } from 'playwright-core';
 import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import { type FakeUpstream, startFakeUpstream } from '../fake-upstream';
@@ -141,6 +142,32 @@ describe('the chat page in Chromium', () => {
     expect(await assistant.locator('.meta').textContent()).toMatch(/ · \d+ in · \d+ out$/);
     // One model allowed (the default): nothing to pick.
     expect(await page.locator('#model').count()).toBe(0);
+    await page.close();
+  }, 40_000);
+
+  it('shows what each answer cost under it, from a prices file the dev server read', async () => {
+    // USD per million tokens for the demo model, given the way an operator would on the Node server.
+    const dir = mkdtempSync(join(tmpdir(), 'prices-'));
+    const prices = join(dir, 'prices.json');
+    writeFileSync(prices, JSON.stringify({ demo: { input: 30, output: 60 } }));
+    const page = await openChat({ MODEL_PRICES_FILE: prices });
+    rmSync(dir, { recursive: true, force: true }); // read once, at start
+    await page.setViewportSize({ width: 390, height: 844 });
+    for (const [i, prompt] of [
+      'What does this cost?',
+      'And a longer question, to cost a little more?',
+    ].entries()) {
+      await send(page, prompt);
+      await answered(page, i + 1);
+      const meta = (await lastReply(page).locator('.meta').textContent()) ?? '';
+      const [, input = '', output = '', dollars = ''] =
+        /^demo · (\d+) in · (\d+) out · \$([\d.]+)$/.exec(meta) ?? [];
+      expect(meta).toMatch(/^demo · \d+ in · \d+ out · \$[\d.]+$/);
+      // The page shows two significant digits of what the usage implies at those prices.
+      const implied = (Number(input) * 30 + Number(output) * 60) / 1_000_000;
+      expect(Number(dollars)).toBe(Number(implied.toPrecision(2)));
+    }
+    await page.screenshot({ path: `${SCREENSHOTS}/cost-390.png`, fullPage: true });
     await page.close();
   }, 40_000);
 

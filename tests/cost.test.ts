@@ -1,3 +1,6 @@
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { calcPrice } from '@pydantic/genai-prices';
 import { describe, expect, it } from 'vitest';
 import { faults } from '../fake-upstream';
@@ -6,8 +9,9 @@ import { CATALOGUE } from '../lib/cost/catalogue';
 import { costMicros, toUsd, wholeMicros, worstCaseMicros } from '../lib/cost/cost';
 import { findPrice, type ModelPrice } from '../lib/cost/price-table';
 import { createPricing, type UnknownPriceNotice } from '../lib/cost/pricing';
-import type { RequestLog } from '../lib/log';
+import type { LogLine, RequestLog } from '../lib/log';
 import type { ChatMetadata, Usage } from '../lib/types';
+import { withConfigFiles } from '../server/config-files';
 import { buildPriceTable, installedVersion } from '../server/price-catalogue';
 import { buildHandler, eventually, startHarness, TEST_KEY, testConfig } from './support/harness';
 import { chatLikeUseChat, userMessage } from './support/ui';
@@ -124,22 +128,23 @@ describe('price table', () => {
 });
 
 describe('unknown prices', () => {
-  it('are unknown, never $0, and the model is reported once per process', () => {
+  it('are unknown, never $0, and each model is reported once per proxy', () => {
     const notices: UnknownPriceNotice[] = [];
     const options = { cost: { overrides: {} }, fallbackModels: [], spendLimited: false };
     const pricing = createPricing({ ...options, notice: (line) => notices.push(line) });
     const u = usage({ promptTokens: 10, completionTokens: 10 });
     expect(pricing.costUsd('mystery-model-a', u)).toBeUndefined();
     expect(pricing.costUsd('mystery-model-a', u)).toBeUndefined();
-    // A second proxy in the same process does not repeat it.
-    const again = createPricing({ ...options, notice: (line) => notices.push(line) });
-    expect(again.costUsd('mystery-model-a', u)).toBeUndefined();
-    expect(again.costUsd('mystery-model-b', u)).toBeUndefined();
+    expect(pricing.costUsd('mystery-model-b', u)).toBeUndefined();
     expect(notices.map((n) => [n.level, n.msg, n.model])).toEqual([
       ['warn', 'model_price_unknown', 'mystery-model-a'],
       ['warn', 'model_price_unknown', 'mystery-model-b'],
     ]);
     expect(notices[0]?.detail).toContain('MODEL_PRICES');
+    // Another proxy (a test's, with a logger of its own) hears of the model too.
+    const other: UnknownPriceNotice[] = [];
+    createPricing({ ...options, notice: (line) => other.push(line) }).costUsd('mystery-model-a', u);
+    expect(other.map((n) => n.model)).toEqual(['mystery-model-a']);
   });
 });
 
@@ -178,6 +183,41 @@ describe('MODEL_PRICES', () => {
     const text = failure(value);
     expect(text).toContain('MODEL_PRICES');
     expect(text).toContain(message);
+  });
+
+  it('is read from MODEL_PRICES_FILE on the Node server, with clear refusals', () => {
+    const dir = mkdtempSync(join(tmpdir(), 'prices-'));
+    const file = (name: string, content: string) => {
+      writeFileSync(join(dir, name), content);
+      return join(dir, name);
+    };
+    try {
+      const good = file('good.json', '{"My-Model": {"input": 1, "output": 2}}');
+      const config = loadConfig(withConfigFiles({ ...env, MODEL_PRICES_FILE: good }));
+      expect(config.cost.overrides).toEqual({ 'my-model': { input: 1, output: 2 } });
+      const fromFile =
+        (path: string, extra: Record<string, string> = {}) =>
+        () =>
+          loadConfig(withConfigFiles({ ...env, MODEL_PRICES_FILE: path, ...extra }));
+      expect(fromFile(join(dir, 'missing.json'))).toThrow(
+        /MODEL_PRICES_FILE cannot be read \(ENOENT\): it must be the path of a JSON file of USD prices/,
+      );
+      expect(fromFile(dir)).toThrow(/MODEL_PRICES_FILE cannot be read \(EISDIR\)/);
+      expect(fromFile(file('bad.json', '{"my-model": {'))).toThrow(/MODEL_PRICES_FILE is not valid JSON/);
+      // Valid JSON, bad price: judged like MODEL_PRICES itself, since the file is its content.
+      expect(fromFile(file('negative.json', '{"my-model": {"input": -1, "output": 1}}'))).toThrow(
+        /MODEL_PRICES my-model.input: must be 0 or more/,
+      );
+      expect(fromFile(good, { MODEL_PRICES: '{}' })).toThrow(
+        /MODEL_PRICES_FILE and MODEL_PRICES are both set/,
+      );
+      // The edge has no file system: the variable reaches lib/config unread, and is refused there.
+      expect(failure('{}', { MODEL_PRICES_FILE: good })).toMatch(
+        /MODEL_PRICES_FILE is read by the Node server only/,
+      );
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
   });
 
   it('is required, under a spend limit, for every model that may answer', () => {
@@ -253,6 +293,22 @@ describe('cost of a reply, end to end', () => {
     expect(metadata).not.toHaveProperty('costUsd');
     await eventually(() => logs.some((l) => l.outcome === 'complete'));
     expect(logs.find((l) => l.outcome === 'complete')?.cost_usd).toBe('unknown');
+  });
+
+  it('is reported through the platform’s logger, once per model, next to the request lines', async () => {
+    const logs: RequestLog[] = [];
+    const notices: LogLine[] = [];
+    const config = testConfig({
+      OPENAI_BASE_URL: h.fake.url,
+      CHAT_MODEL: 'unpriced-model',
+      ALLOWED_MODELS: 'unpriced-model',
+    });
+    const handler = buildHandler(config, { logs, notices });
+    for (const text of ['Hi', 'Again']) await chatLikeUseChat(handler, [userMessage(text)]);
+    await eventually(() => logs.filter((l) => l.outcome === 'complete').length === 2);
+    expect(notices).toEqual([
+      expect.objectContaining({ level: 'warn', msg: 'model_price_unknown', model: 'unpriced-model' }),
+    ]);
   });
 
   it('is 0 for the operator’s fallback message: no model generated it', async () => {

@@ -2,7 +2,7 @@ import { afterAll, beforeEach, describe, expect, it } from 'vitest';
 import { faults } from '../fake-upstream';
 import { ConfigError } from '../lib/config';
 import { createProxy } from '../lib/create-proxy';
-import type { RequestLog } from '../lib/log';
+import { isRequestLine, type RequestLog } from '../lib/log';
 import { chatPage } from '../server/chat-page';
 import { createHostCheck } from '../server/host-check';
 import { createProxyMetrics } from '../server/metrics';
@@ -32,7 +32,7 @@ const proxy = createProxy(config, {
   clientIp: (req) => req.headers.get('x-real-ip') ?? undefined,
   log: metrics.logger((line) => {
     recordOutput(JSON.stringify(line));
-    logs.push(line);
+    if (isRequestLine(line)) logs.push(line);
   }),
 });
 metrics.watch(() => proxy.readings());
@@ -94,7 +94,7 @@ describe('GET /metrics', () => {
       { kind: 'reply', text: 'Two.' },
       faults.modelNotFound('test-model'), // C: served by the fallback model
       { kind: 'reply', text: 'Three.' },
-      faults.serverError(500), // D: both attempts on both models fail
+      faults.serverError(500), // D: both attempts on both models fail (4 attempts, 3 of them retries)
       faults.serverError(500),
       faults.serverError(500),
       faults.serverError(500),
@@ -109,6 +109,8 @@ describe('GET /metrics', () => {
     expect((await chat(hello('E again'), '198.51.100.200')).status).toBe(429);
     expect((await chat('{"messages": ')).status).toBe(400); // F: not even JSON: refused before any model
     await eventually(() => logs.length === 7);
+    // D ended without a reply: its line still says how often the upstream was tried.
+    expect(logs.find((l) => l.status === 502)).toMatchObject({ outcome: 'rejected', attempts: 4 });
 
     const s = await series();
     const at = (key: string) => s.get(key) ?? 0;
@@ -124,7 +126,7 @@ describe('GET /metrics', () => {
     expect(at('chat_ratelimit_refusals_total{reason="rate_limited"}')).toBe(1);
     expect(sum(s, 'chat_ratelimit_refusals_total')).toBe(1);
     expect(at('chat_fallbacks_total{kind="model"}')).toBe(1);
-    expect(at('chat_upstream_retries_total{}')).toBe(2); // B's retry, C's fallback attempt
+    expect(at('chat_upstream_retries_total{}')).toBe(5); // B's retry, C's fallback attempt, D's three
     expect(sum(s, 'chat_ratelimit_store_unavailable_total')).toBe(0);
 
     expect(at('chat_time_to_first_token_seconds_count{model="test-model"}')).toBe(3);
@@ -147,6 +149,38 @@ describe('GET /metrics', () => {
     expect(at('chat_cost_unknown_total{model="test-model"}')).toBe(unpriced);
     expect(at('chat_streams_in_flight{}')).toBe(0);
     expect(at('chat_queue_waiting{}')).toBe(0);
+  });
+
+  it('counts retries and tokens where they were made: not again for a follower or a cache hit, nor for a notice line', async () => {
+    const own = createProxyMetrics({ models: CONFIGURED_MODELS, processMetrics: false });
+    const passed: string[] = [];
+    const log = own.logger((line) => passed.push(line.msg));
+    const usage = { prompt_tokens: 10, completion_tokens: 20, total_tokens: 30 };
+    const line = {
+      msg: 'chat',
+      model: 'test-model',
+      level: 'info',
+      duration_ms: 5,
+      attempts: 3,
+      usage,
+    } as const;
+    log({ ...line, request_id: 'a', status: 200, outcome: 'complete', coalesced: 'leader' });
+    log({ ...line, request_id: 'b', status: 200, outcome: 'complete', coalesced: 'follower' });
+    log({ ...line, request_id: 'c', status: 200, outcome: 'complete', cache: 'hit' });
+    log({
+      ...line,
+      request_id: 'd',
+      level: 'error',
+      status: 502,
+      outcome: 'rejected',
+      coalesced: 'follower',
+    });
+    log({ level: 'warn', msg: 'model_price_unknown', model: 'test-model', detail: 'no price' });
+    const text = await own.registry.metrics();
+    expect(text).toMatch(/^chat_upstream_retries_total 2$/m); // the leader's two, once
+    expect(text).toMatch(/^chat_tokens_total\{model="test-model",kind="output"\} 20$/m);
+    expect(text).toMatch(/^chat_requests_total\{[^}]*status="200"[^}]*\} 3$/m);
+    expect(passed).toEqual(['chat', 'chat', 'chat', 'chat', 'model_price_unknown']);
   });
 
   it('counts a reply in flight while it waits for its first token, and not once it has ended', async () => {

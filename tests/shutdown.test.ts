@@ -1,6 +1,6 @@
 import { afterEach, describe, expect, it } from 'vitest';
 import { type ChatProxy, createProxy } from '../lib/create-proxy';
-import type { RequestLog } from '../lib/log';
+import { isRequestLine, type RequestLog } from '../lib/log';
 import { tcpRedis } from '../server/redis-tcp';
 import { chatRequest, eventually, startHarness, testConfig, userSays } from './support/harness';
 import { recordOutput, recordResponse } from './support/secret-scan';
@@ -28,7 +28,7 @@ function startProxy() {
     tcpRedis,
     log: (line) => {
       recordOutput(JSON.stringify(line));
-      logs.push(line);
+      if (isRequestLine(line)) logs.push(line);
     },
   });
   proxies.push(proxy);

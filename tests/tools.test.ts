@@ -2,7 +2,7 @@ import { lastAssistantMessageIsCompleteWithToolCalls, type UIMessage } from 'ai'
 import { describe, expect, it } from 'vitest';
 import { ConfigError, loadConfig } from '../lib/config';
 import type { ChatMetadata } from '../lib/types';
-import { withToolsFile } from '../server/tools-file';
+import { TOOLS_FILE, withFileVariable } from '../server/config-files';
 import { buildHandler, chatRequest, startHarness, TEST_KEY, testConfig } from './support/harness';
 import { chatLikeUseChat, userMessage } from './support/ui';
 
@@ -243,6 +243,7 @@ describe('the TOOLS settings', () => {
   });
 
   it('reads TOOLS_FILE on the Node server, refuses it with TOOLS, and on the edge', () => {
+    const withToolsFile = (env: Record<string, string>) => withFileVariable(env, TOOLS_FILE);
     expect(() => withToolsFile({ TOOLS_FILE: '/nonexistent/tools.json' })).toThrow(
       /TOOLS_FILE cannot be read/,
     );

@@ -113,6 +113,7 @@ describe('traces', () => {
       'error.type': line.error_code,
       outcome: 'rejected',
       ratelimit: 'allowed',
+      attempts: 2,
     });
     expect(root.attributes['gen_ai.response.model']).toBeUndefined();
     const attempts = byName('chat test-model');

@@ -31,7 +31,9 @@ const pricesSchema = z.record(
 );
 
 export const costEnv = z.object({
+  /** The prices as JSON; on the Node server `MODEL_PRICES_FILE` fills it in (server/config-files.ts). */
   MODEL_PRICES: z.optional(z.string()),
+  MODEL_PRICES_FILE: z.optional(z.string()),
 });
 
 const EXAMPLE = '{"my-model": {"input": 0.15, "cachedInput": 0.075, "output": 0.6}}';
@@ -42,6 +44,13 @@ export function toCostConfig(
   mayAnswer: readonly string[],
   spend: SpendLimits,
 ): CostConfig {
+  // The Node server reads the file and hands its content over as MODEL_PRICES; only the edge can still see it here.
+  if (e.MODEL_PRICES_FILE !== undefined) {
+    throw invalid(
+      'MODEL_PRICES_FILE',
+      'is read by the Node server only: on the edge, put the JSON in MODEL_PRICES',
+    );
+  }
   const cost = { overrides: parsePrices(e.MODEL_PRICES) };
   checkPriced(mayAnswer, cost, spend.budgetMicros > 0 || spend.globalDailyMicros > 0);
   return cost;

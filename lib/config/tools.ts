@@ -32,7 +32,7 @@ const toolsSchema = z.array(
 );
 
 export const toolsEnv = z.object({
-  /** The tools as JSON; on the Node server `TOOLS_FILE` fills it in (server/tools-file.ts). */
+  /** The tools as JSON; on the Node server `TOOLS_FILE` fills it in (server/config-files.ts). */
   TOOLS: z.optional(z.string()),
   TOOLS_FILE: z.optional(z.string()),
 });

@@ -5,7 +5,7 @@ import { CATALOGUE } from './catalogue';
 import { costMicros, toUsd, wholeMicros, worstCaseMicros } from './cost';
 import { findPrice, type ModelPrice, type PriceTable } from './price-table';
 
-/** The one line a model without a price gets, once per process: its replies are logged with `cost_usd: 'unknown'`. */
+/** The one line a model without a price gets, once per proxy: its replies are logged with `cost_usd: 'unknown'`. */
 export interface UnknownPriceNotice {
   readonly level: 'warn';
   readonly msg: 'model_price_unknown';
@@ -33,20 +33,21 @@ export interface PricingOptions {
   readonly fallbackModels: readonly string[];
   /** Whether a spend limit is on; without one nothing is reserved or charged. */
   readonly spendLimited: boolean;
+  /** Where the notice goes: the proxy's logger, so it lands wherever its request lines do. */
   readonly notice: (line: UnknownPriceNotice) => void;
   /** The shipped table by default; tests pass their own. */
   readonly table?: PriceTable;
 }
 
 /**
- * Models already warned about, for the whole process as the notice promises: a process may build several proxies
- * (the tests build hundreds), and the operator needs to hear of a model once, not once per proxy.
+ * One notice per model per pricing, that is per proxy: a server or an edge instance builds one proxy, so the operator
+ * hears of a model once per process. Kept here rather than for the whole process so that each proxy's own logger
+ * (a test's, with its lines) gets the notice, whichever proxy happened to meet the model first.
  */
-const warned = new Set<string>();
-
 export function createPricing(options: PricingOptions): Pricing {
   const { cost, fallbackModels, spendLimited, notice } = options;
   const table = options.table ?? CATALOGUE;
+  const warned = new Set<string>();
   const priceOf = (model: string) => {
     const price = findPrice(table, cost.overrides, model);
     if (!price && !warned.has(model)) {
@@ -56,7 +57,7 @@ export function createPricing(options: PricingOptions): Pricing {
         msg: 'model_price_unknown',
         model,
         detail:
-          'no price for this model: its replies are logged with cost_usd "unknown"; set MODEL_PRICES to price it',
+          'no price for this model: its replies are logged with cost_usd "unknown"; set MODEL_PRICES or MODEL_PRICES_FILE to price it',
       });
     }
     return price;

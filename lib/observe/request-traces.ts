@@ -9,7 +9,7 @@ import {
   type Tracer,
   trace,
 } from '@opentelemetry/api';
-import type { Logger, RequestLog } from '../log';
+import { isRequestLine, type Logger, type RequestLog } from '../log';
 import { loggedNumber, type OptionalNumberField } from './log-fields';
 import { CHAT_OPERATION, tracer } from './spans';
 
@@ -73,8 +73,10 @@ export function createRequestTraces(rootTracer: Tracer = tracer()): RequestTrace
     },
     of: (req) => contexts.get(req),
     logger: (next) => (line) => {
-      const span = open.size > 0 ? take(line.request_id) : undefined;
-      if (span) endWith(span, line);
+      if (open.size > 0 && isRequestLine(line)) {
+        const span = take(line.request_id);
+        if (span) endWith(span, line);
+      }
       next(line);
     },
   };

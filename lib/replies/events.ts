@@ -19,6 +19,8 @@ export interface RecordedError {
   readonly headers: Readonly<Record<string, string>>;
   /** Internal, for the log lines of the leader and its followers: never sent to a client. */
   readonly detail?: string;
+  /** The leader's upstream attempts, for the log lines' `attempts`. */
+  readonly attempts?: number;
 }
 
 /**
@@ -45,13 +47,21 @@ export function failure(
 }
 
 export function recordError(error: ProxyError): RecordedError {
-  const { status, code, message, type, headers, detail } = error;
-  return { status, code, message, type, headers, ...(detail !== undefined && { detail }) };
+  const { status, code, message, type, headers, detail, attempts } = error;
+  return {
+    status,
+    code,
+    message,
+    type,
+    headers,
+    ...(detail !== undefined && { detail }),
+    ...(attempts !== undefined && { attempts }),
+  };
 }
 
 export function replayError(recorded: RecordedError): ProxyError {
-  const { status, code, message, type, headers, detail } = recorded;
-  return new ProxyError(status, code, message, { type, headers: { ...headers }, detail });
+  const { status, code, message, type, headers, detail, attempts } = recorded;
+  return new ProxyError(status, code, message, { type, headers: { ...headers }, detail, attempts });
 }
 
 /** A cheap upper bound of an event's recorded size (its JSON, roughly), for the per-reply and cache caps. */

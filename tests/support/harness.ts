@@ -4,7 +4,7 @@ import type { ChatHandler } from '../../lib/chat-handler';
 import { type Config, loadConfig } from '../../lib/config';
 import { type ChatProxy, createProxy } from '../../lib/create-proxy';
 import type { Internal } from '../../lib/internal';
-import type { RequestLog } from '../../lib/log';
+import { isRequestLine, type LogLine, type RequestLog } from '../../lib/log';
 import { tcpRedis } from '../../server/redis-tcp';
 import { recordOutput, recordResponse, SECRETS } from './secret-scan';
 
@@ -59,6 +59,8 @@ export function testConfig(env: Record<string, string>): Config {
 
 export interface BuildOptions {
   readonly logs?: RequestLog[];
+  /** Lines about the proxy rather than a request (`model_price_unknown`). */
+  readonly notices?: LogLine[];
   readonly waitUntil?: (promise: Promise<unknown>) => void;
   readonly _internal?: Partial<Internal>;
 }
@@ -82,9 +84,10 @@ export function buildHandler(config: Config, options: BuildOptions = {}): ChatHa
     ...(options.waitUntil ? { waitUntil: options.waitUntil } : {}),
     ...(options._internal ? { _internal: options._internal } : {}),
     // Every log line is scanned for secrets; tests that do not look at them keep them off the console.
-    log: (line: RequestLog) => {
+    log: (line) => {
       recordOutput(JSON.stringify(line));
-      logs?.push(line);
+      if (isRequestLine(line)) logs?.push(line);
+      else options.notices?.push(line);
     },
   });
   proxies.push(proxy);
