@@ -18,6 +18,7 @@ import { createReplies, type Replies } from './replies/replies';
 import { createShutdown, type ShutdownHooks } from './shutdown';
 import { createUpstream } from './upstream/create-upstream';
 import { createModerationStep } from './upstream/moderation';
+import type { Transport } from './upstream/openai-http';
 
 /**
  * What the platform supplies; everything else is built from the config. The Vercel adapter
@@ -42,6 +43,8 @@ export interface Platform {
    * `gpt-tokenizer`. Absent (the edge: a vocabulary is megabytes), a calibrated estimate counts.
    */
   readonly tokenCounter?: LoadTokenCounter;
+  /** How upstream requests are sent; by default the platform's `fetch` (the Node server brings undici's `request`). */
+  readonly upstreamTransport?: Transport;
   /** Clock, jitter and ids; tests replace them to move time instead of sleeping. */
   readonly _internal?: Partial<Internal>;
 }
@@ -101,9 +104,9 @@ export function createProxy(config: Config, platform: Platform): ChatProxy {
   const handler = createChatHandler({
     replies: repliesFor(config, internal, shutdown, redis),
     config,
-    upstream: createUpstream(config, internal, queue),
+    upstream: createUpstream(config, internal, queue, platform.upstreamTransport),
     gate,
-    moderate: createModerationStep(config),
+    moderate: createModerationStep(config, platform.upstreamTransport),
     waitUntil,
     log: traces.logger(log),
     traces,

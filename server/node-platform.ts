@@ -1,16 +1,19 @@
 import type { Platform } from '../lib/create-proxy';
 import type { CountTokens } from '../lib/history/token-count';
 import { tcpRedis } from './redis-tcp';
+import { undiciTransport } from './undici-transport';
 
 /**
  * The Node adapter (the Vercel one is lib/platform/vercel.ts): the client IP from the socket, a TCP client for
- * `REDIS_URL` besides Upstash REST, and a real tokenizer for the history caps. Background work simply runs; the
+ * `REDIS_URL` besides Upstash REST, a real tokenizer for the history caps, and undici's pooled `request` for the
+ * upstream calls. Background work simply runs; the
  * process outlives the response.
  */
 export const nodePlatform: Platform = {
   clientIp: socketIp,
   tcpRedis,
   tokenCounter: loadTokenizer,
+  upstreamTransport: undiciTransport(),
 };
 
 /**

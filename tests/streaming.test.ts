@@ -106,6 +106,8 @@ describe('flushing and disconnects', () => {
     expect(seen).toBe('one two ');
     expect(h.fake.calls[0]?.aborted).toBe(false);
     await reader.cancel();
+    // Its line is written once the upstream has stopped: wait for it, or it lands in the next test's logs.
+    await eventually(() => h.logs.length === 1);
   });
 
   it('aborts the upstream when the client stops reading', async () => {

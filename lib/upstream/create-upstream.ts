@@ -4,18 +4,25 @@ import { tracedTarget } from '../observe/traced-upstream';
 import { queuedTarget } from '../queue/queued-target';
 import type { UpstreamQueue } from '../queue/upstream-queue';
 import { createFailover, type Route, type Upstream } from './failover';
+import type { Transport } from './openai-http';
 import { createUpstreamTarget, type UpstreamTarget } from './target';
 
 /**
  * The upstream the handler talks to: the main API, then `FALLBACK_MODELS` in order, with the retry policy and
  * timeouts from the config. Clients are built once here, at module scope.
  */
-export function createUpstream(config: Config, internal: Internal, queue?: UpstreamQueue): Upstream {
+export function createUpstream(
+  config: Config,
+  internal: Internal,
+  queue?: UpstreamQueue,
+  transport?: Transport,
+): Upstream {
   const shared = {
     systemPrompt: config.systemPrompt,
     models: config.models,
     tools: config.tools.declared,
     startDeadlineMs: config.failover.policy.startDeadlineMs,
+    transport,
   };
   // Each provider's capacity (`UPSTREAM_MAX_CONCURRENT`, `UPSTREAM_RPM`) is waited for before its attempt; each
   // attempt is a span when tracing records (the wait in line included).

@@ -8,7 +8,7 @@ import { redact } from '../redact';
 import type { ChatRequest } from '../types';
 import { linkedAbort } from './abort';
 import { abortError } from './errors';
-import { postJson } from './openai-http';
+import { postJson, type Transport } from './openai-http';
 
 /** What the moderation endpoint said about one text, or why it could not say. */
 export type ModerationVerdict =
@@ -21,9 +21,10 @@ export type Moderator = (text: string, signal: AbortSignal) => Promise<Moderatio
 /** The moderation endpoint of the main upstream. */
 export function createModerator(
   config: Pick<Config, 'apiKey' | 'baseURL' | 'moderation' | 'secrets'>,
+  transport?: Transport,
 ): Moderator {
   const { model, timeoutMs } = config.moderation;
-  const endpoint = { baseURL: config.baseURL, apiKey: config.apiKey };
+  const endpoint = { baseURL: config.baseURL, apiKey: config.apiKey, transport };
   return async (text, signal) => {
     // Its own timeout: this call must be short, whatever the chat's deadlines.
     const call = linkedAbort(signal, { ms: timeoutMs, kind: 'moderation' });
@@ -79,9 +80,9 @@ const NOT_CHECKED: ModerationOutcome = { log: {} };
  * through or answers 503, as `MODERATION_FAIL` says. The handler runs this after admitting the caller, so moderation
  * calls are rate-limited too, and a refusal gives the whole token reservation back.
  */
-export function createModerationStep(config: Config): ModerationStep {
+export function createModerationStep(config: Config, transport?: Transport): ModerationStep {
   if (config.moderation.mode === 'off') return async () => NOT_CHECKED;
-  const moderate = createModerator(config);
+  const moderate = createModerator(config, transport);
   const { failMode } = config.moderation;
   return async (request, signal) => {
     // Only the text is moderated: an attachment-only message has none to check (images are not sent to moderation).

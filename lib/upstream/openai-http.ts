@@ -2,17 +2,68 @@ import { APIConnectionError, APIError } from 'openai/error';
 import type { ChatCompletionChunk } from 'openai/resources/chat/completions';
 
 /**
- * The two calls the proxy makes to an OpenAI-compatible API, on the platform's own `fetch`: a streamed chat
- * completion and a plain JSON POST (moderation). The `openai` package is kept for its types and its error classes,
- * built exactly as its client builds them (`APIError.generate`), so every failure is classified as before; its
- * client (request building, retries, layered SSE iterators) is not on the path of each token any more, nor in the
- * edge bundle.
+ * The two calls the proxy makes to an OpenAI-compatible API: a streamed chat completion and a plain JSON POST
+ * (moderation). The `openai` package is kept for its types and its error classes, built exactly as its client builds
+ * them (`APIError.generate`), so every failure is classified as before; its client (request building, retries,
+ * layered SSE iterators) is not on the path of each token any more, nor in the edge bundle.
  */
 export interface Endpoint {
   /** The API root, e.g. `https://api.openai.com/v1`; undefined means OpenAI's. */
   readonly baseURL: string | undefined;
   readonly apiKey: string;
+  /** How the request is sent: the platform's `fetch` unless the platform brings a faster way (the Node server). */
+  readonly transport?: Transport | undefined;
 }
+
+/** An upstream answer, as much of it as the proxy reads. */
+export interface UpstreamResponse {
+  readonly status: number;
+  readonly headers: Headers;
+  /** The body as it arrives. Reading it to its end, or `cancel`, lets the connection go. */
+  readonly body: AsyncIterable<Uint8Array>;
+  text(): Promise<string>;
+  /** Stops reading before the end: the connection closes, so nothing more is generated (or billed). */
+  cancel(): Promise<void>;
+}
+
+export interface TransportRequest {
+  readonly headers: Record<string, string>;
+  readonly body: string;
+  readonly signal: AbortSignal;
+}
+
+/** Sends one POST. Rejects when it gets no answer (the network, or `signal`); any status is an answer. */
+export type Transport = (url: string, request: TransportRequest) => Promise<UpstreamResponse>;
+
+/** The Web platform's way: `fetch`, on the edge and wherever no faster transport is given. */
+export const fetchTransport: Transport = async (url, { headers, body, signal }) => {
+  const response = await fetch(url, { method: 'POST', headers, body, signal });
+  const stream = response.body;
+  return {
+    status: response.status,
+    headers: response.headers,
+    body: stream ? chunksOfStream(stream) : emptyBody(),
+    text: () => response.text(),
+    cancel: async () => {
+      await stream?.cancel().catch(() => {});
+    },
+  };
+};
+
+async function* chunksOfStream(stream: ReadableStream<Uint8Array>): AsyncGenerator<Uint8Array> {
+  const reader = stream.getReader();
+  try {
+    for (;;) {
+      const { done, value } = await reader.read();
+      if (done) return;
+      yield value;
+    }
+  } finally {
+    reader.releaseLock();
+  }
+}
+
+async function* emptyBody(): AsyncGenerator<Uint8Array> {}
 
 const OPENAI = 'https://api.openai.com/v1';
 
@@ -28,25 +79,18 @@ async function post(
   body: unknown,
   signal: AbortSignal,
   accept: string,
-): Promise<Response> {
-  let response: Response;
+): Promise<UpstreamResponse> {
+  const send = endpoint.transport ?? fetchTransport;
+  const headers = { authorization: `Bearer ${endpoint.apiKey}`, 'content-type': 'application/json', accept };
+  let response: UpstreamResponse;
   try {
-    response = await fetch(urlOf(endpoint, path), {
-      method: 'POST',
-      headers: {
-        authorization: `Bearer ${endpoint.apiKey}`,
-        'content-type': 'application/json',
-        accept,
-      },
-      body: JSON.stringify(body),
-      signal,
-    });
+    response = await send(urlOf(endpoint, path), { headers, body: JSON.stringify(body), signal });
   } catch (error) {
     // An abort is the caller's to explain (its signal says why); anything else never reached an answer.
     if (signal.aborted) throw error;
     throw new APIConnectionError({ cause: error instanceof Error ? error : new Error(String(error)) });
   }
-  if (response.ok) return response;
+  if (response.status >= 200 && response.status < 300) return response;
   // As the SDK does: the body as JSON when it is JSON (its `error` object), else its text as the message.
   const text = await response.text().catch((error: unknown) => String(error));
   const json = parseJson(text);
@@ -61,7 +105,7 @@ export async function postJson<T>(
   signal: AbortSignal,
 ): Promise<T> {
   const response = await post(endpoint, path, body, signal, 'application/json');
-  return (await response.json()) as T;
+  return JSON.parse(await response.text()) as T;
 }
 
 /** A streamed chat completion: its response (status, headers) and its chunks, read as they arrive. */
@@ -69,7 +113,7 @@ export async function postChatStream(
   endpoint: Endpoint,
   body: unknown,
   signal: AbortSignal,
-): Promise<{ response: Response; chunks: AsyncGenerator<ChatCompletionChunk> }> {
+): Promise<{ response: UpstreamResponse; chunks: AsyncGenerator<ChatCompletionChunk> }> {
   const response = await post(endpoint, '/chat/completions', body, signal, 'text/event-stream');
   return { response, chunks: chunksOf(response) };
 }
@@ -88,19 +132,15 @@ function parseJson(text: string): unknown {
  * that is not JSON, its `SyntaxError`. Returning early (the client left, a timeout) cancels the body, which closes
  * the upstream connection, so nothing more is generated or billed.
  */
-async function* chunksOf(response: Response): AsyncGenerator<ChatCompletionChunk> {
-  const reader = response.body?.getReader();
-  if (!reader) return;
+async function* chunksOf(response: UpstreamResponse): AsyncGenerator<ChatCompletionChunk> {
   const decoder = new TextDecoder();
   let buffer = '';
   let finished = false;
   let over = false; // `[DONE]` came: what follows is read (so the connection can be reused) but not parsed
   try {
-    for (;;) {
-      const { done, value } = await reader.read();
-      if (done) break;
+    for await (const bytes of response.body) {
       if (over) continue;
-      buffer += decoder.decode(value, { stream: true });
+      buffer += decoder.decode(bytes, { stream: true });
       if (buffer.includes('\r')) buffer = buffer.replace(/\r\n?/g, '\n');
       for (let end = buffer.indexOf('\n\n'); end >= 0 && !over; end = buffer.indexOf('\n\n')) {
         const event = buffer.slice(0, end);
@@ -112,8 +152,7 @@ async function* chunksOf(response: Response): AsyncGenerator<ChatCompletionChunk
     }
     finished = true;
   } finally {
-    if (!finished) await reader.cancel().catch(() => {});
-    reader.releaseLock();
+    if (!finished) await response.cancel();
   }
 }
 

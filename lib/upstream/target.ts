@@ -5,7 +5,7 @@ import type { ToolDeclaration } from '../config/tools';
 import type { ChatRequest, Delta, Reply, ToolCallFragment } from '../types';
 import { linkedAbort, UpstreamTimeout } from './abort';
 import { abortError, midStreamError, UpstreamFailure, upstreamError } from './errors';
-import { postChatStream } from './openai-http';
+import { postChatStream, type Transport } from './openai-http';
 import { createParameterFixes } from './parameters';
 
 /** What one attempt may take, and what comes after it. */
@@ -40,6 +40,8 @@ export interface TargetOptions {
   readonly tools: readonly ToolDeclaration[];
   /** A reasoning model may use the whole start window for its first token. */
   readonly startDeadlineMs: number;
+  /** How the request is sent (lib/upstream/openai-http.ts); `fetch` by default. */
+  readonly transport?: Transport | undefined;
   /** Every answer's status and headers (its rate-limit headers teach the queue when to hold off). */
   readonly onHeaders?: (model: string, status: number | undefined, headers: Headers | undefined) => void;
 }
@@ -48,7 +50,7 @@ export interface TargetOptions {
 const MAX_ADAPTATIONS = 3;
 
 export function createUpstreamTarget(options: TargetOptions): UpstreamTarget {
-  const endpoint = { baseURL: options.baseURL, apiKey: options.apiKey };
+  const endpoint = { baseURL: options.baseURL, apiKey: options.apiKey, transport: options.transport };
   const secrets = [options.apiKey];
   // OpenAI knows `safety_identifier`; other OpenAI-compatible servers know the older `user`, if anything.
   const openai = !options.baseURL || /^https:\/\/[\w.-]*openai\.com(\/|$)/.test(options.baseURL);

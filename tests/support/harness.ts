@@ -5,6 +5,7 @@ import { type Config, loadConfig } from '../../lib/config';
 import { type ChatProxy, createProxy } from '../../lib/create-proxy';
 import type { Internal } from '../../lib/internal';
 import { isRequestLine, type LogLine, type RequestLog } from '../../lib/log';
+import { nodePlatform } from '../../server/node-platform';
 import { tcpRedis } from '../../server/redis-tcp';
 import { recordOutput, recordResponse, SECRETS } from './secret-scan';
 
@@ -81,6 +82,8 @@ export function buildHandler(config: Config, options: BuildOptions = {}): ChatHa
   const proxy = createProxy(config, {
     clientIp: (req) => req.headers.get('x-real-ip') ?? undefined,
     tcpRedis,
+    // The Node server's way to the upstream (undici's pooled request); the edge tests run the `fetch` one.
+    upstreamTransport: nodePlatform.upstreamTransport,
     ...(options.waitUntil ? { waitUntil: options.waitUntil } : {}),
     ...(options._internal ? { _internal: options._internal } : {}),
     // Every log line is scanned for secrets; tests that do not look at them keep them off the console.
