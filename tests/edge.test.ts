@@ -65,6 +65,10 @@ describe('edge bundle', () => {
     expect(bundle.gzipBytes).toBeLessThan(1024 * 1024);
   });
 
+  it('stays within the 100 KB gzipped the performance issue set (the lock file pins every dependency)', () => {
+    expect(bundle.gzipBytes).toBeLessThanOrEqual(100 * 1024);
+  });
+
   it('streams a chat inside the edge runtime against the fake upstream', async () => {
     h.fake.script({ kind: 'reply', text: 'Hello from the edge.' });
     const { runtime, coldStartMs, logs } = edgeIsolate({
