@@ -1,233 +1,127 @@
-import { type ChildProcess, spawn } from 'node:child_process';
-import { ms, type Summary, summarize } from './stats';
+import { writeFileSync } from 'node:fs';
+import { chartSvg } from './chart';
+import { printChecks } from './checks';
+import { nodeVersion, redisAnswers, Servers, serverNode } from './processes';
+import { printMarkdown, printTables, type Results, type Row } from './report';
+import { manyClients, oneClient, openStreams, SETTINGS, warmUp } from './scenarios';
+import { type Fleet, LIFTED_LIMITS, type Store, startFleet } from './targets';
 
 /**
- * Side by side, in one run: straight to the fake upstream (the limit) and through the proxy (`npm start`'s server).
- * Each runs in its own process; this process is only the client. Bounded in requests and in time.
+ * `npm run bench`: issue 15's scenarios, side by side in one run, straight to the fake upstream (the limit),
+ * through the proxy and through a peer. Each server runs in its own process; this process is only the client.
+ * Prints aligned tables, the issue's targets met or not, a README-ready markdown table, and writes docs/bench.svg.
  */
-const SEQUENTIAL = Number(process.env.BENCH_SEQUENTIAL ?? 300);
-const CONCURRENT = Number(process.env.BENCH_CONCURRENT ?? 1000);
-const CONCURRENCY = Number(process.env.BENCH_CONCURRENCY ?? 16);
-const KEY = 'bench-key';
-
-interface Sample {
-  ttft: number;
-  total: number;
-}
-
-interface Target {
-  name: string;
-  request: () => Request;
-}
+const SCENARIOS = {
+  a: ['direct', 'proxy (ui)', 'proxy (text)', 'proxy (ui, log off)', 'ai-sdk route (peer)'],
+  b: [
+    'direct',
+    'proxy (ui)',
+    'proxy (text)',
+    'proxy (ui, log off)',
+    'proxy (ui, cache hit)',
+    'ai-sdk route (peer)',
+  ],
+  c: ['direct', 'proxy (ui)', 'proxy (text)', 'ai-sdk route (peer)'],
+} as const;
+const CHART = process.env.BENCH_CHART ?? 'docs/bench.svg';
 
 async function main(): Promise<void> {
-  const children: ChildProcess[] = [];
-  try {
-    const fakeUrl = await startProcess(children, ['bench/fake-server.ts'], {}, /fake upstream on (\S+)/);
-    const proxy = (env: Record<string, string>) =>
-      startProcess(
-        children,
-        ['server/main.ts'],
-        {
-          OPENAI_API_KEY: KEY,
-          OPENAI_BASE_URL: fakeUrl,
-          PORT: '0',
-          CHAT_MODEL: 'bench-model',
-          // The real request path, limiter included, on the local Redis; limits high enough never to refuse.
-          REDIS_URL: process.env.REDIS_URL ?? 'redis://127.0.0.1:6379',
-          RATE_LIMIT_PREFIX: `bench-${process.pid}`,
-          RATE_LIMIT_REQUESTS: '1000000000',
-          TOKEN_BUDGET: '1000000000000',
-          // Every bench client comes from one address: without this the stream cap (4 by default) would refuse most.
-          MAX_STREAMS_PER_CALLER: '1000000000',
-          ...env,
-        },
-        /listening on (\S+)/,
-      );
-    // The defaults (the reply log on: coalescing, recorded in Redis), every reply-log feature off, and the cache on.
-    const proxyUrl = await proxy({});
-    const plainProxyUrl = await proxy({ COALESCE: 'off' });
-    const cachingProxyUrl = await proxy({ CACHE_TTL: '1 h', CACHE_SCOPE: 'global' });
-    const peerUrl = await startProcess(
-      children,
-      ['bench/peer-ai-sdk.ts'],
-      { OPENAI_API_KEY: KEY, OPENAI_BASE_URL: fakeUrl },
-      /peer listening on (\S+)/,
-    );
-    // Every request asks something else (as different users do), so none is coalesced with another or cached,
-    // except on the cache target, which asks the same thing every time.
-    let asked = 0;
-    const prompt = () => `Tell me about foxes (${asked++}).`;
-    const body = () => ({ messages: [{ role: 'user', content: prompt() }] });
-    // What useChat sends: the UI targets (ours and the peer's) get exactly this.
-    const uiBody = (text = prompt()) =>
-      JSON.stringify({
-        id: 'bench',
-        messages: [{ id: 'm1', role: 'user', parts: [{ type: 'text', text }] }],
-        trigger: 'submit-message',
-      });
-    const targets: Target[] = [
-      {
-        name: 'direct',
-        request: () =>
-          new Request(`${fakeUrl}/chat/completions`, {
-            method: 'POST',
-            headers: { 'content-type': 'application/json', authorization: `Bearer ${KEY}` },
-            body: JSON.stringify({
-              ...body(),
-              model: 'bench-model',
-              stream: true,
-              stream_options: { include_usage: true },
-            }),
-          }),
-      },
-      {
-        name: 'proxy (ui)',
-        request: () =>
-          new Request(new URL('/api/chat', proxyUrl), {
-            method: 'POST',
-            headers: { 'content-type': 'application/json' },
-            body: uiBody(),
-          }),
-      },
-      {
-        name: 'proxy (ui, log off)',
-        request: () =>
-          new Request(new URL('/api/chat', plainProxyUrl), {
-            method: 'POST',
-            headers: { 'content-type': 'application/json' },
-            body: uiBody(),
-          }),
-      },
-      {
-        name: 'proxy (ui, cache hit)',
-        request: () =>
-          new Request(new URL('/api/chat', cachingProxyUrl), {
-            method: 'POST',
-            headers: { 'content-type': 'application/json' },
-            body: uiBody('Tell me about foxes.'),
-          }),
-      },
-      {
-        name: 'ai-sdk route (peer)',
-        request: () =>
-          new Request(peerUrl, {
-            method: 'POST',
-            headers: { 'content-type': 'application/json' },
-            body: uiBody(),
-          }),
-      },
-      {
-        name: 'proxy (text)',
-        request: () =>
-          new Request(new URL('/api/chat', proxyUrl), {
-            method: 'POST',
-            headers: { 'content-type': 'application/json', accept: 'text/plain' },
-            body: JSON.stringify(body()),
-          }),
-      },
-    ];
-    for (const target of targets) await runMany(target, 50, 4); // warm-up: JIT, connection pools
-    const results: Record<string, { seq: Summary; seqTtft: Summary; conc: Summary; rps: number }> = {};
-    for (const target of targets) {
-      const seq = await runMany(target, SEQUENTIAL, 1);
-      const started = performance.now();
-      const conc = await runMany(target, CONCURRENT, CONCURRENCY);
-      const rps = CONCURRENT / ((performance.now() - started) / 1000);
-      results[target.name] = {
-        seq: summarize(seq.map((s) => s.total)),
-        seqTtft: summarize(seq.map((s) => s.ttft)),
-        conc: summarize(conc.map((s) => s.total)),
-        rps,
-      };
-    }
-    report(results);
-  } finally {
-    for (const child of children) child.kill('SIGTERM');
-  }
-}
-
-async function runMany(target: Target, count: number, concurrency: number): Promise<Sample[]> {
-  const samples: Sample[] = [];
-  let next = 0;
-  const worker = async () => {
-    while (next < count) {
-      next++;
-      samples.push(await once(target));
-    }
-  };
-  await Promise.all(Array.from({ length: concurrency }, worker));
-  return samples;
-}
-
-async function once(target: Target): Promise<Sample> {
   const started = performance.now();
-  const res = await fetch(target.request());
-  if (!res.ok || !res.body) throw new Error(`${target.name}: HTTP ${res.status}`);
-  const reader = res.body.getReader();
-  let ttft = Number.NaN;
-  for (;;) {
-    const { done } = await reader.read();
-    if (done) break;
-    if (Number.isNaN(ttft)) ttft = performance.now() - started;
+  const node = serverNode();
+  const store = await prerequisites(node);
+  const servers = new Servers(node);
+  try {
+    const fleet = await startFleet(servers, store, redisUrl());
+    const rows = await runScenarios(fleet);
+    const results: Results = {
+      node: nodeVersion(node),
+      clientNode: process.version,
+      store,
+      settings: SETTINGS,
+      rows,
+      seconds: (performance.now() - started) / 1000,
+    };
+    printTables(results);
+    printChecks(results);
+    printMarkdown(results);
+    writeFileSync(CHART, chartSvg(results));
+    console.log(`\nChart written to ${CHART}. The whole run took ${results.seconds.toFixed(0)} s.`);
+  } finally {
+    servers.stopAll();
   }
-  return { ttft, total: performance.now() - started };
 }
 
-function report(
-  results: Record<string, { seq: Summary; seqTtft: Summary; conc: Summary; rps: number }>,
-): void {
-  const direct = results.direct;
-  console.log(
-    `\nsequential: ${SEQUENTIAL} requests; concurrent: ${CONCURRENT} requests at concurrency ${CONCURRENCY}\n`,
-  );
-  console.log(
-    'target                | seq first byte p50/p99 | seq total p50/p99    | conc total p50/p99   | req/s  | ratio p50 (seq, conc)',
-  );
-  for (const [name, r] of Object.entries(results)) {
-    const ratio = direct
-      ? `${(r.seq.p50 / direct.seq.p50).toFixed(2)}x, ${(r.conc.p50 / direct.conc.p50).toFixed(2)}x`
-      : '';
+function redisUrl(): string {
+  return process.env.REDIS_URL ?? 'redis://127.0.0.1:6379';
+}
+
+/** What the numbers depend on, said before any is measured. */
+async function prerequisites(node: string): Promise<Store> {
+  console.log(`Servers run on Node ${nodeVersion(node)} (${node}); the client on Node ${process.version}.`);
+  const redis = await redisAnswers(redisUrl());
+  if (redis) {
+    console.log(`Limiter store: Redis at ${redisUrl()} (answers PING).`);
+  } else {
+    const bar = '!'.repeat(100);
+    console.log(`${bar}\n!! NO REDIS at ${redisUrl()}: the proxy runs with RATE_LIMIT_STORE=memory.`);
     console.log(
-      `${name.padEnd(21)} | ${`${ms(r.seqTtft.p50)} / ${ms(r.seqTtft.p99)}`.padEnd(22)} | ${`${ms(r.seq.p50)} / ${ms(r.seq.p99)}`.padEnd(20)} | ${`${ms(r.conc.p50)} / ${ms(r.conc.p99)}`.padEnd(20)} | ${r.rps.toFixed(0).padStart(6)} | ${ratio}`,
+      `!! The limiter's Redis round trips are NOT in these numbers. Start redis-server to include them.\n${bar}`,
     );
   }
-  if (direct) {
-    for (const [name, r] of Object.entries(results)) {
-      if (name === 'direct') continue;
-      console.log(
-        `${name}: adds ${ms(r.seq.p50 - direct.seq.p50)} p50, ${ms(r.seq.p99 - direct.seq.p99)} p99 (sequential)`,
-      );
-    }
+  const lifted = Object.entries(LIFTED_LIMITS)
+    .map(([name, value]) => `${name}=${value}`)
+    .join(' ');
+  console.log(
+    `All clients come from one address (127.0.0.1), so the bench lifts the per-caller limits: ${lifted}.`,
+  );
+  if (process.env.BENCH_PORTKEY) {
+    console.log(
+      '!! BENCH_PORTKEY: the Portkey peer gateway is not installed in this project yet: NOT measured.',
+    );
   }
+  return redis ? 'redis' : 'memory';
 }
 
-function startProcess(
-  children: ChildProcess[],
-  args: string[],
-  env: Record<string, string>,
-  ready: RegExp,
-): Promise<string> {
-  const child = spawn(process.execPath, ['--import', 'tsx', ...args], {
-    env: { ...process.env, ...env },
-    stdio: ['ignore', 'pipe', 'inherit'],
+async function runScenarios(fleet: Fleet): Promise<Row[]> {
+  const rows = new Map<string, Row>([...fleet.targets.keys()].map((name) => [name, { name }]));
+  const target = (name: string) => {
+    const found = fleet.targets.get(name);
+    if (!found) throw new Error(`no target ${name}`);
+    return found;
+  };
+  /** Runs one scenario over its targets, one after the other, and says how long it took. */
+  const phase = async (title: string, names: readonly string[], run: (name: string) => Promise<Row>) => {
+    process.stdout.write(title);
+    const started = performance.now();
+    for (const name of names) rows.set(name, await run(name));
+    console.log(` ${((performance.now() - started) / 1000).toFixed(0)} s`);
+  };
+  const s = SETTINGS;
+  await phase('warm-up, 100 requests per target…', [...fleet.targets.keys()], async (name) => {
+    await warmUp(target(name));
+    return { name };
   });
-  children.push(child);
-  return new Promise((resolve, reject) => {
-    const timer = setTimeout(() => reject(new Error(`${args[0]} did not start`)), 15_000);
-    let out = '';
-    child.stdout?.on('data', (chunk: Buffer) => {
-      out += chunk.toString();
-      const match = ready.exec(out);
-      if (match?.[1]) {
-        clearTimeout(timer);
-        child.stdout?.removeAllListeners('data');
-        child.stdout?.resume(); // discard the per-request log lines
-        resolve(match[1]);
-      }
-    });
-    child.on('exit', (code) => reject(new Error(`${args[0]} exited with ${code}`)));
+  // (c) first, right after the warm-up: each process's idle RSS is then that of a warm, not a loaded, server.
+  const streams = `(c) ${s.streams} streams at once, ${s.pacedTokens} tokens ${s.tokenDelayMs} ms apart…`;
+  await phase(streams, SCENARIOS.c, async (name) => {
+    const t = target(name);
+    return { ...rows.get(name), name, c: await openStreams(t, t.server, fleet.fake) };
   });
+  await phase(`(a) 1 client, ${s.sequential} requests each, instant tokens…`, SCENARIOS.a, async (name) => ({
+    ...rows.get(name),
+    name,
+    a: await oneClient(target(name)),
+  }));
+  await phase(
+    `(b) ${s.clients} clients, ${s.concurrent} requests each, instant tokens…`,
+    SCENARIOS.b,
+    async (name) => ({
+      ...rows.get(name),
+      name,
+      b: await manyClients(target(name)),
+    }),
+  );
+  return [...rows.values()];
 }
 
 await main();

@@ -16,7 +16,7 @@ import { errorFields, type Logger, type RequestContext } from './log';
 import type { RequestTraces } from './observe/request-traces';
 import { answerFromLog, type Reject, resumeOrStop, streamControl } from './replies/answer';
 import type { Replies } from './replies/replies';
-import type { ShutdownHooks } from './shutdown';
+import { countStreaming, type ShutdownHooks } from './shutdown';
 import { startWhenReady, watchPlace } from './stream/queued-start';
 import { type Produce, type Run, respond } from './stream/respond';
 import { wantsPlainText } from './stream/text-framing';
@@ -88,11 +88,14 @@ export function createChatHandler(deps: ChatHandlerDeps): ChatHandler {
       context = { ...context, ...admissionFields(admission) };
       const place = watchPlace(req, wantsPlainText(req) ? 'text' : 'ui');
       const ticket = { callerId: admission.caller.id, priority: verified?.priority ?? 0, tokens: worstCase };
-      request = await fromCaller(request, { ...ticket, onPlace: place?.onPlace }, safetyIdentifier);
+      const queued: Run['queued'] = {};
+      const onWaited = (ms: number) => Object.assign(queued, { queue_wait_ms: ms });
+      request = await fromCaller(request, { ...ticket, onPlace: place?.onPlace, onWaited }, safetyIdentifier);
       if (trace) request = { ...request, trace }; // the parent of its upstream spans
       const moderation: ModerationOutcome['log'] = {};
       const produce = moderatedUpstream(deps, request, moderation);
       const run: Run = {
+        queued,
         req,
         request,
         valid,
@@ -152,8 +155,10 @@ function rejecter(log: Logger, now: () => number): Reject {
   return (caught, { context, headers, startedAt }, inStream = false) => {
     const error = toProxyError(caught);
     const duration_ms = now() - startedAt;
+    // In a started stream, a client that left is a cancelled stream, as it is once tokens flow.
+    const left = error.code === 'client_closed_request';
     const ended = inStream
-      ? ({ status: 200, outcome: 'error' } as const)
+      ? ({ status: 200, outcome: left ? 'cancelled' : 'error' } as const)
       : ({ status: error.status, outcome: 'rejected' } as const);
     log({ ...context, ...errorFields(error), ...ended, duration_ms });
     return errorResponse(error, headers);
@@ -180,7 +185,7 @@ async function answerDirectly(deps: ChatHandlerDeps, run: Run, reject: Reject): 
   const { totalTimeoutMs } = deps.config.failover;
   const abort = deps.shutdown.linkedAbort(run.req.signal, { ms: totalTimeoutMs, kind: 'total' });
   return startWhenReady(
-    run.produce(abort.signal),
+    countStreaming(abort, run.produce(abort.signal)),
     run.place,
     {
       ready: (reply) => {
@@ -194,7 +199,11 @@ async function answerDirectly(deps: ChatHandlerDeps, run: Run, reject: Reject): 
       failed: (caught, inStream) => {
         abort.dispose();
         deps.waitUntil(deps.gate.settle(run.admitted, 0));
-        return reject(caught, { ...run, context: { ...run.context, ...run.moderation } }, inStream);
+        return reject(
+          caught,
+          { ...run, context: { ...run.context, ...run.moderation, ...run.queued } },
+          inStream,
+        );
       },
     },
     run.headers,

@@ -64,7 +64,7 @@ export interface ChatProxy {
 }
 
 export interface ProxyReadings {
-  /** Upstream replies in flight: waiting for their first token, or streaming. */
+  /** Upstream replies streaming: from their first token to their end (queued or moderated requests are not). */
   readonly streams: number;
   /** Requests waiting in the queue for upstream capacity. */
   readonly queued: number;
@@ -128,7 +128,7 @@ export function createProxy(config: Config, platform: Platform): ChatProxy {
     handler: tracked,
     drain: (graceMs) => shutdown.drain(graceMs),
     close: async () => redis?.close(),
-    readings: () => ({ streams: shutdown.inFlight(), queued: queue.waiting() }),
+    readings: () => ({ streams: shutdown.streaming(), queued: queue.waiting() }),
   };
 }
 

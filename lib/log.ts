@@ -56,6 +56,8 @@ export interface RequestLog {
   readonly cache?: 'hit' | 'miss' | 'bypass';
   /** `GET /api/chat/{chatId}/stream`: a reply picked up again by its chat id. */
   readonly resumed?: boolean;
+  /** How long the request waited for upstream capacity (a learnt pause and the line), when it waited at all. */
+  readonly queue_wait_ms?: number;
   /** The shared reply log failed and the request went on without it, redacted. */
   readonly reply_log_error?: string;
   readonly error_code?: string;

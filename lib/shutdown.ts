@@ -1,4 +1,5 @@
 import { type LinkedAbort, linkedAbort, UpstreamTimeout } from './upstream/abort';
+import type { ServedReply } from './upstream/failover';
 
 /**
  * After the grace period: how long aborted replies get to write their end marker, be charged and be logged. Short,
@@ -6,13 +7,30 @@ import { type LinkedAbort, linkedAbort, UpstreamTimeout } from './upstream/abort
  */
 const SETTLE_MS = 1_000;
 
+/** A reply's abort as the shutdown tracks it. */
+export interface TrackedAbort extends LinkedAbort {
+  /** Its first token is in: from now until `dispose` it counts as a stream in flight (the metrics gauge). */
+  streaming(): void;
+}
+
+/**
+ * `first` (a reply, once its first token is in), with `abort` counted as a stream in flight from then on; not the
+ * operator's `FALLBACK_MESSAGE`, which no upstream streams.
+ */
+export function countStreaming(abort: TrackedAbort, first: Promise<ServedReply>): Promise<ServedReply> {
+  return first.then((reply) => {
+    if (reply.served.fallback !== 'message') abort.streaming();
+    return reply;
+  });
+}
+
 /** What the chat handler needs from the shutdown: an abort for each reply that a drain can cut. */
 export interface ShutdownHooks {
   /**
    * `linkedAbort`, plus: a drain waits until it is disposed, and aborts it (reason: UpstreamTimeout `shutdown`) when
    * the grace period is over. Once a drain has begun aborting, a new one starts aborted.
    */
-  linkedAbort(parent: AbortSignal, timeout: { ms: number; kind: UpstreamTimeout['kind'] }): LinkedAbort;
+  linkedAbort(parent: AbortSignal, timeout: { ms: number; kind: UpstreamTimeout['kind'] }): TrackedAbort;
   /** Work a drain waits for has begun (a request being handled, a charge and log line); call the result when over. */
   hold(): () => void;
 }
@@ -24,8 +42,11 @@ export interface Shutdown extends ShutdownHooks {
    * (or after a second more, for a client that stopped reading).
    */
   drain(graceMs: number): Promise<void>;
-  /** Replies open right now (each upstream reply holds one abort from its request to its end): a metrics gauge. */
-  inFlight(): number;
+  /**
+   * Upstream replies streaming right now: from their first token to their end. A metrics gauge: requests still in
+   * moderation or waiting in the queue are not streams (the queue has a gauge of its own).
+   */
+  streaming(): number;
 }
 
 /**
@@ -34,6 +55,7 @@ export interface Shutdown extends ShutdownHooks {
  */
 export function createShutdown(): Shutdown {
   const open = new Set<LinkedAbort>();
+  const streams = new Set<LinkedAbort>();
   let busy = 0;
   let stopped: UpstreamTimeout | undefined;
   const waiters = new Set<() => void>();
@@ -71,7 +93,7 @@ export function createShutdown(): Shutdown {
 
   return {
     hold,
-    inFlight: () => open.size,
+    streaming: () => streams.size,
     linkedAbort(parent, timeout) {
       const abort = linkedAbort(parent, timeout);
       if (stopped) abort.abort(stopped);
@@ -79,9 +101,13 @@ export function createShutdown(): Shutdown {
       const release = hold();
       return {
         ...abort,
+        streaming: () => {
+          if (open.has(abort)) streams.add(abort); // an abort disposed already has no stream left to count
+        },
         dispose: () => {
           abort.dispose();
           open.delete(abort);
+          streams.delete(abort);
           release();
         },
       };

@@ -80,6 +80,8 @@ export interface QueueTicket {
   readonly tokens: number;
   /** Told each new place while the request waits, and `undefined` once it is out of line (served or gone). */
   readonly onPlace?: ((place: PlaceInLine | undefined) => void) | undefined;
+  /** Told how long it waited (pauses and the line), when it had to wait at all: for its log line. */
+  readonly onWaited?: ((ms: number) => void) | undefined;
 }
 
 export interface Usage {

@@ -61,7 +61,7 @@ function instruments(registry: Registry, readings: () => ProxyReadings | undefin
     ...upstreamInstruments(make),
     streams: make.gauge(
       'chat_streams_in_flight',
-      'Upstream replies in flight (before or after their first token).',
+      'Upstream replies streaming, from their first token to their end (waiting ones are chat_queue_waiting).',
       () => (readings() ?? IDLE).streams,
     ),
     queued: make.gauge(

@@ -9,8 +9,11 @@ import { CATALOGUE } from '../lib/cost/catalogue';
 import { costMicros, toUsd, wholeMicros, worstCaseMicros } from '../lib/cost/cost';
 import { findPrice, type ModelPrice } from '../lib/cost/price-table';
 import { createPricing, type UnknownPriceNotice } from '../lib/cost/pricing';
+import { amountUsed, costFields, usageOf } from '../lib/cost/reply-cost';
+import { promptTokenBound } from '../lib/limits/token-bound';
 import type { LogLine, RequestLog } from '../lib/log';
-import type { ChatMetadata, Usage } from '../lib/types';
+import type { ChatMetadata, ChatRequest, Usage } from '../lib/types';
+import type { Served, ServedReply } from '../lib/upstream/failover';
 import { withConfigFiles } from '../server/config-files';
 import { buildPriceTable, installedVersion } from '../server/price-catalogue';
 import { buildHandler, eventually, startHarness, TEST_KEY, testConfig } from './support/harness';
@@ -77,6 +80,49 @@ describe('cost arithmetic', () => {
     expect(wholeMicros(15.2)).toBe(16);
     expect(wholeMicros(0)).toBe(0);
     expect(toUsd(100 * 0.15)).toBe(0.000015);
+  });
+});
+
+describe('a reply cut before its usage chunk', () => {
+  const request: ChatRequest = {
+    messages: [{ role: 'user', content: 'Tell me a long story, please.' }],
+    model: 'priced',
+    maxTokens: 100,
+    temperature: undefined,
+    reasoningEffort: undefined,
+    messageId: undefined,
+  };
+  const cut = (deltas: number, fallback: Served['fallback'] = 'none'): ServedReply => ({
+    tokens: { [Symbol.asyncIterator]: () => ({ next: async () => ({ done: true, value: undefined }) }) },
+    outcome: { deltas },
+    served: { model: 'priced', provider: undefined, attempts: 1, fallback },
+  });
+  const pricing = createPricing({
+    cost: loadConfig({ OPENAI_API_KEY: TEST_KEY, MODEL_PRICES: '{"priced": {"input": 2, "output": 8}}' })
+      .cost,
+    fallbackModels: [],
+    spendLimited: true,
+    notice: () => {},
+  });
+  const system = 'You are a careful assistant.';
+
+  it('is charged its prompt at the reservation’s bound, system prompt included, and a token a delta streamed', () => {
+    const prompt = promptTokenBound(request, system);
+    expect(prompt).toBeGreaterThan(Math.ceil('Tell me a long story, please.'.length / 4) + 40); // not text ÷ 4
+    expect(usageOf(cut(5), request, system)).toEqual({
+      promptTokens: prompt,
+      completionTokens: 5,
+      reasoningTokens: undefined,
+      totalTokens: prompt + 5,
+    });
+    // Both budgets settle to the same usage, and the log line reports the same cost.
+    const micros = prompt * 2 + 5 * 8;
+    expect(amountUsed(cut(5), request, pricing, system)).toEqual({ tokens: prompt + 5, micros });
+    expect(costFields(pricing, cut(5), request, system)).toEqual({ cost_usd: toUsd(micros) });
+  });
+
+  it('costs nothing for the operator’s fallback message', () => {
+    expect(amountUsed(cut(5, 'message'), request, pricing, system)).toEqual({ tokens: 0, micros: 0 });
   });
 });
 

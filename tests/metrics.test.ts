@@ -1,6 +1,6 @@
 import { afterAll, beforeEach, describe, expect, it } from 'vitest';
 import { faults } from '../fake-upstream';
-import { ConfigError } from '../lib/config';
+import { type Config, ConfigError } from '../lib/config';
 import { createProxy } from '../lib/create-proxy';
 import { isRequestLine, type RequestLog } from '../lib/log';
 import { chatPage } from '../server/chat-page';
@@ -15,6 +15,11 @@ import { recordOutput, recordResponse } from './support/secret-scan';
 
 const TOKEN = 'metrics-token-0123456789';
 const h = await startHarness();
+/**
+ * One model priced, so the cost counter has an exact value to check: $2.50 in and $10 out per million tokens, that
+ * is 2.5 and 10 micro-dollars a token. The others stay unpriced (their cost is `unknown`).
+ */
+const PRICES = JSON.stringify({ 'test-model-large': { input: 2.5, output: 10 } });
 // Fallbacks, quick retries, and one request per caller: every row of the mix below is one caller (one IP).
 const config = testConfig({
   OPENAI_BASE_URL: h.fake.url,
@@ -23,35 +28,48 @@ const config = testConfig({
   RETRY_BASE_DELAY_MS: '5',
   RETRY_MAX_DELAY_MS: '20',
   RATE_LIMIT_REQUESTS: '1',
+  MODEL_PRICES: PRICES,
 });
 const CONFIGURED_MODELS = ['test-model', 'test-model-large', 'backup-model'];
 
-const logs: RequestLog[] = [];
-const metrics = createProxyMetrics({ models: CONFIGURED_MODELS });
-const proxy = createProxy(config, {
-  clientIp: (req) => req.headers.get('x-real-ip') ?? undefined,
-  log: metrics.logger((line) => {
-    recordOutput(JSON.stringify(line));
-    if (isRequestLine(line)) logs.push(line);
-  }),
-});
-metrics.watch(() => proxy.readings());
+/** A proxy with its metrics, as the Node server composes them (server/observability.ts): /metrics before the routes. */
+function metered(proxyConfig: Config) {
+  const lines: RequestLog[] = [];
+  const meter = createProxyMetrics({ models: CONFIGURED_MODELS });
+  const built = createProxy(proxyConfig, {
+    clientIp: (req) => req.headers.get('x-real-ip') ?? undefined,
+    log: meter.logger((line) => {
+      recordOutput(JSON.stringify(line));
+      if (isRequestLine(line)) lines.push(line);
+    }),
+  });
+  meter.watch(() => built.readings());
+  const app = withMetrics(
+    meter.registry,
+    TOKEN,
+    routes(built.handler, chatPage(), createHostCheck([], undefined)),
+  );
+  return { proxy: built, metrics: meter, logs: lines, server: app };
+}
+
+const { proxy, metrics, logs, server } = metered(config);
 afterAll(() => proxy.close());
-// As the Node server composes it (server/observability.ts): /metrics in front of the routes.
-const server = withMetrics(
-  metrics.registry,
-  TOKEN,
-  routes(proxy.handler, chatPage(), createHostCheck([], undefined)),
-);
 beforeEach(() => {
   logs.length = 0;
 });
 
 let ip = 0;
 /** A chat from a caller of its own, read to the end. */
-async function chat(body: unknown, callerIp = `198.51.100.${++ip}`): Promise<Response> {
-  const res = recordResponse(
-    await server(
+async function chat(body: unknown, callerIp = `198.51.100.${++ip}`, app = server): Promise<Response> {
+  const res = await send(body, callerIp, app);
+  await res.text();
+  return res;
+}
+
+/** A chat from a caller of its own, its body left for the test to read. */
+async function send(body: unknown, callerIp = `198.51.100.${++ip}`, app = server): Promise<Response> {
+  return recordResponse(
+    await app(
       new Request('http://127.0.0.1/api/chat', {
         method: 'POST',
         headers: { 'content-type': 'application/json', accept: 'text/plain', 'x-real-ip': callerIp },
@@ -59,8 +77,6 @@ async function chat(body: unknown, callerIp = `198.51.100.${++ip}`): Promise<Res
       }),
     ),
   );
-  await res.text();
-  return res;
 }
 const hello = (text = 'Hello') => ({ messages: [{ role: 'user', content: text }] });
 
@@ -71,8 +87,8 @@ async function scrape(authorization: string | null = `Bearer ${TOKEN}`, app = se
 }
 
 /** The scrape as `name{label="value",...}` (labels sorted) → value, one entry per series. */
-async function series(): Promise<Map<string, number>> {
-  const res = await scrape();
+async function series(app = server): Promise<Map<string, number>> {
+  const res = await scrape(`Bearer ${TOKEN}`, app);
   expect(res.status).toBe(200);
   const found = new Map<string, number>();
   for (const line of (await res.text()).split('\n')) {
@@ -99,6 +115,8 @@ describe('GET /metrics', () => {
       faults.serverError(500),
       faults.serverError(500),
       { kind: 'reply', text: 'Four.' }, // E: served; its second request is refused (429)
+      // G: the one priced model: 1,000 × $2.50 + 200 × $10 per million = $0.0045
+      { kind: 'reply', text: 'Five.', usage: { promptTokens: 1_000, completionTokens: 200 } },
     );
     expect((await chat(hello('A'))).status).toBe(200);
     expect((await chat(hello('B'))).status).toBe(200);
@@ -108,7 +126,8 @@ describe('GET /metrics', () => {
     expect((await chat(hello('E'), '198.51.100.200')).status).toBe(200);
     expect((await chat(hello('E again'), '198.51.100.200')).status).toBe(429);
     expect((await chat('{"messages": ')).status).toBe(400); // F: not even JSON: refused before any model
-    await eventually(() => logs.length === 7);
+    expect((await chat({ ...hello('G'), model: 'test-model-large' })).status).toBe(200);
+    await eventually(() => logs.length === 8);
     // D ended without a reply: its line still says how often the upstream was tried.
     expect(logs.find((l) => l.status === 502)).toMatchObject({ outcome: 'rejected', attempts: 4 });
 
@@ -119,7 +138,8 @@ describe('GET /metrics', () => {
     expect(at('chat_requests_total{model="test-model",outcome="rejected",status="502"}')).toBe(1);
     expect(at('chat_requests_total{model="test-model",outcome="rejected",status="429"}')).toBe(1);
     expect(at('chat_requests_total{model="none",outcome="rejected",status="400"}')).toBe(1);
-    expect(sum(s, 'chat_requests_total')).toBe(7);
+    expect(at('chat_requests_total{model="test-model-large",outcome="complete",status="200"}')).toBe(1);
+    expect(sum(s, 'chat_requests_total')).toBe(8);
     expect(at('chat_errors_total{code="upstream_unavailable"}')).toBe(1);
     expect(at('chat_errors_total{code="rate_limited"}')).toBe(1);
     expect(sum(s, 'chat_errors_total')).toBe(3);
@@ -135,6 +155,7 @@ describe('GET /metrics', () => {
     expect(at('chat_request_duration_seconds_count{model="test-model"}')).toBe(5);
     expect(at('chat_request_duration_seconds_count{model="backup-model"}')).toBe(1);
     expect(at('chat_request_duration_seconds_count{model="none"}')).toBe(1);
+    expect(at('chat_request_duration_seconds_count{model="test-model-large"}')).toBe(1);
 
     const tokens = (model: string, field: 'prompt_tokens' | 'completion_tokens') =>
       logs.filter((l) => l.model === model).reduce((n, l) => n + (l.usage?.[field] ?? 0), 0);
@@ -145,8 +166,15 @@ describe('GET /metrics', () => {
         tokens(model, 'completion_tokens'),
       );
     }
-    const unpriced = logs.filter((l) => l.model === 'test-model' && l.cost_usd === 'unknown').length;
-    expect(at('chat_cost_unknown_total{model="test-model"}')).toBe(unpriced);
+    expect(at('chat_tokens_total{kind="input",model="test-model-large"}')).toBe(1_000);
+    expect(at('chat_tokens_total{kind="output",model="test-model-large"}')).toBe(200);
+    // Priced: G alone, to the micro-dollar. Unpriced: A, B and E on test-model, C on the fallback; D got no reply.
+    expect(at('chat_cost_usd_total{model="test-model-large"}')).toBe(0.0045);
+    expect(sum(s, 'chat_cost_usd_total')).toBe(0.0045);
+    expect(logs.find((l) => l.model === 'test-model-large')?.cost_usd).toBe(0.0045);
+    expect(at('chat_cost_unknown_total{model="test-model"}')).toBe(3);
+    expect(at('chat_cost_unknown_total{model="backup-model"}')).toBe(1);
+    expect(sum(s, 'chat_cost_unknown_total')).toBe(4);
     expect(at('chat_streams_in_flight{}')).toBe(0);
     expect(at('chat_queue_waiting{}')).toBe(0);
   });
@@ -183,19 +211,61 @@ describe('GET /metrics', () => {
     expect(passed).toEqual(['chat', 'chat', 'chat', 'chat', 'model_price_unknown']);
   });
 
-  it('counts a reply in flight while it waits for its first token, and not once it has ended', async () => {
-    let release = () => {};
-    const held = new Promise<void>((resolve) => {
-      release = resolve;
+  // With the reply log (coalescing, the default) a leader streams the reply; without it, the request does itself.
+  const direct = metered(testConfig({ OPENAI_BASE_URL: h.fake.url, COALESCE: 'off', MODEL_PRICES: PRICES }));
+  afterAll(() => direct.proxy.close());
+
+  it.each([
+    ['a coalescing leader', { server, logs }],
+    ['a reply streamed directly', direct],
+  ])('counts %s as a stream from its first token to its end, not while it waits for it', async (_, on) => {
+    const [first, rest] = [gate(), gate()];
+    h.fake.script({
+      kind: 'held',
+      until: first.open,
+      answer: { kind: 'pause', afterTokens: 1, until: rest.open, text: 'At last.' },
     });
-    h.fake.script({ kind: 'held', until: held, answer: { kind: 'reply', text: 'At last.' } });
-    const pending = chat(hello('Held'));
+    const streams = async () => (await series(on.server)).get('chat_streams_in_flight{}');
+    const pending = chat(hello('Held'), undefined, on.server);
     await eventually(() => h.fake.calls.length === 1);
-    expect((await series()).get('chat_streams_in_flight{}')).toBe(1);
-    release();
+    expect(await streams()).toBe(0); // asked upstream, but nothing is streaming yet
+    first.release();
+    await eventually(async () => (await streams()) === 1);
+    rest.release();
     expect((await pending).status).toBe(200);
-    await eventually(() => logs.length === 1);
-    expect((await series()).get('chat_streams_in_flight{}')).toBe(0);
+    await eventually(() => on.logs.length === 1);
+    expect(await streams()).toBe(0);
+  });
+
+  it('observes each queued request’s wait, and counts it as waiting, not as a stream', async () => {
+    const queued = metered(
+      testConfig({ OPENAI_BASE_URL: h.fake.url, UPSTREAM_MAX_CONCURRENT: '1', MODEL_PRICES: PRICES }),
+    );
+    try {
+      const rest = gate();
+      h.fake.script({ kind: 'pause', afterTokens: 1, until: rest.open, text: 'First reply.' });
+      const first = await send(hello('First'), undefined, queued.server);
+      const firstText = first.text(); // read it as it comes, so it can finish and free the slot
+      const second = chat(hello('Second'), undefined, queued.server);
+      await eventually(() => queued.proxy.readings().queued === 1);
+      const s = await series(queued.server);
+      expect(s.get('chat_queue_waiting{}')).toBe(1);
+      expect(s.get('chat_streams_in_flight{}')).toBe(1); // the first; the second waits its turn
+      rest.release();
+      expect(await firstText).toBe('First reply.');
+      expect((await second).status).toBe(200);
+      await eventually(() => queued.logs.length === 2);
+      // Only the second request waited in line: one wait observed, and only its log line says how long.
+      const waits = queued.logs.map((l) => l.queue_wait_ms);
+      expect(waits.filter((ms) => ms !== undefined)).toHaveLength(1);
+      expect(waits[0]).toBeUndefined();
+      const after = await series(queued.server);
+      expect(after.get('chat_queue_wait_seconds_count{}')).toBe(1);
+      expect(after.get('chat_queue_waiting{}')).toBe(0);
+      expect(after.get('chat_streams_in_flight{}')).toBe(0);
+    } finally {
+      await queued.proxy.close();
+    }
   });
 
   it('labels hold only bounded values: no caller, no IP, no request id, and models only from the config', async () => {
@@ -275,4 +345,13 @@ function sum(s: Map<string, number>, name: string): number {
   let total = 0;
   for (const [key, value] of s) if (key.startsWith(`${name}{`)) total += value;
   return total;
+}
+
+/** A promise the test opens when it chooses: what a scripted `held` or `pause` reply waits for. */
+function gate(): { open: Promise<void>; release: () => void } {
+  let release = () => {};
+  const open = new Promise<void>((resolve) => {
+    release = resolve;
+  });
+  return { open, release };
 }

@@ -165,7 +165,9 @@ describe.each<RedisBackend>(['tcp', 'rest'])('pauses learnt by one instance (%s)
       RATE_LIMIT_PREFIX: prefix,
     });
     const [learns, other] = [buildHandler(config), buildHandler(config)];
-    h.fake.setCapacity({ rateLimitHeaders: { remainingRequests: 0, resetRequestsMs: 2_000 } });
+    h.fake.setCapacity({
+      rateLimitHeaders: { remainingRequests: 0, resetRequestsMs: 2_000, limitRequests: 1 },
+    });
     const started = performance.now();
     const first = await ask(learns, 'spends the last request', plain);
     expect(first.status).toBe(200);
@@ -369,5 +371,32 @@ describe('QUEUE_PREFER', () => {
     expect(await res.text()).toBe('from main');
     expect(h.fake.calls.map((c) => c.body.model)).toEqual(['test-model', 'test-model']);
     await holder.text();
+  });
+});
+
+describe('the wait, bounded', () => {
+  it('is QUEUE_MAX_WAIT_MS in all, a learnt pause and the line together; the pause counts toward QUEUE_MAX_LENGTH', async () => {
+    // The holder's answer says "no request left for 2 s" (one a window) and it keeps the only slot for 2 s too.
+    h.fake.setCapacity({
+      rateLimitHeaders: { remainingRequests: 0, resetRequestsMs: 2_000, limitRequests: 1 },
+    });
+    h.fake.script({ kind: 'paced', tokenDelayMs: 100 });
+    const env = { OPENAI_BASE_URL: h.fake.url, UPSTREAM_MAX_CONCURRENT: '1', QUEUE_MAX_WAIT_MS: '2500' };
+    const handler = buildHandler(testConfig({ ...env, QUEUE_MAX_LENGTH: '1', ...ONE_ATTEMPT }));
+    const holder = (await ask(handler, 'holds the slot and learns the pause', plain)).text();
+    const started = performance.now();
+    const [waits, full] = await Promise.all([
+      ask(handler, 'sleeps the pause, then waits in line', plain),
+      new Promise((resolve) => setTimeout(resolve, 100)).then(() =>
+        ask(handler, 'finds the line full', plain),
+      ),
+    ]);
+    const code = async (res: Response) => ((await res.json()) as { error: { code: string } }).error.code;
+    expect([full.status, await code(full)]).toEqual([503, 'queue_full']); // at once: the sleeper is waiting too
+    expect([waits.status, await code(waits)]).toEqual([503, 'queue_timeout']);
+    // 2 s of pause + 2.5 s of line would be 4.5 s; the budget is 2.5 s in all.
+    expect(performance.now() - started).toBeLessThan(4_000);
+    await holder;
+    expect(h.fake.calls).toHaveLength(1);
   });
 });

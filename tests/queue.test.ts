@@ -179,7 +179,9 @@ describe('the capacity store in memory', () => {
 
 describe('learning from the provider', () => {
   it('with no limit configured, pauses when the provider reports 0 requests left for 2 s: no request meets a 429', async () => {
-    h.fake.setCapacity({ rateLimitHeaders: { remainingRequests: 0, resetRequestsMs: 2_000 } });
+    h.fake.setCapacity({
+      rateLimitHeaders: { remainingRequests: 0, resetRequestsMs: 2_000, limitRequests: 1 },
+    });
     const handler = buildHandler(testConfig({ OPENAI_BASE_URL: h.fake.url, ...ONE_ATTEMPT }));
     const started = performance.now();
     const first = await ask(handler, '203.0.113.20', 'spends the last request');
@@ -210,6 +212,18 @@ describe('learning from the provider', () => {
     expect(
       pauseFrom(200, headers({ 'x-ratelimit-remaining-requests': '5', 'x-ratelimit-reset-requests': '2s' })),
     ).toBeUndefined();
+    // OpenAI's limits refill continuously: with none left, the next request fits after one request's share of the
+    // reset (60 s to full at 500 RPM: 120 ms), not after the whole of it.
+    expect(
+      pauseFrom(
+        200,
+        headers({
+          'x-ratelimit-limit-requests': '500',
+          'x-ratelimit-remaining-requests': '0',
+          'x-ratelimit-reset-requests': '1m0s',
+        }),
+      ),
+    ).toBe(120);
     expect(pauseFrom(429, headers({ 'retry-after': '3' }))).toBe(3_000);
     expect(pauseFrom(429, headers({ 'retry-after-ms': '1500', 'retry-after': '2' }))).toBe(1_500);
     expect(pauseFrom(200, headers({}))).toBeUndefined();

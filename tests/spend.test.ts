@@ -8,7 +8,7 @@ import { promptTokenBound } from '../lib/limits/token-bound';
 import type { RequestLog } from '../lib/log';
 import { upstashRestRedis } from '../lib/redis/upstash-rest';
 import { tcpRedis } from '../server/redis-tcp';
-import { buildHandler, chatRequest, startHarness, testConfig, userSays } from './support/harness';
+import { buildHandler, chatRequest, eventually, startHarness, testConfig, userSays } from './support/harness';
 import { REDIS_TEST_URL, type RedisBackend, redisStoreEnv, uniquePrefix } from './support/redis';
 import { startUpstashBridge, type UpstashBridge } from './support/upstash-bridge';
 
@@ -119,6 +119,69 @@ describe.each(BACKENDS)('spend budget per caller (%s)', (backend) => {
     expect(next.status).toBe(200);
     expect((await ask(p, '198.51.100.40')).status).toBe(429);
     release();
+    await next.text();
+  });
+});
+
+/**
+ * Sends `streamed` tokens of a longer reply, then the fake waits: the client reads them and leaves, which stops the
+ * upstream before its usage chunk. Returns the reply's release, to let the fake finish its side afterwards.
+ */
+async function cutByClient(p: Proxy, ip: string, streamed: number): Promise<() => void> {
+  let release = () => {};
+  const until = new Promise<void>((resolve) => {
+    release = resolve;
+  });
+  h.fake.script({ kind: 'pause', afterTokens: streamed, until, text: 'one two three four five six' });
+  const res = await ask(p, ip);
+  expect(res.status).toBe(200);
+  const reader = (res.body as ReadableStream<Uint8Array>).getReader();
+  const decoder = new TextDecoder();
+  let text = '';
+  while (!text.includes('two')) {
+    const { value, done } = await reader.read();
+    if (done) break;
+    text += decoder.decode(value, { stream: true });
+  }
+  expect(text).toBe('one two ');
+  await reader.cancel();
+  return release;
+}
+
+describe.each(BACKENDS)('spend of a stream the client cuts short (%s)', (backend) => {
+  // No usage chunk arrives: the charge is the prompt at the bound the reservation used, plus the deltas streamed.
+  const streamed = 2;
+  const probe = testConfig({ ...PRICED });
+  const tokensUsed = promptTokenBound(userSays('Hi'), probe.systemPrompt) + streamed;
+  const micros = tokensUsed * 100; // 100 micro-dollars a token, in and out
+  const worst = worstCaseMicros(probe);
+  const worstTokens = worst / 100;
+
+  it.each([
+    ['fits exactly', 0, 200],
+    ['is one micro-dollar short', -1, 429],
+  ])('settles both budgets to the prompt bound and the deltas: a budget that %s', async (_, off, status) => {
+    const budget = micros + worst + off;
+    const config = testConfig(env(backend, `cut${off}`, { SPEND_BUDGET_USD: String(budget / 1e6) }));
+    expect(config.rateLimit.spend.budgetMicros).toBe(budget);
+    const p = proxy(config);
+    const release = await cutByClient(p, '198.51.100.70', streamed);
+    await eventually(() => p.logs.length === 1);
+    await p.settled();
+    release();
+    expect(p.logs[0]?.cost_usd).toBe(micros / 1e6);
+
+    h.fake.script({ kind: 'reply', text: 'Next.' });
+    const next = await ask(p, '198.51.100.70');
+    expect(next.status).toBe(status);
+    if (status === 429) {
+      const body = (await next.json()) as { error: { code: string } };
+      expect(body.error.code).toBe('spend_budget_exceeded');
+      return;
+    }
+    // The token budget settled to the same usage: what is left is the budget less the cut reply and this booking.
+    const left = config.rateLimit.tokenBudget - tokensUsed - worstTokens;
+    expect(next.headers.get('ratelimit')).toContain(`"tokens";r=${left};`);
     await next.text();
   });
 });

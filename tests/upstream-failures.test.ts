@@ -4,6 +4,7 @@ import type { ChatHandler } from '../lib/chat-handler';
 import type { Config } from '../lib/config';
 import { worstCaseTokens } from '../lib/limits/token-bound';
 import type { RequestLog } from '../lib/log';
+import { postChatStream, type Transport } from '../lib/upstream/openai-http';
 import {
   buildHandler,
   chatRequest,
@@ -410,5 +411,27 @@ describe('FALLBACK_MESSAGE', () => {
     );
     h.fake.script(faults.contextLength());
     expect((await ask(handler)).status).toBe(400);
+  });
+});
+
+describe('the server-sent events parser', () => {
+  it('reads CR LF events split anywhere between reads, a CR at the end of one and its LF at the start of the next', async () => {
+    const event = (text: string) =>
+      `data: ${JSON.stringify({ choices: [{ index: 0, delta: { content: text } }] })}`;
+    const reads = [`${event('one')}\r`, '\n\r', `\n${event('two')}\r\n\r\n`, 'data: [DONE]\r\n\r\n'];
+    const transport: Transport = async () => ({
+      status: 200,
+      headers: new Headers(),
+      body: (async function* () {
+        for (const read of reads) yield new TextEncoder().encode(read);
+      })(),
+      text: async () => reads.join(''),
+      cancel: async () => {},
+    });
+    const endpoint = { baseURL: 'http://upstream.test/v1', apiKey: 'key', transport };
+    const { chunks } = await postChatStream(endpoint, {}, new AbortController().signal);
+    const texts: string[] = [];
+    for await (const chunk of chunks) texts.push(String(chunk.choices[0]?.delta.content));
+    expect(texts).toEqual(['one', 'two']);
   });
 });

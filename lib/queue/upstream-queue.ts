@@ -85,11 +85,52 @@ const WATCHED_POLL_MS = 1_000;
  */
 export function createUpstreamQueue(options: QueueOptions): UpstreamQueue {
   const { config, store, internal } = options;
-  const providers = new Map<string, Provider>();
+  const providerOf = providerRegistry(store);
   const pauses = createPauses(store, internal.now);
-  let waiting = 0;
+  const budgets = waitBudgets(config, internal);
+  const take = takeFrom(options, (p) => p.wake());
+  const serve = (p: Provider) => {
+    if (p.running) return;
+    p.running = true;
+    void runLine(p, take, pollWait(options, store)).finally(() => {
+      p.running = false;
+      // A waiter may have joined between the loop's end and here, finding it still running: serve it.
+      if (p.line.size > 0) serve(p);
+    });
+  };
 
-  const providerOf = (name: string, limits: ProviderCapacity): Provider => {
+  return {
+    async acquire(provider, model, ticket, signal, mayFallBack = false) {
+      const paused = await pauses.left(provider, model);
+      const limits = config.capacity[provider];
+      // The hot path for a provider with no limits of ours and no pause: no store, no line, no clock.
+      if (!limits && paused <= 0) return NO_LIMIT;
+      const budget = budgets.of(ticket);
+      const slept = paused > 0 && (await budget.inLine(() => sleepOff(paused, budget.left(), signal)));
+      if (!limits) return budget.done(NO_LIMIT);
+      if (signal.aborted) throw abortError(signal);
+      const p = providerOf(provider, limits);
+      if (p.line.size === 0) {
+        const first = await take(p, ticket.tokens);
+        if (first.slot) return slept ? budget.done(first.slot) : first.slot;
+      }
+      if (mayFallBack && config.prefer === 'fallback') throw providerSaturated(provider);
+      return budget.done(
+        await budget.inLine(() => enqueue(p, ticket, signal, budget.left(), () => serve(p))),
+      );
+    },
+    learn(provider, model, status, headers) {
+      const ms = pauseFrom(status, headers);
+      if (ms !== undefined) pauses.learn(provider, model, ms);
+    },
+    waiting: () => budgets.waiting(),
+  };
+}
+
+/** Each provider's line on this instance, made at its first wait (and woken by the store when a slot frees). */
+function providerRegistry(store: CapacityStore) {
+  const providers = new Map<string, Provider>();
+  return (name: string, limits: ProviderCapacity): Provider => {
     const known = providers.get(name);
     if (known) return known;
     const fresh: Provider = {
@@ -107,42 +148,39 @@ export function createUpstreamQueue(options: QueueOptions): UpstreamQueue {
     store.watch?.(name, () => fresh.wake());
     return fresh;
   };
-  const take = takeFrom(options, (p) => p.wake());
-  const serve = (p: Provider) => {
-    if (p.running) return;
-    p.running = true;
-    void runLine(p, take, waitFor(options, store)).finally(() => {
-      p.running = false;
-    });
-  };
+}
 
-  return {
-    async acquire(provider, model, ticket, signal, mayFallBack = false) {
-      await holdOff(await pauses.left(provider, model), config.maxWaitMs, signal);
-      const limits = config.capacity[provider];
-      // The hot path for a provider with no limits of ours: no store, no line.
-      if (!limits) return NO_LIMIT;
-      if (signal.aborted) throw abortError(signal);
-      const p = providerOf(provider, limits);
-      if (p.line.size === 0) {
-        const first = await take(p, ticket.tokens);
-        if (first.slot) return first.slot;
-      }
-      if (mayFallBack && config.prefer === 'fallback') throw providerSaturated(provider);
-      if (waiting >= config.maxLength) throw queueFull();
-      waiting++;
-      try {
-        return await enqueue(p, ticket, signal, config.maxWaitMs, () => serve(p));
-      } finally {
-        waiting--;
-      }
-    },
-    learn(provider, model, status, headers) {
-      const ms = pauseFrom(status, headers);
-      if (ms !== undefined) pauses.learn(provider, model, ms);
-    },
-    waiting: () => waiting,
+/**
+ * Each request waits at most `QUEUE_MAX_WAIT_MS` in all, pauses and the line together, over every attempt of its
+ * failover (its ticket is the same for each), and at most `QUEUE_MAX_LENGTH` requests wait on this instance.
+ */
+function waitBudgets(config: QueueConfig, internal: Internal) {
+  const deadlines = new WeakMap<QueueTicket, number>();
+  let waiting = 0;
+  const of = (ticket: QueueTicket) => {
+    const started = internal.now();
+    const deadline = deadlines.get(ticket) ?? started + config.maxWaitMs;
+    deadlines.set(ticket, deadline);
+    return {
+      left: () => deadline - internal.now(),
+      /** Counts the request among those waiting while `wait` runs. */
+      async inLine<T>(wait: () => Promise<T>): Promise<T> {
+        if (waiting >= config.maxLength) throw queueFull();
+        waiting++;
+        try {
+          return await wait();
+        } finally {
+          waiting--;
+        }
+      },
+      /** It waited: its log line says how long. */
+      done(slot: Slot): Slot {
+        ticket.onWaited?.(internal.now() - started);
+        return slot;
+      },
+    };
   };
+  return { of, waiting: () => waiting };
 }
 
 /** One try at the store. If the store cannot answer, the request goes ahead: the provider's own 429 is the backstop. */
@@ -203,12 +241,12 @@ function leasedSlot(
  * The provider said to hold off (its headers, learnt by any instance): wait it out before taking a place in line,
  * or, if that is longer than a request may wait, fail now so the failover can try another route.
  */
-async function holdOff(pausedMs: number, maxWaitMs: number, signal: AbortSignal): Promise<void> {
-  if (pausedMs <= 0) return;
-  if (pausedMs > maxWaitMs) throw providerPaused(pausedMs);
+async function sleepOff(pausedMs: number, leftMs: number, signal: AbortSignal): Promise<true> {
+  if (pausedMs > leftMs) throw providerPaused(pausedMs);
   await abortableSleep(pausedMs, signal).catch(() => {
     throw abortError(signal);
   });
+  return true;
 }
 
 /** Puts a request in line, and takes it out again on its timeout or when its client leaves. */
@@ -220,6 +258,9 @@ function enqueue(
   start: () => void,
 ) {
   return new Promise<Slot>((resolve, reject) => {
+    // Gone before it got here, or its wait is spent (pauses, earlier attempts): never in line at all.
+    if (signal.aborted) return reject(abortError(signal));
+    if (maxWaitMs <= 0) return reject(queueTimeout(maxWaitMs));
     const leave = () => {
       clearTimeout(timer);
       signal.removeEventListener('abort', onAbort);
@@ -290,9 +331,10 @@ async function runLine(
       continue;
     }
     const waiter = p.line.next() as Entry | undefined;
-    if (!waiter) {
+    // Nobody left, or someone else's turn now who would need more tokens than were booked: give it back, ask again.
+    if (!waiter || (waiter !== head && waiter.tokens > head.tokens)) {
       slot.release(0);
-      break;
+      continue;
     }
     p.line.served(waiter);
     waiter.grant(slot);
@@ -300,7 +342,7 @@ async function runLine(
   }
 }
 
-function waitFor(options: QueueOptions, store: CapacityStore) {
+function pollWait(options: QueueOptions, store: CapacityStore) {
   const pollMs = store.watch ? WATCHED_POLL_MS : options.pollMs;
   return (p: Provider, retryInMs: number) =>
     new Promise<void>((resolve) => {

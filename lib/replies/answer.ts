@@ -59,10 +59,13 @@ export async function answerFromLog(
         joined.leave();
         // A leader whose client left before the first token still pays for what the others go on to read.
         const charged = produced.then((reply) =>
-          deps.gate.settle(run.admitted, reply ? amountUsed(reply, request, deps.pricing) : 0),
+          deps.gate.settle(
+            run.admitted,
+            reply ? amountUsed(reply, request, deps.pricing, deps.config.systemPrompt) : 0,
+          ),
         );
         deps.waitUntil(charged);
-        const context = { ...run.context, ...run.moderation, ...extra.context };
+        const context = { ...run.context, ...run.moderation, ...run.queued, ...extra.context };
         return reject(caught, { context, headers, startedAt: run.startedAt }, inStream);
       },
     },

@@ -1,6 +1,6 @@
 import { ProxyError, toProxyError } from '../errors';
+import { countStreaming, type TrackedAbort } from '../shutdown';
 import type { Produce } from '../stream/respond';
-import type { LinkedAbort } from '../upstream/abort';
 import type { ServedReply } from '../upstream/failover';
 import { recordError } from './events';
 import type { LiveReply } from './live-reply';
@@ -15,12 +15,12 @@ export type { Produce };
 export async function pump(
   live: LiveReply,
   produce: Produce,
-  abort: LinkedAbort,
+  abort: TrackedAbort,
   messageId: string,
 ): Promise<ServedReply | undefined> {
   let reply: ServedReply | undefined;
   try {
-    reply = await produce(abort.signal);
+    reply = await countStreaming(abort, produce(abort.signal)); // a stream in flight until `dispose` below
     const { served, adapted } = reply;
     live.push({ type: 'head', head: { served, messageId, ...(adapted && { adapted }) } });
     const startedAt = Date.now();

@@ -41,6 +41,8 @@ export interface Run {
   readonly moderation: ModerationOutcome['log'];
   /** For a UI client that asked to hear its place in line while it waits for capacity. */
   readonly place: PlaceWatch | undefined;
+  /** Filled in by the queue when the request had to wait: how long, for the log line. */
+  readonly queued: Pick<RequestContext, 'queue_wait_ms'>;
 }
 
 /** Who pays for a reply and how to stop it: the upstream reply this request produced (none: it costs nothing). */
@@ -74,6 +76,7 @@ export function respond(
   const context = {
     ...run.context,
     ...run.moderation,
+    ...run.queued,
     ...extra.context,
     ...servedFields(reply),
     protocol,
@@ -85,9 +88,10 @@ export function respond(
     // Abandoned streams are charged too: tokens generated before the abort were paid for. A leader is charged when
     // its upstream reply ends, which may be after its own client left (others were still reading).
     const logged = charge.produced.then(async (produced) => {
-      const budget_error = await gate.settle(admitted, produced ? amountUsed(produced, request, pricing) : 0);
+      const used = produced ? amountUsed(produced, request, pricing, config.systemPrompt) : 0;
+      const budget_error = await gate.settle(admitted, used);
       const usage = usageFields((produced ?? reply).outcome.usage);
-      const cost = costFields(pricing, produced, request);
+      const cost = costFields(pricing, produced, request, config.systemPrompt);
       log({ ...ended, ...usage, ...cost, ...(budget_error && { budget_error }) });
     });
     waitUntil(logged);

@@ -141,7 +141,7 @@ async function* chunksOf(response: UpstreamResponse): AsyncGenerator<ChatComplet
     for await (const bytes of response.body) {
       if (over) continue;
       buffer += decoder.decode(bytes, { stream: true });
-      if (buffer.includes('\r')) buffer = buffer.replace(/\r\n?/g, '\n');
+      if (buffer.includes('\r')) buffer = lineFeeds(buffer);
       for (let end = buffer.indexOf('\n\n'); end >= 0 && !over; end = buffer.indexOf('\n\n')) {
         const event = buffer.slice(0, end);
         buffer = buffer.slice(end + 2);
@@ -157,6 +157,15 @@ async function* chunksOf(response: UpstreamResponse): AsyncGenerator<ChatComplet
 }
 
 const DONE = Symbol('done');
+
+/**
+ * CR LF and lone CR line ends as LF. A CR at the very end is kept as it is: its LF may be the first byte of the next
+ * read, and turned into a LF now, that pair would read as an empty line (the end of an event) too early.
+ */
+function lineFeeds(text: string): string {
+  const held = text.endsWith('\r') ? 1 : 0;
+  return text.slice(0, text.length - held).replace(/\r\n?/g, '\n') + (held ? '\r' : '');
+}
 
 function parseEvent(event: string, headers: Headers): ChatCompletionChunk | typeof DONE | undefined {
   let data: string | undefined;
