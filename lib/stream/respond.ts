@@ -5,7 +5,6 @@ import type { ValidRequest } from '../http/validate-request';
 import type { Internal } from '../internal';
 import type { Admission, RateLimitGate } from '../limits/gate';
 import { errorFields, type Logger, type RequestContext, usageFields } from '../log';
-import { textOf } from '../parts/content';
 import type { ChatRequest, Usage } from '../types';
 import type { ServedReply } from '../upstream/failover';
 import type { ModerationOutcome } from '../upstream/moderation';
