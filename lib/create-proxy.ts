@@ -15,6 +15,7 @@ import { createUpstreamQueue, type UpstreamQueue } from './queue/upstream-queue'
 import { connectRedis, type RedisConnection, type TcpRedis } from './redis/connect';
 import { createRedisLog } from './replies/redis-log';
 import { createReplies, type Replies } from './replies/replies';
+import type { Sha256Hex } from './replies/reply-key';
 import { createShutdown, type ShutdownHooks } from './shutdown';
 import { createUpstream } from './upstream/create-upstream';
 import { createModerationStep } from './upstream/moderation';
@@ -43,6 +44,8 @@ export interface Platform {
    * `gpt-tokenizer`. Absent (the edge: a vocabulary is megabytes), a calibrated estimate counts.
    */
   readonly tokenCounter?: LoadTokenCounter;
+  /** How reply keys are hashed; by default Web Crypto's SHA-256 (the Node server brings its synchronous one). */
+  readonly sha256?: Sha256Hex;
   /** How upstream requests are sent; by default the platform's `fetch` (the Node server brings undici's `request`). */
   readonly upstreamTransport?: Transport;
   /** Clock, jitter and ids; tests replace them to move time instead of sleeping. */
@@ -102,7 +105,7 @@ export function createProxy(config: Config, platform: Platform): ChatProxy {
   const queue = queueFor(config, internal, redis);
   const log = platform.log ?? jsonLogger;
   const handler = createChatHandler({
-    replies: repliesFor(config, internal, shutdown, redis),
+    replies: repliesFor(config, internal, shutdown, redis, platform.sha256),
     config,
     upstream: createUpstream(config, internal, queue, platform.upstreamTransport),
     gate,
@@ -150,6 +153,7 @@ function repliesFor(
   internal: Internal,
   shutdown: ShutdownHooks,
   redis: RedisConnection | undefined,
+  sha256: Sha256Hex | undefined,
 ): Replies | undefined {
   const { replies } = config;
   if (!replies.coalesce && !replies.resume && replies.cacheTtlMs === 0) return undefined;
@@ -162,6 +166,7 @@ function repliesFor(
     totalTimeoutMs: config.failover.totalTimeoutMs,
     internal,
     secrets: config.secrets,
+    sha256,
   });
 }
 

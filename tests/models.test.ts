@@ -164,10 +164,11 @@ describe('parameters that adapt once', () => {
       CHAT_MODEL: 'custom-thinker',
       MODEL_OPTIONS: '{"custom-thinker":{"tokenParam":"max_completion_tokens"}}',
     });
-    const ask = () =>
-      handler(chatRequest({ ...userSays('Hot'), temperature: 0.7 }, { headers: { accept: 'text/plain' } }));
-    expect((await ask()).status).toBe(200);
-    expect((await ask()).status).toBe(200);
+    // Two different questions: an identical one still in flight would share the first's reply (coalescing).
+    const ask = (text: string) =>
+      handler(chatRequest({ ...userSays(text), temperature: 0.7 }, { headers: { accept: 'text/plain' } }));
+    expect((await ask('Hot')).status).toBe(200);
+    expect((await ask('Hotter')).status).toBe(200);
     expect(strict.calls.map((c) => c.body.temperature)).toEqual([0.7, undefined, undefined]);
   });
 

@@ -9,8 +9,10 @@ import type { RequestLog } from '../lib/log';
 import { upstashRestRedis } from '../lib/redis/upstash-rest';
 import type { ReplyEvent } from '../lib/replies/events';
 import { createRedisLog } from '../lib/replies/redis-log';
+import { webSha256 } from '../lib/replies/reply-key';
 import { READ_BATCH } from '../lib/replies/shared-log';
 import { tailSharedReply } from '../lib/replies/tail';
+import { nodePlatform } from '../server/node-platform';
 import {
   buildHandler,
   chatRequest,
@@ -1063,4 +1065,12 @@ describe.runIf(process.env.MEASURE_REPLIES)('measurements', () => {
       );
     },
   );
+});
+
+describe('reply keys', () => {
+  it('are the same SHA-256 on the Node server (its own hash) as on the edge (Web Crypto): both can share one Redis', async () => {
+    for (const text of ['', 'a', 'é and 🦊', JSON.stringify({ messages: ['x'.repeat(10_000)] })]) {
+      expect(await webSha256(text)).toBe(nodePlatform.sha256?.(text));
+    }
+  });
 });

@@ -11,7 +11,7 @@ import { MemoryCache } from './memory-cache';
 import { type Mirror, mirrorTo } from './mirror';
 import { type Produce, pump } from './pump';
 import { type Replayed, replayReply } from './replay';
-import { replyKey } from './reply-key';
+import { replyKey, type Sha256Hex } from './reply-key';
 import { type Claim, FIRST_CURSOR, type SharedLog, type WriteAnswer } from './shared-log';
 import { tailSharedReply } from './tail';
 
@@ -70,6 +70,8 @@ export interface RepliesDeps {
   readonly totalTimeoutMs: number;
   readonly internal: Internal;
   readonly secrets: readonly string[];
+  /** How reply keys are hashed; Web Crypto unless the platform has faster. */
+  readonly sha256?: Sha256Hex | undefined;
 }
 
 /** One request's way into the log: its key and what it may do with it. */
@@ -158,7 +160,11 @@ export function createReplies(deps: RepliesDeps): Replies {
     async serve(request, options, produce) {
       const hit = config.cacheTtlMs > 0 && options.cacheControl === 'use';
       const scope = config.cacheScope === 'caller' ? `caller:${options.callerId}` : 'global';
-      const key = await replyKey(request, { systemPrompt: deps.systemPrompt, tools: deps.tools, scope });
+      const key = await replyKey(
+        request,
+        { systemPrompt: deps.systemPrompt, tools: deps.tools, scope },
+        deps.sha256,
+      );
       return joinKey({ key, hit, cache: hit ? 'MISS' : 'BYPASS', options, produce });
     },
 

@@ -16,7 +16,11 @@ export interface KeyContext {
  * `reasoning_effort`, and every message's role and content (text; attachments by their bytes; tool calls by name
  * and arguments; tool results by the call they answer, counted in order, not by the call's id).
  */
-export async function replyKey(request: ChatRequest, context: KeyContext): Promise<string> {
+export async function replyKey(
+  request: ChatRequest,
+  context: KeyContext,
+  sha256 = webSha256,
+): Promise<string> {
   const callOrdinals = new Map<string, number>();
   const canonical = [
     1, // the key's own version: bump it when its contents change, so old entries are simply never found
@@ -29,10 +33,21 @@ export async function replyKey(request: ChatRequest, context: KeyContext): Promi
     request.reasoningEffort ?? null,
     request.messages.map((message) => canonicalMessage(message, callOrdinals)),
   ];
-  const bytes = new TextEncoder().encode(JSON.stringify(canonical));
-  const digest = await crypto.subtle.digest('SHA-256', bytes);
-  return [...new Uint8Array(digest)].map((b) => b.toString(16).padStart(2, '0')).join('');
+  return sha256(JSON.stringify(canonical));
 }
+
+/** A text's SHA-256 in hex, as the platform computes it fastest (the Node server: its synchronous `createHash`). */
+export type Sha256Hex = (text: string) => string | Promise<string>;
+
+const HEX = Array.from({ length: 256 }, (_, byte) => byte.toString(16).padStart(2, '0'));
+
+/** Web Crypto's, which every platform has (the edge); asynchronous, about 40 µs a call on Node. */
+export const webSha256: Sha256Hex = async (text) => {
+  const digest = new Uint8Array(await crypto.subtle.digest('SHA-256', new TextEncoder().encode(text)));
+  let hex = '';
+  for (const byte of digest) hex += HEX[byte];
+  return hex;
+};
 
 function canonicalMessage(message: ChatMessage, callOrdinals: Map<string, number>): unknown {
   if (message.role === 'tool') return ['tool', callOrdinals.get(message.toolCallId) ?? -1, message.content];

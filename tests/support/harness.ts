@@ -84,6 +84,7 @@ export function buildHandler(config: Config, options: BuildOptions = {}): ChatHa
     tcpRedis,
     // The Node server's way to the upstream (undici's pooled request); the edge tests run the `fetch` one.
     upstreamTransport: nodePlatform.upstreamTransport,
+    ...(nodePlatform.sha256 && { sha256: nodePlatform.sha256 }),
     ...(options.waitUntil ? { waitUntil: options.waitUntil } : {}),
     ...(options._internal ? { _internal: options._internal } : {}),
     // Every log line is scanned for secrets; tests that do not look at them keep them off the console.
