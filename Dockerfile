@@ -4,7 +4,7 @@
 #   docker run --init -p 3000:3000 -e OPENAI_API_KEY=... -e REDIS_URL=redis://... ai-chat-proxy
 
 # Build stage: every dependency, then `npm run build` bundles server/main.ts (and lib/) into dist/server.mjs.
-FROM node:22-slim AS build
+FROM node:24-slim AS build
 WORKDIR /app
 COPY package.json package-lock.json ./
 RUN npm ci
@@ -13,7 +13,7 @@ RUN npm run build
 
 # Runtime stage: production dependencies only (the bundle leaves them external), the bundle, and page/, whose
 # chat.tsx the server bundles with esbuild on the first request for /chat.js.
-FROM node:22-slim
+FROM node:24-slim
 WORKDIR /app
 ENV NODE_ENV=production
 COPY package.json package-lock.json ./
