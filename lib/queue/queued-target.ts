@@ -2,8 +2,11 @@ import type { Delta, QueueTicket, Reply } from '../types';
 import type { UpstreamTarget } from '../upstream/target';
 import type { Slot, UpstreamQueue } from './upstream-queue';
 
-/** A request that came without a ticket (a test or a tool calling the upstream directly): one anonymous caller. */
-const ANONYMOUS: QueueTicket = { callerId: 'anonymous', priority: 0, tokens: 0 };
+/**
+ * A request that came without a ticket (a test or a tool calling the upstream directly): one anonymous caller. A new
+ * ticket each time: the queue keeps a ticket's wait budget, which must not be shared by unrelated requests.
+ */
+const anonymous = (): QueueTicket => ({ callerId: 'anonymous', priority: 0, tokens: 0 });
 
 /**
  * A target that first waits its turn for its provider's capacity, and holds the slot for as long as its stream runs:
@@ -14,7 +17,7 @@ export function queuedTarget(target: UpstreamTarget, queue: UpstreamQueue): Upst
   return {
     provider: target.provider,
     async open(request, model, signal, attempt) {
-      const ticket = request.ticket ?? ANONYMOUS;
+      const ticket = request.ticket ?? anonymous();
       const slot = await queue.acquire(target.provider, model, ticket, signal, attempt.mayFallBack);
       // Nothing held: the reply streams through untouched (no extra step per token).
       if (!slot.held) return target.open(request, model, signal, attempt);
