@@ -1,13 +1,12 @@
 import IORedis from 'ioredis';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { memoryLimitStores } from '../lib/limits/memory-store';
 import { redisLimitStores } from '../lib/limits/redis-store';
 import type { LimitStores } from '../lib/limits/stores';
 import { upstashRestRedis } from '../lib/redis/upstash-rest';
 import { LuaCompat } from '../server/lua-compat';
-import { tcpRedis } from '../server/redis-tcp';
 import { REDIS_TEST_URL, uniquePrefix } from './support/redis';
-import { startUpstashBridge, type UpstashBridge } from './support/upstash-bridge';
+import { tcpRedisForFile, upstashBridgeForFile } from './support/redis-for-file';
 
 const WINDOWS = {
   requests: 3,
@@ -17,16 +16,8 @@ const WINDOWS = {
   streamLeaseMs: 10_000,
 };
 
-let bridge: UpstashBridge;
-let tcp: ReturnType<typeof tcpRedis>;
-beforeAll(async () => {
-  bridge = await startUpstashBridge();
-  tcp = tcpRedis(REDIS_TEST_URL, 1_000);
-});
-afterAll(async () => {
-  await bridge.close();
-  await tcp.close();
-});
+const bridge = await upstashBridgeForFile();
+const tcp = tcpRedisForFile(1_000);
 
 type Make = (now?: () => number) => LimitStores;
 

@@ -1,5 +1,5 @@
 import { SignJWT } from 'jose';
-import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
+import { afterEach, describe, expect, it } from 'vitest';
 import type { Behaviour } from '../fake-upstream';
 import type { ChatHandler } from '../lib/chat-handler';
 import type { RequestLog } from '../lib/log';
@@ -17,20 +17,14 @@ import {
   userSays,
 } from './support/harness';
 import { REDIS_TEST_URL, type RedisBackend, redisStoreEnv, uniquePrefix } from './support/redis';
-import { startUpstashBridge, type UpstashBridge } from './support/upstash-bridge';
+import { upstashBridgeForFile } from './support/redis-for-file';
 
 /**
  * Heavy traffic (issue 13), the rest of it: priorities, the place in line told to the client, tokens per minute,
  * pauses shared by every instance, and `QUEUE_PREFER=fallback`.
  */
 const h = await startHarness();
-let bridge: UpstashBridge;
-beforeAll(async () => {
-  bridge = await startUpstashBridge();
-});
-afterAll(async () => {
-  await bridge.close();
-});
+const bridge = await upstashBridgeForFile();
 afterEach(() => {
   h.fake.reset();
 });

@@ -1,4 +1,4 @@
-import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
+import { afterEach, describe, expect, it } from 'vitest';
 import type { Behaviour } from '../fake-upstream';
 import type { ChatHandler } from '../lib/chat-handler';
 import { memoryCapacityStore } from '../lib/queue/capacity-store';
@@ -7,20 +7,14 @@ import { redisCapacityStore } from '../lib/queue/redis-capacity';
 import { tcpRedis } from '../server/redis-tcp';
 import { buildHandler, chatRequest, eventually, startHarness, testConfig, userSays } from './support/harness';
 import { REDIS_TEST_URL, type RedisBackend, redisStoreEnv, uniquePrefix } from './support/redis';
-import { startUpstashBridge, type UpstashBridge } from './support/upstash-bridge';
+import { upstashBridgeForFile } from './support/redis-for-file';
 
 /**
  * Heavy traffic (issue 13): requests wait in a fair line for the upstream's capacity instead of meeting its 429s.
  * The fake upstream enforces a capacity of its own and counts what it refused and its peak of open streams.
  */
 const h = await startHarness();
-let bridge: UpstashBridge;
-beforeAll(async () => {
-  bridge = await startUpstashBridge();
-});
-afterAll(async () => {
-  await bridge.close();
-});
+const bridge = await upstashBridgeForFile();
 afterEach(() => {
   h.fake.reset();
 });

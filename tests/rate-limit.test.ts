@@ -1,5 +1,5 @@
 import { createServer, type Server, type Socket } from 'node:net';
-import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
+import { afterAll, beforeEach, describe, expect, it } from 'vitest';
 import type { ChatHandler } from '../lib/chat-handler';
 import type { Config } from '../lib/config';
 import { worstCaseTokens } from '../lib/limits/token-bound';
@@ -14,18 +14,14 @@ import {
   userSays,
 } from './support/harness';
 import { redisStoreEnv, uniquePrefix } from './support/redis';
-import { startUpstashBridge, type UpstashBridge } from './support/upstash-bridge';
+import { upstashBridgeForFile } from './support/redis-for-file';
+import { startUpstashBridge } from './support/upstash-bridge';
 
 const h = await startHarness();
-let bridge: UpstashBridge;
+const bridge = await upstashBridgeForFile();
 const closers: (() => unknown)[] = [];
-
-beforeAll(async () => {
-  bridge = await startUpstashBridge();
-});
 afterAll(async () => {
   for (const close of closers) await close();
-  await bridge.close();
 });
 
 type Backend = 'rest' | 'tcp';

@@ -23,8 +23,8 @@ import {
   testConfig,
 } from './support/harness';
 import { REDIS_TEST_URL, redisStoreEnv, uniquePrefix } from './support/redis';
+import { upstashBridgeForFile } from './support/redis-for-file';
 import { recordOutput } from './support/secret-scan';
-import { startUpstashBridge, type UpstashBridge } from './support/upstash-bridge';
 
 /**
  * Issue 12, "one reply, many readers", end to end: real handlers (lib/create-proxy.ts, as production wires them), a
@@ -39,11 +39,7 @@ import { startUpstashBridge, type UpstashBridge } from './support/upstash-bridge
  * in Redis after the run.
  */
 const h = await startHarness();
-let bridge: UpstashBridge;
-beforeAll(async () => {
-  bridge = await startUpstashBridge();
-});
-afterAll(() => bridge.close());
+const bridge = await upstashBridgeForFile();
 
 const RUN = `${process.pid}-${Math.random().toString(36).slice(2, 8)}`;
 let serial = 0;

@@ -1,27 +1,18 @@
 import type { Redis } from '@upstash/redis';
 import IORedis from 'ioredis';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { afterAll, describe, expect, it } from 'vitest';
 import { upstashRestRedis } from '../lib/redis/upstash-rest';
 import type { ReplyEvent } from '../lib/replies/events';
 import { createRedisLog, FIRST_CURSOR, type Subscribe } from '../lib/replies/redis-log';
 import type { SharedLog } from '../lib/replies/shared-log';
 import { tcpRedis } from '../server/redis-tcp';
 import { REDIS_TEST_URL, uniquePrefix } from './support/redis';
-import { startUpstashBridge, type UpstashBridge } from './support/upstash-bridge';
+import { tcpRedisForFile, upstashBridgeForFile } from './support/redis-for-file';
 
-let bridge: UpstashBridge;
-let tcp: ReturnType<typeof tcpRedis>;
-let raw: IORedis;
-beforeAll(async () => {
-  bridge = await startUpstashBridge();
-  tcp = tcpRedis(REDIS_TEST_URL, 2_000);
-  raw = new IORedis(REDIS_TEST_URL, { maxRetriesPerRequest: 1 });
-});
-afterAll(async () => {
-  await bridge.close();
-  await tcp.close();
-  raw.disconnect();
-});
+const bridge = await upstashBridgeForFile();
+const tcp = tcpRedisForFile(2_000);
+const raw = new IORedis(REDIS_TEST_URL, { maxRetriesPerRequest: 1 });
+afterAll(() => raw.disconnect());
 
 interface Client {
   readonly redis: Redis;

@@ -1,4 +1,4 @@
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import type { ChatHandler } from '../lib/chat-handler';
 import type { Config } from '../lib/config';
 import { memoryLimitStores } from '../lib/limits/memory-store';
@@ -7,22 +7,13 @@ import type { LimitStores } from '../lib/limits/stores';
 import { promptTokenBound } from '../lib/limits/token-bound';
 import type { RequestLog } from '../lib/log';
 import { upstashRestRedis } from '../lib/redis/upstash-rest';
-import { tcpRedis } from '../server/redis-tcp';
 import { buildHandler, chatRequest, eventually, startHarness, testConfig, userSays } from './support/harness';
-import { REDIS_TEST_URL, type RedisBackend, redisStoreEnv, uniquePrefix } from './support/redis';
-import { startUpstashBridge, type UpstashBridge } from './support/upstash-bridge';
+import { type RedisBackend, redisStoreEnv, uniquePrefix } from './support/redis';
+import { tcpRedisForFile, upstashBridgeForFile } from './support/redis-for-file';
 
 const h = await startHarness();
-let bridge: UpstashBridge;
-let tcp: ReturnType<typeof tcpRedis>;
-beforeAll(async () => {
-  bridge = await startUpstashBridge();
-  tcp = tcpRedis(REDIS_TEST_URL, 1_000);
-});
-afterAll(async () => {
-  await bridge.close();
-  await tcp.close();
-});
+const bridge = await upstashBridgeForFile();
+const tcp = tcpRedisForFile(1_000);
 
 type Backend = RedisBackend | 'memory';
 const BACKENDS: Backend[] = ['memory', 'tcp', 'rest'];
