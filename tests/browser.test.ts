@@ -168,6 +168,8 @@ describe('the chat page in Chromium', () => {
       expect(Number(dollars)).toBe(Number(implied.toPrecision(2)));
     }
     await page.screenshot({ path: `${SCREENSHOTS}/cost-390.png`, fullPage: true });
+    await page.setViewportSize({ width: 1200, height: 800 });
+    await page.screenshot({ path: `${SCREENSHOTS}/cost-1200.png`, fullPage: true });
     await page.close();
   }, 40_000);
 
@@ -857,6 +859,8 @@ describe('the queue in Chromium (UPSTREAM_MAX_CONCURRENT=1)', () => {
     );
     expect(await pending.textContent()).toMatch(/^You're 1st in line…( \(about \d+ s\))?$/);
     expect(fake.calls).toHaveLength(1); // it waits: nothing reached the upstream
+    await page.setViewportSize({ width: 1200, height: 800 });
+    await page.screenshot({ path: `${SCREENSHOTS}/queued-1200.png`, fullPage: true });
     await page.setViewportSize({ width: 390, height: 844 });
     await page.screenshot({ path: `${SCREENSHOTS}/queued-390.png`, fullPage: true });
     release();
