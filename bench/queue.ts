@@ -1,10 +1,10 @@
-import { spawn } from 'node:child_process';
 import { startFakeUpstream } from '../fake-upstream';
 import { loadConfig } from '../lib/config';
 import { createProxy } from '../lib/create-proxy';
 import { tcpRedis } from '../server/redis-tcp';
-import { REDIS_TEST_HOST, REDIS_TEST_PORT, REDIS_TEST_URL } from '../tests/support/redis';
+import { REDIS_TEST_URL } from '../tests/support/redis';
 import { startUpstashBridge } from '../tests/support/upstash-bridge';
+import { monitorCommands } from './redis-monitor';
 import { ms, summarize } from './stats';
 
 /**
@@ -39,7 +39,7 @@ async function run(store: string, env: Record<string, string>): Promise<void> {
     createProxy(config, { clientIp: () => '203.0.113.9', tcpRedis, log: () => {} }),
   );
   for (const proxy of instances) closers.push(proxy.close);
-  const monitor = await countCapacityCommands();
+  const monitor = await monitorCommands(':capacity:');
   const sentAt = new Map<string, number>();
   const statuses = await Promise.all(
     Array.from({ length: CLIENTS }, async (_, i) => {
@@ -61,7 +61,7 @@ async function run(store: string, env: Record<string, string>): Promise<void> {
       return res.status;
     }),
   );
-  const commands = await monitor();
+  const commands = await monitor.stop();
   const waits = fake.calls.map((call) => {
     const text = String(call.body.messages?.at(-1)?.content ?? '');
     return call.startedAt - (sentAt.get(text) ?? call.startedAt);
@@ -73,25 +73,6 @@ async function run(store: string, env: Record<string, string>): Promise<void> {
       `upstream 429s ${fake.rejected}; peak streams ${fake.peakInFlight}; ` +
       `capacity commands ${commands} (${(commands / CLIENTS).toFixed(1)} per request)`,
   );
-}
-
-/** Counts the commands on the queue's keys (`:capacity:`) that clients sent Redis, until the returned function is called. */
-async function countCapacityCommands(): Promise<() => Promise<number>> {
-  const child = spawn('redis-cli', ['-h', REDIS_TEST_HOST, '-p', String(REDIS_TEST_PORT), 'monitor']);
-  let count = 0;
-  let buffered = '';
-  child.stdout.on('data', (data: Buffer) => {
-    buffered += data.toString();
-    const lines = buffered.split('\n');
-    buffered = lines.pop() ?? '';
-    for (const line of lines) if (line.includes(':capacity:') && !line.includes(' lua]')) count++;
-  });
-  await new Promise((resolve) => setTimeout(resolve, 200));
-  return async () => {
-    await new Promise((resolve) => setTimeout(resolve, 300));
-    child.kill();
-    return count;
-  };
 }
 
 try {

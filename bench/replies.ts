@@ -1,10 +1,10 @@
-import { spawn } from 'node:child_process';
 import { startFakeUpstream } from '../fake-upstream';
 import { loadConfig } from '../lib/config';
 import { createProxy } from '../lib/create-proxy';
 import { tcpRedis } from '../server/redis-tcp';
-import { REDIS_TEST_HOST, REDIS_TEST_PORT, REDIS_TEST_URL } from '../tests/support/redis';
+import { REDIS_TEST_URL } from '../tests/support/redis';
 import { startUpstashBridge } from '../tests/support/upstash-bridge';
+import { monitorCommands } from './redis-monitor';
 import { ms, summarize } from './stats';
 
 /**
@@ -82,7 +82,7 @@ async function followers(store: string, sameInstance: boolean): Promise<void> {
     tokenDelayMs: 20,
     text: 'A reply that takes a little while to stream out, '.repeat(2),
   });
-  const monitor = await monitorReplyLog();
+  const monitor = await monitorCommands('acp:reply');
   const start = performance.now();
   const leader = timed(a(ask(prompt)), start);
   await new Promise((resolve) => setTimeout(resolve, 5));
@@ -111,34 +111,13 @@ async function leaderAlone(store: string): Promise<void> {
     tokenDelayMs: 20,
     text: 'A reply that takes a little while to stream out, '.repeat(2),
   });
-  const monitor = await monitorReplyLog();
+  const monitor = await monitorCommands('acp:reply');
   await timed(a(ask(`Lead alone (${store}, ${process.pid})`)));
   LEADER_COMMANDS[store] = await monitor.stop();
   fake.reset();
   console.log(
     `leader alone (${store}): ${LEADER_COMMANDS[store]} reply-log commands for a 20-token reply paced at 20 ms`,
   );
-}
-
-/** Counts the reply-log commands Redis runs (MONITOR), leaving out what scripts run inside themselves. */
-async function monitorReplyLog(): Promise<{ stop: () => Promise<number> }> {
-  const child = spawn('redis-cli', ['-h', REDIS_TEST_HOST, '-p', String(REDIS_TEST_PORT), 'monitor']);
-  let count = 0;
-  let buffered = '';
-  child.stdout.on('data', (data: Buffer) => {
-    buffered += data.toString();
-    const lines = buffered.split('\n');
-    buffered = lines.pop() ?? '';
-    for (const line of lines) if (line.includes('acp:reply') && !line.includes(' lua]')) count++;
-  });
-  await new Promise((resolve) => setTimeout(resolve, 200));
-  return {
-    stop: async () => {
-      await new Promise((resolve) => setTimeout(resolve, 300));
-      child.kill();
-      return count;
-    },
-  };
 }
 
 try {

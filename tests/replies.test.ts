@@ -841,16 +841,23 @@ describe('resumable streams (RESUME=on)', () => {
 
   const newChat = () => `chat-${RUN}-${++serial}`;
 
+  /**
+   * Two instances with RESUME on, and a new chat: the reply runs on `a`; the page reloads onto `reader`, the other
+   * instance on Redis (the same one in memory).
+   */
+  const resumable = (backend: 'memory' | Backend) => {
+    const env = {
+      RESUME: 'on',
+      ...(backend === 'memory' ? {} : { ...onRedis(backend), REPLY_LEASE_MS: '600' }),
+    };
+    const [a, b] = pair(env);
+    return { a, reader: backend === 'memory' ? a : b, chatId: newChat() };
+  };
+
   it.each<'memory' | Backend>(['memory', 'tcp'])(
     'GET resumes a running reply from its start under the same message id; 404 for another caller; 204 when nothing runs (%s)',
     async (backend) => {
-      const env = {
-        RESUME: 'on',
-        ...(backend === 'memory' ? {} : { ...onRedis(backend), REPLY_LEASE_MS: '600' }),
-      };
-      const [a, b] = pair(env);
-      const reader = backend === 'memory' ? a : b; // where the page reloads: another instance, with Redis
-      const chatId = newChat();
+      const { a, reader, chatId } = resumable(backend);
       expect(await statusOf(reader, chatId, 'GET')).toBe(204);
 
       const go = gate();
@@ -879,13 +886,7 @@ describe('resumable streams (RESUME=on)', () => {
   it.each<'memory' | Backend>(['memory', 'tcp'])(
     'the POST’s client leaving does not stop the reply: a later GET gets all of it (%s)',
     async (backend) => {
-      const env = {
-        RESUME: 'on',
-        ...(backend === 'memory' ? {} : { ...onRedis(backend), REPLY_LEASE_MS: '600' }),
-      };
-      const [a, b] = pair(env);
-      const reader = backend === 'memory' ? a : b;
-      const chatId = newChat();
+      const { a, reader, chatId } = resumable(backend);
       const go = gate();
       h.fake.script(paused(go.until));
       const p = prompt(`reload mid-reply (${backend})`);
@@ -912,13 +913,7 @@ describe('resumable streams (RESUME=on)', () => {
   it.each<'memory' | Backend>(['memory', 'tcp'])(
     'DELETE stops the reply: the upstream is aborted and the readers see it stopped (%s)',
     async (backend) => {
-      const env = {
-        RESUME: 'on',
-        ...(backend === 'memory' ? {} : { ...onRedis(backend), REPLY_LEASE_MS: '600' }),
-      };
-      const [a, b] = pair(env);
-      const reader = backend === 'memory' ? a : b;
-      const chatId = newChat();
+      const { a, reader, chatId } = resumable(backend);
       expect(await statusOf(reader, chatId, 'DELETE')).toBe(200); // nothing to stop: {stopped: false}
       const go = gate();
       h.fake.script(paused(go.until));
