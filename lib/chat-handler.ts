@@ -86,11 +86,8 @@ export function createChatHandler(deps: ChatHandlerDeps): ChatHandler {
       admission = await gate.admit(req, verified?.id, withSpend(deps.pricing, request, worstCase));
       headers = { ...headers, ...admission.headers };
       context = { ...context, ...admissionFields(admission) };
-      const place = watchPlace(req, wantsPlainText(req) ? 'text' : 'ui');
-      const ticket = { callerId: admission.caller.id, priority: verified?.priority ?? 0, tokens: worstCase };
-      const queued: Run['queued'] = {};
-      const onWaited = (ms: number) => Object.assign(queued, { queue_wait_ms: ms });
-      request = await fromCaller(request, { ...ticket, onPlace: place?.onPlace, onWaited }, safetyIdentifier);
+      const { ticket, place, queued } = inLine(req, admission.caller.id, verified?.priority ?? 0, worstCase);
+      request = await fromCaller(request, ticket, safetyIdentifier);
       if (trace) request = { ...request, trace }; // the parent of its upstream spans
       const moderation: ModerationOutcome['log'] = {};
       const produce = moderatedUpstream(deps, request, moderation);
@@ -135,6 +132,18 @@ function stages(deps: ChatHandlerDeps) {
     safetyIdentifier: safetyIdentifierSecret ? createSafetyIdentifier(safetyIdentifierSecret) : undefined,
     reject: rejecter(deps.log, deps.internal.now),
   };
+}
+
+/**
+ * How the request waits for upstream capacity: its ticket (whose it is, how urgent, its worst case in tokens), the
+ * watch that tells a UI client its place, and the record its log line reads the wait from.
+ */
+function inLine(req: Request, callerId: string, priority: number, tokens: number) {
+  const place = watchPlace(req, wantsPlainText(req) ? 'text' : 'ui');
+  const queued: Run['queued'] = {};
+  const onWaited = (ms: number) => Object.assign(queued, { queue_wait_ms: ms });
+  const ticket: QueueTicket = { callerId, priority, tokens, onPlace: place?.onPlace, onWaited };
+  return { ticket, place, queued };
 }
 
 /** Who asked: for the queue (fairness, priority), and (hashed) for the provider's abuse reports (`SAFETY_IDENTIFIER`). */

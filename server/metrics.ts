@@ -1,7 +1,6 @@
 import { Counter, collectDefaultMetrics, Gauge, Histogram, Registry } from 'prom-client';
 import type { ProxyReadings } from '../lib/create-proxy';
 import { isRequestLine, type Logger, type RequestLog } from '../lib/log';
-import { loggedNumber } from '../lib/observe/log-fields';
 
 /**
  * Prometheus metrics, derived from the one log line every request ends with: the request path itself is untouched,
@@ -158,8 +157,7 @@ function record(m: Instruments, line: RequestLog, model: string): void {
     m.tokens.inc({ model, kind: 'input' }, line.usage.prompt_tokens);
     m.tokens.inc({ model, kind: 'output' }, line.usage.completion_tokens);
   }
-  const cost = loggedNumber(line, 'cost_usd');
-  if (cost !== undefined) m.cost.inc({ model }, cost);
+  if (typeof line.cost_usd === 'number') m.cost.inc({ model }, line.cost_usd);
   else if (line.cost_usd === 'unknown') m.unpriced.inc({ model });
   if (line.fallback) m.fallbacks.inc({ kind: line.fallback });
   if (line.attempts !== undefined && line.attempts > 1 && madeAttempts(line))
@@ -168,8 +166,7 @@ function record(m: Instruments, line: RequestLog, model: string): void {
   if (line.cache) m.cache.inc({ result: line.cache });
   if (line.coalesced) m.coalesced.inc({ role: line.coalesced });
   if (line.resumed) m.resumed.inc();
-  const waited = loggedNumber(line, 'queue_wait_ms');
-  if (waited !== undefined) m.queueWait.observe(waited / SECONDS);
+  if (line.queue_wait_ms !== undefined) m.queueWait.observe(line.queue_wait_ms / SECONDS);
 }
 
 /**

@@ -10,7 +10,6 @@ import {
   trace,
 } from '@opentelemetry/api';
 import { isRequestLine, type Logger, type RequestLog } from '../log';
-import { loggedNumber, type OptionalNumberField } from './log-fields';
 import { CHAT_OPERATION, tracer } from './spans';
 
 /**
@@ -132,13 +131,8 @@ function lineAttributes(line: RequestLog): Attributes {
     ...(line.coalesced && { coalesced: line.coalesced }),
     ...(line.cache && { cache: line.cache }),
     ...(line.resumed && { resumed: true }),
-    ...numberAttribute(line, 'cost_usd'),
-    ...numberAttribute(line, 'queue_wait_ms'),
+    ...(typeof line.cost_usd === 'number' && { cost_usd: line.cost_usd }),
+    ...(line.queue_wait_ms !== undefined && { queue_wait_ms: line.queue_wait_ms }),
     duration_ms: line.duration_ms,
   };
-}
-
-function numberAttribute(line: RequestLog, field: OptionalNumberField): Attributes {
-  const value = loggedNumber(line, field);
-  return value === undefined ? {} : { [field]: value };
 }

@@ -72,14 +72,15 @@ export async function startWhenReady(
   outcomes: Outcomes,
   headers: Record<string, string>,
 ): Promise<Response> {
+  // The usual path: nobody asked for updates.
+  if (!watch) return first.then(outcomes.ready, (error: unknown) => outcomes.failed(error, false));
   const settled = first.then(
     (reply) => ({ reply }),
     (error: unknown) => ({ error }),
   );
-  const early = watch && (await Promise.race([settled, watch.announced.then(() => undefined)]));
-  const result = watch && !early ? undefined : (early ?? (await settled));
-  if (result) return 'reply' in result ? outcomes.ready(result.reply) : outcomes.failed(result.error, false);
-  return queuedResponse(settled, watch as PlaceWatch, outcomes, headers);
+  const early = await Promise.race([settled, watch.announced.then(() => undefined)]);
+  if (!early) return queuedResponse(settled, watch, outcomes, headers);
+  return 'reply' in early ? outcomes.ready(early.reply) : outcomes.failed(early.error, false);
 }
 
 const encoder = new TextEncoder();
