@@ -57,3 +57,11 @@ export function costFields(
   if (!produced || !usage) return { cost_usd: 0 };
   return { cost_usd: pricing.costUsd(produced.served.model ?? request.model, usage) ?? 'unknown' };
 }
+
+/** What the UI stream's `finish` says a reply cost (`costUsd`): by the model that answered; none for the fallback message. */
+export function costOfReply(
+  pricing: Pricing,
+  model: string | undefined,
+): (usage: Usage) => number | undefined {
+  return (usage) => (model ? pricing.costUsd(model, usage) : undefined);
+}

@@ -1,4 +1,4 @@
-import { amountUsed } from '../cost/reply-cost';
+import { amountUsed, costOfReply } from '../cost/reply-cost';
 import { ProxyError } from '../errors';
 import type { Authenticate } from '../http/caller-auth';
 import { CHAT_ID } from '../http/validate-request';
@@ -7,7 +7,6 @@ import { startWhenReady } from '../stream/queued-start';
 import { replyStream } from '../stream/reply-stream';
 import { type Charge, type RespondDeps, type Run, respond, servedHeaders } from '../stream/respond';
 import { uiFraming, uiStreamResponse } from '../stream/ui-framing';
-import type { Usage } from '../types';
 import type { Joined, Replies, ServeOptions } from './replies';
 
 /** Ends a request that got no reply: logs it and answers with its error. */
@@ -192,8 +191,7 @@ export async function resumeOrStop(
       finish(200);
     };
     const { model } = reply.served;
-    const costOf = (usage: Usage) => (model ? deps.pricing.costUsd(model, usage) : undefined);
-    const framing = uiFraming({ messageId: head.messageId, model, costOf });
+    const framing = uiFraming({ messageId: head.messageId, model, costOf: costOfReply(deps.pricing, model) });
     const stream = replyStream(reply, framing, { abort: resumed.leave, onEnd });
     return uiStreamResponse(stream, { ...headers, ...servedHeaders(reply) });
   } catch (error) {

@@ -1,11 +1,11 @@
 import type { Config } from '../config';
 import type { Pricing } from '../cost/pricing';
-import { amountUsed, costFields } from '../cost/reply-cost';
+import { amountUsed, costFields, costOfReply } from '../cost/reply-cost';
 import type { ValidRequest } from '../http/validate-request';
 import type { Internal } from '../internal';
 import type { Admission, RateLimitGate } from '../limits/gate';
 import { errorFields, type Logger, type RequestContext, usageFields } from '../log';
-import type { ChatRequest, Usage } from '../types';
+import type { ChatRequest } from '../types';
 import type { ServedReply } from '../upstream/failover';
 import type { ModerationOutcome } from '../upstream/moderation';
 import type { PlaceWatch } from './queued-start';
@@ -102,7 +102,7 @@ export function respond(
   }
   const messageId = extra.messageId ?? request.messageId ?? newId();
   const { model } = reply.served;
-  const costOf = (usage: Usage) => (model ? pricing.costUsd(model, usage) : undefined);
+  const costOf = costOfReply(pricing, model);
   const framing = uiFraming({ messageId, model, trimmed: run.valid.history.trimmed, costOf });
   return uiStreamResponse(replyStream(reply, framing, hooks), headers);
 }
