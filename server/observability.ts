@@ -1,9 +1,10 @@
 import type { Config } from '../lib/config';
 import type { ChatProxy } from '../lib/create-proxy';
-import { jsonLogger, type Logger } from '../lib/log';
+import type { Logger } from '../lib/log';
 import { createProxyMetrics, type ProxyMetrics } from './metrics';
 import { withMetrics } from './metrics-route';
 import type { ServerConfig } from './server-config';
+import { batchedStdoutLogger } from './stdout-log';
 import { startTracing, type Tracing } from './tracing';
 
 type Fetch = (req: Request) => Promise<Response>;
@@ -30,8 +31,9 @@ export function startObservability(server: ServerConfig, config: Config): Observ
           // The only values a `model` label may take: what clients may ask for, and what may answer instead.
           models: [...config.allowedModels, ...config.failover.fallbacks.map((f) => f.model)],
         });
+  const lines = batchedStdoutLogger();
   return {
-    log: metrics ? metrics.logger(jsonLogger) : jsonLogger,
+    log: metrics ? metrics.logger(lines) : lines,
     routes(proxy, next) {
       if (!metrics || token === undefined) return next;
       metrics.watch(() => proxy.readings());

@@ -5,6 +5,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { beforeAll, describe, expect, it } from 'vitest';
 import { demoReply } from '../fake-upstream/behaviours';
+import { batchedStdoutLogger } from '../server/stdout-log';
 import { eventually, startHarness, TEST_KEY } from './support/harness';
 import { buildServer, builtServer, freePort, npmRun, portIsFree } from './support/processes';
 import { chatPostHead, rawExchange } from './support/raw-http';
@@ -294,5 +295,37 @@ describe('the Node server’s own origins and host names', () => {
     });
     expect(rebound.status).toBe(421);
     expect(rebound.body).toContain('misdirected_request');
+  });
+});
+
+describe('the Node server’s log writer (server/stdout-log.ts)', () => {
+  it('writes the lines of one event-loop turn in one write, in order, errors to stderr, and the rest on flush', async () => {
+    const out: string[] = [];
+    const err: string[] = [];
+    const log = batchedStdoutLogger(
+      (text) => out.push(text),
+      (text) => err.push(text),
+    );
+    const line = (n: number, level: 'info' | 'error' = 'info') =>
+      ({
+        msg: 'chat',
+        request_id: `r${n}`,
+        level,
+        status: 200,
+        outcome: 'complete',
+        duration_ms: n,
+      }) as const;
+    log(line(1));
+    log(line(2, 'error'));
+    log(line(3));
+    expect(out).toEqual([]); // nothing blocks the turn that logs
+    await new Promise((resolve) => setImmediate(resolve));
+    expect(out).toEqual([`${JSON.stringify(line(1))}\n${JSON.stringify(line(3))}\n`]);
+    expect(err).toEqual([`${JSON.stringify(line(2, 'error'))}\n`]);
+    log(line(4));
+    log.flush(); // what the process does on its way out
+    expect(out[1]).toBe(`${JSON.stringify(line(4))}\n`);
+    await new Promise((resolve) => setImmediate(resolve));
+    expect(out).toHaveLength(2);
   });
 });
