@@ -161,7 +161,7 @@ function repliesFor(
     config: replies,
     systemPrompt: config.systemPrompt,
     tools: config.tools.declared,
-    shared: redis && createRedisLog(redis.redis, { subscribe: redis.subscribe }),
+    shared: redis && createRedisLog(redis.raw, { subscribe: redis.subscribe }),
     shutdown,
     totalTimeoutMs: config.failover.totalTimeoutMs,
     internal,

@@ -28,12 +28,21 @@ export function tcpRedis(url: string, timeoutMs: number): RedisConnection {
   const channels = subscriber(connection);
   return {
     redis: new Redis(requester),
+    raw: new RawAnswers(requester),
     subscribe: channels.subscribe,
     close: async () => {
       connection.disconnect();
       channels.close();
     },
   };
+}
+
+/** `RedisConnection.raw` on TCP: a client built on a `Requester` takes no options, so it sets its own. */
+class RawAnswers extends Redis {
+  constructor(requester: Requester) {
+    super(requester);
+    this.opts = { automaticDeserialization: false };
+  }
 }
 
 /**

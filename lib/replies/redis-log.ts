@@ -43,8 +43,9 @@ const DEFAULT_LIVE_MS = 5 * 60_000;
  * The claim script finds the current generation through the pointer, so it builds that generation's key names itself
  * (they share the pointer's hash tag, hence its slot), and so does FINISH for the hit it gives the pointer back to;
  * every other script gets all its keys declared.
- * A generation id is answered with a leading `@`: the client decodes every string answer that parses as JSON, which
- * would turn an id such as `123` into a number.
+ * A generation id is answered with a leading `@`: a client that decodes every string answer that parses as JSON
+ * would turn an id such as `123` into a number. The proxy gives the log a client that does not (`RedisConnection.raw`);
+ * the log decodes its own batches, and reads the same from either.
  */
 
 /**
