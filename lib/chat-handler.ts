@@ -7,7 +7,7 @@ import { createAuthenticator } from './http/caller-auth';
 import { createCors } from './http/cors';
 import { readJsonBody } from './http/read-body';
 import { requestIdFrom } from './http/request-id';
-import { baseHeaders, methodNotAllowed } from './http/responses';
+import { baseHeaders, methodNotAllowed, type StreamResponseClass } from './http/responses';
 import { createRequestValidator, type HistoryReport } from './http/validate-request';
 import type { Internal } from './internal';
 import type { Admission, RateLimitGate } from './limits/gate';
@@ -47,6 +47,8 @@ export interface ChatHandlerDeps {
   readonly traces?: RequestTraces;
   /** Model prices: what a reply cost, and what a spend budget reserves (lib/cost). */
   readonly pricing: Pricing;
+  /** The platform's `Response` for streamed replies (`Platform.streamResponse`); the native one by default. */
+  readonly streamResponse?: StreamResponseClass;
 }
 
 export type ChatHandler = (req: Request) => Promise<Response>;

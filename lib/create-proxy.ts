@@ -2,6 +2,7 @@ import { type ChatHandler, createChatHandler } from './chat-handler';
 import type { Config } from './config';
 import { createPricing, type Pricing } from './cost/pricing';
 import { type LoadTokenCounter, lazyTokenCounter } from './history/token-count';
+import type { StreamResponseClass } from './http/responses';
 import { type Internal, internalWith } from './internal';
 import type { ClientIp } from './limits/caller-identity';
 import { createLimitStores } from './limits/create-stores';
@@ -48,6 +49,8 @@ export interface Platform {
   readonly sha256?: Sha256Hex;
   /** How upstream requests are sent; by default the platform's `fetch` (the Node server brings undici's `request`). */
   readonly upstreamTransport?: Transport;
+  /** The `Response` class for streamed replies, where the platform has a cheaper one than the native (Node: srvx's). */
+  readonly streamResponse?: StreamResponseClass;
   /** Clock, jitter and ids; tests replace them to move time instead of sleeping. */
   readonly _internal?: Partial<Internal>;
 }
@@ -118,6 +121,7 @@ export function createProxy(config: Config, platform: Platform): ChatProxy {
     countTokens,
     internal,
     shutdown,
+    ...(platform.streamResponse && { streamResponse: platform.streamResponse }),
   });
   const tracked: ChatHandler = async (req) => {
     const release = shutdown.hold();

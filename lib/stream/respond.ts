@@ -1,6 +1,7 @@
 import type { Config } from '../config';
 import type { Pricing } from '../cost/pricing';
 import { amountUsed, costFields, costOfReply } from '../cost/reply-cost';
+import type { StreamResponseClass } from '../http/responses';
 import type { ValidRequest } from '../http/validate-request';
 import type { Internal } from '../internal';
 import type { Admission, RateLimitGate } from '../limits/gate';
@@ -21,6 +22,8 @@ export interface RespondDeps {
   readonly internal: Internal;
   /** Model prices: the cost in the log line and the finish metadata, and what the spend budgets settle to. */
   readonly pricing: Pricing;
+  /** The platform's `Response` for streamed replies (`Platform.streamResponse`); the native one by default. */
+  readonly streamResponse?: StreamResponseClass;
 }
 
 /** Moderation, then the upstream (retries and fallbacks inside): what produces a reply. */
@@ -98,13 +101,14 @@ export function respond(
   const hooks = { abort: charge.abort, onEnd };
   const headers = { ...run.headers, ...extra.headers, ...servedHeaders(reply) };
   if (protocol === 'text') {
-    return textStreamResponse(replyStream(reply, textFraming(config.models.reasoningInText), hooks), headers);
+    const stream = replyStream(reply, textFraming(config.models.reasoningInText), hooks);
+    return textStreamResponse(stream, headers, deps.streamResponse);
   }
   const messageId = extra.messageId ?? request.messageId ?? newId();
   const { model } = reply.served;
   const costOf = costOfReply(pricing, model);
   const framing = uiFraming({ messageId, model, trimmed: run.valid.history.trimmed, costOf });
-  return uiStreamResponse(replyStream(reply, framing, hooks), headers);
+  return uiStreamResponse(replyStream(reply, framing, hooks), headers, deps.streamResponse);
 }
 
 /** Which model answered, and whether it was a fallback: a response header the client can act on. */

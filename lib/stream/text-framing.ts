@@ -1,3 +1,4 @@
+import type { StreamResponseClass } from '../http/responses';
 import type { Framing } from './reply-stream';
 import { toolCallTracker } from './tool-calls';
 
@@ -47,8 +48,9 @@ function toolCallLines(calls: readonly { name: string; arguments: string }[]): s
 export function textStreamResponse(
   stream: ReadableStream<Uint8Array>,
   headers: Record<string, string>,
+  ResponseClass: StreamResponseClass = Response,
 ): Response {
-  return new Response(stream, {
+  return new ResponseClass(stream, {
     status: 200,
     headers: { ...headers, 'content-type': 'text/plain; charset=utf-8', 'x-accel-buffering': 'no' },
   });

@@ -1,4 +1,5 @@
 import type { FinishReason, UIMessageChunk } from 'ai';
+import type { StreamResponseClass } from '../http/responses';
 import type { ChatMetadata, Usage } from '../types';
 import type { Framing } from './reply-stream';
 import { type PendingCall, parseArguments, toolCallTracker } from './tool-calls';
@@ -153,7 +154,8 @@ function usageMetadata(usage: Usage | undefined): Pick<ChatMetadata, 'usage'> {
 export function uiStreamResponse(
   stream: ReadableStream<Uint8Array>,
   headers: Record<string, string>,
+  ResponseClass: StreamResponseClass = Response,
 ): Response {
   // The SDK's headers (including `x-vercel-ai-ui-message-stream: v1`); ours win on conflict (cache-control).
-  return new Response(stream, { status: 200, headers: { ...UI_STREAM_HEADERS, ...headers } });
+  return new ResponseClass(stream, { status: 200, headers: { ...UI_STREAM_HEADERS, ...headers } });
 }

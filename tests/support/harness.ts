@@ -85,6 +85,8 @@ export function buildHandler(config: Config, options: BuildOptions = {}): ChatHa
     // The Node server's way to the upstream (undici's pooled request); the edge tests run the `fetch` one.
     upstreamTransport: nodePlatform.upstreamTransport,
     ...(nodePlatform.sha256 && { sha256: nodePlatform.sha256 }),
+    // And its Response class for streamed replies (srvx's), which tests then read as any Response.
+    ...(nodePlatform.streamResponse && { streamResponse: nodePlatform.streamResponse }),
     ...(options.waitUntil ? { waitUntil: options.waitUntil } : {}),
     ...(options._internal ? { _internal: options._internal } : {}),
     // Every log line is scanned for secrets; tests that do not look at them keep them off the console.
