@@ -113,6 +113,7 @@ function drawPanel(panel: Panel, top: number): { svg: string; bottom: number } {
 function colour(name: string): string {
   if (name === DIRECT) return '#7f8c8d';
   if (name.startsWith('proxy')) return '#2e6fd8';
+  if (name.startsWith('floor')) return '#27ae60';
   return '#e07b24';
 }
 

@@ -12,16 +12,24 @@ import { type Fleet, LIFTED_LIMITS, type Store, startFleet } from './targets';
  * Prints aligned tables, the issue's targets met or not, a README-ready markdown table, and writes docs/bench.svg.
  */
 const SCENARIOS = {
-  a: ['direct', 'proxy (ui)', 'proxy (text)', 'proxy (ui, log off)', 'ai-sdk route (peer)'],
+  a: [
+    'direct',
+    'floor (node:http)',
+    'proxy (ui)',
+    'proxy (text)',
+    'proxy (ui, log off)',
+    'ai-sdk route (peer)',
+  ],
   b: [
     'direct',
+    'floor (node:http)',
     'proxy (ui)',
     'proxy (text)',
     'proxy (ui, log off)',
     'proxy (ui, cache hit)',
     'ai-sdk route (peer)',
   ],
-  c: ['direct', 'proxy (ui)', 'proxy (text)', 'ai-sdk route (peer)'],
+  c: ['direct', 'floor (node:http)', 'proxy (ui)', 'proxy (text)', 'ai-sdk route (peer)'],
 } as const;
 const CHART = process.env.BENCH_CHART ?? 'docs/bench.svg';
 

@@ -18,6 +18,8 @@ export interface Fleet {
   readonly proxyLogOff: Server;
   readonly proxyCache: Server;
   readonly peer: Server;
+  /** The runtime's floor (bench/floor-proxy.ts): the protocol work alone, on plain `node:http` and undici. */
+  readonly floor: Server;
   /** Every target by name, in the order the tables show them. */
   readonly targets: ReadonlyMap<string, Target & { readonly server: Server }>;
 }
@@ -66,6 +68,12 @@ export async function startFleet(servers: Servers, store: Store, redisUrl: strin
     { OPENAI_API_KEY: KEY, OPENAI_BASE_URL: fake.url },
     /peer listening on (\S+)/,
   );
+  const floor = await servers.start(
+    'floor',
+    'bench/floor-proxy.ts',
+    { OPENAI_API_KEY: KEY, OPENAI_BASE_URL: fake.url },
+    /floor listening on (\S+)/,
+  );
   // PEER GATEWAY (not done): Portkey (`@portkey-ai/gateway` 1.15.2) belongs here as a second peer, once it is a
   // devDependency (see issue 15 for the `overrides` and the 127.0.0.1 preload it needs). BENCH_PORTKEY=1 only
   // reports that it is missing, so no run silently lacks it.
@@ -76,12 +84,22 @@ export async function startFleet(servers: Servers, store: Store, redisUrl: strin
     proxyLogOff: logOff,
     proxyCache: cache,
     peer,
+    floor,
   });
-  return { fake, proxy: defaults, proxyText: text, proxyLogOff: logOff, proxyCache: cache, peer, targets };
+  return {
+    fake,
+    proxy: defaults,
+    proxyText: text,
+    proxyLogOff: logOff,
+    proxyCache: cache,
+    peer,
+    floor,
+    targets,
+  };
 }
 
 function buildTargets(fleet: Omit<Fleet, 'targets'>) {
-  const { fake, proxy, proxyText, proxyLogOff: logOff, proxyCache: cache, peer } = fleet;
+  const { fake, proxy, proxyText, proxyLogOff: logOff, proxyCache: cache, peer, floor } = fleet;
   // Every request asks something else (as different users do), so none is coalesced with another or cached,
   // except on the cache target, which asks the same thing every time.
   let asked = 0;
@@ -110,6 +128,7 @@ function buildTargets(fleet: Omit<Fleet, 'targets'>) {
           stream_options: { include_usage: true },
         }),
     },
+    { name: 'floor (node:http)', server: floor, url: floor.url, wire: 'ui', headers: json, body: uiBody },
     { name: 'proxy (ui)', server: proxy, url: chat(proxy), wire: 'ui', headers: json, body: uiBody },
     {
       name: 'proxy (text)',
