@@ -1,16 +1,17 @@
 import { type ChildProcess, spawn } from 'node:child_process';
 import { getEventListeners } from 'node:events';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
+import { afterAll, afterEach, beforeAll, describe, expect, it, vi } from 'vitest';
 import { type Behaviour, demoReply, faults, splitTokens } from '../fake-upstream/behaviours';
 import type { ChatHandler } from '../lib/chat-handler';
 import type { Internal } from '../lib/internal';
 import type { RequestLog } from '../lib/log';
 import { upstashRestRedis } from '../lib/redis/upstash-rest';
 import type { ReplyEvent } from '../lib/replies/events';
+import { mirrorTo } from '../lib/replies/mirror';
 import { createRedisLog } from '../lib/replies/redis-log';
 import { webSha256 } from '../lib/replies/reply-key';
-import { READ_BATCH } from '../lib/replies/shared-log';
+import { READ_BATCH, type SharedLog } from '../lib/replies/shared-log';
 import { tailSharedReply } from '../lib/replies/tail';
 import { nodePlatform } from '../server/node-platform';
 import {
@@ -1063,5 +1064,98 @@ describe('reply keys', () => {
     for (const text of ['', 'a', 'é and 🦊', JSON.stringify({ messages: ['x'.repeat(10_000)] })]) {
       expect(await webSha256(text)).toBe(nodePlatform.sha256?.(text));
     }
+  });
+});
+
+describe('the leader’s mirror to the shared log (lib/replies/mirror.ts)', () => {
+  const ev = (text: string): ReplyEvent => ({ type: 'delta', delta: text, at: 0 });
+  const head: ReplyEvent = {
+    type: 'head',
+    head: { served: { model: 'm', provider: 'p', attempts: 1, fallback: 'none' }, messageId: 'msg' },
+  };
+  /** A log that records what the mirror writes; `calls`: it can call the leader (TCP), as `watchCalls` does. */
+  function recordingLog(calls: boolean) {
+    const writes: string[][] = [];
+    let call: (() => void) | undefined;
+    const text = (events: readonly ReplyEvent[]) =>
+      events.map((e) => (e.type === 'delta' && typeof e.delta === 'string' ? e.delta : e.type));
+    const log = {
+      append: async (_k: string, _g: string, events: readonly ReplyEvent[]) => {
+        writes.push(text(events));
+        return { stop: false, readers: 0 };
+      },
+      finish: async (_k: string, _g: string, events: readonly ReplyEvent[]) => {
+        writes.push(['finish', ...text(events)]);
+      },
+      ...(calls && {
+        watchCalls: (_k: string, _g: string, onCall: () => void) => {
+          call = onCall;
+          return () => {
+            call = undefined;
+          };
+        },
+      }),
+    } as unknown as SharedLog;
+    return { log, writes, call: () => call?.() };
+  }
+  const options = {
+    key: 'k',
+    generation: 'g',
+    leaseMs: 3_000,
+    maxBytes: 1_000_000,
+    keep: () => ({ keepMs: 1_000, cacheable: false }),
+    onAnswer: () => {},
+    onError: () => {},
+  };
+  afterEach(() => {
+    vi.useRealTimers();
+  });
+
+  it('with calls, writes an unfollowed reply only with its renewals, and at once when called', async () => {
+    vi.useFakeTimers();
+    const { log, writes, call } = recordingLog(true);
+    const mirror = mirrorTo(log, options);
+    mirror.add(head, 0);
+    mirror.add(ev('a'), 0);
+    await vi.advanceTimersByTimeAsync(0);
+    expect(writes).toEqual([['head', 'a']]); // the opening goes at once: followers wait for it
+    mirror.add(ev('b'), 0);
+    mirror.add(ev('c'), 0);
+    await vi.advanceTimersByTimeAsync(900);
+    expect(writes).toHaveLength(1); // nobody follows: no write a tenth of a second at a time
+    await vi.advanceTimersByTimeAsync(100); // the renewal, a third of the lease, carries them
+    expect(writes).toEqual([
+      ['head', 'a'],
+      ['b', 'c'],
+    ]);
+    await vi.advanceTimersByTimeAsync(1_000);
+    expect(writes.at(-1)).toEqual([]); // nothing pending: a renewal alone
+    mirror.add(ev('d'), 0);
+    call(); // a follower claimed elsewhere
+    await vi.advanceTimersByTimeAsync(0);
+    expect(writes.at(-1)).toEqual(['d']);
+    mirror.add(ev('e'), 0);
+    await vi.advanceTimersByTimeAsync(10); // followed from now on: a moment's batch
+    expect(writes.at(-1)).toEqual(['e']);
+    mirror.add({ type: 'end', finishReason: 'stop' }, 0);
+    await vi.advanceTimersByTimeAsync(0);
+    expect(writes.at(-1)).toEqual(['finish', 'end']);
+    const count = writes.length;
+    await vi.advanceTimersByTimeAsync(5_000);
+    expect(writes).toHaveLength(count); // ended: no renewals, no calls heard
+  });
+
+  it('without calls (Upstash REST), writes an unfollowed reply a tenth of a second at a time', async () => {
+    vi.useFakeTimers();
+    const { log, writes } = recordingLog(false);
+    const mirror = mirrorTo(log, options);
+    mirror.add(head, 0);
+    mirror.add(ev('a'), 0);
+    await vi.advanceTimersByTimeAsync(0);
+    mirror.add(ev('b'), 0);
+    await vi.advanceTimersByTimeAsync(99);
+    expect(writes).toEqual([['head', 'a']]);
+    await vi.advanceTimersByTimeAsync(1);
+    expect(writes).toEqual([['head', 'a'], ['b']]);
   });
 });

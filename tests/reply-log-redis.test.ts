@@ -327,8 +327,9 @@ describe.each(backends)('the Redis reply log (%s)', (name, client) => {
   });
 
   if (name.startsWith('Upstash REST')) {
-    it('has no watch: readers poll', () => {
+    it('has no watch: readers poll, and the leader writes to learn who follows', () => {
       expect(make().watch).toBeUndefined();
+      expect(log.watchCalls).toBeUndefined();
     });
   } else {
     it('watch wakes a watcher after an append, and unsubscribing stops it', async () => {
@@ -360,6 +361,44 @@ describe.each(backends)('the Redis reply log (%s)', (name, client) => {
         const [, count] = (await raw.pubsub('NUMSUB', channel)) as [string, number];
         return Number(count) === 0 ? true : undefined;
       }, 'the last watcher to unsubscribe');
+    });
+
+    it('calls the leader when a follower claims, a stop is asked or a reader asks: never on a plain read', async () => {
+      make();
+      // A SUBSCRIBE is asynchronous: once Redis counts it, every call made after it is heard, in the order made.
+      const heard = async (key: string, generation: string) => {
+        const calls = { count: 0 };
+        const unwatch = log.watchCalls?.(key, generation, () => calls.count++);
+        if (!unwatch) throw new Error('expected calls over TCP');
+        const channel = `${prefix}:{${key}}:${generation}:c`;
+        await eventually(async () => {
+          const [, count] = (await raw.pubsub('NUMSUB', channel)) as [string, number];
+          return Number(count) === 1 ? true : undefined;
+        }, `the subscription to ${channel}`);
+        return { calls, unwatch };
+      };
+      await log.claim('k', { ...lead, generation: 'g' });
+      const leader = await heard('k', 'g');
+      const called = async (what: string, act: () => Promise<unknown>) => {
+        const before = leader.calls.count;
+        await act();
+        await eventually(async () => (leader.calls.count === before + 1 ? true : undefined), what);
+      };
+      await called('a follower', () => log.claim('k', { ...lead, generation: 'g2' }));
+      await called('a read that asks', () => log.read('k', 'g', FIRST_CURSOR, true));
+      await called('a stop', () => log.stop('k', 'g'));
+      // A plain read, and a claim that leads beside it, call nobody: once a later call (to another leader) is heard,
+      // none of theirs can still be on its way.
+      await log.claim('m', { ...lead, generation: 'gm' });
+      const marker = await heard('m', 'gm');
+      const before = leader.calls.count;
+      await log.read('k', 'g', FIRST_CURSOR);
+      await log.claim('k', { ...lead, follow: false, generation: 'g3' });
+      await log.read('m', 'gm', FIRST_CURSOR, true);
+      await eventually(async () => (marker.calls.count === 1 ? true : undefined), 'the marker');
+      expect(leader.calls.count).toBe(before);
+      leader.unwatch();
+      marker.unwatch();
     });
   }
 });

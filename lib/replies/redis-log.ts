@@ -39,6 +39,7 @@ const DEFAULT_LIVE_MS = 5 * 60_000;
  *   P:{key}:G:m        G's state: a hash of readers, stop, done, cache, and prev (the hit it was claimed over)
  *   P:{key}:G:l        G's lease: exists while its leader renews it
  *   P:{key}:G:w        the pub/sub channel woken by each append and by the finish (only with `subscribe`)
+ *   P:{key}:G:c        the leader's pub/sub channel: a follower's claim, a stop, a resumed reader's first read
  *   P:chat:{chatId}    a chat's running reply, for resume: a hash of gen and rec (the record as JSON)
  * The claim script finds the current generation through the pointer, so it builds that generation's key names itself
  * (they share the pointer's hash tag, hence its slot), and so does FINISH for the hit it gives the pointer back to;
@@ -67,7 +68,10 @@ if cur then
   end
   if role then
     local entries = redis.call('XRANGE', at .. ':s', '-', '+', 'COUNT', ARGV[6])
-    if role == 'follower' then redis.call('HINCRBY', at .. ':m', 'readers', 1) end
+    if role == 'follower' then
+      redis.call('HINCRBY', at .. ':m', 'readers', 1)
+      if ARGV[7] == '1' then redis.call('PUBLISH', at .. ':c', '1') end
+    end
     if role == 'follower' or #entries > 0 then return {role, '@' .. cur, entries} end
   end
 end
@@ -129,6 +133,7 @@ if ARGV[1] ~= '' and ARGV[1] ~= '0' then start = '(' .. ARGV[1] end
 local entries = redis.call('XRANGE', KEYS[1], start, '+', 'COUNT', ARGV[2])
 local alive = 0
 if redis.call('EXISTS', KEYS[3]) == 1 or redis.call('HGET', KEYS[2], 'done') == '1' then alive = 1 end
+if ARGV[3] ~= '' then redis.call('PUBLISH', ARGV[3], '1') end
 return {alive, entries}`;
 
 /** The EXISTS guards keep a late leave or stop from recreating an expired hash without a TTL. */
@@ -144,6 +149,7 @@ return n`;
 const STOP = `
 if redis.call('EXISTS', KEYS[1]) == 0 then return 0 end
 redis.call('HSET', KEYS[1], 'stop', '1')
+if ARGV[1] ~= '' then redis.call('PUBLISH', ARGV[1], '1') end
 return 1`;
 
 const PUT_CHAT = `
@@ -187,7 +193,7 @@ class Layout {
 
   generation(key: string, generation: string) {
     const at = `${this.base(key)}:${generation}`;
-    return { stream: `${at}:s`, meta: `${at}:m`, lease: `${at}:l`, channel: `${at}:w` };
+    return { stream: `${at}:s`, meta: `${at}:m`, lease: `${at}:l`, channel: `${at}:w`, calls: `${at}:c` };
   }
 
   chat(chatId: string): string {
@@ -207,8 +213,11 @@ export function createRedisLog(redis: Redis, options: RedisLogOptions = {}): Sha
   // Publishing costs a command inside the script; without subscribers (Upstash REST) nobody would hear it.
   const channel = (key: string, generation: string) =>
     subscribe ? layout.generation(key, generation).channel : '';
+  const calls = (key: string, generation: string) =>
+    subscribe ? layout.generation(key, generation).calls : '';
   return {
-    claim: (key, claim) => claimReply(scripts, layout, key, claim, liveMs(claim.leaseMs)),
+    claim: (key, claim) =>
+      claimReply(scripts, layout, key, claim, { liveMs: liveMs(claim.leaseMs), callLeader: !!subscribe }),
     async append(key, generation, events, leaseMs) {
       const keys = writeKeys(layout, key, generation);
       const args = [generation, batch(events), ms(leaseMs), liveMs(leaseMs), channel(key, generation)];
@@ -220,20 +229,23 @@ export function createRedisLog(redis: Redis, options: RedisLogOptions = {}): Sha
       const args = [generation, batch(events), ms(keepMs), cacheable ? '1' : '0', channel(key, generation)];
       await scripts.finish.exec(keys, args);
     },
-    async read(key, generation, cursor) {
+    async read(key, generation, cursor, callLeader = false) {
       const { stream, meta, lease } = layout.generation(key, generation);
-      const [alive, entries] = list(await scripts.read.exec([stream, meta, lease], [cursor, BATCH]));
+      const args = [cursor, BATCH, callLeader ? calls(key, generation) : ''];
+      const [alive, entries] = list(await scripts.read.exec([stream, meta, lease], args));
       return { ...decodeEntries(entries, cursor), writerAlive: Number(alive) === 1 };
     },
     async leave(key, generation) {
       await scripts.leave.exec([layout.generation(key, generation).meta], []);
     },
     async stop(key, generation) {
-      await scripts.stop.exec([layout.generation(key, generation).meta], []);
+      await scripts.stop.exec([layout.generation(key, generation).meta], [calls(key, generation)]);
     },
     ...(subscribe && {
       watch: (key: string, generation: string, wake: () => void) =>
         subscribe(layout.generation(key, generation).channel, wake),
+      watchCalls: (key: string, generation: string, onCall: () => void) =>
+        subscribe(layout.generation(key, generation).calls, onCall),
     }),
     ...chatRecords(redis, scripts, layout),
   };
@@ -244,14 +256,19 @@ async function claimReply(
   layout: Layout,
   key: string,
   options: ClaimOptions,
-  liveMs: string,
+  { liveMs, callLeader }: { liveMs: string; callLeader: boolean },
 ): Promise<Claim> {
   const { meta, lease } = layout.generation(key, options.generation);
+  const args = [
+    options.generation,
+    ms(options.leaseMs),
+    liveMs,
+    flag(options.follow),
+    flag(options.hit),
+    BATCH,
+  ];
   const [role, generation, entries] = list(
-    await scripts.claim.exec(
-      [layout.base(key), meta, lease],
-      [options.generation, ms(options.leaseMs), liveMs, flag(options.follow), flag(options.hit), BATCH],
-    ),
+    await scripts.claim.exec([layout.base(key), meta, lease], [...args, flag(callLeader)]),
   );
   if (role !== 'follower' && role !== 'hit') return { role: 'leader', generation: options.generation };
   return { role, generation: String(generation).slice(1), ...decodeEntries(entries, FIRST_CURSOR) };

@@ -81,8 +81,11 @@ export interface SharedLog {
     events: readonly ReplyEvent[],
     options: { keepMs: number; cacheable: boolean },
   ): Promise<void>;
-  /** A reader's poll: the events after `cursor`, at most a batch. */
-  read(key: string, generation: string, cursor: string): Promise<ReadAnswer>;
+  /**
+   * A reader's poll: the events after `cursor`, at most a batch. `callLeader`: a reader the leader does not count
+   * (a resumed stream) says it is there, as a follower's claim and a stop do, so the leader writes at once.
+   */
+  read(key: string, generation: string, cursor: string, callLeader?: boolean): Promise<ReadAnswer>;
   /** A remote reader left: one fewer for the leader to keep going for. */
   leave(key: string, generation: string): Promise<void>;
   /** Asks the leader to stop (`DELETE /api/chat/{id}/stream`); it sees it at its next write. */
@@ -92,6 +95,12 @@ export interface SharedLog {
    * Absent (Upstash REST: no subscriptions), readers poll every `pollMs`.
    */
   watch?(key: string, generation: string, wake: () => void): () => void;
+  /**
+   * The leader's side of the same: calls `onCall` when a follower claims, a stop is asked or a resumed reader reads
+   * (pub/sub over TCP). With it, a reply nobody follows is written only at its lease renewals; absent (Upstash REST),
+   * the leader writes a tenth of a second at a time to learn who follows from the answers.
+   */
+  watchCalls?(key: string, generation: string, onCall: () => void): () => void;
   /** The running reply of a chat, for resume; kept `ttlMs` unless dropped first. */
   putChat(chatId: string, record: ChatRecord, ttlMs: number): Promise<void>;
   getChat(chatId: string): Promise<(ChatRecord & { readonly running: boolean }) | undefined>;

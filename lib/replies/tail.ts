@@ -74,13 +74,16 @@ export function tailSharedReply(log: SharedLog, options: TailOptions): LiveReply
     await Promise.resolve();
     let cursor = options.cursor;
     let failingSince: number | undefined;
-    // A whole batch came: there may be more recorded already, which no wake will announce.
-    let more = options.events.length >= READ_BATCH;
+    // A whole batch came: there may be more recorded already, which no wake will announce. A reader the leader does
+    // not count (a resumed stream) brought nothing: it reads at once, and calls the leader to write what it holds.
+    let more = options.events.length >= READ_BATCH || !options.counted;
+    let call = !options.counted;
     while (!live.ended && !stopped) {
       if (!more) await sleep();
       if (stopped) break;
       try {
-        const answer = await log.read(key, generation, cursor);
+        const answer = await log.read(key, generation, cursor, call);
+        call = false;
         failingSince = undefined;
         more = answer.events.length >= READ_BATCH;
         cursor = answer.cursor;
