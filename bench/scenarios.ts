@@ -1,5 +1,5 @@
 import { setTimeout as sleep } from 'node:timers/promises';
-import { loop, once, type Target } from './client';
+import { type Batch, loop, once, type Target } from './client';
 import { control, rssKb, type Server } from './processes';
 import { type Measured, measure } from './stats';
 
@@ -14,24 +14,52 @@ export const SETTINGS = {
   streams: Number(process.env.BENCH_STREAMS ?? 1000),
   tokenDelayMs: Number(process.env.BENCH_PACE_MS ?? 20),
   pacedTokens: Number(process.env.BENCH_PACED_TOKENS ?? 50),
+  /**
+   * Warm-up requests per target, 32 at a time: enough for the JIT to optimise the hot paths of each process alike.
+   * With 100, a target that also ran the 1,000 streams was measured warmer than one that did not (the reply log
+   * "cost" -30% in one run, +30% in the next).
+   */
+  warmUp: Number(process.env.BENCH_WARMUP ?? 1000),
   /** A request that has not ended by then counts as a timeout (and never as a number). */
   timeoutMs: Number(process.env.BENCH_TIMEOUT_MS ?? 45_000),
 } as const;
 
 export async function warmUp(target: Target): Promise<void> {
-  await loop(target, 100, 4, SETTINGS.timeoutMs); // JIT, connection pools
+  await loop(target, SETTINGS.warmUp, 32, SETTINGS.timeoutMs); // JIT, connection pools
 }
 
-/** (a) 1 client, instant tokens: time to the first token. */
-export async function oneClient(target: Target): Promise<Measured> {
-  const batch = await loop(target, SETTINGS.sequential, 1, SETTINGS.timeoutMs);
-  return measure(batch.outcomes, batch.seconds);
+/** (a) 1 client, instant tokens: time to the first token. `share`: this pass's part of the requests. */
+export function oneClient(target: Target, share = 1): Promise<Batch> {
+  return loop(target, Math.round(SETTINGS.sequential * share), 1, SETTINGS.timeoutMs);
 }
 
 /** (b) many concurrent clients, instant tokens: throughput and latency. */
-export async function manyClients(target: Target): Promise<Measured> {
-  const batch = await loop(target, SETTINGS.concurrent, SETTINGS.clients, SETTINGS.timeoutMs);
-  return measure(batch.outcomes, batch.seconds);
+export function manyClients(target: Target, share = 1): Promise<Batch> {
+  return loop(target, Math.round(SETTINGS.concurrent * share), SETTINGS.clients, SETTINGS.timeoutMs);
+}
+
+/**
+ * Runs `run` over the targets in two passes, in order and then in reverse, each with half the requests, and measures
+ * each target's two halves together. A machine whose speed drifts during the run (a shared host) then favours no
+ * target for its place in the order: in one order only, the later targets came out up to 30% slower.
+ */
+export async function bothOrders(
+  names: readonly string[],
+  run: (name: string, share: number) => Promise<Batch>,
+): Promise<Map<string, Measured>> {
+  const batches = new Map<string, Batch[]>(names.map((name) => [name, []]));
+  for (const order of [names, [...names].reverse()]) {
+    for (const name of order) batches.get(name)?.push(await run(name, 0.5));
+  }
+  return new Map(
+    [...batches].map(([name, halves]) => [
+      name,
+      measure(
+        halves.flatMap((half) => half.outcomes),
+        halves.reduce((sum, half) => sum + half.seconds, 0),
+      ),
+    ]),
+  );
 }
 
 export interface OpenStreams extends Measured {
