@@ -62,22 +62,15 @@ export async function startFleet(servers: Servers, store: Store, redisUrl: strin
   const text = await proxy('proxy (text)', {});
   const logOff = await proxy('proxy (log off)', { COALESCE: 'off' });
   const cache = await proxy('proxy (cache)', { CACHE_TTL: '1 h', CACHE_SCOPE: 'global' });
-  const peer = await servers.start(
-    'ai-sdk route',
-    'bench/peer-ai-sdk.ts',
-    { OPENAI_API_KEY: KEY, OPENAI_BASE_URL: fake.url },
-    /peer listening on (\S+)/,
-  );
-  const floor = await servers.start(
-    'floor',
-    'bench/floor-proxy.ts',
-    { OPENAI_API_KEY: KEY, OPENAI_BASE_URL: fake.url },
-    /floor listening on (\S+)/,
-  );
+  // The peer and the floor: each a plain script given the fake upstream, which says its URL when it listens.
+  const beside = (name: string, script: string) =>
+    servers.start(name, script, { OPENAI_API_KEY: KEY, OPENAI_BASE_URL: fake.url }, /listening on (\S+)/);
+  const peer = await beside('ai-sdk route', 'bench/peer-ai-sdk.ts');
+  const floor = await beside('floor', 'bench/floor-proxy.ts');
   // PEER GATEWAY (not done): Portkey (`@portkey-ai/gateway` 1.15.2) belongs here as a second peer, once it is a
   // devDependency (see issue 15 for the `overrides` and the 127.0.0.1 preload it needs). BENCH_PORTKEY=1 only
   // reports that it is missing, so no run silently lacks it.
-  const targets = buildTargets({
+  const started = {
     fake,
     proxy: defaults,
     proxyText: text,
@@ -85,17 +78,8 @@ export async function startFleet(servers: Servers, store: Store, redisUrl: strin
     proxyCache: cache,
     peer,
     floor,
-  });
-  return {
-    fake,
-    proxy: defaults,
-    proxyText: text,
-    proxyLogOff: logOff,
-    proxyCache: cache,
-    peer,
-    floor,
-    targets,
   };
+  return { ...started, targets: buildTargets(started) };
 }
 
 function buildTargets(fleet: Omit<Fleet, 'targets'>) {
