@@ -25,9 +25,7 @@ export function printChecks(results: Results): void {
     ...featureCosts(results),
     ...floorComparisons(results),
   ];
-  console.log(
-    `\nIssue 15's targets for ${PROXY} (peer here: the ai SDK route; Portkey is not measured yet):`,
-  );
+  console.log(`\nIssue 15's targets for ${PROXY} (the peer gateway: Portkey):`);
   for (const check of checks) {
     const verdict =
       check.measured === undefined

@@ -20,7 +20,8 @@ export interface Results {
 }
 
 export const DIRECT = 'direct';
-export const PEER = 'ai-sdk route (peer)';
+/** The peer gateway issue 15 measures against: Portkey. The ai SDK route is the other peer, an app's own route. */
+export const PEER = 'portkey (peer gateway)';
 
 export function row(results: Results, name: string): Row | undefined {
   return results.rows.find((r) => r.name === name);

@@ -18,6 +18,7 @@ const SCENARIOS = {
     'proxy (ui)',
     'proxy (text)',
     'proxy (ui, log off)',
+    'portkey (peer gateway)',
     'ai-sdk route (peer)',
   ],
   b: [
@@ -27,9 +28,17 @@ const SCENARIOS = {
     'proxy (text)',
     'proxy (ui, log off)',
     'proxy (ui, cache hit)',
+    'portkey (peer gateway)',
     'ai-sdk route (peer)',
   ],
-  c: ['direct', 'floor (node:http)', 'proxy (ui)', 'proxy (text)', 'ai-sdk route (peer)'],
+  c: [
+    'direct',
+    'floor (node:http)',
+    'proxy (ui)',
+    'proxy (text)',
+    'portkey (peer gateway)',
+    'ai-sdk route (peer)',
+  ],
 } as const;
 const CHART = process.env.BENCH_CHART ?? 'docs/bench.svg';
 
@@ -82,11 +91,6 @@ async function prerequisites(node: string): Promise<Store> {
   console.log(
     `All clients come from one address (127.0.0.1), so the bench lifts the per-caller limits: ${lifted}.`,
   );
-  if (process.env.BENCH_PORTKEY) {
-    console.log(
-      '!! BENCH_PORTKEY: the Portkey peer gateway is not installed in this project yet: NOT measured.',
-    );
-  }
   return redis ? 'redis' : 'memory';
 }
 

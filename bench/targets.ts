@@ -18,6 +18,8 @@ export interface Fleet {
   readonly proxyLogOff: Server;
   readonly proxyCache: Server;
   readonly peer: Server;
+  /** The peer gateway, Portkey (bench/peer-portkey.ts). */
+  readonly portkey: Server;
   /** The runtime's floor (bench/floor-proxy.ts): the protocol work alone, on plain `node:http` and undici. */
   readonly floor: Server;
   /** Every target by name, in the order the tables show them. */
@@ -67,9 +69,7 @@ export async function startFleet(servers: Servers, store: Store, redisUrl: strin
     servers.start(name, script, { OPENAI_API_KEY: KEY, OPENAI_BASE_URL: fake.url }, /listening on (\S+)/);
   const peer = await beside('ai-sdk route', 'bench/peer-ai-sdk.ts');
   const floor = await beside('floor', 'bench/floor-proxy.ts');
-  // PEER GATEWAY (not done): Portkey (`@portkey-ai/gateway` 1.15.2) belongs here as a second peer, once it is a
-  // devDependency (see issue 15 for the `overrides` and the 127.0.0.1 preload it needs). BENCH_PORTKEY=1 only
-  // reports that it is missing, so no run silently lacks it.
+  const portkey = await beside('portkey', 'bench/peer-portkey.ts');
   const started = {
     fake,
     proxy: defaults,
@@ -78,12 +78,13 @@ export async function startFleet(servers: Servers, store: Store, redisUrl: strin
     proxyCache: cache,
     peer,
     floor,
+    portkey,
   };
   return { ...started, targets: buildTargets(started) };
 }
 
 function buildTargets(fleet: Omit<Fleet, 'targets'>) {
-  const { fake, proxy, proxyText, proxyLogOff: logOff, proxyCache: cache, peer, floor } = fleet;
+  const { fake, proxy, proxyText, proxyLogOff: logOff, proxyCache: cache, peer, floor, portkey } = fleet;
   // Every request asks something else (as different users do), so none is coalesced with another or cached,
   // except on the cache target, which asks the same thing every time.
   let asked = 0;
@@ -97,6 +98,14 @@ function buildTargets(fleet: Omit<Fleet, 'targets'>) {
     });
   const json = { 'content-type': 'application/json' };
   const chat = (server: Server) => new URL('/api/chat', server.url).href;
+  // What an OpenAI client sends: direct to the upstream, and to the peer gateway.
+  const openaiBody = () =>
+    JSON.stringify({
+      messages: [{ role: 'user', content: prompt() }],
+      model: 'bench-model',
+      stream: true,
+      stream_options: { include_usage: true },
+    });
   const list = [
     {
       name: 'direct',
@@ -104,13 +113,7 @@ function buildTargets(fleet: Omit<Fleet, 'targets'>) {
       url: `${fake.url}/chat/completions`,
       wire: 'openai-sse',
       headers: { ...json, authorization: `Bearer ${KEY}` },
-      body: () =>
-        JSON.stringify({
-          messages: [{ role: 'user', content: prompt() }],
-          model: 'bench-model',
-          stream: true,
-          stream_options: { include_usage: true },
-        }),
+      body: openaiBody,
     },
     { name: 'floor (node:http)', server: floor, url: floor.url, wire: 'ui', headers: json, body: uiBody },
     { name: 'proxy (ui)', server: proxy, url: chat(proxy), wire: 'ui', headers: json, body: uiBody },
@@ -137,6 +140,20 @@ function buildTargets(fleet: Omit<Fleet, 'targets'>) {
       wire: 'ui',
       headers: json,
       body: () => uiBody('Tell me about foxes.'),
+    },
+    {
+      name: 'portkey (peer gateway)',
+      server: portkey,
+      url: `${portkey.url}/v1/chat/completions`,
+      wire: 'openai-sse',
+      // Portkey's way to an OpenAI-compatible API of one's own: the provider, and the fake upstream as custom host.
+      headers: {
+        ...json,
+        authorization: `Bearer ${KEY}`,
+        'x-portkey-provider': 'openai',
+        'x-portkey-custom-host': fake.url,
+      },
+      body: openaiBody,
     },
     { name: 'ai-sdk route (peer)', server: peer, url: peer.url, wire: 'ui', headers: json, body: uiBody },
   ] as const satisfies readonly (Target & { server: Server })[];
