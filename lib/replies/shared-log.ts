@@ -88,7 +88,10 @@ export interface SharedLog {
   read(key: string, generation: string, cursor: string, callLeader?: boolean): Promise<ReadAnswer>;
   /** A remote reader left: one fewer for the leader to keep going for. */
   leave(key: string, generation: string): Promise<void>;
-  /** Asks the leader to stop (`DELETE /api/chat/{id}/stream`); it sees it at its next write. */
+  /**
+   * Asks the leader to stop (`DELETE /api/chat/{id}/stream`): at once where it hears calls (`watchCalls`), else at its
+   * next write.
+   */
   stop(key: string, generation: string): Promise<void>;
   /**
    * Calls `wake` soon after each append to this generation (pub/sub over TCP), so readers need not poll fast.
