@@ -49,7 +49,7 @@ class RawAnswers extends Redis {
  * Pub/sub for the shared reply log's watchers. A subscribed connection can run no other command, so it is a
  * duplicate of the main one, opened at the first watch and shared by every channel: SUBSCRIBE at a channel's first
  * watcher, UNSUBSCRIBE at its last. ioredis resubscribes by itself after a reconnect. A lost SUBSCRIBE only costs
- * a wake: the watchers still poll, more slowly.
+ * a wake: the watchers still poll, more slowly, and a leader's calls reach it in its next write's answer.
  */
 export function subscriber(connection: IORedis): { subscribe: Subscribe; close(): void } {
   let duplicate: IORedis | undefined;

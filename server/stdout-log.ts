@@ -4,7 +4,8 @@ import type { Logger, LogLine } from '../lib/log';
  * The Node server's log writer: the same JSON lines as `jsonLogger`, written once per event-loop turn instead of once
  * per line. stdout to a pipe or a file is synchronous on Linux, so a line per `console.log` is a blocking syscall
  * per request: 3% of the proxy's CPU at 32 clients (the bench's profile). Lines still leave in the turn that wrote
- * them, in order; whatever is pending when the process exits is written on the way out.
+ * them, each stream's in order (error lines go to stderr, after that turn's stdout lines); whatever is pending when
+ * the process exits is written on the way out.
  */
 export function batchedStdoutLogger(
   out: (text: string) => void = (text) => process.stdout.write(text),

@@ -1074,7 +1074,7 @@ describe('the leader’s mirror to the shared log (lib/replies/mirror.ts)', () =
     head: { served: { model: 'm', provider: 'p', attempts: 1, fallback: 'none' }, messageId: 'msg' },
   };
   /** A log that records what the mirror writes; `calls`: it can call the leader (TCP), as `watchCalls` does. */
-  function recordingLog(calls: boolean) {
+  function recordingLog(calls: boolean, answer = { stop: false, readers: 0, called: false }) {
     const writes: string[][] = [];
     let call: (() => void) | undefined;
     const text = (events: readonly ReplyEvent[]) =>
@@ -1082,7 +1082,7 @@ describe('the leader’s mirror to the shared log (lib/replies/mirror.ts)', () =
     const log = {
       append: async (_k: string, _g: string, events: readonly ReplyEvent[]) => {
         writes.push(text(events));
-        return { stop: false, readers: 0 };
+        return answer;
       },
       finish: async (_k: string, _g: string, events: readonly ReplyEvent[]) => {
         writes.push(['finish', ...text(events)]);
@@ -1143,6 +1143,23 @@ describe('the leader’s mirror to the shared log (lib/replies/mirror.ts)', () =
     const count = writes.length;
     await vi.advanceTimersByTimeAsync(5_000);
     expect(writes).toHaveLength(count); // ended: no renewals, no calls heard
+  });
+
+  it('hears a call that was lost (not subscribed yet) in the next renewal’s answer, and writes promptly after', async () => {
+    vi.useFakeTimers();
+    const answer = { stop: false, readers: 0, called: false };
+    const { log, writes } = recordingLog(true, answer);
+    const mirror = mirrorTo(log, options);
+    mirror.add(head, 0);
+    mirror.add(ev('a'), 0);
+    await vi.advanceTimersByTimeAsync(0);
+    answer.called = true; // a resumed reader read with `callLeader`, but its PUBLISH reached nobody
+    mirror.add(ev('b'), 0);
+    await vi.advanceTimersByTimeAsync(1_000); // the renewal carries it, and its answer says someone called
+    expect(writes).toEqual([['head', 'a'], ['b']]);
+    mirror.add(ev('c'), 0);
+    await vi.advanceTimersByTimeAsync(10);
+    expect(writes.at(-1)).toEqual(['c']);
   });
 
   it('without calls (Upstash REST), writes an unfollowed reply a tenth of a second at a time', async () => {

@@ -138,7 +138,7 @@ describe.each(backends)('the Redis reply log (%s)', (name, client) => {
       generation: 'g2',
     });
     // The older one is still written and read on its own.
-    expect(await log.append('k', 'g1', [head], LONG)).toEqual({ stop: false, readers: 0 });
+    expect(await log.append('k', 'g1', [head], LONG)).toEqual({ stop: false, readers: 0, called: false });
     await log.append('k', 'g2', [delta('other')], LONG);
     expect((await log.read('k', 'g1', FIRST_CURSOR)).events).toEqual([head]);
     expect((await log.read('k', 'g2', FIRST_CURSOR)).events).toEqual([delta('other')]);
@@ -206,22 +206,22 @@ describe.each(backends)('the Redis reply log (%s)', (name, client) => {
   it('counts followers as readers, and leave gives them back, never below zero', async () => {
     make();
     await log.claim('k', { ...lead, generation: 'g' });
-    expect(await log.append('k', 'g', [head], LONG)).toEqual({ stop: false, readers: 0 });
+    expect(await log.append('k', 'g', [head], LONG)).toEqual({ stop: false, readers: 0, called: false });
     await log.claim('k', { ...lead, generation: 'f1' });
     await log.claim('k', { ...lead, generation: 'f2' });
-    expect(await log.append('k', 'g', [], LONG)).toEqual({ stop: false, readers: 2 });
+    expect(await log.append('k', 'g', [], LONG)).toEqual({ stop: false, readers: 2, called: false });
     await log.leave('k', 'g');
-    expect(await log.append('k', 'g', [], LONG)).toEqual({ stop: false, readers: 1 });
+    expect(await log.append('k', 'g', [], LONG)).toEqual({ stop: false, readers: 1, called: false });
     await log.leave('k', 'g');
     await log.leave('k', 'g');
-    expect(await log.append('k', 'g', [], LONG)).toEqual({ stop: false, readers: 0 });
+    expect(await log.append('k', 'g', [], LONG)).toEqual({ stop: false, readers: 0, called: false });
   });
 
   it('a stop is seen by the next append, and by every one after it', async () => {
     make();
     await log.claim('k', { ...lead, generation: 'g' });
     await log.stop('k', 'g');
-    expect(await log.append('k', 'g', [head], LONG)).toEqual({ stop: true, readers: 0 });
+    expect(await log.append('k', 'g', [head], LONG)).toEqual({ stop: true, readers: 0, called: false });
     expect((await log.append('k', 'g', [], LONG)).stop).toBe(true);
     // Stopping a generation that is not there creates nothing.
     await log.stop('k', 'nobody');
@@ -236,7 +236,7 @@ describe.each(backends)('the Redis reply log (%s)', (name, client) => {
       const answer = await log.read('k', 'g1', FIRST_CURSOR);
       return answer.writerAlive ? undefined : answer;
     }, 'the lease to lapse');
-    expect(await log.append('k', 'g1', [head], LONG)).toEqual({ stop: true, readers: 0 });
+    expect(await log.append('k', 'g1', [head], LONG)).toEqual({ stop: true, readers: 0, called: false });
     await log.finish('k', 'g1', [end], { keepMs: LONG, cacheable: true });
     expect((await log.read('k', 'g1', FIRST_CURSOR)).events).toEqual([]); // nothing was recorded
     expect(await log.claim('k', { ...lead, generation: 'g2' })).toEqual({ role: 'leader', generation: 'g2' });
@@ -399,6 +399,16 @@ describe.each(backends)('the Redis reply log (%s)', (name, client) => {
       expect(leader.calls.count).toBe(before);
       leader.unwatch();
       marker.unwatch();
+    });
+
+    it('keeps a reader’s call for the leader’s next write, in case nobody heard it', async () => {
+      make();
+      await log.claim('k', { ...lead, generation: 'g' });
+      expect(await log.append('k', 'g', [], LONG)).toEqual({ stop: false, readers: 0, called: false });
+      await log.read('k', 'g', FIRST_CURSOR); // a plain read says nothing
+      expect((await log.append('k', 'g', [], LONG)).called).toBe(false);
+      await log.read('k', 'g', FIRST_CURSOR, true); // nobody subscribed: the PUBLISH is lost
+      expect(await log.append('k', 'g', [], LONG)).toEqual({ stop: false, readers: 0, called: true });
     });
   }
 });

@@ -49,76 +49,112 @@ const TOO_LARGE = failure(
  * commands and a slow one at most a command per token. A timer renews the lease between writes.
  */
 export function mirrorTo(log: SharedLog, options: MirrorOptions): Mirror {
-  const { key, generation, leaseMs } = options;
-  let pending: ReplyEvent[] = [];
-  let writing: Promise<void> | undefined;
-  let closed = false;
-  let broken = false;
-  let followed = false;
-  let called = false; // someone called from elsewhere: written promptly from then on
-  const answered = (answer: WriteAnswer) => {
-    followed = called || answer.readers > 0;
-    options.onAnswer(answer);
-    return answer;
-  };
-  const fail = (error: unknown) => {
-    broken = true;
-    stopTimer();
-    options.onError(error);
-  };
-  // What is pending goes now, or else a renewal: its answer says whether to stop. A data write renews the lease too.
-  const writeOrRenew = () => void (pending.length ? flush() : renew());
-  const unwatch = log.watchCalls?.(key, generation, () => {
-    called = followed = true;
-    writeOrRenew();
-  });
-  const write = async (batch: ReplyEvent[]) => {
-    const last = batch.at(-1);
-    if (last && isFinal(last)) {
-      closed = true;
-      stopTimer();
-      await log.finish(key, generation, batch, options.keep(last));
-    } else answered(await log.append(key, generation, batch, leaseMs));
-  };
-  let scheduled: ReturnType<typeof setTimeout> | undefined;
-  const flush = () => {
-    if (writing || broken || pending.length === 0) return;
-    clearTimeout(scheduled);
-    scheduled = undefined;
-    const batch = pending;
-    pending = [];
-    writing = write(batch).then(
-      () => {
-        writing = undefined;
-        flush();
+  return new LogMirror(log, options);
+}
+
+class LogMirror implements Mirror {
+  private pending: ReplyEvent[] = [];
+  private writing: Promise<void> | undefined;
+  private scheduled: ReturnType<typeof setTimeout> | undefined;
+  private closed = false;
+  private broken = false;
+  private followed = false;
+  /** Someone called from elsewhere (or said so in a write's answer): written promptly from then on. */
+  private called = false;
+  private readonly timer: ReturnType<typeof setInterval>;
+  private readonly unwatch: (() => void) | undefined;
+
+  constructor(
+    private readonly log: SharedLog,
+    private readonly options: MirrorOptions,
+  ) {
+    this.timer = setInterval(() => this.writeOrRenew(), Math.max(50, Math.floor(options.leaseMs / 3)));
+    this.unwatch = log.watchCalls?.(options.key, options.generation, () => {
+      this.called = this.followed = true;
+      this.writeOrRenew();
+    });
+  }
+
+  add(event: ReplyEvent, bytesSoFar: number): void {
+    if (this.closed || this.broken) return;
+    // Over the cap: stop recording, and end the log with an error for the readers elsewhere.
+    this.pending.push(bytesSoFar > this.options.maxBytes && !isFinal(event) ? TOO_LARGE : event);
+    if (this.pending.at(-1) === TOO_LARGE) this.closed = true;
+    this.schedule();
+  }
+
+  /** Renews the lease now; the answer says whether to stop and who follows. */
+  renew = async (): Promise<WriteAnswer | undefined> => {
+    if (this.closed || this.broken) return undefined;
+    const { key, generation, leaseMs } = this.options;
+    return this.log.append(key, generation, [], leaseMs).then(
+      (answer) => this.answered(answer),
+      (error: unknown) => {
+        this.fail(error);
+        return undefined;
       },
-      (error: unknown) => fail(error),
     );
   };
-  const timer = setInterval(writeOrRenew, Math.max(50, Math.floor(leaseMs / 3)));
-  const stopTimer = () => {
-    clearInterval(timer);
-    unwatch?.();
-  };
-  const renew = async () => {
-    if (closed || broken) return undefined;
-    return log.append(key, generation, [], leaseMs).then(answered, (error: unknown) => {
-      fail(error);
-      return undefined;
-    });
-  };
-  return {
-    add(event, bytesSoFar) {
-      if (closed || broken) return;
-      // Over the cap: stop recording, and end the log with an error for the readers elsewhere.
-      pending.push(bytesSoFar > options.maxBytes && !isFinal(event) ? TOO_LARGE : event);
-      if (pending.at(-1) === TOO_LARGE) closed = true;
-      const wait = batchDelay(pending, followed, unwatch !== undefined);
-      if (wait === 0) flush();
-      else if (wait !== undefined) scheduled ??= setTimeout(flush, wait);
-    },
-    renew,
-  };
+
+  /** What is pending goes now, or else a renewal. A data write renews the lease too. */
+  private writeOrRenew(): void {
+    if (this.pending.length) this.flush();
+    else void this.renew();
+  }
+
+  /** Writes what is pending now, after a moment, or with the next renewal or call (see `batchDelay`). */
+  private schedule(): void {
+    if (this.writing || this.pending.length === 0) return;
+    const wait = batchDelay(this.pending, this.followed, this.unwatch !== undefined);
+    if (wait === 0) this.flush();
+    else if (wait !== undefined) this.scheduled ??= setTimeout(() => this.flush(), wait);
+  }
+
+  private flush(): void {
+    clearTimeout(this.scheduled);
+    this.scheduled = undefined; // a write in flight reschedules what is pending when it is done
+    if (this.writing || this.broken || this.pending.length === 0) return;
+    const batch = this.pending;
+    this.pending = [];
+    this.writing = this.write(batch).then(
+      () => {
+        this.writing = undefined;
+        this.schedule(); // what piled up meanwhile: by the same rule, not at once
+      },
+      (error: unknown) => this.fail(error),
+    );
+  }
+
+  private async write(batch: ReplyEvent[]): Promise<void> {
+    const { key, generation, leaseMs } = this.options;
+    const last = batch.at(-1);
+    if (last && isFinal(last)) {
+      this.closed = true;
+      this.stop();
+      await this.log.finish(key, generation, batch, this.options.keep(last));
+    } else this.answered(await this.log.append(key, generation, batch, leaseMs));
+  }
+
+  /** A call that was lost (a SUBSCRIBE not active yet, a reconnect) still arrives: in the next write's answer. */
+  private answered(answer: WriteAnswer): WriteAnswer {
+    this.called ||= answer.called;
+    this.followed = this.called || answer.readers > 0;
+    this.options.onAnswer(answer);
+    this.schedule();
+    return answer;
+  }
+
+  private fail(error: unknown): void {
+    this.broken = true;
+    this.stop();
+    this.options.onError(error);
+  }
+
+  private stop(): void {
+    clearInterval(this.timer);
+    clearTimeout(this.scheduled);
+    this.unwatch?.();
+  }
 }
 
 /**

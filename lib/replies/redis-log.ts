@@ -97,9 +97,12 @@ redis.call('PEXPIRE', KEYS[4], ARGV[3])
 redis.call('PEXPIRE', KEYS[2], ARGV[4])
 redis.call('PEXPIRE', KEYS[3], ARGV[4])
 if redis.call('GET', KEYS[1]) == ARGV[1] then redis.call('PEXPIRE', KEYS[1], ARGV[4]) end
+local state = redis.call('HMGET', KEYS[3], 'stop', 'called')
 local stop = 0
-if redis.call('HGET', KEYS[3], 'stop') == '1' then stop = 1 end
-return {stop, readers}`;
+if state[1] == '1' then stop = 1 end
+local called = 0
+if state[2] == '1' then called = 1 end
+return {stop, readers, called}`;
 
 /**
  * Without the lease nothing is recorded: a generation whose lease lapsed never ends (readers gave up on it), and it
@@ -133,7 +136,10 @@ if ARGV[1] ~= '' and ARGV[1] ~= '0' then start = '(' .. ARGV[1] end
 local entries = redis.call('XRANGE', KEYS[1], start, '+', 'COUNT', ARGV[2])
 local alive = 0
 if redis.call('EXISTS', KEYS[3]) == 1 or redis.call('HGET', KEYS[2], 'done') == '1' then alive = 1 end
-if ARGV[3] ~= '' then redis.call('PUBLISH', ARGV[3], '1') end
+if ARGV[3] ~= '' then
+  if redis.call('EXISTS', KEYS[2]) == 1 then redis.call('HSET', KEYS[2], 'called', '1') end
+  redis.call('PUBLISH', ARGV[3], '1')
+end
 return {alive, entries}`;
 
 /** The EXISTS guards keep a late leave or stop from recreating an expired hash without a TTL. */
@@ -221,8 +227,8 @@ export function createRedisLog(redis: Redis, options: RedisLogOptions = {}): Sha
     async append(key, generation, events, leaseMs) {
       const keys = writeKeys(layout, key, generation);
       const args = [generation, batch(events), ms(leaseMs), liveMs(leaseMs), channel(key, generation)];
-      const [stop, readers] = list(await scripts.append.exec(keys, args));
-      return { stop: Number(stop) === 1, readers: Number(readers) };
+      const [stop, readers, called] = list(await scripts.append.exec(keys, args));
+      return { stop: Number(stop) === 1, readers: Number(readers), called: Number(called) === 1 };
     },
     async finish(key, generation, events, { keepMs, cacheable }) {
       const keys = writeKeys(layout, key, generation);

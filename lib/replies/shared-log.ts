@@ -26,10 +26,14 @@ export interface ClaimOptions {
   readonly hit: boolean;
 }
 
-/** What the leader learns each time it writes: whether someone asked it to stop, and how many remote readers follow. */
+/**
+ * What the leader learns each time it writes: whether someone asked it to stop, how many remote readers follow, and
+ * whether a reader it does not count (a resumed stream) said it is there: what a lost call would have told it.
+ */
 export interface WriteAnswer {
   readonly stop: boolean;
   readonly readers: number;
+  readonly called: boolean;
 }
 
 /** The cursor before the first event of a generation: a reader that has read nothing passes this. */
