@@ -13,15 +13,26 @@ const atBottom = () =>
  */
 export function useFollow(): () => void {
   const following = useRef(true);
+  // The page's least height since the last scroll event: the bottom a scroll may have reached before the reply grew.
+  const lowest = useRef(0);
   useEffect(() => {
-    // Our own scrolling lands at the bottom, so only the reader's can turn following off.
+    // Only the reader scrolls up. A scroll event comes a frame after its scroll, and the reply may have grown
+    // meanwhile: judged against the page's height at the event alone, our own scroll or the reader's to the bottom
+    // could read as leaving it, and following would stop for good (seen in CI under load).
+    let lastY = window.scrollY;
+    lowest.current = document.documentElement.scrollHeight;
     const onScroll = () => {
-      following.current = atBottom();
+      const y = window.scrollY;
+      if (window.innerHeight + y >= lowest.current - SLACK_PX) following.current = true;
+      else if (y < lastY) following.current = false;
+      lastY = y;
+      lowest.current = document.documentElement.scrollHeight;
     };
     window.addEventListener('scroll', onScroll, { passive: true });
     return () => window.removeEventListener('scroll', onScroll);
   }, []);
   useLayoutEffect(() => {
+    lowest.current = Math.min(lowest.current, document.documentElement.scrollHeight);
     if (following.current && !atBottom()) window.scrollTo(0, document.documentElement.scrollHeight);
   });
   return useCallback(() => {
