@@ -83,29 +83,40 @@ export async function startFleet(servers: Servers, store: Store, redisUrl: strin
   return { ...started, targets: buildTargets(started) };
 }
 
-function buildTargets(fleet: Omit<Fleet, 'targets'>) {
-  const { fake, proxy, proxyText, proxyLogOff: logOff, proxyCache: cache, peer, floor, portkey } = fleet;
-  // Every request asks something else (as different users do), so none is coalesced with another or cached,
-  // except on the cache target, which asks the same thing every time.
+/**
+ * What each kind of client sends. Every request asks something else (as different users do), so none is coalesced
+ * with another or cached, except `same`, which the cache target sends every time.
+ */
+function requestBodies() {
   let asked = 0;
   const prompt = () => `Tell me about foxes (${asked++}).`;
   // What useChat sends: the UI targets (ours and the peer's) get exactly this.
-  const uiBody = (text = prompt()) =>
+  const ui = (text = prompt()) =>
     JSON.stringify({
       id: 'bench',
       messages: [{ id: 'm1', role: 'user', parts: [{ type: 'text', text }] }],
       trigger: 'submit-message',
     });
+  return {
+    ui: () => ui(),
+    same: () => ui('Tell me about foxes.'),
+    text: () => JSON.stringify({ messages: [{ role: 'user', content: prompt() }] }),
+    // What an OpenAI client sends: direct to the upstream, and to the peer gateway.
+    openai: () =>
+      JSON.stringify({
+        messages: [{ role: 'user', content: prompt() }],
+        model: 'bench-model',
+        stream: true,
+        stream_options: { include_usage: true },
+      }),
+  };
+}
+
+function buildTargets(fleet: Omit<Fleet, 'targets'>) {
+  const { fake, proxy, proxyText, proxyLogOff: logOff, proxyCache: cache, peer, floor, portkey } = fleet;
+  const body = requestBodies();
   const json = { 'content-type': 'application/json' };
   const chat = (server: Server) => new URL('/api/chat', server.url).href;
-  // What an OpenAI client sends: direct to the upstream, and to the peer gateway.
-  const openaiBody = () =>
-    JSON.stringify({
-      messages: [{ role: 'user', content: prompt() }],
-      model: 'bench-model',
-      stream: true,
-      stream_options: { include_usage: true },
-    });
   const list = [
     {
       name: 'direct',
@@ -113,17 +124,17 @@ function buildTargets(fleet: Omit<Fleet, 'targets'>) {
       url: `${fake.url}/chat/completions`,
       wire: 'openai-sse',
       headers: { ...json, authorization: `Bearer ${KEY}` },
-      body: openaiBody,
+      body: body.openai,
     },
-    { name: 'floor (node:http)', server: floor, url: floor.url, wire: 'ui', headers: json, body: uiBody },
-    { name: 'proxy (ui)', server: proxy, url: chat(proxy), wire: 'ui', headers: json, body: uiBody },
+    { name: 'floor (node:http)', server: floor, url: floor.url, wire: 'ui', headers: json, body: body.ui },
+    { name: 'proxy (ui)', server: proxy, url: chat(proxy), wire: 'ui', headers: json, body: body.ui },
     {
       name: 'proxy (text)',
       server: proxyText,
       url: chat(proxyText),
       wire: 'text',
       headers: { ...json, accept: 'text/plain' },
-      body: () => JSON.stringify({ messages: [{ role: 'user', content: prompt() }] }),
+      body: body.text,
     },
     {
       name: 'proxy (ui, log off)',
@@ -131,7 +142,7 @@ function buildTargets(fleet: Omit<Fleet, 'targets'>) {
       url: chat(logOff),
       wire: 'ui',
       headers: json,
-      body: uiBody,
+      body: body.ui,
     },
     {
       name: 'proxy (ui, cache hit)',
@@ -139,7 +150,7 @@ function buildTargets(fleet: Omit<Fleet, 'targets'>) {
       url: chat(cache),
       wire: 'ui',
       headers: json,
-      body: () => uiBody('Tell me about foxes.'),
+      body: body.same,
     },
     {
       name: 'portkey (peer gateway)',
@@ -153,9 +164,9 @@ function buildTargets(fleet: Omit<Fleet, 'targets'>) {
         'x-portkey-provider': 'openai',
         'x-portkey-custom-host': fake.url,
       },
-      body: openaiBody,
+      body: body.openai,
     },
-    { name: 'ai-sdk route (peer)', server: peer, url: peer.url, wire: 'ui', headers: json, body: uiBody },
+    { name: 'ai-sdk route (peer)', server: peer, url: peer.url, wire: 'ui', headers: json, body: body.ui },
   ] as const satisfies readonly (Target & { server: Server })[];
   return new Map(list.map((target) => [target.name, target]));
 }
