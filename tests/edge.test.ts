@@ -188,16 +188,21 @@ describe('edge bundle', () => {
       UPSTASH_REDIS_REST_TOKEN: bridge.token,
       RATE_LIMIT_REQUESTS: '2',
       RATE_LIMIT_PREFIX: uniquePrefix('edge').replace(/[^\w:.-]/g, '-'),
+      // What is tested here is the REST path, not a store too slow to answer (tests/store-guard.test.ts): on a
+      // starved machine the 300 ms default made some runs fall back to the per-instance limits.
+      REDIS_TIMEOUT_MS: '5000',
     });
-    const send = () =>
+    // A different message each time: the same one could join the previous reply while its end is still being
+    // written to the log (coalescing, tested in tests/replies.test.ts), which this test is not about.
+    const send = (n: number) =>
       runtime.dispatchFetch('https://proxy.test/api/chat', {
         method: 'POST',
         headers: { 'content-type': 'application/json', accept: 'text/plain', 'x-real-ip': '203.0.113.99' },
-        body: JSON.stringify({ messages: [{ role: 'user', content: 'Hi' }] }),
+        body: JSON.stringify({ messages: [{ role: 'user', content: `Hi ${n}` }] }),
       });
     const statuses: number[] = [];
     for (let i = 0; i < 3; i++) {
-      const res = await send();
+      const res = await send(i);
       statuses.push(res.status);
       await res.text();
     }
