@@ -11,8 +11,8 @@ import { startUpstashBridge } from '../tests/support/upstash-bridge';
 import { ms, summarize } from './stats';
 
 /**
- * What the rate-limit step adds to each request: `gate.admit()` (the request rate, then the token reservation and
- * the stream slot in one script: two round trips for an admitted request), and `gate.settle()` at its end,
+ * What the rate-limit step adds to each request: `gate.admit()` (the request rate, and the token reservation and
+ * the stream slot in one script, sent together: one round trip for an admitted request), and `gate.settle()` at its end,
  * timed over many requests against each store. Needs a redis-server on 127.0.0.1:6379 (as the tests do).
  */
 const REQUESTS = Number(process.env.BENCH_LIMITER_REQUESTS ?? 2000);

@@ -1,5 +1,6 @@
 import IORedis from 'ioredis';
 import { describe, expect, it } from 'vitest';
+import { sharedAsk } from '../lib/limits/ask';
 import { memoryLimitStores } from '../lib/limits/memory-store';
 import { redisLimitStores } from '../lib/limits/redis-store';
 import type { LimitStores } from '../lib/limits/stores';
@@ -177,5 +178,101 @@ describe('Redis 7.0 compatibility of the limiter scripts', () => {
     expect(mappedSha).not.toBe(sha);
     expect(await redis.call('EVALSHA', String(mappedSha), '0')).toBe(42);
     redis.disconnect();
+  });
+});
+
+describe('asking a shared store both questions at once (lib/limits/ask.ts)', () => {
+  /** A store whose answers the test gives, one question at a time, and which records what it was asked. */
+  function heldStore() {
+    const asked: string[] = [];
+    const answers: { take: (allowed: boolean | Error) => void; book: (booked: boolean) => void }[] = [];
+    const windows = { tokens: 1, spend: 1, day: 1 };
+    const state = { limit: 2, remaining: 0, resetAt: 60_000 };
+    const stores: LimitStores = {
+      kind: 'redis',
+      requests: {
+        take: (callerId) =>
+          new Promise((resolve, reject) => {
+            asked.push(`take ${callerId}`);
+            const take = (allowed: boolean | Error) =>
+              allowed instanceof Error ? reject(allowed) : resolve({ ...state, allowed });
+            answers.push({ take, book: () => {} });
+          }),
+      },
+      ledger: {
+        book: (callerId) =>
+          new Promise((resolve) => {
+            asked.push(`book ${callerId}`);
+            const granted = { ...state, granted: true, window: 1 };
+            const last = answers.at(-1);
+            if (last)
+              last.book = (booked) =>
+                resolve({ budget: granted, stream: { granted: booked }, windows, booked });
+          }),
+        renew: async () => {},
+        finish: async (callerId, _windows, delta) => {
+          asked.push(`finish ${callerId} ${delta.tokens}`);
+        },
+      },
+    };
+    return { stores, asked, answer: (i: number) => answers[i] };
+  }
+
+  it('sends the booking with the count, before the count has answered', async () => {
+    const held = heldStore();
+    const ask = sharedAsk({ maxStreams: 3, answered: (v) => v, now: () => 0, background: () => {} });
+    const verdict = ask(held.stores, 'ip:a', tokens(10), 'lease-1');
+    expect(held.asked).toEqual(['take ip:a', 'book ip:a']);
+    held.answer(0)?.take(true);
+    held.answer(0)?.book(true);
+    expect((await verdict).booking?.booked).toBe(true);
+  });
+
+  it('gives back what a refused request booked, then asks that caller one question at a time until the reset', async () => {
+    const held = heldStore();
+    let now = 0;
+    const background: Promise<unknown>[] = [];
+    const ask = sharedAsk({
+      maxStreams: 3,
+      answered: (v) => v,
+      now: () => now,
+      background: (p) => background.push(p),
+    });
+    const refused = ask(held.stores, 'ip:a', tokens(10), 'lease-1');
+    held.answer(0)?.take(false);
+    held.answer(0)?.book(true);
+    expect((await refused).booking).toBeUndefined();
+    await Promise.all(background);
+    expect(held.asked).toEqual(['take ip:a', 'book ip:a', 'finish ip:a -10']);
+    const again = ask(held.stores, 'ip:a', tokens(10), 'lease-2');
+    await Promise.resolve();
+    expect(held.asked.slice(3)).toEqual(['take ip:a']); // no booking while the count says no
+    held.answer(1)?.take(false);
+    expect((await again).requests.allowed).toBe(false);
+    const other = ask(held.stores, 'ip:b', tokens(10), 'lease-3'); // another caller is asked both at once
+    expect(held.asked.slice(4)).toEqual(['take ip:b', 'book ip:b']);
+    held.answer(2)?.take(true);
+    held.answer(2)?.book(true);
+    await other;
+    now = 60_000; // the window has reset: both at once again
+    void ask(held.stores, 'ip:a', tokens(10), 'lease-4');
+    expect(held.asked.slice(6)).toEqual(['take ip:a', 'book ip:a']);
+  });
+
+  it('gives back the booking when the count fails, and fails like the count', async () => {
+    const held = heldStore();
+    const background: Promise<unknown>[] = [];
+    const ask = sharedAsk({
+      maxStreams: 3,
+      answered: (v) => v,
+      now: () => 0,
+      background: (p) => background.push(p),
+    });
+    const verdict = ask(held.stores, 'ip:a', tokens(10), 'lease-1');
+    held.answer(0)?.book(true);
+    held.answer(0)?.take(new Error('connection reset'));
+    await expect(verdict).rejects.toThrow('connection reset');
+    await Promise.all(background);
+    expect(held.asked).toEqual(['take ip:a', 'book ip:a', 'finish ip:a -10']);
   });
 });

@@ -1,4 +1,5 @@
 import { createServer, type Server, type Socket } from 'node:net';
+import IORedis from 'ioredis';
 import { afterAll, beforeEach, describe, expect, it } from 'vitest';
 import type { ChatHandler } from '../lib/chat-handler';
 import type { Config } from '../lib/config';
@@ -13,7 +14,7 @@ import {
   testConfig,
   userSays,
 } from './support/harness';
-import { redisStoreEnv, uniquePrefix } from './support/redis';
+import { REDIS_TEST_URL, redisStoreEnv, uniquePrefix } from './support/redis';
 import { upstashBridgeForFile } from './support/redis-for-file';
 import { startUpstashBridge } from './support/upstash-bridge';
 
@@ -416,5 +417,105 @@ describe('caller identity', () => {
     await drain(await handler(fromIp('::ffff:192.0.2.77')));
     await eventually(() => logs.length === 1);
     expect(logs[0]).toMatchObject({ caller: 'ip:192.0.2.77', ratelimit: 'allowed' });
+  });
+});
+
+/** Every command Redis runs that names one of `prefix`'s keys, in order: what a request really asked. */
+async function watchCommands(prefix: string) {
+  const monitor = await new IORedis(REDIS_TEST_URL).monitor();
+  const seen: string[][] = [];
+  monitor.on('monitor', (_time: string, args: string[]) => {
+    if (args.some((arg) => arg.startsWith(`${prefix}:`))) seen.push(args);
+  });
+  return {
+    seen,
+    /** Scripts run against the token budget: bookings and settlements (`FINISH`), never the request count. */
+    ledger: () =>
+      seen.filter((args) => /^evalsha$/i.test(args[0] ?? '') && args.some((a) => a.includes(':tok:'))),
+    close: () => monitor.disconnect(),
+  };
+}
+
+async function keysTotal(
+  prefix: string,
+  pattern: string,
+  read: (redis: IORedis, key: string) => Promise<number>,
+) {
+  const redis = new IORedis(REDIS_TEST_URL);
+  try {
+    const keys = await redis.keys(`${prefix}:${pattern}`);
+    let total = 0;
+    for (const key of keys) total += await read(redis, key);
+    return total;
+  } finally {
+    redis.disconnect();
+  }
+}
+
+describe.each<Backend>(['tcp', 'rest'])('the count and the booking asked together (%s)', (backend) => {
+  it('undoes what a refused request booked, and books nothing for that caller again until its window resets', async () => {
+    const store = onRedis(backend, 'together');
+    const prefix = store.RATE_LIMIT_PREFIX as string;
+    const config = testConfig({
+      OPENAI_BASE_URL: h.fake.url,
+      RATE_LIMIT_REQUESTS: '2',
+      RATE_LIMIT_WINDOW: '60 s',
+      COALESCE: 'off',
+      ...store,
+    });
+    const settled: Promise<unknown>[] = [];
+    const handler = buildHandler(config, { waitUntil: (p) => void settled.push(p) });
+    const commands = await watchCommands(prefix);
+    closers.push(commands.close);
+    h.fake.script({ kind: 'reply', text: 'One.' }, { kind: 'reply', text: 'Two.' });
+    const served = [
+      await drain(await handler(fromIp('198.51.100.90'))),
+      await drain(await handler(fromIp('198.51.100.90'))),
+    ];
+    expect(served.map((r) => r.status)).toEqual([200, 200]);
+    await Promise.all(settled);
+    const tokensServed = await keysTotal(prefix, 'tok:*', async (r, k) => Number(await r.get(k)));
+    const ledgerBefore = commands.ledger().length;
+
+    const refused = await handler(fromIp('198.51.100.90'));
+    expect(refused.status).toBe(429);
+    expect(((await refused.json()) as { error: { code: string } }).error.code).toBe('rate_limited');
+    await Promise.all(settled);
+    // It was booked with the count, then given back in full: the tokens and the stream slot.
+    await eventually(() => commands.ledger().length === ledgerBefore + 2);
+    expect(await keysTotal(prefix, 'tok:*', async (r, k) => Number(await r.get(k)))).toBe(tokensServed);
+    expect(await keysTotal(prefix, 'streams:*', (r, k) => r.zcard(k))).toBe(0);
+
+    // Now known to be refused: the next one is counted alone, and never booked.
+    const again = await handler(fromIp('198.51.100.90'));
+    expect(again.status).toBe(429);
+    await again.text();
+    await Promise.all(settled);
+    await new Promise((resolve) => setTimeout(resolve, 100));
+    expect(commands.ledger()).toHaveLength(ledgerBefore + 2);
+    expect(h.fake.calls).toHaveLength(2);
+  });
+});
+
+describe('the count and the booking asked together (tcp, one connection)', () => {
+  it('a burst past the request limit admits exactly the limit: no refused booking takes an admitted slot', async () => {
+    const config = testConfig({
+      OPENAI_BASE_URL: h.fake.url,
+      RATE_LIMIT_REQUESTS: '4',
+      MAX_STREAMS_PER_CALLER: '4', // a refused request's booking ahead of an admitted one would take its slot
+      COALESCE: 'off',
+      ...onRedis('tcp', 'burst-together'),
+    });
+    const handler = buildHandler(config);
+    h.fake.script(...Array.from({ length: 4 }, () => ({ kind: 'stall', afterTokens: 1 }) as const));
+    const responses = await Promise.all(Array.from({ length: 12 }, () => handler(fromIp('198.51.100.91'))));
+    const codes = await Promise.all(
+      responses
+        .filter((r) => r.status === 429)
+        .map(async (r) => ((await r.json()) as { error: { code: string } }).error.code),
+    );
+    expect(responses.filter((r) => r.status === 200)).toHaveLength(4);
+    expect(codes).toEqual(Array.from({ length: 8 }, () => 'rate_limited'));
+    for (const res of responses) if (res.status === 200) await res.body?.cancel();
   });
 });

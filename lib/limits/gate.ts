@@ -2,6 +2,7 @@ import type { RateLimitConfig } from '../config/rate-limit';
 import { briefOutage } from '../errors';
 import type { Internal } from '../internal';
 import { redact } from '../redact';
+import { oneAtATime, sharedAsk } from './ask';
 import { type Caller, type ClientIp, createCallerIdentifier } from './caller-identity';
 import { memoryLimitStores } from './memory-store';
 import { quotaHeaders, refusal, type Verdict } from './quota';
@@ -70,8 +71,7 @@ export function createRateLimitGate(options: GateOptions): RateLimitGate {
   const local = stores.kind === 'memory' ? undefined : memoryLimitStores(config, internal.now);
   const guard = createStoreGuard({ timeoutMs: config.redisTimeoutMs, breakMs: 1_000, now: internal.now });
   const leases = createLeaseKeeper(config.streamLeaseMs, guard);
-  const check = (on: LimitStores, callerId: string, amount: Amount, leaseId: string) =>
-    ask(on, callerId, amount, leaseId, config.maxStreamsPerCaller, guard.answered);
+  const { shared, inMemory } = askers(options, guard, local !== undefined);
 
   return {
     async admit(req, verifiedCallerId, worstCase) {
@@ -82,17 +82,17 @@ export function createRateLimitGate(options: GateOptions): RateLimitGate {
       let verdict: Verdict;
       let detail: string | undefined;
       try {
-        verdict = await guard.run(() => check(stores, caller.id, amount, leaseId));
+        verdict = await guard.run(() => shared(stores, caller.id, amount, leaseId));
         if (verdict.booking?.booked) {
           held.push({ stores, shared: true, windows: verdict.booking.windows });
           // The local shadow books what the shared store granted, so an outage starts from this instance's count.
-          if (local) hold(held, local, await check(local, caller.id, amount, leaseId));
+          if (local) hold(held, local, await inMemory(local, caller.id, amount, leaseId));
         }
       } catch (error) {
         detail = redact(`rate-limit store (${stores.kind}) unavailable: ${describe(error)}`, secrets);
         if (config.failMode === 'closed' || !local) throw storeDown(detail);
         if (config.failMode === 'open') return openAdmission(caller, leaseId, detail);
-        verdict = await check(local, caller.id, amount, leaseId);
+        verdict = await inMemory(local, caller.id, amount, leaseId);
         hold(held, local, verdict);
       }
       if (verdict.requests.pending) options.waitUntil(verdict.requests.pending.catch(() => {}));
@@ -135,19 +135,16 @@ export function createRateLimitGate(options: GateOptions): RateLimitGate {
   };
 }
 
-/** Counts the request; only if it may pass, books its worst case and stream slot (a refusal leaves nothing to undo). */
-async function ask(
-  stores: LimitStores,
-  callerId: string,
-  amount: Amount,
-  leaseId: string,
-  maxStreams: number,
-  answered: StoreGuard['answered'],
-): Promise<Verdict> {
-  const requests = answered(await stores.requests.take(callerId));
-  if (!requests.allowed) return { requests };
-  const booking = answered(await stores.ledger.book(callerId, amount, leaseId, maxStreams));
-  return { requests, booking };
+/**
+ * How the stores are asked: memory answers at once, so only a shared store is worth asking both questions in one
+ * round trip. Undoing a booking nobody needed runs after the refusal is answered, through the guard like every call.
+ */
+function askers(options: GateOptions, guard: StoreGuard, sharedStore: boolean) {
+  const asking = { maxStreams: options.config.maxStreamsPerCaller, answered: guard.answered };
+  const inMemory = oneAtATime(asking);
+  if (!sharedStore) return { shared: inMemory, inMemory };
+  const background = (work: Promise<unknown>) => options.waitUntil(guard.run(() => work).catch(() => {}));
+  return { shared: sharedAsk({ ...asking, now: options.internal.now, background }), inMemory };
 }
 
 function hold(held: Held[], stores: LimitStores, verdict: Verdict): void {
