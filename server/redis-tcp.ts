@@ -46,51 +46,75 @@ class RawAnswers extends Redis {
 }
 
 /**
- * Pub/sub for the shared reply log's watchers. A subscribed connection can run no other command, so it is a
- * duplicate of the main one, opened at the first watch and shared by every channel: SUBSCRIBE at a channel's first
- * watcher, UNSUBSCRIBE at its last. ioredis resubscribes by itself after a reconnect. A lost SUBSCRIBE only costs
- * a wake: the watchers still poll, more slowly, and a leader's calls reach it in its next write's answer.
+ * Pub/sub for the shared reply log's and the queue's watchers. A subscribed connection can run no other command, so
+ * it is a duplicate of the main one, opened at the first watch and shared by every channel: SUBSCRIBE at a channel's
+ * first watcher, UNSUBSCRIBE at its last; a channel that names a pattern is heard through that pattern, subscribed at
+ * its first use and kept. ioredis resubscribes both by itself after a reconnect. A lost subscription only costs a
+ * wake: the watchers still poll, more slowly, and a leader's calls reach it in its next write's answer.
  */
 export function subscriber(connection: IORedis): { subscribe: Subscribe; close(): void } {
   let duplicate: IORedis | undefined;
   // Each watch is its own entry, so the same callback watching twice is called twice and removed once per stop.
-  const watchers = new Map<string, Set<{ readonly wake: (message: string) => void }>>();
+  const watchers = new Map<string, Set<Watcher>>(); // by SUBSCRIBE
+  const routed = new Map<string, Set<Watcher>>(); // by a pattern's PSUBSCRIBE
+  const patterns = new Set<string>();
   const open = (): IORedis => {
     if (duplicate) return duplicate;
     const opened = connection.duplicate();
     opened.on('error', () => {});
-    opened.on('message', (channel: string, message: string) => {
-      for (const watcher of watchers.get(channel) ?? []) watcher.wake(message);
-    });
+    opened.on('message', (channel: string, message: string) => wakeAll(watchers, channel, message));
+    opened.on('pmessage', (_p: string, channel: string, message: string) =>
+      wakeAll(routed, channel, message),
+    );
     duplicate = opened;
     return opened;
   };
-  const subscribe: Subscribe = (channel, onMessage) => {
-    let set = watchers.get(channel);
+  const listen = (pattern: string) => {
+    if (patterns.has(pattern)) return;
+    patterns.add(pattern);
+    open()
+      .psubscribe(pattern)
+      .catch(() => patterns.delete(pattern));
+  };
+  const subscribe: Subscribe = (channel, onMessage, pattern) => {
+    const map = pattern ? routed : watchers;
+    let set = map.get(channel);
     if (!set) {
       set = new Set();
-      watchers.set(channel, set);
-      open()
-        .subscribe(channel)
-        .catch(() => {});
+      map.set(channel, set);
+      if (pattern) listen(pattern);
+      else
+        open()
+          .subscribe(channel)
+          .catch(() => {});
     }
     const watcher = { wake: onMessage };
     set.add(watcher);
     const mine = set;
     return () => {
-      if (!mine.delete(watcher) || mine.size > 0 || watchers.get(channel) !== mine) return;
-      watchers.delete(channel);
-      duplicate?.unsubscribe(channel).catch(() => {});
+      if (!mine.delete(watcher) || mine.size > 0 || map.get(channel) !== mine) return;
+      map.delete(channel);
+      if (!pattern) duplicate?.unsubscribe(channel).catch(() => {});
     };
   };
   return {
     subscribe,
     close: () => {
       watchers.clear();
+      routed.clear();
+      patterns.clear();
       duplicate?.disconnect();
       duplicate = undefined;
     },
   };
+}
+
+interface Watcher {
+  readonly wake: (message: string) => void;
+}
+
+function wakeAll(map: ReadonlyMap<string, ReadonlySet<Watcher>>, channel: string, message: string): void {
+  for (const watcher of map.get(channel) ?? []) watcher.wake(message);
 }
 
 export function tcpRequester(connection: IORedis): Requester {

@@ -365,16 +365,25 @@ describe.each(backends)('the Redis reply log (%s)', (name, client) => {
 
     it('calls the leader when a follower claims, a stop is asked or a reader asks: never on a plain read', async () => {
       make();
-      // A SUBSCRIBE is asynchronous: once Redis counts it, every call made after it is heard, in the order made.
+      // Calls come through one pattern subscription per process, subscribed at the first watch. It is asynchronous:
+      // once a probe published on another generation's channel is heard, every call made after it is heard, in the
+      // order made. No channel of its own is subscribed for any leader.
       const heard = async (key: string, generation: string) => {
         const calls = { count: 0 };
         const unwatch = log.watchCalls?.(key, generation, () => calls.count++);
         if (!unwatch) throw new Error('expected calls over TCP');
-        const channel = `${prefix}:{${key}}:${generation}:c`;
+        const probe = { count: 0 };
+        const unprobe = log.watchCalls?.('probe', generation, () => probe.count++);
         await eventually(async () => {
-          const [, count] = (await raw.pubsub('NUMSUB', channel)) as [string, number];
-          return Number(count) === 1 ? true : undefined;
-        }, `the subscription to ${channel}`);
+          await raw.publish(`${prefix}:{probe}:${generation}:c`, '1');
+          return probe.count > 0 ? true : undefined;
+        }, 'the calls pattern to be subscribed');
+        unprobe?.();
+        const [, count] = (await raw.pubsub('NUMSUB', `${prefix}:{${key}}:${generation}:c`)) as [
+          string,
+          number,
+        ];
+        expect(Number(count)).toBe(0);
         return { calls, unwatch };
       };
       await log.claim('k', { ...lead, generation: 'g' });

@@ -6,9 +6,15 @@ import { upstashRestRedis } from './upstash-rest';
 
 /**
  * Listens on a pub/sub channel until the returned function is called. Only a connection that can hold a
- * subscription open has one (TCP); Upstash REST has none, and its readers poll instead.
+ * subscription open has one (TCP); Upstash REST has none, and its readers poll instead. `pattern`, a glob the channel
+ * matches: for channels that come and go with each request, the connection listens to the pattern once, for good
+ * (PSUBSCRIBE), and hands each message to the channel's listeners, instead of a SUBSCRIBE and an UNSUBSCRIBE each.
  */
-export type Subscribe = (channel: string, onMessage: (message: string) => void) => () => void;
+export type Subscribe = (
+  channel: string,
+  onMessage: (message: string) => void,
+  pattern?: string,
+) => () => void;
 
 /** A Redis client and how to let it go (a TCP connection must be closed for the process to exit). */
 export interface RedisConnection {

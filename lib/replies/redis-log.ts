@@ -39,7 +39,8 @@ const DEFAULT_LIVE_MS = 5 * 60_000;
  *   P:{key}:G:m        G's state: a hash of readers, stop, done, cache, and prev (the hit it was claimed over)
  *   P:{key}:G:l        G's lease: exists while its leader renews it
  *   P:{key}:G:w        the pub/sub channel woken by each append and by the finish (only with `subscribe`)
- *   P:{key}:G:c        the leader's pub/sub channel: a follower's claim, a stop, a resumed reader's first read
+ *   P:{key}:G:c        the leader's pub/sub channel: a follower's claim, a stop, a resumed reader's first read (heard
+ *                      through the pattern P:{*}:*:c, one per process)
  *   P:chat:{chatId}    a chat's running reply, for resume: a hash of gen and rec (the record as JSON)
  * The claim script finds the current generation through the pointer, so it builds that generation's key names itself
  * (they share the pointer's hash tag, hence its slot), and so does FINISH for the hit it gives the pointer back to;
@@ -202,6 +203,11 @@ class Layout {
     return { stream: `${at}:s`, meta: `${at}:m`, lease: `${at}:l`, channel: `${at}:w`, calls: `${at}:c` };
   }
 
+  /** A glob every generation's calls channel matches, and no other key or channel of the log. */
+  allCalls(): string {
+    return `${this.prefix.replace(/[*?[\]\\]/g, '\\$&')}:{*}:*:c`;
+  }
+
   chat(chatId: string): string {
     return `${this.prefix}:chat:{${chatId}}`;
   }
@@ -250,8 +256,9 @@ export function createRedisLog(redis: Redis, options: RedisLogOptions = {}): Sha
     ...(subscribe && {
       watch: (key: string, generation: string, wake: () => void) =>
         subscribe(layout.generation(key, generation).channel, wake),
+      // Every leader listens for calls, so they come through one pattern per process: no SUBSCRIBE per reply.
       watchCalls: (key: string, generation: string, onCall: () => void) =>
-        subscribe(layout.generation(key, generation).calls, onCall),
+        subscribe(layout.generation(key, generation).calls, onCall, layout.allCalls()),
     }),
     ...chatRecords(redis, scripts, layout),
   };
