@@ -1,6 +1,7 @@
 import { type ChildProcess, spawn } from 'node:child_process';
 import { getEventListeners } from 'node:events';
 import { setTimeout as sleep } from 'node:timers/promises';
+import IORedis from 'ioredis';
 import { afterAll, afterEach, beforeAll, describe, expect, it, vi } from 'vitest';
 import { type Behaviour, demoReply, faults, splitTokens } from '../fake-upstream/behaviours';
 import type { ChatHandler } from '../lib/chat-handler';
@@ -955,6 +956,37 @@ describe('when the shared log is down', () => {
   });
 });
 
+describe('what a reply costs the shared log', () => {
+  it('a fast reply is three scripts: its claim, its opening and its end (no renewal once it has ended)', async () => {
+    const i = instance(onRedis('tcp'));
+    const word = `zq${Math.random().toString(36).slice(2, 10)}`;
+    const monitor = await new IORedis(REDIS_TEST_URL).monitor();
+    const scripts: string[][] = [];
+    monitor.on('monitor', (_time: string, args: string[]) => {
+      if (/^evalsha$/i.test(args[0] ?? '')) scripts.push(args);
+    });
+    try {
+      const asked = Array.from({ length: 5 }, (_, n) => `${word}${n} ${prompt('cost')}`);
+      // The reader of a fast reply leaves while its opening is still being written: the moment a renewal was sent.
+      for (const p of asked) expect((await read(await i.handler(ask(p)))).text).toBe(demoReply(p));
+      // Each reply's scripts name its key first; the end's batch carries the prompt's first word.
+      const keyOf = (p: string) =>
+        scripts.find((args) => args.some((arg) => arg.includes(`${p.split(' ')[0]}`)))?.[3];
+      const scriptsOf = (p: string) =>
+        scripts.filter((args) => args[3] !== undefined && args[3] === keyOf(p));
+      await eventually(() => asked.every((p) => scriptsOf(p).length >= 3));
+      await sleep(200); // anything more would have come by now
+      for (const p of asked) {
+        expect(keyOf(p)).toMatch(/^acp:reply:\{/);
+        // The claim (3 keys), the opening and the end (4 keys each): no renewal between them.
+        expect(scriptsOf(p).map((args) => args[2])).toEqual(['3', '4', '4']);
+      }
+    } finally {
+      monitor.disconnect();
+    }
+  });
+});
+
 describe('the shared log’s reader (lib/replies/tail.ts)', () => {
   it('catches up a reply recorded in several read batches at once, without waiting for a poll', async () => {
     // Upstash REST (no wakes) with polls a minute apart: a reader that waited for news between batches would stall a
@@ -1143,6 +1175,32 @@ describe('the leader’s mirror to the shared log (lib/replies/mirror.ts)', () =
     const count = writes.length;
     await vi.advanceTimersByTimeAsync(5_000);
     expect(writes).toHaveLength(count); // ended: no renewals, no calls heard
+  });
+
+  it('writes the end as soon as the write before it is done, with what piled up meanwhile', async () => {
+    vi.useFakeTimers();
+    const { log, writes } = recordingLog(true);
+    let release = () => {};
+    const append = log.append.bind(log);
+    log.append = async (...args) => {
+      await new Promise<void>((resolve) => {
+        release = resolve;
+      });
+      return append(...args);
+    };
+    const mirror = mirrorTo(log, options);
+    mirror.add(head, 0);
+    mirror.add(ev('a'), 0);
+    mirror.add(ev('b'), 0); // the opening is still being written
+    mirror.add({ type: 'end', finishReason: 'stop' }, 0);
+    await vi.advanceTimersByTimeAsync(0);
+    expect(writes).toEqual([]);
+    release();
+    await vi.advanceTimersByTimeAsync(0);
+    expect(writes).toEqual([
+      ['head', 'a'],
+      ['finish', 'b', 'end'],
+    ]);
   });
 
   it('hears a call that was lost (not subscribed yet) in the next renewal’s answer, and writes promptly after', async () => {

@@ -281,6 +281,9 @@ function leaderFactory(deps: RepliesDeps, registry: Registry) {
     const nobodyReads = (remote: number) => !config.resume && live.readerCount === 0 && remote === 0;
     const live: LiveReply = new LiveReply({
       onIdle: () => {
+        // A reply that has ended has nothing left to stop: asking the shared log who else reads would be a wasted
+        // command, and a common one (the last reader of a fast reply leaves while its end is still being written).
+        if (live.ended) return;
         if (!mirror) return nobodyReads(0) && stop();
         void mirror.renew().then((answer) => nobodyReads(answer?.readers ?? 0) && stop());
       },
