@@ -193,7 +193,7 @@ export async function resumeOrStop(
     const { model } = reply.served;
     const framing = uiFraming({ messageId: head.messageId, model, costOf: costOfReply(deps.pricing, model) });
     const stream = replyStream(reply, framing, { abort: resumed.leave, onEnd });
-    return uiStreamResponse(stream, { ...headers, ...servedHeaders(reply) });
+    return uiStreamResponse(stream, { ...headers, ...servedHeaders(reply) }, deps.streamResponse);
   } catch (error) {
     deps.waitUntil(settle());
     throw error;

@@ -255,7 +255,8 @@ interface Registry {
 /**
  * The leader's side: records the reply (here, and in the shared log when there is one) while `produce` streams it
  * from the upstream; stops the upstream when the last reader leaves (never with `RESUME=on`: someone may come back)
- * or on a stop; and at the end keeps a cacheable reply for its TTL.
+ * or on a stop; and at the end keeps a cacheable reply for its TTL. Once it has ended there is nothing to stop, so
+ * its last reader leaving asks the shared log nothing (a fast reply's reader often leaves while its end is written).
  */
 function leaderFactory(deps: RepliesDeps, registry: Registry) {
   const { config } = deps;
@@ -281,10 +282,7 @@ function leaderFactory(deps: RepliesDeps, registry: Registry) {
     const nobodyReads = (remote: number) => !config.resume && live.readerCount === 0 && remote === 0;
     const live: LiveReply = new LiveReply({
       onIdle: () => {
-        // A reply that has ended has nothing left to stop: asking the shared log who else reads would be a wasted
-        // command, and a common one (the last reader of a fast reply leaves while its end is still being written).
-        if (live.ended) return;
-        if (!mirror) return nobodyReads(0) && stop();
+        if (live.ended || !mirror) return !live.ended && nobodyReads(0) && stop();
         void mirror.renew().then((answer) => nobodyReads(answer?.readers ?? 0) && stop());
       },
       onEvent: (event) => {
