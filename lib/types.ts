@@ -123,6 +123,8 @@ export interface Reply {
   readonly outcome: { usage?: Usage; finishReason?: string; deltas: number };
   /** Parameters this upstream refused and the request was fixed for (`model: max_tokens→max_completion_tokens`). */
   readonly adapted?: readonly string[];
+  /** A token is already here: the next step of `tokens` will not wait (so several can go out as one chunk). */
+  readonly ready?: () => boolean;
 }
 
 /**

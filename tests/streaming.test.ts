@@ -1,6 +1,8 @@
 import { UI_MESSAGE_STREAM_HEADERS } from 'ai';
 import { describe, expect, it } from 'vitest';
 import { demoReply } from '../fake-upstream/behaviours';
+import { replyStream } from '../lib/stream/reply-stream';
+import { textFraming } from '../lib/stream/text-framing';
 import { UI_STREAM_HEADERS } from '../lib/stream/ui-framing';
 import { chatRequest, eventually, startHarness, userSays } from './support/harness';
 import { chatLikeUseChat, userMessage } from './support/ui';
@@ -189,5 +191,58 @@ describe('request id and the log line', () => {
     expect(line?.duration_ms).toBeGreaterThanOrEqual(line?.ttft_ms ?? 0);
     expect(line?.usage?.prompt_tokens).toBeGreaterThan(0);
     expect(line?.usage?.total_tokens).toBe((line?.usage?.prompt_tokens ?? 0) + 3);
+  });
+});
+
+describe('chunks (lib/stream/reply-stream.ts)', () => {
+  /** A reply whose tokens the test hands over one by one; `ready` says whether the next one is already here. */
+  function handedReply() {
+    const queue: string[] = [];
+    let wake: (() => void) | undefined;
+    let done = false;
+    async function* tokens(): AsyncGenerator<string> {
+      for (;;) {
+        const token = queue.shift();
+        if (token !== undefined) yield token;
+        else if (done) return;
+        else await new Promise<void>((resolve) => (wake = resolve));
+      }
+    }
+    const give = (...more: string[]) => {
+      queue.push(...more);
+      wake?.();
+    };
+    const finish = () => {
+      done = true;
+      wake?.();
+    };
+    const reply = { tokens: tokens(), outcome: { deltas: 0 }, ready: () => queue.length > 0 };
+    return { reply, give, finish };
+  }
+  const framing = textFraming(false);
+  const hooks = { abort: () => {}, onEnd: () => {} };
+  const decoder = new TextDecoder();
+
+  it('sends the tokens already there as one chunk, and never holds one back for a token still to come', async () => {
+    const { reply, give, finish } = handedReply();
+    const reader = replyStream(reply, framing, hooks).getReader();
+    give('a', 'b', 'c');
+    expect(decoder.decode((await reader.read()).value)).toBe('abc');
+    give('d'); // alone: it goes at once, though nothing follows it yet
+    expect(decoder.decode((await reader.read()).value)).toBe('d');
+    give('e', 'f');
+    finish();
+    expect(decoder.decode((await reader.read()).value)).toBe('ef');
+    expect((await reader.read()).done).toBe(true);
+  });
+
+  it('sends one token per chunk for a reply that cannot tell what is there (straight from the upstream)', async () => {
+    const { reply, give, finish } = handedReply();
+    const { ready: _unknown, ...upstream } = reply;
+    const reader = replyStream(upstream, framing, hooks).getReader();
+    give('a', 'b');
+    finish();
+    expect(decoder.decode((await reader.read()).value)).toBe('a');
+    expect(decoder.decode((await reader.read()).value)).toBe('b');
   });
 });

@@ -6,6 +6,8 @@ export interface ReplyReader {
   next(): Promise<ReplyEvent | undefined>;
   /** Stops reading; a pending `next` resolves with undefined. Idempotent. */
   leave(): void;
+  /** An event is already recorded for this reader: `next` will not wait for the producer. */
+  ready(): boolean;
 }
 
 export interface LiveReplyHooks {
@@ -76,6 +78,6 @@ export class LiveReply {
       }
       return undefined;
     };
-    return { next, leave };
+    return { next, leave, ready: () => !left && index < this.events.length };
   }
 }

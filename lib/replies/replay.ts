@@ -41,7 +41,12 @@ export async function replayReply(reader: ReplyReader, pace = false): Promise<Re
     throw clientClosed();
   }
   const { served, adapted } = head.head;
-  return { reply: { tokens: tokens(), outcome, served, ...(adapted && { adapted }) }, head: head.head };
+  // A paced replay waits before each delta: nothing is ever ready ahead of its time.
+  const ready = pace ? {} : { ready: reader.ready };
+  return {
+    reply: { tokens: tokens(), outcome, served, ...ready, ...(adapted && { adapted }) },
+    head: head.head,
+  };
 }
 
 /** The next event; an error recorded before the first token is thrown with its status, as the leader met it. */

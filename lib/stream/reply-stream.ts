@@ -26,7 +26,8 @@ const encoder = new TextEncoder();
 /**
  * Turns a reply into a pull-based byte stream: a token is read from the upstream only when the client is ready for
  * it, and each one is framed, encoded and enqueued the moment it arrives (no buffering, and no extra stream stages
- * between the upstream and the socket). A cancel (client gone) aborts the upstream.
+ * between the upstream and the socket), together with those already there behind it (`Reply.ready`). A cancel
+ * (client gone) aborts the upstream.
  */
 export function replyStream(
   reply: Reply,
@@ -50,17 +51,19 @@ export function replyStream(
       send(controller, framing.start());
     },
     async pull(controller) {
+      let text = '';
       try {
         let next = await tokens.next();
         // A pull must enqueue something or the stream waits forever: skip deltas the framing leaves out (reasoning
-        // in plain text), and read on.
+        // in plain text), and read on. What has already arrived (one upstream read often carries several tokens)
+        // goes out as one chunk; a framed token never waits for one still to come.
         while (!ended && !next.done) {
-          const text = frame(framing, next.value);
-          if (text) return send(controller, text);
+          text += frame(framing, next.value);
+          if (text && !reply.ready?.()) return send(controller, text);
           next = await tokens.next();
         }
         if (ended) return;
-        send(controller, framing.end(reply.outcome.finishReason, reply.outcome.usage));
+        send(controller, text + framing.end(reply.outcome.finishReason, reply.outcome.usage));
         controller.close();
         end({ kind: 'complete' });
       } catch (caught) {
@@ -70,7 +73,7 @@ export function replyStream(
           return;
         }
         if (ended) return;
-        send(controller, framing.error(error.message));
+        send(controller, text + framing.error(error.message));
         controller.close();
         end({ kind: 'error', error });
       }
