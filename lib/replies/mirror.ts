@@ -158,13 +158,14 @@ class LogMirror implements Mirror {
 }
 
 /**
- * How long pending events wait to be written: 0 for the end, and for the start (the head with the first token),
- * which followers elsewhere wait for before anything else; else a moment for more, so a fast reply is a write or two,
- * not dozens. Undefined: until the next renewal or call (an unfollowed reply on a log that can call the leader).
+ * How long pending events wait to be written: 0 for the end; else a moment for more, so a fast reply is a write or
+ * two, not dozens. Undefined: until the next renewal or call (an unfollowed reply on a log that can call the leader:
+ * a follower's claim calls it, so even the start waits, and a fast reply costs the log its claim and its end).
+ * Without calls, 0 for the start too (the head with the first token), which followers elsewhere wait for first.
  */
 function batchDelay(pending: readonly ReplyEvent[], followed: boolean, calls: boolean): number | undefined {
   const last = pending.at(-1);
-  const opening = pending[0]?.type === 'head' && pending.length > 1;
+  const opening = !calls && pending[0]?.type === 'head' && pending.length > 1;
   if (last && (isFinal(last) || opening)) return 0;
   if (followed) return WRITE_BATCH_MS;
   return calls ? undefined : UNFOLLOWED_BATCH_MS;
