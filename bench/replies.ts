@@ -82,7 +82,7 @@ async function followers(store: string, sameInstance: boolean): Promise<void> {
     tokenDelayMs: 20,
     text: 'A reply that takes a little while to stream out, '.repeat(2),
   });
-  const monitor = await monitorCommands('acp:reply');
+  const monitor = await monitorCommands(`${base.RATE_LIMIT_PREFIX}:reply`);
   const start = performance.now();
   const leader = timed(a(ask(prompt)), start);
   await new Promise((resolve) => setTimeout(resolve, 5));
@@ -111,7 +111,7 @@ async function leaderAlone(store: string): Promise<void> {
     tokenDelayMs: 20,
     text: 'A reply that takes a little while to stream out, '.repeat(2),
   });
-  const monitor = await monitorCommands('acp:reply');
+  const monitor = await monitorCommands(`${base.RATE_LIMIT_PREFIX}:reply`);
   await timed(a(ask(`Lead alone (${store}, ${process.pid})`)));
   LEADER_COMMANDS[store] = await monitor.stop();
   fake.reset();

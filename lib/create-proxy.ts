@@ -165,7 +165,10 @@ function repliesFor(
     config: replies,
     systemPrompt: config.systemPrompt,
     tools: config.tools.declared,
-    shared: redis && createRedisLog(redis.raw, { subscribe: redis.subscribe }),
+    // Under the deployment's prefix like every other key, so deployments sharing one Redis share no replies.
+    shared:
+      redis &&
+      createRedisLog(redis.raw, { prefix: `${config.rateLimit.prefix}:reply`, subscribe: redis.subscribe }),
     shutdown,
     totalTimeoutMs: config.failover.totalTimeoutMs,
     internal,

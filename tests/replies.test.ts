@@ -459,6 +459,8 @@ describe('disconnects and errors', () => {
  */
 describe('a leader that dies', () => {
   const LEASE_MS = 1_000;
+  // One deployment: both instances under one prefix, so they share the reply log.
+  const PREFIX = uniquePrefix('replies-dead');
   let child: ChildProcess | undefined;
   let port = 0;
   afterAll(() => {
@@ -474,7 +476,7 @@ describe('a leader that dies', () => {
       ...TEST_ENV,
       OPENAI_BASE_URL: h.fake.url,
       REDIS_URL: REDIS_TEST_URL,
-      RATE_LIMIT_PREFIX: uniquePrefix('replies-dead'),
+      RATE_LIMIT_PREFIX: PREFIX,
       REPLY_LEASE_MS: String(LEASE_MS),
     };
     const { OPENAI_API_KEY: _key, OPENAI_BASE_URL: _url, ...inherited } = process.env;
@@ -500,7 +502,7 @@ describe('a leader that dies', () => {
     // B, in this process: on Redis with the same lease; it sees A's socket address as the caller, as A does.
     const b = instance({
       REDIS_URL: REDIS_TEST_URL,
-      RATE_LIMIT_PREFIX: uniquePrefix('replies-dead'),
+      RATE_LIMIT_PREFIX: PREFIX,
       REPLY_LEASE_MS: String(LEASE_MS),
     });
     const streaming = prompt('the leader dies mid-reply');
@@ -591,6 +593,18 @@ describe('the response cache (CACHE_TTL)', () => {
     const afterMiss = tokensLeft(hit.res);
     expect(afterMiss).toBeLessThan(tokensLeft(miss.res));
     expect(tokensLeft(again.res)).toBe(afterMiss);
+  });
+
+  it('deployments sharing one Redis under their own RATE_LIMIT_PREFIX share no replies', async () => {
+    const ours = instance({ ...CACHE, ...onRedis('tcp') });
+    const theirs = instance({ ...CACHE, ...onRedis('tcp') }); // another prefix: another deployment
+    const p = prompt('one Redis, two deployments');
+    expect((await settled(ours, ask(p))).stream?.header('x-cache')).toBe('MISS');
+    await eventually(async () => (await settled(ours, ask(p))).stream?.header('x-cache') === 'HIT', 10_000);
+    const other = await settled(theirs, ask(p));
+    expect(other.stream?.header('x-cache')).toBe('MISS');
+    expect(other.stream?.header('x-coalesced')).toBe('leader');
+    expect(h.fake.calls).toHaveLength(2);
   });
 
   it('a hit counts against the request rate like any request', async () => {
@@ -961,7 +975,8 @@ describe('when the shared log is down', () => {
 
 describe('what a reply costs the shared log', () => {
   it('a fast reply is two scripts: its claim and its end (nobody follows it: no opening, no renewal)', async () => {
-    const i = instance(onRedis('tcp'));
+    const env = onRedis('tcp');
+    const i = instance(env);
     const word = `zq${Math.random().toString(36).slice(2, 10)}`;
     const monitor = await new IORedis(REDIS_TEST_URL).monitor();
     const scripts: string[][] = [];
@@ -979,7 +994,7 @@ describe('what a reply costs the shared log', () => {
       await eventually(() => asked.every((p) => scriptsOf(p).length >= 2));
       await sleep(200); // anything more would have come by now
       for (const p of asked) {
-        expect(keyOf(p)).toMatch(/^acp:reply:\{/);
+        expect(keyOf(p)?.startsWith(`${env.RATE_LIMIT_PREFIX}:reply:{`)).toBe(true);
         // The claim (3 keys) and the end (4 keys), nothing between them.
         expect(scriptsOf(p).map((args) => args[2])).toEqual(['3', '4']);
       }
