@@ -37,7 +37,12 @@ export function nodeVersion(node: string): string {
 export class Servers {
   private readonly children: ChildProcess[] = [];
 
-  constructor(private readonly node: string) {}
+  /** `launcher`: a command to run node under, with its arguments (valgrind, for bench/instructions.ts). */
+  constructor(
+    private readonly node: string,
+    private readonly launcher: readonly string[] = [],
+    private readonly startMs = 20_000,
+  ) {}
 
   /**
    * Starts `node --import tsx <script>` (plain `node` for a built `.mjs`) and resolves with the URL its first stdout
@@ -52,13 +57,17 @@ export class Servers {
     const merged: Record<string, string | undefined> = { ...process.env, ...env };
     for (const key of Object.keys(merged)) if (merged[key] === undefined) delete merged[key];
     const args = script.endsWith('.mjs') ? ['--enable-source-maps', script] : ['--import', 'tsx', script];
-    const child = spawn(this.node, args, {
+    const [command = this.node, ...before] = [...this.launcher, ...(this.launcher.length ? [this.node] : [])];
+    const child = spawn(command, [...before, ...args], {
       env: merged,
       stdio: ['pipe', 'pipe', 'inherit'],
     });
     this.children.push(child);
     return new Promise((resolve, reject) => {
-      const timer = setTimeout(() => reject(new Error(`${name} did not start within 20 s`)), 20_000);
+      const timer = setTimeout(
+        () => reject(new Error(`${name} did not start within ${this.startMs / 1000} s`)),
+        this.startMs,
+      );
       let out = '';
       const onData = (chunk: Buffer) => {
         out += chunk.toString();

@@ -1,0 +1,158 @@
+import { execFileSync } from 'node:child_process';
+import { mkdtempSync, readdirSync, readFileSync, rmSync, symlinkSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join, resolve } from 'node:path';
+import { loop, type Target } from './client';
+import { redisAnswers, type Server, Servers } from './processes';
+import { LIFTED_LIMITS } from './targets';
+
+/**
+ * `npm run bench:instructions [-- --ref <git ref>]`: what one request costs the proxy, in CPU instructions counted by
+ * valgrind's callgrind. Times on a shared machine move by ±30% between runs of the same build (see the README), so
+ * an A/B of a few percent cannot be read from them; the instruction count of the same build repeats within 1%. With
+ * `--ref`, the bundle of that commit is built beside the working tree's and both are counted at once, one per core.
+ * Each proxy runs under callgrind (about 50× slower): a warm-up, then the counters are zeroed, `REQUESTS` requests
+ * are made, and the counters are dumped. Needs valgrind (`apt-get install valgrind`) and Redis, as `npm run bench`.
+ */
+const REQUESTS = Number(process.env.BENCH_CG_REQUESTS ?? 300);
+const WARMUP = Number(process.env.BENCH_CG_WARMUP ?? 300);
+const CLIENTS = Number(process.env.BENCH_CG_CLIENTS ?? 4);
+const REDIS_URL = process.env.REDIS_URL ?? 'redis://127.0.0.1:6379';
+
+interface Counted {
+  readonly label: string;
+  readonly perRequest: number;
+}
+
+async function main(): Promise<void> {
+  const ref = flag('--ref');
+  prerequisites();
+  if (!(await redisAnswers(REDIS_URL)))
+    throw new Error(`No Redis answers at ${REDIS_URL}: start redis-server.`);
+  const builds = [{ label: 'working tree', dir: process.cwd() }];
+  if (ref) builds.unshift({ label: ref, dir: checkout(ref) });
+  for (const build of builds)
+    execFileSync('npm', ['run', '--silent', 'build'], { cwd: build.dir, stdio: 'ignore' });
+  console.log(
+    `Instructions per request of proxy (ui) with its defaults, limiter on Redis: ${WARMUP} warm-up requests, then ` +
+      `${REQUESTS} counted, ${CLIENTS} clients, each build under callgrind (a few minutes)…`,
+  );
+  const counted = await Promise.all(builds.map((build) => count(build.label, build.dir)));
+  const first = counted[0] as Counted;
+  for (const c of counted) {
+    const change = c === first ? '' : `  ${percent(c.perRequest / first.perRequest - 1)} vs ${first.label}`;
+    console.log(
+      `${c.label.padEnd(16)} ${(c.perRequest / 1e6).toFixed(2)} M instructions per request${change}`,
+    );
+  }
+  if (ref) rmSync(builds[0]?.dir ?? '', { recursive: true, force: true });
+}
+
+function flag(name: string): string | undefined {
+  const at = process.argv.indexOf(name);
+  return at >= 0 ? process.argv[at + 1] : undefined;
+}
+
+function prerequisites(): void {
+  for (const tool of ['valgrind', 'callgrind_control']) {
+    try {
+      execFileSync(tool, ['--version'], { stdio: 'ignore' });
+    } catch {
+      throw new Error(`${tool} is not installed: apt-get install valgrind`);
+    }
+  }
+}
+
+/** The commit's sources in a temporary directory, sharing this checkout's node_modules. */
+function checkout(ref: string): string {
+  const dir = mkdtempSync(join(tmpdir(), 'acp-ref-'));
+  const archive = execFileSync('git', ['archive', ref], { maxBuffer: 1 << 30 });
+  execFileSync('tar', ['-x', '-C', dir], { input: archive });
+  symlinkSync(resolve('node_modules'), join(dir, 'node_modules'));
+  return dir;
+}
+
+async function count(label: string, dir: string): Promise<Counted> {
+  const out = mkdtempSync(join(tmpdir(), 'acp-cg-'));
+  const callgrind = [
+    'valgrind',
+    '--tool=callgrind',
+    '--smc-check=all-non-file', // V8 writes the code it runs
+    `--callgrind-out-file=${join(out, 'cg.out')}`,
+  ];
+  const servers = new Servers(process.execPath);
+  const underCallgrind = new Servers(process.execPath, callgrind, 300_000);
+  try {
+    const fake = await servers.start('fake upstream', 'bench/fake-server.ts', {}, /fake upstream on (\S+)/);
+    const proxy = await underCallgrind.start(
+      label,
+      join(dir, 'dist/server.mjs'),
+      proxyEnv(fake.url, label),
+      /listening on (\S+)/,
+    );
+    const target = uiTarget(proxy);
+    await loop(target, WARMUP, CLIENTS, 120_000);
+    control(proxy, '-z');
+    const batch = await loop(target, REQUESTS, CLIENTS, 120_000);
+    control(proxy, '-d');
+    const failed = batch.outcomes.filter((o) => !o.ok).length;
+    if (failed) throw new Error(`${label}: ${failed} of ${REQUESTS} requests failed`);
+    return { label, perRequest: dumped(out) / REQUESTS };
+  } finally {
+    underCallgrind.stopAll();
+    servers.stopAll();
+  }
+}
+
+function proxyEnv(upstream: string, label: string): Record<string, string | undefined> {
+  return {
+    OPENAI_API_KEY: 'bench-key',
+    OPENAI_BASE_URL: upstream,
+    PORT: '0',
+    CHAT_MODEL: 'bench-model',
+    RATE_LIMIT_STORE: 'redis',
+    REDIS_URL,
+    UPSTASH_REDIS_REST_URL: undefined,
+    UPSTASH_REDIS_REST_TOKEN: undefined,
+    RATE_LIMIT_PREFIX: `bench-cg-${process.pid}-${label.replace(/\W/g, '')}`,
+    ...LIFTED_LIMITS,
+  };
+}
+
+function uiTarget(proxy: Server): Target {
+  let asked = 0;
+  return {
+    name: proxy.name,
+    url: new URL('/api/chat', proxy.url).href,
+    wire: 'ui',
+    headers: { 'content-type': 'application/json' },
+    body: () =>
+      JSON.stringify({
+        id: 'bench',
+        messages: [
+          { id: 'm1', role: 'user', parts: [{ type: 'text', text: `Tell me about foxes (${asked++}).` }] },
+        ],
+        trigger: 'submit-message',
+      }),
+  };
+}
+
+/** `callgrind_control -z` zeroes the counters, `-d` dumps them: the process is the launcher's (valgrind's) pid. */
+function control(proxy: Server, option: '-z' | '-d'): void {
+  execFileSync('callgrind_control', [option, String(proxy.child.pid)], { stdio: 'ignore' });
+}
+
+/** The instructions in the dump taken after the counted requests (`cg.out.1`: the first dump). */
+function dumped(dir: string): number {
+  const file = readdirSync(dir).find((name) => name.endsWith('.1'));
+  if (!file) throw new Error(`no callgrind dump in ${dir}`);
+  const summary = /^summary: (\d+)$/m.exec(readFileSync(join(dir, file), 'utf8'));
+  if (!summary?.[1]) throw new Error(`no summary line in ${file}`);
+  return Number(summary[1]);
+}
+
+function percent(fraction: number): string {
+  return `${fraction >= 0 ? '+' : ''}${(fraction * 100).toFixed(1)}%`;
+}
+
+await main();
