@@ -10,7 +10,8 @@ import { LIFTED_LIMITS } from './targets';
  * `npm run bench:instructions [-- --ref <git ref>]`: what one request costs the proxy, in CPU instructions counted by
  * valgrind's callgrind. Times on a shared machine move by ±30% between runs of the same build (see the README), so
  * an A/B of a few percent cannot be read from them; the instruction count of the same build repeats within ~3%. With
- * `--ref`, the bundle of that commit is built beside the working tree's and both are counted at once, one per core.
+ * `--ref`, the bundle of that commit is built beside the working tree's (with this checkout's node_modules) and both
+ * are counted at once, one per core.
  * Each proxy runs under callgrind (about 50× slower): a warm-up, then the counters are zeroed, `REQUESTS` requests
  * are made, and the counters are dumped. Needs valgrind (`apt-get install valgrind`) and Redis, as `npm run bench`.
  */
@@ -37,7 +38,9 @@ async function main(): Promise<void> {
     `Main-thread instructions per request of proxy (ui) with its defaults, limiter on Redis: ${WARMUP} warm-up requests, then ` +
       `${REQUESTS} counted, ${CLIENTS} clients, each build under callgrind (a few minutes)…`,
   );
-  const counted = await Promise.all(builds.map((build) => count(build.label, build.dir)));
+  const counted = await Promise.all(builds.map((build) => count(build.label, build.dir))).finally(() => {
+    if (ref) rmSync(builds[0]?.dir ?? '', { recursive: true, force: true });
+  });
   const first = counted[0] as Counted;
   for (const c of counted) {
     const change = c === first ? '' : `  ${percent(c.perRequest / first.perRequest - 1)} vs ${first.label}`;
@@ -45,7 +48,6 @@ async function main(): Promise<void> {
       `${c.label.padEnd(16)} ${(c.perRequest / 1e6).toFixed(2)} M main-thread instructions per request${change}`,
     );
   }
-  if (ref) rmSync(builds[0]?.dir ?? '', { recursive: true, force: true });
 }
 
 function flag(name: string): string | undefined {
@@ -102,6 +104,7 @@ async function count(label: string, dir: string): Promise<Counted> {
   } finally {
     underCallgrind.stopAll();
     servers.stopAll();
+    rmSync(out, { recursive: true, force: true });
   }
 }
 

@@ -423,16 +423,27 @@ describe('caller identity', () => {
 /** Every command Redis runs that names one of `prefix`'s keys, in order: what a request really asked. */
 async function watchCommands(prefix: string) {
   const monitor = await new IORedis(REDIS_TEST_URL).monitor();
+  const client = new IORedis(REDIS_TEST_URL);
   const seen: string[][] = [];
   monitor.on('monitor', (_time: string, args: string[]) => {
     if (args.some((arg) => arg.startsWith(`${prefix}:`))) seen.push(args);
   });
+  let marks = 0;
   return {
     seen,
     /** Scripts run against the token budget: bookings and settlements (`FINISH`), never the request count. */
     ledger: () =>
       seen.filter((args) => /^evalsha$/i.test(args[0] ?? '') && args.some((a) => a.includes(':tok:'))),
-    close: () => monitor.disconnect(),
+    /** Resolves once Redis has run, and MONITOR has shown, every command sent before this call. */
+    async sync() {
+      const mark = `${prefix}:mark:${++marks}`;
+      await client.get(mark);
+      await eventually(() => seen.some((args) => args[1] === mark), 10_000);
+    },
+    close: () => {
+      monitor.disconnect();
+      client.disconnect();
+    },
   };
 }
 
@@ -491,7 +502,7 @@ describe.each<Backend>(['tcp', 'rest'])('the count and the booking asked togethe
     expect(again.status).toBe(429);
     await again.text();
     await Promise.all(settled);
-    await new Promise((resolve) => setTimeout(resolve, 100));
+    await commands.sync();
     expect(commands.ledger()).toHaveLength(ledgerBefore + 2);
     expect(h.fake.calls).toHaveLength(2);
   });

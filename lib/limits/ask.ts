@@ -2,7 +2,10 @@ import type { Verdict } from './quota';
 import type { StoreGuard } from './store-guard';
 import type { Amount, LimitStores } from './stores';
 
-/** Asks one store about one request: counts it, and only if it may pass, books its worst case and stream slot. */
+/**
+ * Asks one store about one request: counts it, and books its worst case and stream slot for a request that may pass.
+ * What it answers is as if it had booked only then: a refused request holds nothing once the answer is given back.
+ */
 export type Ask = (
   stores: LimitStores,
   callerId: string,
@@ -18,52 +21,70 @@ export interface AskOptions {
   readonly background: (work: Promise<unknown>) => void;
 }
 
-/** Callers remembered as refused; past this many, the memory starts over (it only saves a wasted booking). */
+/** Callers remembered as refused; past this many, the expired ones go (then, if need be, all). */
 const MAX_REFUSED = 10_000;
 
 /**
  * The shared store's two questions in one round trip. Counting the request and then booking it costs two trips to
  * Redis in a row, before the first byte goes upstream (0.3–1 ms each on a busy host, more from an edge region to
- * Upstash). So the booking is sent with the count, not after it, and undone in the background when the count
- * refuses. What that undo costs is bounded: a caller this instance has seen refused is asked one question at a
- * time again until its window resets, so a flood of refused requests books nothing (as @upstash/ratelimit's own
- * ephemeral cache does). On one connection the count goes out first and Redis runs commands in order, so a
- * refused request's booking comes after every allowed one's and never takes their budget or slot.
+ * Upstash). So the booking is sent with the count, not after it, and given back in the background when the count
+ * refuses; a refusal is answered as soon as the count is in. What that costs is bounded: a caller this instance has
+ * seen refused is asked one question at a time again until its window resets, so a flood of refused requests books
+ * nothing (as @upstash/ratelimit's own ephemeral cache does). Meanwhile a refused request's booking holds its
+ * reservation for a round trip or two: its own caller's tokens and slot, and its share of the deployment's daily
+ * spend cap, which near that cap can refuse someone else's request for that moment. On one connection the count is
+ * sent first and Redis runs commands in order, so within an instance it never takes an earlier admitted one's slot.
  */
 export function sharedAsk(options: AskOptions): Ask {
-  const refusedUntil = new Map<string, number>();
-  const refused = (callerId: string) => {
-    const until = refusedUntil.get(callerId);
-    if (until === undefined) return false;
-    if (until > options.now()) return true;
-    refusedUntil.delete(callerId);
-    return false;
-  };
+  const refused = refusedCallers(options.now);
   const inTurn = oneAtATime(options);
   return async (stores, callerId, amount, leaseId) => {
-    if (refused(callerId)) return inTurn(stores, callerId, amount, leaseId);
+    if (refused.has(callerId)) return inTurn(stores, callerId, amount, leaseId);
     const counted = stores.requests.take(callerId);
     const booked = stores.ledger.book(callerId, amount, leaseId, options.maxStreams);
-    const [count, booking] = await Promise.allSettled([counted, booked]);
-    const undo = () => {
-      if (booking.status === 'fulfilled' && booking.value.booked) {
-        const back = { tokens: -amount.tokens, micros: -amount.micros };
-        options.background(stores.ledger.finish(callerId, booking.value.windows, back, leaseId));
-      }
+    booked.catch(() => {}); // when the count decides alone, a failed booking is nobody's error
+    const giveBack = () => {
+      const back = { tokens: -amount.tokens, micros: -amount.micros };
+      const undone = booked.then(async (b) => {
+        if (b.booked) await stores.ledger.finish(callerId, b.windows, back, leaseId);
+      });
+      options.background(undone.catch(() => {}));
     };
-    if (count.status === 'rejected') {
-      undo();
-      throw count.reason;
+    let requests: Verdict['requests'];
+    try {
+      requests = options.answered(await counted);
+    } catch (error) {
+      giveBack();
+      throw error;
     }
-    const requests = options.answered(count.value);
     if (!requests.allowed) {
-      undo();
-      if (refusedUntil.size >= MAX_REFUSED) refusedUntil.clear();
-      refusedUntil.set(callerId, requests.resetAt);
+      giveBack();
+      refused.add(callerId, requests.resetAt);
       return { requests };
     }
-    if (booking.status === 'rejected') throw booking.reason;
-    return { requests, booking: options.answered(booking.value) };
+    return { requests, booking: options.answered(await booked) };
+  };
+}
+
+/** Callers refused until a time: forgotten when it passes, and the expired ones first when there are too many. */
+function refusedCallers(now: () => number) {
+  const until = new Map<string, number>();
+  return {
+    has(callerId: string): boolean {
+      const at = until.get(callerId);
+      if (at === undefined) return false;
+      if (at > now()) return true;
+      until.delete(callerId);
+      return false;
+    },
+    add(callerId: string, resetAt: number): void {
+      if (until.size >= MAX_REFUSED) {
+        const t = now();
+        for (const [id, at] of until) if (at <= t) until.delete(id);
+        if (until.size >= MAX_REFUSED) until.clear();
+      }
+      until.set(callerId, resetAt);
+    },
   };
 }
 

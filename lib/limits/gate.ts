@@ -36,9 +36,9 @@ export interface Admission {
 
 export interface RateLimitGate {
   /**
-   * Identifies the caller, counts the request, then books the worst case it can cost from the token budget (and, in
+   * Identifies the caller, counts the request, and books the worst case it can cost from the token budget (and, in
    * micro-dollars, from the spend budgets) and a stream slot. A bare number is tokens alone. Throws a 403, 429 or
-   * 503 ProxyError; books nothing when it refuses.
+   * 503 ProxyError; when it refuses, it holds nothing (a booking sent with the count is given back).
    */
   admit(req: Request, verifiedCallerId: string | undefined, worstCase: number | Amount): Promise<Admission>;
   /**
@@ -137,14 +137,15 @@ export function createRateLimitGate(options: GateOptions): RateLimitGate {
 
 /**
  * How the stores are asked: memory answers at once, so only a shared store is worth asking both questions in one
- * round trip. Undoing a booking nobody needed runs after the refusal is answered, through the guard like every call.
+ * round trip. Giving back a booking nobody needed runs after the refusal is answered (its command is already on its
+ * way, so the guard has nothing to decide; a failure only leaves the lease to lapse and the window to expire).
  */
 function askers(options: GateOptions, guard: StoreGuard, sharedStore: boolean) {
   const asking = { maxStreams: options.config.maxStreamsPerCaller, answered: guard.answered };
   const inMemory = oneAtATime(asking);
   if (!sharedStore) return { shared: inMemory, inMemory };
-  const background = (work: Promise<unknown>) => options.waitUntil(guard.run(() => work).catch(() => {}));
-  return { shared: sharedAsk({ ...asking, now: options.internal.now, background }), inMemory };
+  const shared = sharedAsk({ ...asking, now: options.internal.now, background: options.waitUntil });
+  return { shared, inMemory };
 }
 
 function hold(held: Held[], stores: LimitStores, verdict: Verdict): void {

@@ -29,8 +29,9 @@ export interface Mirror {
  * How long events wait to be written together: readers elsewhere see them at most this much later. While no reader
  * follows from another instance, a write serves only those yet to come (and the cache), so writes are rarer. Where
  * the log can call the leader (`watchCalls`, TCP), an unfollowed reply is written only with its lease renewals, and
- * at once when a follower, a stop or a resumed reader calls: a 1-second paced reply takes 6 script calls instead of
- * 16 (under heavy load writes pile up behind each other anyway, so the saving is in Redis commands more than in CPU).
+ * at once when a follower, a stop or a resumed reader calls: a 1-second paced request takes 6 script calls (the
+ * limiter's three, then the claim, the opening and the end) instead of 16 (under heavy load writes pile up behind each
+ * other anyway, so the saving is in Redis commands more than in CPU).
  * Otherwise (Upstash REST) the leader learns who follows only from its writes' answers, so it writes every tenth of a
  * second (not per token: Upstash bills per command).
  */
@@ -135,7 +136,7 @@ class LogMirror implements Mirror {
     } else this.answered(await this.log.append(key, generation, batch, leaseMs));
   }
 
-  /** A call that was lost (a SUBSCRIBE not active yet, a reconnect) still arrives: in the next write's answer. */
+  /** A call that was lost (the calls pattern not subscribed yet, a reconnect) still arrives: in the next write's answer. */
   private answered(answer: WriteAnswer): WriteAnswer {
     this.called ||= answer.called;
     this.followed = this.called || answer.readers > 0;
@@ -158,14 +159,13 @@ class LogMirror implements Mirror {
 }
 
 /**
- * How long pending events wait to be written: 0 for the end; else a moment for more, so a fast reply is a write or
- * two, not dozens. Undefined: until the next renewal or call (an unfollowed reply on a log that can call the leader:
- * a follower's claim calls it, so even the start waits, and a fast reply costs the log its claim and its end).
- * Without calls, 0 for the start too (the head with the first token), which followers elsewhere wait for first.
+ * How long pending events wait to be written: 0 for the end, and for the start (the head with the first token),
+ * which followers elsewhere wait for before anything else; else a moment for more, so a fast reply is a write or two,
+ * not dozens. Undefined: until the next renewal or call (an unfollowed reply on a log that can call the leader).
  */
 function batchDelay(pending: readonly ReplyEvent[], followed: boolean, calls: boolean): number | undefined {
   const last = pending.at(-1);
-  const opening = !calls && pending[0]?.type === 'head' && pending.length > 1;
+  const opening = pending[0]?.type === 'head' && pending.length > 1;
   if (last && (isFinal(last) || opening)) return 0;
   if (followed) return WRITE_BATCH_MS;
   return calls ? undefined : UNFOLLOWED_BATCH_MS;
