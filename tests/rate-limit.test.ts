@@ -14,6 +14,7 @@ import {
   testConfig,
   userSays,
 } from './support/harness';
+import { monitorRedis } from './support/monitor';
 import { REDIS_TEST_URL, redisStoreEnv, uniquePrefix } from './support/redis';
 import { upstashBridgeForFile } from './support/redis-for-file';
 import { startUpstashBridge } from './support/upstash-bridge';
@@ -422,26 +423,22 @@ describe('caller identity', () => {
 
 /** Every command Redis runs that names one of `prefix`'s keys, in order: what a request really asked. */
 async function watchCommands(prefix: string) {
-  const monitor = await new IORedis(REDIS_TEST_URL).monitor();
+  const monitor = await monitorRedis();
   const client = new IORedis(REDIS_TEST_URL);
-  const seen: string[][] = [];
-  monitor.on('monitor', (_time: string, args: string[]) => {
-    if (args.some((arg) => arg.startsWith(`${prefix}:`))) seen.push(args);
-  });
+  const seen = () => monitor.commands.filter((args) => args.some((arg) => arg.startsWith(`${prefix}:`)));
   let marks = 0;
   return {
-    seen,
     /** Scripts run against the token budget: bookings and settlements (`FINISH`), never the request count. */
     ledger: () =>
-      seen.filter((args) => /^evalsha$/i.test(args[0] ?? '') && args.some((a) => a.includes(':tok:'))),
+      seen().filter((args) => /^evalsha$/i.test(args[0] ?? '') && args.some((a) => a.includes(':tok:'))),
     /** Resolves once Redis has run, and MONITOR has shown, every command sent before this call. */
     async sync() {
       const mark = `${prefix}:mark:${++marks}`;
       await client.get(mark);
-      await eventually(() => seen.some((args) => args[1] === mark), 10_000);
+      await eventually(() => seen().some((args) => args[1] === mark), 10_000);
     },
     close: () => {
-      monitor.disconnect();
+      monitor.close();
       client.disconnect();
     },
   };

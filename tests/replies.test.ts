@@ -1,7 +1,6 @@
 import { type ChildProcess, spawn } from 'node:child_process';
 import { getEventListeners } from 'node:events';
 import { setTimeout as sleep } from 'node:timers/promises';
-import IORedis from 'ioredis';
 import { afterAll, afterEach, beforeAll, describe, expect, it, vi } from 'vitest';
 import { type Behaviour, demoReply, faults, splitTokens } from '../fake-upstream/behaviours';
 import type { ChatHandler } from '../lib/chat-handler';
@@ -24,6 +23,7 @@ import {
   TEST_IP,
   testConfig,
 } from './support/harness';
+import { monitorRedis } from './support/monitor';
 import { REDIS_TEST_URL, redisStoreEnv, uniquePrefix } from './support/redis';
 import { upstashBridgeForFile } from './support/redis-for-file';
 import { recordOutput } from './support/secret-scan';
@@ -979,20 +979,17 @@ describe('what a reply costs the shared log', () => {
     const env: Record<string, string> = { ...onRedis('tcp'), REPLY_LEASE_MS: '60000' };
     const i = instance(env);
     const word = `zq${Math.random().toString(36).slice(2, 10)}`;
-    const monitor = await new IORedis(REDIS_TEST_URL).monitor();
-    const scripts: string[][] = [];
-    monitor.on('monitor', (_time: string, args: string[]) => {
-      if (/^evalsha$/i.test(args[0] ?? '')) scripts.push(args);
-    });
+    const monitor = await monitorRedis();
     try {
       const asked = Array.from({ length: 5 }, (_, n) => `${word}${n} ${prompt('cost')}`);
       // The reader of a fast reply leaves while its opening is still being written: the moment a renewal was sent.
       for (const p of asked) expect((await read(await i.handler(ask(p)))).text).toBe(demoReply(p));
       // Each reply's scripts name its key first; the end's batch carries the prompt's first word.
+      const scripts = () => monitor.commands.filter((args) => /^evalsha$/i.test(args[0] ?? ''));
       const keyOf = (p: string) =>
-        scripts.find((args) => args.some((arg) => arg.includes(`${p.split(' ')[0]}`)))?.[3];
+        scripts().find((args) => args.some((arg) => arg.includes(`${p.split(' ')[0]}`)))?.[3];
       const scriptsOf = (p: string) =>
-        scripts.filter((args) => args[3] !== undefined && args[3] === keyOf(p));
+        scripts().filter((args) => args[3] !== undefined && args[3] === keyOf(p));
       await eventually(() => asked.every((p) => scriptsOf(p).length >= 3), 10_000);
       await sleep(200); // anything more would have come by now
       for (const p of asked) {
@@ -1001,7 +998,7 @@ describe('what a reply costs the shared log', () => {
         expect(scriptsOf(p).map((args) => args[2])).toEqual(['3', '4', '4']);
       }
     } finally {
-      monitor.disconnect();
+      monitor.close();
     }
   });
 });
