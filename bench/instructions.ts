@@ -9,7 +9,8 @@ import { LIFTED_LIMITS } from './targets';
 /**
  * `npm run bench:instructions [-- --ref <git ref>]`: what one request costs the proxy, in CPU instructions counted by
  * valgrind's callgrind. Times on a shared machine move by ±30% between runs of the same build (see the README), so
- * an A/B of a few percent cannot be read from them; the instruction count of the same build repeats within ~3%. With
+ * an A/B of a few percent cannot be read from them; an instruction count is far steadier, though not fixed (how much
+ * Redis and socket work batches together depends on timing), so compare two builds counted in the same run. With
  * `--ref`, the bundle of that commit is built beside the working tree's (with this checkout's node_modules) and both
  * are counted at once, one per core.
  * Each proxy runs under callgrind (about 50× slower): a warm-up, then the counters are zeroed, `REQUESTS` requests
