@@ -4,7 +4,7 @@ import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { loop, type Target } from './client';
 import { redisAnswers, type Server, Servers } from './processes';
-import { LIFTED_LIMITS } from './targets';
+import { proxyEnv, requestBodies } from './targets';
 
 /**
  * `npm run bench:instructions [-- --ref <git ref>]`: what one request costs the proxy, in CPU instructions counted by
@@ -91,7 +91,11 @@ async function count(label: string, dir: string): Promise<Counted> {
     const proxy = await underCallgrind.start(
       label,
       join(dir, 'dist/server.mjs'),
-      proxyEnv(fake.url, label),
+      // Each build under a prefix of its own: two builds on one Redis must not share replies.
+      {
+        ...proxyEnv(fake.url, 'redis', REDIS_URL),
+        RATE_LIMIT_PREFIX: `bench-cg-${process.pid}-${label.replace(/\W/g, '')}`,
+      },
       /listening on (\S+)/,
     );
     const target = uiTarget(proxy);
@@ -109,36 +113,14 @@ async function count(label: string, dir: string): Promise<Counted> {
   }
 }
 
-function proxyEnv(upstream: string, label: string): Record<string, string | undefined> {
-  return {
-    OPENAI_API_KEY: 'bench-key',
-    OPENAI_BASE_URL: upstream,
-    PORT: '0',
-    CHAT_MODEL: 'bench-model',
-    RATE_LIMIT_STORE: 'redis',
-    REDIS_URL,
-    UPSTASH_REDIS_REST_URL: undefined,
-    UPSTASH_REDIS_REST_TOKEN: undefined,
-    RATE_LIMIT_PREFIX: `bench-cg-${process.pid}-${label.replace(/\W/g, '')}`,
-    ...LIFTED_LIMITS,
-  };
-}
-
 function uiTarget(proxy: Server): Target {
-  let asked = 0;
+  const url = new URL('/api/chat', proxy.url).href;
   return {
     name: proxy.name,
-    url: new URL('/api/chat', proxy.url).href,
+    url,
     wire: 'ui',
     headers: { 'content-type': 'application/json' },
-    body: () =>
-      JSON.stringify({
-        id: 'bench',
-        messages: [
-          { id: 'm1', role: 'user', parts: [{ type: 'text', text: `Tell me about foxes (${asked++}).` }] },
-        ],
-        trigger: 'submit-message',
-      }),
+    body: requestBodies().ui,
   };
 }
 

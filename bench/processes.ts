@@ -57,7 +57,9 @@ export class Servers {
     const merged: Record<string, string | undefined> = { ...process.env, ...env };
     for (const key of Object.keys(merged)) if (merged[key] === undefined) delete merged[key];
     const args = script.endsWith('.mjs') ? ['--enable-source-maps', script] : ['--import', 'tsx', script];
-    const [command = this.node, ...before] = [...this.launcher, ...(this.launcher.length ? [this.node] : [])];
+    const [command = this.node, ...before] = this.launcher.length
+      ? [...this.launcher, this.node]
+      : [this.node];
     const child = spawn(command, [...before, ...args], {
       env: merged,
       stdio: ['pipe', 'pipe', 'inherit'],

@@ -41,22 +41,7 @@ export async function startFleet(servers: Servers, store: Store, redisUrl: strin
     servers.start(
       name,
       'dist/server.mjs',
-      {
-        OPENAI_API_KEY: KEY,
-        OPENAI_BASE_URL: fake.url,
-        PORT: '0',
-        CHAT_MODEL: 'bench-model',
-        // The real request path, limiter included: on the local Redis, or in memory when there is none.
-        RATE_LIMIT_STORE: store,
-        REDIS_URL: store === 'redis' ? redisUrl : undefined,
-        UPSTASH_REDIS_REST_URL: undefined,
-        UPSTASH_REDIS_REST_TOKEN: undefined,
-        KV_REST_API_URL: undefined,
-        KV_REST_API_TOKEN: undefined,
-        RATE_LIMIT_PREFIX: `bench-${process.pid}`,
-        ...LIFTED_LIMITS,
-        ...env,
-      },
+      { ...proxyEnv(fake.url, store, redisUrl), ...env },
       /listening on (\S+)/,
     );
   // Started one after the other: on 2 cores, parallel tsx start-ups only slow each other down.
@@ -83,11 +68,34 @@ export async function startFleet(servers: Servers, store: Store, redisUrl: strin
   return { ...started, targets: buildTargets(started) };
 }
 
+/** The proxy as `npm start` runs it against the fake upstream: the real request path, limiter included. */
+export function proxyEnv(
+  upstream: string,
+  store: Store,
+  redisUrl: string,
+): Record<string, string | undefined> {
+  return {
+    OPENAI_API_KEY: KEY,
+    OPENAI_BASE_URL: upstream,
+    PORT: '0',
+    CHAT_MODEL: 'bench-model',
+    // On the local Redis, or in memory when there is none.
+    RATE_LIMIT_STORE: store,
+    REDIS_URL: store === 'redis' ? redisUrl : undefined,
+    UPSTASH_REDIS_REST_URL: undefined,
+    UPSTASH_REDIS_REST_TOKEN: undefined,
+    KV_REST_API_URL: undefined,
+    KV_REST_API_TOKEN: undefined,
+    RATE_LIMIT_PREFIX: `bench-${process.pid}`,
+    ...LIFTED_LIMITS,
+  };
+}
+
 /**
  * What each kind of client sends. Every request asks something else (as different users do), so none is coalesced
  * with another or cached, except `same`, which the cache target sends every time.
  */
-function requestBodies() {
+export function requestBodies() {
   let asked = 0;
   const prompt = () => `Tell me about foxes (${asked++}).`;
   // What useChat sends: the UI targets (ours and the peer's) get exactly this.
