@@ -61,7 +61,7 @@ async function run(store: string, env: Record<string, string>): Promise<void> {
       return res.status;
     }),
   );
-  const commands = await monitor.stop();
+  const commands = (await monitor.stop()).total;
   const waits = fake.calls.map((call) => {
     const text = String(call.body.messages?.at(-1)?.content ?? '');
     return call.startedAt - (sentAt.get(text) ?? call.startedAt);

@@ -14,6 +14,7 @@ import { webSha256 } from '../lib/replies/reply-key';
 import { READ_BATCH, type SharedLog } from '../lib/replies/shared-log';
 import { tailSharedReply } from '../lib/replies/tail';
 import { nodePlatform } from '../server/node-platform';
+import { tcpRedis } from '../server/redis-tcp';
 import {
   buildHandler,
   chatRequest,
@@ -793,8 +794,19 @@ describe('the response cache (CACHE_TTL)', () => {
       expect(hit?.deltas).toEqual(miss.stream?.deltas);
       expect(b.logs.at(-1)).toMatchObject({ cache: 'hit' });
       expect(h.fake.calls).toHaveLength(1);
-      // And the instance that produced it hits too (from Redis: its memory only serves when there is no Redis).
-      expect((await settled(a, ask(p))).stream?.header('x-cache')).toBe('HIT');
+      // And the instance that produced it hits from its own memory: not one command to the shared log.
+      const monitor = await monitorRedis();
+      try {
+        expect((await settled(a, ask(p))).stream?.header('x-cache')).toBe('HIT');
+        // Redis runs commands in order: once a marker sent after the hit is seen, anything the hit sent was too.
+        const marker = `marker-${p}`;
+        const direct = tcpRedis(REDIS_TEST_URL, 5_000);
+        await direct.redis.get(marker).finally(direct.close);
+        await eventually(() => monitor.commands.some((args) => args.includes(marker)), 10_000);
+        expect(monitor.commands.filter((args) => args.some((arg) => arg.includes(':reply:')))).toEqual([]);
+      } finally {
+        monitor.close();
+      }
       expect(h.fake.calls).toHaveLength(1);
     },
   );
@@ -1036,6 +1048,7 @@ describe('the shared log’s reader (lib/replies/tail.ts)', () => {
     expect(events).toHaveLength(appends + 2);
     expect(events.at(-1)).toEqual({ type: 'end', finishReason: 'stop' });
   });
+
 });
 
 /**

@@ -325,8 +325,8 @@ function leaderFactory(deps: RepliesDeps, registry: Registry) {
       if (chatId && chats.get(chatId)?.entry === entry) chats.delete(chatId);
       if (chatId) void shared?.dropChat(chatId, generation).catch(() => {});
       const last = live.events.at(-1);
-      // With a shared log, hits come from it; here only when there is none (or it failed on the way).
-      if (!mirror && last && cacheable(last)) memory.set(key, live, config.cacheTtlMs);
+      // Here hits come from memory, even before the end reaches the shared log (other instances' hits come from it).
+      if (last && cacheable(last)) memory.set(key, live, config.cacheTtlMs);
       return reply;
     });
     return { ...joined, produced };
