@@ -49,58 +49,62 @@ class RawAnswers extends Redis {
  * Pub/sub for the shared reply log's and the queue's watchers. A subscribed connection can run no other command, so
  * it is a duplicate of the main one, opened at the first watch and shared by every channel: SUBSCRIBE at a channel's
  * first watcher, UNSUBSCRIBE at its last; a channel that names a pattern is heard through that pattern, subscribed at
- * its first use and kept. ioredis resubscribes both by itself after a reconnect. A lost subscription only costs a
- * wake: the watchers still poll, more slowly, and a leader's calls reach it in its next write's answer.
+ * its first use and kept. Redis's answer to the (P)SUBSCRIBE says when it listens: watchers that asked are told
+ * then, or at once if it already did. ioredis resubscribes both by itself after a reconnect. A lost subscription
+ * only costs a wake: the watchers still poll, more slowly, and a leader's calls reach it in its next write's answer.
  */
 export function subscriber(connection: IORedis): { subscribe: Subscribe; close(): void } {
   let duplicate: IORedis | undefined;
-  // Each watch is its own entry, so the same callback watching twice is called twice and removed once per stop.
-  const watchers = new Map<string, Set<Watcher>>(); // by SUBSCRIBE
-  const routed = new Map<string, Set<Watcher>>(); // by a pattern's PSUBSCRIBE
-  const patterns = new Set<string>();
+  const channels = new Map<string, Channel>(); // by SUBSCRIBE
+  const routed = new Map<string, Channel>(); // by a pattern's PSUBSCRIBE
+  const patterns = new Map<string, Promise<unknown>>(); // each pattern's PSUBSCRIBE, answered once it listens
   const open = (): IORedis => {
     if (duplicate) return duplicate;
     const opened = connection.duplicate();
     opened.on('error', () => {});
-    opened.on('message', (channel: string, message: string) => wakeAll(watchers, channel, message));
+    opened.on('message', (channel: string, message: string) => wakeAll(channels, channel, message));
     opened.on('pmessage', (_p: string, channel: string, message: string) =>
       wakeAll(routed, channel, message),
     );
     duplicate = opened;
     return opened;
   };
-  const listen = (pattern: string) => {
-    if (patterns.has(pattern)) return;
-    patterns.add(pattern);
-    open()
-      .psubscribe(pattern)
-      .catch(() => patterns.delete(pattern));
-  };
-  const subscribe: Subscribe = (channel, onMessage, pattern) => {
-    const map = pattern ? routed : watchers;
-    let set = map.get(channel);
-    if (!set) {
-      set = new Set();
-      map.set(channel, set);
-      if (pattern) listen(pattern);
-      else
-        open()
-          .subscribe(channel)
-          .catch(() => {});
+  const listen = (pattern: string): Promise<unknown> => {
+    let listening = patterns.get(pattern);
+    if (!listening) {
+      listening = open().psubscribe(pattern);
+      listening.catch(() => patterns.delete(pattern));
+      patterns.set(pattern, listening);
     }
+    return listening;
+  };
+  const subscribe: Subscribe = (name, onMessage, { pattern, onListening } = {}) => {
+    const map = pattern ? routed : channels;
+    let channel = map.get(name);
+    if (!channel) {
+      channel = { watchers: new Set(), listening: pattern ? listen(pattern) : open().subscribe(name) };
+      channel.listening.catch(() => {});
+      map.set(name, channel);
+    }
+    // Each watch is its own entry, so the same callback watching twice is called twice and removed once per stop.
     const watcher = { wake: onMessage };
-    set.add(watcher);
-    const mine = set;
+    const mine = channel;
+    mine.watchers.add(watcher);
+    if (onListening)
+      mine.listening.then(
+        () => mine.watchers.has(watcher) && onListening(),
+        () => {},
+      );
     return () => {
-      if (!mine.delete(watcher) || mine.size > 0 || map.get(channel) !== mine) return;
-      map.delete(channel);
-      if (!pattern) duplicate?.unsubscribe(channel).catch(() => {});
+      if (!mine.watchers.delete(watcher) || mine.watchers.size > 0 || map.get(name) !== mine) return;
+      map.delete(name);
+      if (!pattern) duplicate?.unsubscribe(name).catch(() => {});
     };
   };
   return {
     subscribe,
     close: () => {
-      watchers.clear();
+      channels.clear();
       routed.clear();
       patterns.clear();
       duplicate?.disconnect();
@@ -109,12 +113,18 @@ export function subscriber(connection: IORedis): { subscribe: Subscribe; close()
   };
 }
 
+/** A channel's watchers, and its (P)SUBSCRIBE: answered once Redis listens. */
+interface Channel {
+  readonly watchers: Set<Watcher>;
+  readonly listening: Promise<unknown>;
+}
+
 interface Watcher {
   readonly wake: (message: string) => void;
 }
 
-function wakeAll(map: ReadonlyMap<string, ReadonlySet<Watcher>>, channel: string, message: string): void {
-  for (const watcher of map.get(channel) ?? []) watcher.wake(message);
+function wakeAll(map: ReadonlyMap<string, Channel>, name: string, message: string): void {
+  for (const watcher of map.get(name)?.watchers ?? []) watcher.wake(message);
 }
 
 export function tcpRequester(connection: IORedis): Requester {

@@ -1049,6 +1049,48 @@ describe('the shared log’s reader (lib/replies/tail.ts)', () => {
     expect(events.at(-1)).toEqual({ type: 'end', finishReason: 'stop' });
   });
 
+  it('reads what was written between its claim and its watch listening: that write woke nobody', async () => {
+    const tcp = tcpRedis(REDIS_TEST_URL, 5_000);
+    try {
+      const log = createRedisLog(tcp.raw, { prefix: uniquePrefix('replies-tail'), subscribe: tcp.subscribe });
+      await log.claim('k', { generation: 'g', leaseMs: 60_000, follow: true, hit: true });
+      const claim = await log.claim('k', { generation: 'g2', leaseMs: 60_000, follow: true, hit: true });
+      if (claim.role !== 'follower') throw new Error(`expected a follower, got ${claim.role}`);
+      const head: ReplyEvent = {
+        type: 'head',
+        head: { served: { model: 'm', provider: 'p', attempts: 1, fallback: 'none' }, messageId: 'msg' },
+      };
+      await log.append('k', 'g', [head, { type: 'delta', delta: 'first', at: 0 }], 60_000); // before any watch
+      // Wakes are counted: with no write after the watch, only its listening can wake the reader. (The reader's
+      // 250 ms safety-net poll would deliver the token too, a quarter of a second late: that is what this rules out.)
+      let wakes = 0;
+      const counted: SharedLog = {
+        ...log,
+        watch: (key, generation, wake) => {
+          const counting = () => {
+            wakes++;
+            wake();
+          };
+          return log.watch?.(key, generation, counting) ?? (() => {});
+        },
+      };
+      const live = tailSharedReply(counted, {
+        key: 'k',
+        ...claim,
+        pollMs: 60_000,
+        leaseMs: 60_000,
+        counted: true,
+        onDone: () => {},
+      });
+      const reader = live.reader();
+      expect(await reader.next()).toMatchObject({ type: 'head' });
+      expect(await reader.next()).toEqual({ type: 'delta', delta: 'first', at: 0 });
+      await eventually(() => wakes === 1, 10_000);
+      reader.leave();
+    } finally {
+      await tcp.close();
+    }
+  });
 });
 
 /**

@@ -363,6 +363,31 @@ describe.each(backends)('the Redis reply log (%s)', (name, client) => {
       }, 'the last watcher to unsubscribe');
     });
 
+    it('watch wakes once as soon as it listens (an append before then reached nobody), at once if already heard', async () => {
+      make();
+      await log.claim('k', { ...lead, generation: 'g' });
+      const channel = `${prefix}:{k}:g:w`;
+      const subscribed: number[] = [];
+      let woken = 0;
+      const unwatch = log.watch?.('k', 'g', () => {
+        woken++;
+        void raw.pubsub('NUMSUB', channel).then((answer) => {
+          subscribed.push(Number((answer as [string, number])[1]));
+        });
+      });
+      await log.append('k', 'g', [delta('x')], LONG); // most likely before the SUBSCRIBE: announced to nobody
+      await eventually(async () => (subscribed.length > 0 ? true : undefined), 'the watch to listen');
+      expect(subscribed[0]).toBe(1); // told when Redis listens, not before
+      let other = 0;
+      const unwatchOther = log.watch?.('k', 'g', () => other++);
+      await eventually(async () => (other === 1 ? true : undefined), 'the second watch, already heard');
+      const before = woken;
+      await log.append('k', 'g', [delta('y')], LONG);
+      await eventually(async () => (woken === before + 1 && other === 2 ? true : undefined), 'one wake each');
+      unwatch?.();
+      unwatchOther?.();
+    });
+
     it('calls the leader when a follower claims, a stop is asked or a reader asks: never on a plain read', async () => {
       make();
       // Calls come through one pattern subscription per process, subscribed at the first watch. It is asynchronous:

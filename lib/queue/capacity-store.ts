@@ -30,7 +30,10 @@ export interface CapacityStore {
   /** Keeps a stream's slot while it runs; a lease not renewed frees itself after `leaseMs`. */
   renew(provider: string, leaseId: string, leaseMs: number): Promise<void>;
   release(provider: string, leaseId: string, settlement?: TokenSettlement): Promise<void>;
-  /** Calls `wake` when a slot frees on any instance (pub/sub over TCP). Absent: waiters poll. */
+  /**
+   * Calls `wake` when a slot frees on any instance (pub/sub over TCP), and once when it starts listening (a slot freed
+   * before then was announced to nobody). Absent: waiters poll.
+   */
   watch?(provider: string, wake: () => void): () => void;
   /** Tells every instance that `provider`'s `model` said to hold off for `ms` (its rate-limit headers). */
   sharePause?(provider: string, model: string, ms: number): Promise<void>;

@@ -121,7 +121,8 @@ export function redisCapacityStore(
       return Math.max(0, Number(await redis.pttl(key(provider).pause(model))));
     },
     ...(subscribe && {
-      watch: (provider: string, wake: () => void) => subscribe(key(provider).freed, wake),
+      watch: (provider: string, wake: () => void) =>
+        subscribe(key(provider).freed, wake, { onListening: wake }),
       watchPauses: (heard: (provider: string, model: string, ms: number) => void) =>
         subscribe(pauses, (message) => {
           const [provider = '', model = '', ms = ''] = message.split('\n');

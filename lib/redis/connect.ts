@@ -6,15 +6,27 @@ import { upstashRestRedis } from './upstash-rest';
 
 /**
  * Listens on a pub/sub channel until the returned function is called. Only a connection that can hold a
- * subscription open has one (TCP); Upstash REST has none, and its readers poll instead. `pattern`, a glob the channel
- * matches: for channels that come and go with each request, the connection listens to the pattern once, for good
- * (PSUBSCRIBE), and hands each message to the channel's listeners, instead of a SUBSCRIBE and an UNSUBSCRIBE each.
+ * subscription open has one (TCP); Upstash REST has none, and its readers poll instead.
  */
 export type Subscribe = (
   channel: string,
   onMessage: (message: string) => void,
-  pattern?: string,
+  options?: SubscribeOptions,
 ) => () => void;
+
+export interface SubscribeOptions {
+  /**
+   * A glob the channel matches: for channels that come and go with each request, the connection listens to the
+   * pattern once, for good (PSUBSCRIBE), and hands each message to the channel's listeners, instead of a SUBSCRIBE
+   * and an UNSUBSCRIBE each.
+   */
+  readonly pattern?: string;
+  /**
+   * Called once the channel is heard (soon after, if it already was): a message published before then was missed,
+   * so a watcher that must not miss one (it checks after each) checks once more.
+   */
+  readonly onListening?: () => void;
+}
 
 /** A Redis client and how to let it go (a TCP connection must be closed for the process to exit). */
 export interface RedisConnection {

@@ -255,10 +255,10 @@ export function createRedisLog(redis: Redis, options: RedisLogOptions = {}): Sha
     },
     ...(subscribe && {
       watch: (key: string, generation: string, wake: () => void) =>
-        subscribe(layout.generation(key, generation).channel, wake),
+        subscribe(layout.generation(key, generation).channel, wake, { onListening: wake }),
       // Every leader listens for calls, so they come through one pattern per process: no SUBSCRIBE per reply.
       watchCalls: (key: string, generation: string, onCall: () => void) =>
-        subscribe(layout.generation(key, generation).calls, onCall, layout.allCalls()),
+        subscribe(layout.generation(key, generation).calls, onCall, { pattern: layout.allCalls() }),
     }),
     ...chatRecords(redis, scripts, layout),
   };

@@ -98,7 +98,8 @@ export interface SharedLog {
    */
   stop(key: string, generation: string): Promise<void>;
   /**
-   * Calls `wake` soon after each append to this generation (pub/sub over TCP), so readers need not poll fast.
+   * Calls `wake` soon after each append to this generation (pub/sub over TCP), so readers need not poll fast, and
+   * once as soon as it listens: an append made before then (after the reader's claim) was announced to nobody.
    * Absent (Upstash REST: no subscriptions), readers poll every `pollMs`.
    */
   watch?(key: string, generation: string, wake: () => void): () => void;

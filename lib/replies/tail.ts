@@ -50,7 +50,8 @@ export function tailSharedReply(log: SharedLog, options: TailOptions): LiveReply
   });
   for (const event of options.events) live.push(event);
   const unwatch = log.watch?.(key, generation, () => wake());
-  // With a watch the poll is only a safety net (a wake lost while subscribing); it also notices a dead writer.
+  // The watch wakes us once when it starts listening (a write before then was not announced), then after each write;
+  // the poll is only a safety net (a wake lost in a reconnect) that also notices a dead writer.
   const waitMs = unwatch ? Math.min(WATCHED_POLL_MS, options.leaseMs / 2) : options.pollMs;
   const sleep = () =>
     new Promise<void>((resolve) => {
