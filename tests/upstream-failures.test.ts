@@ -431,7 +431,33 @@ describe('the server-sent events parser', () => {
     const endpoint = { baseURL: 'http://upstream.test/v1', apiKey: 'key', transport };
     const { chunks } = await postChatStream(endpoint, {}, new AbortController().signal);
     const texts: string[] = [];
-    for await (const chunk of chunks) texts.push(String(chunk.choices[0]?.delta.content));
+    for await (const batch of chunks) texts.push(...batch.map((c) => String(c.choices[0]?.delta.content)));
     expect(texts).toEqual(['one', 'two']);
+  });
+
+  it('gives the events of one read as one batch, and a bad event’s error only after the good ones before it', async () => {
+    const event = (text: string) =>
+      `data: ${JSON.stringify({ choices: [{ index: 0, delta: { content: text } }] })}\n\n`;
+    const reads = [
+      `${event('a')}${event('b')}${event('c')}`,
+      `${event('d')}data: {not json\n\n${event('e')}`,
+    ];
+    const transport: Transport = async () => ({
+      status: 200,
+      headers: new Headers(),
+      body: (async function* () {
+        for (const read of reads) yield new TextEncoder().encode(read);
+      })(),
+      text: async () => reads.join(''),
+      cancel: async () => {},
+    });
+    const endpoint = { baseURL: 'http://upstream.test/v1', apiKey: 'key', transport };
+    const { chunks } = await postChatStream(endpoint, {}, new AbortController().signal);
+    const batches: string[][] = [];
+    const failed = (async () => {
+      for await (const batch of chunks) batches.push(batch.map((c) => String(c.choices[0]?.delta.content)));
+    })();
+    await expect(failed).rejects.toThrow(/malformed server-sent event JSON/);
+    expect(batches).toEqual([['a', 'b', 'c'], ['d']]);
   });
 });

@@ -8,6 +8,8 @@ export interface ReplyReader {
   leave(): void;
   /** An event is already recorded for this reader: `next` will not wait for the producer. */
   ready(): boolean;
+  /** The next event if it is already recorded (so `ready` said true), without a promise; else undefined. */
+  take(): ReplyEvent | undefined;
 }
 
 export interface LiveReplyHooks {
@@ -62,13 +64,15 @@ export class LiveReply {
       }
       if (--this.readers === 0) this.hooks.onIdle?.();
     };
+    const take = (): ReplyEvent | undefined => {
+      const event = left ? undefined : this.events[index];
+      if (event) index++;
+      return event;
+    };
     const next = async (): Promise<ReplyEvent | undefined> => {
       while (!left) {
-        const event = this.events[index];
-        if (event) {
-          index++;
-          return event;
-        }
+        const event = take();
+        if (event) return event;
         if (this.ended) return undefined;
         await new Promise<void>((resolve) => {
           wakeMe = resolve;
@@ -78,6 +82,6 @@ export class LiveReply {
       }
       return undefined;
     };
-    return { next, leave, ready: () => !left && index < this.events.length };
+    return { next, leave, take, ready: () => !left && index < this.events.length };
   }
 }

@@ -20,33 +20,99 @@ export async function replayReply(reader: ReplyReader, pace = false): Promise<Re
   // The leader records its head only after its first token: wait for that too, so a failure here still gets a status.
   const first = await nextOrThrow(reader);
   const outcome: ServedReply['outcome'] = { deltas: 0 };
-  const startedAt = Date.now();
-  async function* tokens(): AsyncGenerator<Delta> {
-    let event: ReplyEvent | undefined = first;
-    while (event) {
-      if (event.type === 'end') {
-        outcome.finishReason = event.finishReason;
-        outcome.usage = event.usage;
-        return;
-      }
-      if (event.type === 'error') throw replayError(event.error);
-      if (event.type === 'delta') {
-        if (pace) await sleepUntil(startedAt + event.at);
-        outcome.deltas++;
-        yield event.delta;
-      }
-      event = await reader.next();
-    }
-    // The reader left (its client is gone): what the reply stream expects of a cancelled upstream.
-    throw clientClosed();
-  }
   const { served, adapted } = head.head;
   // A paced replay waits before each delta: nothing is ever ready ahead of its time.
+  const tokens = pace ? pacedTokens(reader, first, outcome) : new ReplayedTokens(reader, first, outcome);
   const ready = pace ? {} : { ready: reader.ready };
   return {
-    reply: { tokens: tokens(), outcome, served, ...ready, ...(adapted && { adapted }) },
+    reply: { tokens, outcome, served, ...ready, ...(adapted && { adapted }) },
     head: head.head,
   };
+}
+
+const END = Symbol('end');
+
+/** One recorded event as a reader's token: a delta, the end (its finish reason and usage go to `outcome`), or none. */
+function consume(event: ReplyEvent, outcome: ServedReply['outcome']): Delta | typeof END | undefined {
+  if (event.type === 'end') {
+    outcome.finishReason = event.finishReason;
+    outcome.usage = event.usage;
+    return END;
+  }
+  if (event.type === 'error') throw replayError(event.error);
+  if (event.type !== 'delta') return undefined;
+  outcome.deltas++;
+  return event.delta;
+}
+
+/**
+ * The recorded deltas as the reply's tokens. A plain iterator, not an async generator: a delta already recorded is
+ * handed out at once (an async generator costs several microtask turns per step, on the path of every token).
+ */
+class ReplayedTokens implements AsyncIterableIterator<Delta> {
+  private done = false;
+
+  constructor(
+    private readonly reader: ReplyReader,
+    private pending: ReplyEvent | undefined,
+    private readonly outcome: ServedReply['outcome'],
+  ) {}
+
+  [Symbol.asyncIterator](): this {
+    return this;
+  }
+
+  next(): Promise<IteratorResult<Delta>> {
+    try {
+      for (let event = this.take(); event; event = this.take()) {
+        const step = this.done ? END : consume(event, this.outcome);
+        if (step === END) return this.end();
+        if (step !== undefined) return Promise.resolve({ done: false, value: step });
+      }
+    } catch (error) {
+      this.done = true;
+      return Promise.reject(error);
+    }
+    if (this.done) return this.end();
+    // Nothing recorded yet: wait for the next event. None means the reader left (its client is gone): what the
+    // reply stream expects of a cancelled upstream.
+    return this.reader.next().then((event) => {
+      if (!event) throw clientClosed();
+      this.pending = event;
+      return this.next();
+    });
+  }
+
+  async return(): Promise<IteratorResult<Delta>> {
+    return this.end();
+  }
+
+  private take(): ReplyEvent | undefined {
+    const event = this.pending ?? this.reader.take();
+    this.pending = undefined;
+    return event;
+  }
+
+  private end(): Promise<IteratorResult<Delta>> {
+    this.done = true;
+    return Promise.resolve({ done: true, value: undefined });
+  }
+}
+
+/** A paced cache replay (`CACHE_REPLAY=paced`): each delta waits for its recorded offset from the start. */
+async function* pacedTokens(
+  reader: ReplyReader,
+  first: ReplyEvent,
+  outcome: ServedReply['outcome'],
+): AsyncGenerator<Delta> {
+  const startedAt = Date.now();
+  for (let event: ReplyEvent | undefined = first; event; event = await reader.next()) {
+    if (event.type === 'delta') await sleepUntil(startedAt + event.at);
+    const step = consume(event, outcome);
+    if (step === END) return;
+    if (step !== undefined) yield step;
+  }
+  throw clientClosed();
 }
 
 /** The next event; an error recorded before the first token is thrown with its status, as the leader met it. */

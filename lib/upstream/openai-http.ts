@@ -108,12 +108,15 @@ export async function postJson<T>(
   return JSON.parse(await response.text()) as T;
 }
 
-/** A streamed chat completion: its response (status, headers) and its chunks, read as they arrive. */
+/**
+ * A streamed chat completion: its response (status, headers) and its chunks as they arrive, a batch per read of the
+ * body (one read often carries several events, and a batch costs one step of the iterator, not one per event).
+ */
 export async function postChatStream(
   endpoint: Endpoint,
   body: unknown,
   signal: AbortSignal,
-): Promise<{ response: UpstreamResponse; chunks: AsyncGenerator<ChatCompletionChunk> }> {
+): Promise<{ response: UpstreamResponse; chunks: AsyncGenerator<ChatCompletionChunk[]> }> {
   const response = await post(endpoint, '/chat/completions', body, signal, 'text/event-stream');
   return { response, chunks: chunksOf(response) };
 }
@@ -128,11 +131,12 @@ function parseJson(text: string): unknown {
 
 /**
  * Server-sent events to chat chunks, in one pass over each read: split on blank lines, join an event's `data:`
- * lines, stop at `[DONE]`. An `error` event or a payload with an `error` object is the SDK's `APIError`; a payload
- * that is not JSON, its `SyntaxError`. Returning early (the client left, a timeout) cancels the body, which closes
- * the upstream connection, so nothing more is generated or billed.
+ * lines, stop at `[DONE]`; the chunks of one read come as one batch. An `error` event or a payload with an `error`
+ * object is the SDK's `APIError`; a payload that is not JSON, its `SyntaxError` (either is thrown after the chunks
+ * before it in the same read have been yielded). Returning early (the client left, a timeout) cancels the body, which
+ * closes the upstream connection, so nothing more is generated or billed.
  */
-async function* chunksOf(response: UpstreamResponse): AsyncGenerator<ChatCompletionChunk> {
+async function* chunksOf(response: UpstreamResponse): AsyncGenerator<ChatCompletionChunk[]> {
   const decoder = new TextDecoder();
   let buffer = '';
   let finished = false;
@@ -142,13 +146,21 @@ async function* chunksOf(response: UpstreamResponse): AsyncGenerator<ChatComplet
       if (over) continue;
       buffer += decoder.decode(bytes, { stream: true });
       if (buffer.includes('\r')) buffer = lineFeeds(buffer);
-      for (let end = buffer.indexOf('\n\n'); end >= 0 && !over; end = buffer.indexOf('\n\n')) {
+      const batch: ChatCompletionChunk[] = [];
+      let failed: { error: unknown } | undefined;
+      for (let end = buffer.indexOf('\n\n'); end >= 0 && !over && !failed; end = buffer.indexOf('\n\n')) {
         const event = buffer.slice(0, end);
         buffer = buffer.slice(end + 2);
-        const chunk = parseEvent(event, response.headers);
-        if (chunk === DONE) over = true;
-        else if (chunk) yield chunk;
+        try {
+          const chunk = parseEvent(event, response.headers);
+          if (chunk === DONE) over = true;
+          else if (chunk) batch.push(chunk);
+        } catch (error) {
+          failed = { error };
+        }
       }
+      if (batch.length > 0) yield batch;
+      if (failed) throw failed.error;
     }
     finished = true;
   } finally {

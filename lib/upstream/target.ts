@@ -3,7 +3,7 @@ import type { ChatCompletionChunk } from 'openai/resources/chat/completions';
 import { type ModelsConfig, optionsFor } from '../config/models';
 import type { ToolDeclaration } from '../config/tools';
 import type { ChatRequest, Delta, Reply, ToolCallFragment } from '../types';
-import { linkedAbort, UpstreamTimeout } from './abort';
+import { type LinkedAbort, linkedAbort, UpstreamTimeout } from './abort';
 import { abortError, midStreamError, UpstreamFailure, upstreamError } from './errors';
 import { postChatStream, type Transport } from './openai-http';
 import { createParameterFixes } from './parameters';
@@ -68,8 +68,8 @@ export function createUpstreamTarget(options: TargetOptions): UpstreamTarget {
       const attempt = linkedAbort(signal, { ms: firstTokenMs, kind: 'first_token' });
       const outcome: Reply['outcome'] = { deltas: 0 };
       const adapted: string[] = [];
-      let iterator: AsyncIterator<ChatCompletionChunk> | undefined;
-      let first: Delta | undefined;
+      let iterator: AsyncIterator<ChatCompletionChunk[]> | undefined;
+      let first: Delta[] | undefined;
       try {
         for (;;) {
           const body = fixes.body(request, model, modelOptions);
@@ -90,7 +90,7 @@ export function createUpstreamTarget(options: TargetOptions): UpstreamTarget {
             break;
           }
         }
-        first = await firstDelta(iterator, outcome);
+        first = await firstDeltas(iterator, outcome);
         // An aborted body may end quietly instead of throwing, so an early end is checked against the signal.
         if (attempt.signal.aborted) throw attempt.signal.reason;
       } catch (error) {
@@ -103,22 +103,33 @@ export function createUpstreamTarget(options: TargetOptions): UpstreamTarget {
         throw emptyReply(outcome);
       }
       attempt.clearTimer();
-      const tokens = rest(first, iterator, outcome, attempt, timeouts.idleMs, secrets);
-      return { tokens, outcome, ...(adapted.length > 0 && { adapted }) };
+      const tokens = new UpstreamTokens(first, iterator, outcome, attempt, timeouts.idleMs, secrets);
+      return { tokens, outcome, ready: tokens.ready, ...(adapted.length > 0 && { adapted }) };
     },
   };
 }
 
-async function firstDelta(
-  iterator: AsyncIterator<ChatCompletionChunk>,
+/** The deltas of the first batch that has any (what else it carried is recorded in `outcome`). */
+async function firstDeltas(
+  iterator: AsyncIterator<ChatCompletionChunk[]>,
   outcome: Reply['outcome'],
-): Promise<Delta | undefined> {
+): Promise<Delta[] | undefined> {
   for (;;) {
     const next = await iterator.next();
     if (next.done) return undefined;
-    const delta = absorb(next.value, outcome);
-    if (delta !== undefined) return delta;
+    const deltas = absorbAll(next.value, outcome);
+    if (deltas.length > 0) return deltas;
   }
+}
+
+/** A batch's chunks in order: their deltas, with usage and finish reason recorded as they come. */
+function absorbAll(chunks: readonly ChatCompletionChunk[], outcome: Reply['outcome']): Delta[] {
+  const deltas: Delta[] = [];
+  for (const chunk of chunks) {
+    const delta = absorb(chunk, outcome);
+    if (delta !== undefined) deltas.push(delta);
+  }
+  return deltas;
 }
 
 function emptyReply(outcome: Reply['outcome']): UpstreamFailure {
@@ -127,44 +138,87 @@ function emptyReply(outcome: Reply['outcome']): UpstreamFailure {
   return new UpstreamFailure(502, 'upstream_empty', message, { retry: true, fallback: 'any' }, { detail });
 }
 
-async function* rest(
-  first: Delta,
-  iterator: AsyncIterator<ChatCompletionChunk>,
-  outcome: Reply['outcome'],
-  attempt: ReturnType<typeof linkedAbort>,
-  idleMs: number,
-  secrets: readonly string[],
-): AsyncGenerator<Delta> {
-  let finished = false;
-  // A tool call is an answer too: the app runs the tool and asks again.
-  let text = answers(first);
-  // A stalled stream is aborted, not just abandoned: the upstream stops generating (and billing).
-  const idle = idleWatch(idleMs, () => attempt.abort(new UpstreamTimeout('idle')));
-  try {
-    yield first;
-    for (;;) {
-      idle.waiting();
-      const next = await iterator.next();
-      idle.arrived();
-      if (next.done) {
-        if (attempt.signal.aborted) throw attempt.signal.reason;
-        finished = true;
-        // A model that only thought and then said (or called) nothing has not answered: say so, not end in silence.
-        if (!text) throw emptyReply(outcome);
-        return;
-      }
-      const delta = absorb(next.value, outcome);
-      if (delta === undefined) continue;
-      if (answers(delta)) text = true;
-      yield delta;
+/**
+ * The reply's deltas after the first token, read a batch at a time: the deltas of a batch already read are handed
+ * out without waiting (`ready`), so the reply stream sends them as one chunk, and the iterator is a plain object,
+ * not an async generator (which costs several microtask turns per step, on the path of every token).
+ */
+class UpstreamTokens implements AsyncIterableIterator<Delta> {
+  private batch: Delta[];
+  private at = 0;
+  /** A tool call is an answer too: the app runs the tool and asks again. */
+  private answered: boolean;
+  private closed = false;
+  /** A stalled stream is aborted, not just abandoned: the upstream stops generating (and billing). */
+  private readonly idle: ReturnType<typeof idleWatch>;
+
+  constructor(
+    first: Delta[],
+    private readonly iterator: AsyncIterator<ChatCompletionChunk[]>,
+    private readonly outcome: Reply['outcome'],
+    private readonly attempt: LinkedAbort,
+    idleMs: number,
+    private readonly secrets: readonly string[],
+  ) {
+    this.batch = first;
+    this.answered = first.some(answers);
+    this.idle = idleWatch(idleMs, () => attempt.abort(new UpstreamTimeout('idle')));
+  }
+
+  [Symbol.asyncIterator](): this {
+    return this;
+  }
+
+  readonly ready = (): boolean => !this.closed && this.at < this.batch.length;
+
+  next(): Promise<IteratorResult<Delta>> {
+    const delta = this.batch[this.at];
+    if (delta !== undefined && !this.closed) {
+      this.at++;
+      return Promise.resolve({ done: false, value: delta });
     }
-  } catch (error) {
-    throw attempt.signal.aborted ? abortError(attempt.signal) : midStreamError(error, secrets);
-  } finally {
-    idle.dispose();
-    attempt.dispose();
-    // On an early exit (client gone, timeout), `return()` cancels the body, which closes the upstream request: no more tokens are billed.
-    if (!finished) await iterator.return?.();
+    return this.read();
+  }
+
+  /** An early exit (client gone, timeout) cancels the body, which closes the upstream request: no more is billed. */
+  async return(): Promise<IteratorResult<Delta>> {
+    if (!this.closed) await this.close(false);
+    return { done: true, value: undefined };
+  }
+
+  private async read(): Promise<IteratorResult<Delta>> {
+    if (this.closed) return { done: true, value: undefined };
+    const { attempt, outcome } = this;
+    try {
+      for (;;) {
+        this.idle.waiting();
+        const next = await this.iterator.next();
+        this.idle.arrived();
+        if (next.done) {
+          if (attempt.signal.aborted) throw attempt.signal.reason;
+          // A model that only thought and then said (or called) nothing has not answered: say so, not end in silence.
+          if (!this.answered) throw emptyReply(outcome);
+          await this.close(true);
+          return { done: true, value: undefined };
+        }
+        const deltas = absorbAll(next.value, outcome);
+        if (deltas.length === 0) continue;
+        if (!this.answered) this.answered = deltas.some(answers);
+        this.batch = deltas;
+        this.at = 1;
+        return { done: false, value: deltas[0] as Delta };
+      }
+    } catch (error) {
+      await this.close(false);
+      throw attempt.signal.aborted ? abortError(attempt.signal) : midStreamError(error, this.secrets);
+    }
+  }
+
+  private async close(finished: boolean): Promise<void> {
+    this.closed = true;
+    this.idle.dispose();
+    this.attempt.dispose();
+    if (!finished) await this.iterator.return?.();
   }
 }
 
