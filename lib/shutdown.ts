@@ -30,7 +30,10 @@ export interface ShutdownHooks {
    * `linkedAbort`, plus: a drain waits until it is disposed, and aborts it (reason: UpstreamTimeout `shutdown`) when
    * the grace period is over. Once a drain has begun aborting, a new one starts aborted.
    */
-  linkedAbort(parent: AbortSignal, timeout: { ms: number; kind: UpstreamTimeout['kind'] }): TrackedAbort;
+  linkedAbort(
+    parent: AbortSignal | undefined,
+    timeout: { ms: number; kind: UpstreamTimeout['kind'] },
+  ): TrackedAbort;
   /** Work a drain waits for has begun (a request being handled, a charge and log line); call the result when over. */
   hold(): () => void;
 }

@@ -39,6 +39,9 @@ export interface PricingOptions {
   readonly table?: PriceTable;
 }
 
+/** Model names whose price is remembered: far more than a deployment serves (clients choose only among allowed ones). */
+const MODELS_REMEMBERED = 256;
+
 /**
  * One notice per model per pricing, that is per proxy: a server or an edge instance builds one proxy, so the operator
  * hears of a model once per process. Kept here rather than for the whole process so that each proxy's own logger
@@ -48,8 +51,13 @@ export function createPricing(options: PricingOptions): Pricing {
   const { cost, fallbackModels, spendLimited, notice } = options;
   const table = options.table ?? CATALOGUE;
   const warned = new Set<string>();
+  // Each reply asks its model's price; the answer never changes, and an unknown model costs a scan of every prefix.
+  const known = new Map<string, ModelPrice | undefined>();
   const priceOf = (model: string) => {
+    if (known.has(model)) return known.get(model);
     const price = findPrice(table, cost.overrides, model);
+    if (known.size >= MODELS_REMEMBERED) known.clear();
+    known.set(model, price);
     if (!price && !warned.has(model)) {
       warned.add(model);
       notice({

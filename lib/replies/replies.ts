@@ -269,10 +269,8 @@ function leaderFactory(deps: RepliesDeps, registry: Registry) {
     cache: CacheStatus,
     shared: SharedLog | undefined,
   ): Joined => {
-    const abort = deps.shutdown.linkedAbort(new AbortController().signal, {
-      ms: deps.totalTimeoutMs,
-      kind: 'total',
-    });
+    // No parent: the reply is not its first client's (readers come and go); the last one leaving stops it.
+    const abort = deps.shutdown.linkedAbort(undefined, { ms: deps.totalTimeoutMs, kind: 'total' });
     // Once the reply has ended there is nothing to stop (and an abort still costs a DOMException per request).
     const stop = () => {
       if (!live.ended) abort.abort();

@@ -19,18 +19,18 @@ export interface LinkedAbort {
 }
 
 /**
- * An abort controller that also fires when `parent` does (the client's `req.signal`, or an outer deadline), and,
- * with `timeoutMs`, when that time has passed, with an UpstreamTimeout of `kind` as the reason. Every timeout is an
- * abort, not a race: the upstream request really stops, and stops billing.
+ * An abort controller that also fires when `parent` does (the client's `req.signal`, or an outer deadline; none for
+ * a reply no single client owns), and, with `timeoutMs`, when that time has passed, with an UpstreamTimeout of `kind`
+ * as the reason. Every timeout is an abort, not a race: the upstream request really stops, and stops billing.
  */
 export function linkedAbort(
-  parent: AbortSignal,
+  parent: AbortSignal | undefined,
   timeout?: { ms: number; kind: UpstreamTimeout['kind'] },
 ): LinkedAbort {
   const controller = new AbortController();
-  const onAbort = () => controller.abort(parent.reason);
-  if (parent.aborted) controller.abort(parent.reason);
-  else parent.addEventListener('abort', onAbort, { once: true });
+  const onAbort = () => controller.abort(parent?.reason);
+  if (parent?.aborted) controller.abort(parent.reason);
+  else parent?.addEventListener('abort', onAbort, { once: true });
   const timer = timeout
     ? setTimeout(() => controller.abort(new UpstreamTimeout(timeout.kind)), timeout.ms)
     : undefined;
@@ -40,7 +40,7 @@ export function linkedAbort(
     clearTimer: () => clearTimeout(timer),
     dispose: () => {
       clearTimeout(timer);
-      parent.removeEventListener('abort', onAbort);
+      parent?.removeEventListener('abort', onAbort);
     },
   };
 }
