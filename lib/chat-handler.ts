@@ -5,7 +5,7 @@ import { errorResponse, toProxyError } from './errors';
 import type { CountTokens } from './history/token-count';
 import { createAuthenticator } from './http/caller-auth';
 import { createCors } from './http/cors';
-import { readJsonBody } from './http/read-body';
+import { type BodyReaderOf, readJsonBody } from './http/read-body';
 import { requestIdFrom } from './http/request-id';
 import { baseHeaders, methodNotAllowed, type StreamResponseClass } from './http/responses';
 import { createRequestValidator, type HistoryReport } from './http/validate-request';
@@ -49,6 +49,8 @@ export interface ChatHandlerDeps {
   readonly pricing: Pricing;
   /** The platform's `Response` for streamed replies (`Platform.streamResponse`); the native one by default. */
   readonly streamResponse?: StreamResponseClass;
+  /** The platform's body reader (`Platform.bodyReader`); `req.body` by default. */
+  readonly bodyReader?: BodyReaderOf;
 }
 
 export type ChatHandler = (req: Request) => Promise<Response>;
@@ -79,7 +81,7 @@ export function createChatHandler(deps: ChatHandlerDeps): ChatHandler {
         return await resumeOrStop(deps, replies, control, { req, authenticate, context, headers, startedAt });
       if (req.method !== 'POST') throw methodNotAllowed(req.method);
       const verified = await authenticate(req);
-      const { body, bytes } = await readJsonBody(req, bodyLimits);
+      const { body, bytes } = await readJsonBody(req, bodyLimits, deps.bodyReader);
       const valid = await validate(body, bytes);
       let { request } = valid;
       context = { ...context, model: request.model, ...historyFields(valid.history) };

@@ -2,6 +2,7 @@ import { type ChatHandler, createChatHandler } from './chat-handler';
 import type { Config } from './config';
 import { createPricing, type Pricing } from './cost/pricing';
 import { type LoadTokenCounter, lazyTokenCounter } from './history/token-count';
+import type { BodyReaderOf } from './http/read-body';
 import type { StreamResponseClass } from './http/responses';
 import { type Internal, internalWith } from './internal';
 import type { ClientIp } from './limits/caller-identity';
@@ -51,6 +52,8 @@ export interface Platform {
   readonly upstreamTransport?: Transport;
   /** The `Response` class for streamed replies, where the platform has a cheaper one than the native (Node: srvx's). */
   readonly streamResponse?: StreamResponseClass;
+  /** How a request's body is read, where the platform has a cheaper way than `req.body` (Node: its request stream). */
+  readonly bodyReader?: BodyReaderOf;
   /** Clock, jitter and ids; tests replace them to move time instead of sleeping. */
   readonly _internal?: Partial<Internal>;
 }
@@ -122,6 +125,7 @@ export function createProxy(config: Config, platform: Platform): ChatProxy {
     internal,
     shutdown,
     ...(platform.streamResponse && { streamResponse: platform.streamResponse }),
+    ...(platform.bodyReader && { bodyReader: platform.bodyReader }),
   });
   const tracked: ChatHandler = async (req) => {
     const release = shutdown.hold();

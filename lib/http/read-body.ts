@@ -9,6 +9,21 @@ export interface BodyLimits {
   readonly bodyTimeoutMs: number;
 }
 
+/**
+ * A request body read chunk by chunk. By default through the Web `ReadableStream` of `req.body`; a platform whose
+ * requests come from somewhere cheaper to read can bring its own (`Platform.bodyReader`: the Node server reads the
+ * socket's request stream without a web stream on top, which for a small JSON body took several event-loop turns).
+ */
+export interface BodyReader {
+  /** The next chunk, or undefined at the end; rejects when the upload broke off. */
+  read(): Promise<Uint8Array | undefined>;
+  /** Stops reading (a deadline or the cap): the rest of the upload is never taken. */
+  cancel(): void;
+}
+
+/** The platform's reader for a request, or undefined to read `req.body` as a Web stream. */
+export type BodyReaderOf = (req: Request) => BodyReader | undefined;
+
 /** The parsed body, and its size in bytes as it arrived (the validator holds its text to `MAX_BODY_BYTES`). */
 export interface JsonBody {
   readonly body: unknown;
@@ -20,7 +35,11 @@ export interface JsonBody {
  * `Content-Length` claims, and reading stops at the cap so an oversized body costs us at most `maxBodyBytes`; a body
  * still arriving after `bodyTimeoutMs` is refused, so a trickled upload cannot hold a connection open for long.
  */
-export async function readJsonBody(req: Request, limits: BodyLimits): Promise<JsonBody> {
+export async function readJsonBody(
+  req: Request,
+  limits: BodyLimits,
+  readerOf?: BodyReaderOf,
+): Promise<JsonBody> {
   const contentType = req.headers.get('content-type') ?? '';
   if (!JSON_TYPE.test(contentType)) {
     // Requiring JSON also means a cross-origin browser call cannot be a CORS "simple request": it gets preflighted.
@@ -30,10 +49,10 @@ export async function readJsonBody(req: Request, limits: BodyLimits): Promise<Js
       "The body must be JSON. Send it with the header 'Content-Type: application/json' (curl: -H 'Content-Type: application/json').",
     );
   }
-  const bytes = await readLimited(req, limits);
+  const bytes = await readLimited(req, limits, readerOf);
   let text: string;
   try {
-    text = new TextDecoder('utf-8', { fatal: true }).decode(bytes);
+    text = UTF8.decode(bytes);
   } catch {
     throw new ProxyError(400, 'invalid_json', 'The body is not valid UTF-8 text.');
   }
@@ -44,17 +63,20 @@ export async function readJsonBody(req: Request, limits: BodyLimits): Promise<Js
   }
 }
 
+/** Decodes whole texts only (never `stream: true`), so one decoder serves every request. */
+const UTF8 = new TextDecoder('utf-8', { fatal: true });
+
 /**
  * The read deadline is a timer that cancels the reader (a pending read then ends at once), not a race: the upload
  * really stops, and the same code runs on the edge.
  */
-async function readLimited(req: Request, limits: BodyLimits): Promise<Uint8Array> {
-  if (!req.body) return new Uint8Array(0);
-  const reader = req.body.getReader();
+async function readLimited(req: Request, limits: BodyLimits, readerOf?: BodyReaderOf): Promise<Uint8Array> {
+  const reader = readerOf?.(req) ?? webReader(req);
+  if (!reader) return new Uint8Array(0);
   let late = false;
   const timer = setTimeout(() => {
     late = true;
-    reader.cancel().catch(() => {});
+    reader.cancel();
   }, limits.bodyTimeoutMs);
   try {
     return await readCapped(req, reader, limits.maxBodyBytes, () => late);
@@ -63,16 +85,28 @@ async function readLimited(req: Request, limits: BodyLimits): Promise<Uint8Array
   }
 }
 
+function webReader(req: Request): BodyReader | undefined {
+  const reader = req.body?.getReader();
+  return (
+    reader && {
+      read: () => reader.read().then((next) => (next.done ? undefined : next.value)),
+      cancel: () => {
+        reader.cancel().catch(() => {});
+      },
+    }
+  );
+}
+
 async function readCapped(
   req: Request,
-  reader: ReadableStreamDefaultReader<Uint8Array>,
+  reader: BodyReader,
   maxBytes: number,
   late: () => boolean,
 ): Promise<Uint8Array> {
   const chunks: Uint8Array[] = [];
   let size = 0;
   for (;;) {
-    const { done, value } = await reader.read().catch(() => {
+    const value = await reader.read().catch(() => {
       if (late()) throw bodyTimeout();
       // The upload broke off: the client left (nobody to answer) or sent a broken stream (its fault, not ours).
       throw req.signal.aborted
@@ -84,10 +118,10 @@ async function readCapped(
           );
     });
     if (late()) throw bodyTimeout();
-    if (done) break;
+    if (value === undefined) break;
     size += value.byteLength;
     if (size > maxBytes) {
-      await reader.cancel().catch(() => {});
+      reader.cancel();
       throw bodyTooLarge(maxBytes, UNREAD_BODY);
     }
     chunks.push(value);
