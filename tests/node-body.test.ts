@@ -17,14 +17,15 @@ afterEach(async () => {
 
 /** A server whose handler gets the reader for each request; resolves with its port. */
 async function serve(handle: (reader: BodyReader, res: ServerResponse) => void): Promise<number> {
-  server = createServer((incoming: IncomingMessage, res) => {
+  const listening = createServer((incoming: IncomingMessage, res) => {
     const req = { method: incoming.method, runtime: { node: { req: incoming } } } as unknown as Request;
     const reader = nodeBodyReader(req);
     if (!reader) throw new Error('expected a reader');
     handle(reader, res);
   });
-  await new Promise<void>((resolve) => server?.listen(0, '127.0.0.1', resolve));
-  return (server?.address() as AddressInfo).port;
+  server = listening;
+  await new Promise<void>((resolve) => listening.listen(0, '127.0.0.1', resolve));
+  return (listening.address() as AddressInfo).port;
 }
 
 async function readAll(reader: BodyReader): Promise<string> {
