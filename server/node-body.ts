@@ -10,6 +10,9 @@ import type { BodyReader } from '../lib/http/read-body';
 export function nodeBodyReader(req: Request): BodyReader | undefined {
   const incoming = (req as { runtime?: { node?: { req?: IncomingMessage } } }).runtime?.node?.req;
   if (!incoming || req.method === 'GET' || req.method === 'HEAD') return undefined;
+  // Something already read it, or holds it elsewhere (srvx's web stream, a framework's `rawBody`): leave it to them.
+  if ('rawBody' in incoming || incoming.readableDidRead || incoming.readableFlowing !== null)
+    return undefined;
   let stopWaiting: (() => void) | undefined;
   let cancelled = false;
   const read = (): Promise<Uint8Array | undefined> => {

@@ -72,9 +72,11 @@ export function subscriber(connection: IORedis): { subscribe: Subscribe; close()
   const listen = (pattern: string): Promise<unknown> => {
     let listening = patterns.get(pattern);
     if (!listening) {
-      listening = open().psubscribe(pattern);
-      listening.catch(() => patterns.delete(pattern));
-      patterns.set(pattern, listening);
+      const asked = open().psubscribe(pattern);
+      // Refused (or the connection closed): the next watch asks again, unless a newer PSUBSCRIBE is already out.
+      asked.catch(() => patterns.get(pattern) === asked && patterns.delete(pattern));
+      patterns.set(pattern, asked);
+      listening = asked;
     }
     return listening;
   };

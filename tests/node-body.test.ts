@@ -113,4 +113,18 @@ describe('the Node body reader (server/node-body.ts)', () => {
     req.destroy();
     expect(await outcome).toBe('rejected');
   });
+
+  it('leaves a body something else already reads alone: the handler then reads req.body', async () => {
+    let answer: string | undefined;
+    const listening = createServer((incoming, res) => {
+      incoming.resume(); // another reader (srvx's web stream, a framework) has it flowing
+      const req = { method: 'POST', runtime: { node: { req: incoming } } } as unknown as Request;
+      answer = nodeBodyReader(req) === undefined ? 'left alone' : 'taken';
+      res.end();
+    });
+    server = listening;
+    await new Promise<void>((resolve) => listening.listen(0, '127.0.0.1', resolve));
+    await post((listening.address() as AddressInfo).port, ['{}']);
+    expect(answer).toBe('left alone');
+  });
 });

@@ -6,6 +6,7 @@ import { type Behaviour, demoReply, faults, splitTokens } from '../fake-upstream
 import type { ChatHandler } from '../lib/chat-handler';
 import type { Internal } from '../lib/internal';
 import type { RequestLog } from '../lib/log';
+import type { TcpRedis } from '../lib/redis/connect';
 import { upstashRestRedis } from '../lib/redis/upstash-rest';
 import type { ReplyEvent } from '../lib/replies/events';
 import { mirrorTo } from '../lib/replies/mirror';
@@ -16,6 +17,7 @@ import { tailSharedReply } from '../lib/replies/tail';
 import { nodePlatform } from '../server/node-platform';
 import { tcpRedis } from '../server/redis-tcp';
 import {
+  type BuildOptions,
   buildHandler,
   chatRequest,
   eventually,
@@ -79,10 +81,36 @@ interface Instance {
 }
 
 /** One proxy instance: its own handler, limiter, in-memory reply log and log lines. */
-function instance(env: Record<string, string> = {}, internal?: Partial<Internal>): Instance {
+function instance(
+  env: Record<string, string> = {},
+  internal?: Partial<Internal>,
+  options: BuildOptions = {},
+): Instance {
   const logs: RequestLog[] = [];
   const config = testConfig({ OPENAI_BASE_URL: h.fake.url, ...env });
-  return { handler: buildHandler(config, { logs, ...(internal && { _internal: internal }) }), logs };
+  return {
+    handler: buildHandler(config, { ...options, logs, ...(internal && { _internal: internal }) }),
+    logs,
+  };
+}
+
+/** Redis over TCP whose reply-log FINISH scripts wait for `until`: a reply's end held on its way to Redis. */
+function holdingFinish(until: Promise<void>): TcpRedis {
+  return (url, timeoutMs) => {
+    const connection = tcpRedis(url, timeoutMs);
+    const createScript = connection.raw.createScript.bind(connection.raw);
+    const held = (source: string) => {
+      const script = createScript(source);
+      if (!source.includes("'done', '1'")) return script;
+      const exec = async (keys: string[], args: string[]) => {
+        await until;
+        return script.exec(keys, args);
+      };
+      return Object.assign(Object.create(script), { exec });
+    };
+    const raw = Object.assign(Object.create(connection.raw), { createScript: held });
+    return { ...connection, raw };
+  };
 }
 
 /** Two instances of one deployment: same settings, one Redis, nothing else shared. */
@@ -794,22 +822,47 @@ describe('the response cache (CACHE_TTL)', () => {
       expect(hit?.deltas).toEqual(miss.stream?.deltas);
       expect(b.logs.at(-1)).toMatchObject({ cache: 'hit' });
       expect(h.fake.calls).toHaveLength(1);
-      // And the instance that produced it hits from its own memory: not one command to the shared log.
-      const monitor = await monitorRedis();
-      try {
-        expect((await settled(a, ask(p))).stream?.header('x-cache')).toBe('HIT');
-        // Redis runs commands in order: once a marker sent after the hit is seen, anything the hit sent was too.
-        const marker = `marker-${p}`;
-        const direct = tcpRedis(REDIS_TEST_URL, 5_000);
-        await direct.redis.get(marker).finally(direct.close);
-        await eventually(() => monitor.commands.some((args) => args.includes(marker)), 10_000);
-        expect(monitor.commands.filter((args) => args.some((arg) => arg.includes(':reply:')))).toEqual([]);
-      } finally {
-        monitor.close();
-      }
+      // And the instance that produced it hits too.
+      expect((await settled(a, ask(p))).stream?.header('x-cache')).toBe('HIT');
       expect(h.fake.calls).toHaveLength(1);
     },
   );
+
+  it('on Redis: the request right after a reply has ended is a hit from memory until the end is in Redis, then from Redis', async () => {
+    const finishing = gate();
+    const i = instance({ ...CACHE, ...onRedis('tcp') }, undefined, {
+      tcpRedis: holdingFinish(finishing.until),
+    });
+    const p = prompt('the moment after');
+    expect((await settled(i, ask(p))).stream?.header('x-cache')).toBe('MISS');
+    // Its end is held on the way to Redis: there the reply still looks live, and the next request would follow it.
+    const hit = await settled(i, ask(p));
+    expect(hit.stream?.header('x-cache')).toBe('HIT');
+    expect(hit.stream?.text).toBe(demoReply(p));
+    expect(h.fake.calls).toHaveLength(1);
+    finishing.open();
+    // Then hits come from Redis (a claim each), which a regenerate on another instance may have replaced.
+    const monitor = await monitorRedis();
+    const direct = tcpRedis(REDIS_TEST_URL, 5_000);
+    try {
+      await eventually(async () => {
+        const before = monitor.commands.length;
+        expect((await settled(i, ask(p))).stream?.header('x-cache')).toBe('HIT');
+        // Redis runs commands in order: once a marker sent after the hit is seen, anything the hit sent was too.
+        const marker = `marker-${p}-${before}`;
+        await direct.redis.get(marker);
+        await eventually(() => monitor.commands.some((args) => args.includes(marker)), 10_000);
+        const since = monitor.commands.slice(before);
+        return since.some(
+          (args) => /^evalsha$/i.test(args[0] ?? '') && args.some((a) => a.includes(':reply:{')),
+        );
+      }, 10_000);
+      expect(h.fake.calls).toHaveLength(1);
+    } finally {
+      monitor.close();
+      await direct.close();
+    }
+  });
 
   it.each<Backend>(['tcp', 'rest'])(
     'on Redis (%s): a no-store request, or a no-cache one that fails, never evicts the cached reply',

@@ -4,7 +4,9 @@ import type { ChatHandler } from '../lib/chat-handler';
 import type { Config } from '../lib/config';
 import { worstCaseTokens } from '../lib/limits/token-bound';
 import type { RequestLog } from '../lib/log';
+import type { ChatRequest } from '../lib/types';
 import { postChatStream, type Transport } from '../lib/upstream/openai-http';
+import { createUpstreamTarget } from '../lib/upstream/target';
 import {
   buildHandler,
   chatRequest,
@@ -459,5 +461,49 @@ describe('the server-sent events parser', () => {
     })();
     await expect(failed).rejects.toThrow(/malformed server-sent event JSON/);
     expect(batches).toEqual([['a', 'b', 'c'], ['d']]);
+  });
+});
+
+describe('an upstream reply’s tokens (lib/upstream/target.ts)', () => {
+  it('return() while a read waits on a stalled upstream: settles at once, and the upstream connection closes', async () => {
+    let release = () => {};
+    const stalled = new Promise<void>((resolve) => {
+      release = resolve;
+    });
+    h.fake.script({ kind: 'pause', afterTokens: 2, until: stalled });
+    const config = testConfig({ OPENAI_BASE_URL: h.fake.url });
+    const target = createUpstreamTarget({
+      provider: 'main',
+      apiKey: TEST_KEY,
+      baseURL: h.fake.url,
+      systemPrompt: '',
+      models: config.models,
+      tools: [],
+      startDeadlineMs: 10_000,
+    });
+    const request: ChatRequest = {
+      messages: [{ role: 'user', content: 'stall after two' }],
+      model: config.defaultModel,
+      maxTokens: 100,
+      temperature: undefined,
+      reasoningEffort: undefined,
+      messageId: undefined,
+    };
+    const reply = await target.open(request, config.defaultModel, new AbortController().signal, {
+      firstTokenMs: 10_000,
+      idleMs: 60_000,
+    });
+    const tokens = reply.tokens[Symbol.asyncIterator]();
+    for (let read = 0; read < 2; read++) expect((await tokens.next()).done).toBe(false);
+    const waiting = tokens.next().then(
+      () => 'answered',
+      () => 'rejected',
+    );
+    await eventually(() => h.fake.calls.length === 1, 5_000);
+    // Nothing more comes until `stalled` settles; the return must not wait for it.
+    expect(await tokens.return?.()).toEqual({ done: true, value: undefined });
+    expect(await waiting).toBe('rejected');
+    await eventually(() => h.fake.calls[0]?.aborted === true, 5_000);
+    release();
   });
 });

@@ -12,7 +12,7 @@ export interface RepliesConfig {
   readonly cacheScope: 'caller' | 'global';
   /** `instant` (default): a hit streams at once, in the original chunks; `paced`: at the original speed. */
   readonly cacheReplay: 'instant' | 'paced';
-  /** Each instance's in-memory cache of the replies it produced keeps at most this many bytes, least recent first out. */
+  /** The in-memory cache (one instance, or the store being down) keeps at most this many bytes, least recent first out. */
   readonly cacheMaxBytes: number;
   /** Identical requests in flight share one upstream call (`COALESCE=on`, the default). */
   readonly coalesce: boolean;

@@ -42,6 +42,11 @@ export class MemoryCache {
     }
   }
 
+  /** Forgets `key` if it still holds `reply` (a newer reply of the same key stays). */
+  drop(key: string, reply: LiveReply): void {
+    if (this.entries.get(key)?.reply === reply) this.delete(key);
+  }
+
   private delete(key: string): void {
     const cached = this.entries.get(key);
     if (!cached) return;

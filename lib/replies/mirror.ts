@@ -23,6 +23,8 @@ export interface Mirror {
   add(event: ReplyEvent, bytesSoFar: number): void;
   /** Renews the lease now and tells how many readers follow from other instances. */
   renew(): Promise<WriteAnswer | undefined>;
+  /** Settles once the mirror is done: true when the reply's end is in the shared log, false when it failed first. */
+  readonly ended: Promise<boolean>;
 }
 
 /**
@@ -64,6 +66,10 @@ class LogMirror implements Mirror {
   private called = false;
   private readonly timer: ReturnType<typeof setInterval>;
   private readonly unwatch: (() => void) | undefined;
+  private settle: (landed: boolean) => void = () => {};
+  readonly ended = new Promise<boolean>((resolve) => {
+    this.settle = resolve;
+  });
 
   constructor(
     private readonly log: SharedLog,
@@ -133,6 +139,7 @@ class LogMirror implements Mirror {
       this.closed = true;
       this.stop();
       await this.log.finish(key, generation, batch, this.options.keep(last));
+      this.settle(true);
     } else this.answered(await this.log.append(key, generation, batch, leaseMs));
   }
 
@@ -147,6 +154,7 @@ class LogMirror implements Mirror {
 
   private fail(error: unknown): void {
     this.broken = true;
+    this.settle(false);
     this.stop();
     this.options.onError(error);
   }

@@ -323,12 +323,27 @@ function leaderFactory(deps: RepliesDeps, registry: Registry) {
       if (chatId && chats.get(chatId)?.entry === entry) chats.delete(chatId);
       if (chatId) void shared?.dropChat(chatId, generation).catch(() => {});
       const last = live.events.at(-1);
-      // Here hits come from memory, even before the end reaches the shared log (other instances' hits come from it).
-      if (last && cacheable(last)) memory.set(key, live, config.cacheTtlMs);
+      if (last && cacheable(last)) keepInMemory(memory, key, live, config.cacheTtlMs, mirror);
       return reply;
     });
     return { ...joined, produced };
   };
+}
+
+/**
+ * A cacheable reply that just ended, for this instance's hits. With a shared log, only while its end is on its way
+ * there (an identical request in that moment is a hit, not a follower or a second upstream call): then hits come from
+ * the log, which a regenerate on another instance may have replaced. Without one (or if it failed), for its TTL.
+ */
+function keepInMemory(
+  memory: MemoryCache,
+  key: string,
+  live: LiveReply,
+  ttlMs: number,
+  mirror?: Mirror,
+): void {
+  memory.set(key, live, ttlMs);
+  void mirror?.ended.then((landed) => landed && memory.drop(key, live));
 }
 
 /** Only a complete reply from the model itself, within the size cap: never an error, a cut or stopped stream, the

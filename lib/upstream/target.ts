@@ -149,6 +149,8 @@ class UpstreamTokens implements AsyncIterableIterator<Delta> {
   /** A tool call is an answer too: the app runs the tool and asks again. */
   private answered: boolean;
   private closed = false;
+  /** A read of the body is in flight. */
+  private reading = false;
   /** A stalled stream is aborted, not just abandoned: the upstream stops generating (and billing). */
   private readonly idle: ReturnType<typeof idleWatch>;
 
@@ -180,8 +182,13 @@ class UpstreamTokens implements AsyncIterableIterator<Delta> {
     return this.read();
   }
 
-  /** An early exit (client gone, timeout) cancels the body, which closes the upstream request: no more is billed. */
+  /**
+   * An early exit (client gone, timeout) cancels the body, which closes the upstream request: no more is billed. A
+   * read in flight is aborted first: the body's own `return` would wait for that read, which a stalled upstream
+   * might never answer.
+   */
   async return(): Promise<IteratorResult<Delta>> {
+    if (this.reading) this.attempt.abort();
     if (!this.closed) await this.close(false);
     return { done: true, value: undefined };
   }
@@ -192,7 +199,10 @@ class UpstreamTokens implements AsyncIterableIterator<Delta> {
     try {
       for (;;) {
         this.idle.waiting();
-        const next = await this.iterator.next();
+        this.reading = true;
+        const next = await this.iterator.next().finally(() => {
+          this.reading = false;
+        });
         this.idle.arrived();
         if (next.done) {
           if (attempt.signal.aborted) throw attempt.signal.reason;

@@ -5,6 +5,7 @@ import { type Config, loadConfig } from '../../lib/config';
 import { type ChatProxy, createProxy } from '../../lib/create-proxy';
 import type { Internal } from '../../lib/internal';
 import { isRequestLine, type LogLine, type RequestLog } from '../../lib/log';
+import type { TcpRedis } from '../../lib/redis/connect';
 import { nodePlatform } from '../../server/node-platform';
 import { tcpRedis } from '../../server/redis-tcp';
 import { recordOutput, recordResponse, SECRETS } from './secret-scan';
@@ -64,6 +65,8 @@ export interface BuildOptions {
   readonly notices?: LogLine[];
   readonly waitUntil?: (promise: Promise<unknown>) => void;
   readonly _internal?: Partial<Internal>;
+  /** The Node server's TCP Redis client unless a test wraps it. */
+  readonly tcpRedis?: TcpRedis;
 }
 
 const proxies: ChatProxy[] = [];
@@ -81,7 +84,7 @@ export function buildHandler(config: Config, options: BuildOptions = {}): ChatHa
   const logs = options.logs;
   const proxy = createProxy(config, {
     clientIp: (req) => req.headers.get('x-real-ip') ?? undefined,
-    tcpRedis,
+    tcpRedis: options.tcpRedis ?? tcpRedis,
     // The Node server's way to the upstream (undici's pooled request); the edge tests run the `fetch` one.
     upstreamTransport: nodePlatform.upstreamTransport,
     ...(nodePlatform.sha256 && { sha256: nodePlatform.sha256 }),
