@@ -417,10 +417,8 @@ describe('FALLBACK_MESSAGE', () => {
 });
 
 describe('the server-sent events parser', () => {
-  it('reads CR LF events split anywhere between reads, a CR at the end of one and its LF at the start of the next', async () => {
-    const event = (text: string) =>
-      `data: ${JSON.stringify({ choices: [{ index: 0, delta: { content: text } }] })}`;
-    const reads = [`${event('one')}\r`, '\n\r', `\n${event('two')}\r\n\r\n`, 'data: [DONE]\r\n\r\n'];
+  /** The parser's batches for an upstream whose body arrives in exactly these reads. */
+  const chunksOfReads = async (reads: readonly string[]) => {
     const transport: Transport = async () => ({
       status: 200,
       headers: new Headers(),
@@ -431,7 +429,14 @@ describe('the server-sent events parser', () => {
       cancel: async () => {},
     });
     const endpoint = { baseURL: 'http://upstream.test/v1', apiKey: 'key', transport };
-    const { chunks } = await postChatStream(endpoint, {}, new AbortController().signal);
+    return (await postChatStream(endpoint, {}, new AbortController().signal)).chunks;
+  };
+
+  it('reads CR LF events split anywhere between reads, a CR at the end of one and its LF at the start of the next', async () => {
+    const event = (text: string) =>
+      `data: ${JSON.stringify({ choices: [{ index: 0, delta: { content: text } }] })}`;
+    const reads = [`${event('one')}\r`, '\n\r', `\n${event('two')}\r\n\r\n`, 'data: [DONE]\r\n\r\n'];
+    const chunks = await chunksOfReads(reads);
     const texts: string[] = [];
     for await (const batch of chunks) texts.push(...batch.map((c) => String(c.choices[0]?.delta.content)));
     expect(texts).toEqual(['one', 'two']);
@@ -444,17 +449,7 @@ describe('the server-sent events parser', () => {
       `${event('a')}${event('b')}${event('c')}`,
       `${event('d')}data: {not json\n\n${event('e')}`,
     ];
-    const transport: Transport = async () => ({
-      status: 200,
-      headers: new Headers(),
-      body: (async function* () {
-        for (const read of reads) yield new TextEncoder().encode(read);
-      })(),
-      text: async () => reads.join(''),
-      cancel: async () => {},
-    });
-    const endpoint = { baseURL: 'http://upstream.test/v1', apiKey: 'key', transport };
-    const { chunks } = await postChatStream(endpoint, {}, new AbortController().signal);
+    const chunks = await chunksOfReads(reads);
     const batches: string[][] = [];
     const failed = (async () => {
       for await (const batch of chunks) batches.push(batch.map((c) => String(c.choices[0]?.delta.content)));
