@@ -96,6 +96,7 @@ const PACED: Parameters<typeof fake.script>[0] = {
  * followed). A warm-up request on A first shows which connections are A's.
  */
 async function followers(store: string, sameInstance: boolean): Promise<void> {
+  fake.reset(); // the upstream calls counted below are this function's: the warm-up's and the leader's
   const a = handler(stores[store] ?? {});
   const b = sameInstance ? a : handler(stores[store === 'rest' ? 'otherRest' : store] ?? {});
   const warm = await monitorCommands(`${base.RATE_LIMIT_PREFIX}:reply`);

@@ -388,6 +388,27 @@ describe.each(backends)('the Redis reply log (%s)', (name, client) => {
       unwatchOther?.();
     });
 
+    it('a channel left and watched again before Redis answered its SUBSCRIBE: the new watch listens and hears', async () => {
+      make();
+      const subscribe = client().subscribe;
+      if (!subscribe) throw new Error('expected pub/sub over TCP');
+      const channel = `${prefix}:again`;
+      let stale = 0;
+      subscribe(channel, () => stale++, { onListening: () => stale++ })(); // gone before the answer
+      let listening = 0;
+      let heard = 0;
+      const unwatch = subscribe(channel, () => heard++, { onListening: () => listening++ });
+      await eventually(async () => (listening === 1 ? true : undefined), 'the new watch to listen');
+      await raw.publish(channel, 'x');
+      await eventually(async () => (heard === 1 ? true : undefined), 'the message');
+      expect(stale).toBe(0);
+      unwatch();
+      await eventually(async () => {
+        const [, count] = (await raw.pubsub('NUMSUB', channel)) as [string, number];
+        return Number(count) === 0 ? true : undefined;
+      }, 'the channel to be let go');
+    });
+
     it('calls the leader when a follower claims, a stop is asked or a reader asks: never on a plain read', async () => {
       make();
       // Calls come through one pattern subscription per process, subscribed at the first watch. It is asynchronous:
