@@ -1,5 +1,5 @@
-import { spawn } from 'node:child_process';
-import { REDIS_TEST_HOST, REDIS_TEST_PORT } from '../tests/support/redis';
+import { setTimeout as sleep } from 'node:timers/promises';
+import { monitorRedis } from '../tests/support/monitor';
 
 /** What `stop` answers: every command counted, and how many each client connection (`ip:port`) sent. */
 export interface Counted {
@@ -8,30 +8,23 @@ export interface Counted {
 }
 
 /**
- * Counts the commands clients send Redis on keys containing `marker` (`redis-cli monitor`), leaving out what scripts
- * run inside themselves, until `stop` is called.
+ * Counts the commands clients send Redis on keys containing `marker` (MONITOR, as the tests read it), leaving out what
+ * scripts run inside themselves, until `stop` is called.
  */
 export async function monitorCommands(marker: string): Promise<{ stop: () => Promise<Counted> }> {
-  const child = spawn('redis-cli', ['-h', REDIS_TEST_HOST, '-p', String(REDIS_TEST_PORT), 'monitor']);
-  let total = 0;
-  const byClient = new Map<string, number>();
-  let buffered = '';
-  child.stdout.on('data', (data: Buffer) => {
-    buffered += data.toString();
-    const lines = buffered.split('\n');
-    buffered = lines.pop() ?? '';
-    for (const line of lines) {
-      if (!line.includes(marker) || line.includes(' lua]')) continue;
-      total++;
-      const client = /^\S+ \[\d+ (\S+)\]/.exec(line)?.[1] ?? '?';
-      byClient.set(client, (byClient.get(client) ?? 0) + 1);
-    }
-  });
-  await new Promise((resolve) => setTimeout(resolve, 200)); // MONITOR is on before the first command
+  const monitor = await monitorRedis();
   return {
     stop: async () => {
-      await new Promise((resolve) => setTimeout(resolve, 300)); // the last commands' lines arrive
-      child.kill();
+      await sleep(300); // the last commands' lines arrive
+      monitor.close();
+      const byClient = new Map<string, number>();
+      let total = 0;
+      monitor.commands.forEach((args, index) => {
+        if (!args.some((arg) => arg.includes(marker))) return;
+        const client = monitor.clients[index] ?? '?';
+        total++;
+        byClient.set(client, (byClient.get(client) ?? 0) + 1);
+      });
       return { total, byClient };
     },
   };

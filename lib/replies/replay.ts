@@ -63,9 +63,10 @@ class ReplayedTokens implements AsyncIterableIterator<Delta> {
   }
 
   next(): Promise<IteratorResult<Delta>> {
+    if (this.done) return this.end();
     try {
       for (let event = this.take(); event; event = this.take()) {
-        const step = this.done ? END : consume(event, this.outcome);
+        const step = consume(event, this.outcome);
         if (step === END) return this.end();
         if (step !== undefined) return Promise.resolve({ done: false, value: step });
       }
@@ -73,7 +74,6 @@ class ReplayedTokens implements AsyncIterableIterator<Delta> {
       this.done = true;
       return Promise.reject(error);
     }
-    if (this.done) return this.end();
     // Nothing recorded yet: wait for the next event. None means the reader left (its client is gone): what the
     // reply stream expects of a cancelled upstream.
     return this.reader.next().then((event) => {

@@ -4,6 +4,8 @@ import { REDIS_TEST_HOST, REDIS_TEST_PORT } from './redis';
 export interface Monitor {
   /** Every command a client sent since MONITOR was on, as its arguments (the name first), in the order Redis ran them. */
   readonly commands: string[][];
+  /** The client (`ip:port`) that sent each of `commands`, at the same index. */
+  readonly clients: string[];
   close(): void;
 }
 
@@ -16,6 +18,7 @@ export interface Monitor {
 export function monitorRedis(): Promise<Monitor> {
   const socket = connect({ host: REDIS_TEST_HOST, port: REDIS_TEST_PORT });
   const commands: string[][] = [];
+  const clients: string[] = [];
   let buffered = '';
   return new Promise((resolve, reject) => {
     let on = false;
@@ -29,8 +32,13 @@ export function monitorRedis(): Promise<Monitor> {
         if (!on) {
           if (line !== '+OK') return reject(new Error(`MONITOR answered ${line}`));
           on = true;
-          resolve({ commands, close: () => socket.destroy() });
-        } else if (!/^\+\S+ \[\d+ lua\]/.test(line)) commands.push(argumentsOf(line));
+          resolve({ commands, clients, close: () => socket.destroy() });
+        } else {
+          const client = /^\+\S+ \[\d+ (\S+)\]/.exec(line)?.[1] ?? '?';
+          if (client === 'lua') continue;
+          commands.push(argumentsOf(line));
+          clients.push(client);
+        }
       }
     });
   });
