@@ -45,7 +45,12 @@ export type Behaviour =
   /** Sends `afterTokens` tokens, waits with the connection open until `until` settles, then sends the rest. */
   | { kind: 'pause'; afterTokens: number; until: Promise<unknown>; text?: string }
   /** A normal reply whose tokens come `tokenDelayMs` apart (the first one at once). */
-  | { kind: 'paced'; tokenDelayMs: number; text?: string };
+  | { kind: 'paced'; tokenDelayMs: number; text?: string }
+  /**
+   * A normal reply whose events all go out in one write after its headers, so the proxy reads it whole: a short answer
+   * from a fast model, or a provider's own cache.
+   */
+  | { kind: 'whole'; text?: string };
 
 const openAiError = (
   status: number,

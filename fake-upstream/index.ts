@@ -218,6 +218,7 @@ async function streamReply(
     behaviour.kind === 'slow-first-token' ? behaviour.delayMs : (options.firstTokenDelayMs ?? 0);
   if (firstDelay > 0) await sleep(firstDelay);
   if (gone()) return;
+  if (behaviour.kind === 'whole') res.cork(); // uncorked by `res.end` below: every event in one write
   res.write(chunk({ role: 'assistant', content: '' }));
   if (reasons) {
     for (const thought of thoughts(lastUserText(body))) {

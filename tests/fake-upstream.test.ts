@@ -1,3 +1,4 @@
+import { connect } from 'node:net';
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import { type FakeUpstream, faults, openAiDuration, startFakeUpstream } from '../fake-upstream';
 
@@ -314,5 +315,41 @@ describe('the fake upstream’s capacity', () => {
       '6m0s',
       '1h0m0s',
     ]);
+  });
+});
+
+describe('the fake upstream’s timing', () => {
+  /** The raw reads a client gets for one scripted reply, over a plain socket (no HTTP client batching them). */
+  async function rawReads(): Promise<string[]> {
+    const body = JSON.stringify({
+      model: 'm',
+      messages: [{ role: 'user', content: 'one two three four' }],
+      stream: true,
+    });
+    const { port } = new URL(fake.url);
+    const socket = connect(Number(port), '127.0.0.1');
+    const reads: string[] = [];
+    socket.on('data', (data: Buffer) => reads.push(data.toString('latin1')));
+    socket.write(
+      `POST /v1/chat/completions HTTP/1.1\r\nhost: x\r\ncontent-type: application/json\r\ncontent-length: ${Buffer.byteLength(body)}\r\n\r\n${body}`,
+    );
+    await waitFor(() => reads.some((read) => read.includes('data: [DONE]')), 'the reply’s end');
+    socket.destroy();
+    return reads;
+  }
+
+  it('a whole reply comes in one write: the read with its first event has its [DONE] too', async () => {
+    fake.script({ kind: 'whole' });
+    const reads = await rawReads();
+    const first = reads.findIndex((read) => read.includes('data: '));
+    expect(first).toBeGreaterThanOrEqual(0);
+    expect(reads[first]).toMatch(/"content":"[^"]+"/);
+    expect(reads[first]).toContain('data: [DONE]');
+  });
+
+  it('a paced reply’s tokens come in reads of their own', async () => {
+    fake.script({ kind: 'paced', tokenDelayMs: 20 });
+    const reads = (await rawReads()).filter((read) => read.includes('"content":"'));
+    expect(reads.length).toBeGreaterThan(3);
   });
 });

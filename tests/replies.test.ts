@@ -1039,29 +1039,33 @@ describe('when the shared log is down', () => {
 });
 
 describe('what a reply costs the shared log', () => {
-  it('a fast reply is three scripts: its claim, its opening and its end (no renewal once it has ended)', async () => {
+  it('a reply read whole is two scripts (its claim and its end), a paced one three (and an opening between)', async () => {
     // A lease far longer than any reply here, so that no renewal of a slow one on a busy machine can count.
     const env: Record<string, string> = { ...onRedis('tcp'), REPLY_LEASE_MS: '60000' };
     const i = instance(env);
     const word = `zq${Math.random().toString(36).slice(2, 10)}`;
     const monitor = await monitorRedis();
     try {
-      const asked = Array.from({ length: 5 }, (_, n) => `${word}${n} ${prompt('cost')}`);
-      // The reader of a fast reply leaves while its opening is still being written: the moment a renewal was sent.
-      for (const p of asked) expect((await read(await i.handler(ask(p)))).text).toBe(demoReply(p));
+      const whole = Array.from({ length: 4 }, (_, n) => `${word}w${n} ${prompt('cost')}`);
+      const paced = Array.from({ length: 2 }, (_, n) => `${word}p${n} ${prompt('cost')}`);
+      h.fake.script(...whole.map(() => ({ kind: 'whole' }) as const));
+      for (const p of whole) expect((await read(await i.handler(ask(p)))).text).toBe(demoReply(p));
+      h.fake.script(...paced.map(() => ({ kind: 'paced', tokenDelayMs: 5 }) as const));
+      for (const p of paced) expect((await read(await i.handler(ask(p)))).text).toBe(demoReply(p));
       // Each reply's scripts name its key first; the end's batch carries the prompt's first word.
       const scripts = () => monitor.commands.filter((args) => /^evalsha$/i.test(args[0] ?? ''));
       const keyOf = (p: string) =>
         scripts().find((args) => args.some((arg) => arg.includes(`${p.split(' ')[0]}`)))?.[3];
       const scriptsOf = (p: string) =>
         scripts().filter((args) => args[3] !== undefined && args[3] === keyOf(p));
-      await eventually(() => asked.every((p) => scriptsOf(p).length >= 3), 10_000);
+      await eventually(() => [...whole, ...paced].every((p) => scriptsOf(p).length >= 2), 10_000);
       await sleep(200); // anything more would have come by now
-      for (const p of asked) {
+      for (const p of [...whole, ...paced])
         expect(keyOf(p)?.startsWith(`${env.RATE_LIMIT_PREFIX}:reply:{`)).toBe(true);
-        // The claim (3 keys), the opening and the end (4 keys each): no renewal between them.
-        expect(scriptsOf(p).map((args) => args[2])).toEqual(['3', '4', '4']);
-      }
+      // The claim (3 keys) and the end (4 keys), with all the reply in it: no opening, no renewal.
+      for (const p of whole) expect(scriptsOf(p).map((args) => args[2])).toEqual(['3', '4']);
+      // Tokens 5 ms apart: the opening (the head and the first token) goes before the rest has arrived.
+      for (const p of paced) expect(scriptsOf(p).map((args) => args[2])).toEqual(['3', '4', '4']);
     } finally {
       monitor.close();
     }
@@ -1315,6 +1319,7 @@ describe('the leader’s mirror to the shared log (lib/replies/mirror.ts)', () =
     const mirror = mirrorTo(log, options);
     mirror.add(head, 0);
     mirror.add(ev('a'), 0);
+    await vi.advanceTimersByTimeAsync(0);
     mirror.add(ev('b'), 0); // the opening is still being written
     mirror.add({ type: 'end', finishReason: 'stop' }, 0);
     await vi.advanceTimersByTimeAsync(0);
@@ -1325,6 +1330,19 @@ describe('the leader’s mirror to the shared log (lib/replies/mirror.ts)', () =
       ['head', 'a'],
       ['finish', 'b', 'end'],
     ]);
+  });
+
+  it('writes a reply that ends in the burst it started in as one write: its end, with no opening first', async () => {
+    vi.useFakeTimers();
+    const { log, writes } = recordingLog(true);
+    const mirror = mirrorTo(log, options);
+    mirror.add(head, 0);
+    mirror.add(ev('a'), 0); // the opening waits for the rest of what has arrived…
+    await Promise.resolve(); // …including what a microtask brings (the next token of a batch already read)
+    mirror.add(ev('b'), 0);
+    mirror.add({ type: 'end', finishReason: 'stop' }, 0);
+    await vi.advanceTimersByTimeAsync(1_000);
+    expect(writes).toEqual([['finish', 'head', 'a', 'b', 'end']]);
   });
 
   it('hears a call that was lost (not subscribed yet) in the next renewal’s answer, and writes promptly after', async () => {

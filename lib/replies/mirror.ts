@@ -39,6 +39,15 @@ export interface Mirror {
  */
 const WRITE_BATCH_MS = 10;
 const UNFOLLOWED_BATCH_MS = 100;
+/** The opening's wait: until what has already arrived is recorded (see `batchDelay`). */
+const THIS_BURST = -1;
+
+/**
+ * Runs `fn` once the event loop has run what is already queued (the tokens of a read already made): `setImmediate`
+ * where there is one (Node), else a zero timeout (edge isolates).
+ */
+const afterBurst: (fn: () => void) => void =
+  typeof setImmediate === 'function' ? (fn) => setImmediate(fn) : (fn) => setTimeout(fn, 0);
 
 const TOO_LARGE = failure(
   502,
@@ -59,6 +68,7 @@ class LogMirror implements Mirror {
   private pending: ReplyEvent[] = [];
   private writing: Promise<void> | undefined;
   private scheduled: ReturnType<typeof setTimeout> | undefined;
+  private burst = false;
   private closed = false;
   private broken = false;
   private followed = false;
@@ -114,7 +124,17 @@ class LogMirror implements Mirror {
     if (this.writing || this.pending.length === 0) return;
     const wait = batchDelay(this.pending, this.followed, this.unwatch !== undefined);
     if (wait === 0) this.flush();
+    else if (wait === THIS_BURST) this.flushAfterBurst();
     else if (wait !== undefined) this.scheduled ??= setTimeout(() => this.flush(), wait);
+  }
+
+  private flushAfterBurst(): void {
+    if (this.burst) return;
+    this.burst = true;
+    afterBurst(() => {
+      this.burst = false;
+      this.flush(); // nothing left when the end came first and took the opening with it
+    });
   }
 
   private flush(): void {
@@ -167,14 +187,17 @@ class LogMirror implements Mirror {
 }
 
 /**
- * How long pending events wait to be written: 0 for the end, and for the start (the head with the first token),
- * which followers elsewhere wait for before anything else; else a moment for more, so a fast reply is a write or two,
- * not dozens. Undefined: until the next renewal or call (an unfollowed reply on a log that can call the leader).
+ * How long pending events wait to be written: 0 for the end. The start (the head with the first token), which
+ * followers elsewhere wait for before anything else, goes once the tokens that arrived with it are recorded
+ * (`THIS_BURST`): a reply that arrived whole is then one write, its end, and not an opening whose answer the end must
+ * wait for. Else a moment for more, so a fast reply is a write or two, not dozens. Undefined: until the next renewal or
+ * call (an unfollowed reply on a log that can call the leader).
  */
 function batchDelay(pending: readonly ReplyEvent[], followed: boolean, calls: boolean): number | undefined {
   const last = pending.at(-1);
   const opening = pending[0]?.type === 'head' && pending.length > 1;
-  if (last && (isFinal(last) || opening)) return 0;
+  if (last && isFinal(last)) return 0;
+  if (opening) return THIS_BURST;
   if (followed) return WRITE_BATCH_MS;
   return calls ? undefined : UNFOLLOWED_BATCH_MS;
 }
