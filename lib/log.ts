@@ -52,6 +52,8 @@ export interface RequestLog {
   readonly moderation_error?: string;
   /** A reply shared by identical requests in flight: this request produced it, or followed one already running. */
   readonly coalesced?: 'leader' | 'follower';
+  /** It followed a leader that vanished before its first token, then claimed the reply again (and so led it). */
+  readonly took_over?: boolean;
   /** With a cache TTL: the reply was replayed from the cache, produced afresh, or the request asked not to use it. */
   readonly cache?: 'hit' | 'miss' | 'bypass';
   /** `GET /api/chat/{chatId}/stream`: a reply picked up again by its chat id. */

@@ -527,7 +527,7 @@ describe('a leader that dies', () => {
     if (!port) throw new Error(`instance A did not start:\n${output}`);
   });
 
-  it('every follower on another instance ends with a clean reply_interrupted once the lease lapses', async () => {
+  it('its followers elsewhere end with a clean reply_interrupted once the lease lapses, or take over if nothing was sent yet', async () => {
     // B, in this process: on Redis with the same lease; it sees A's socket address as the caller, as A does.
     const b = instance({
       REDIS_URL: REDIS_TEST_URL,
@@ -556,6 +556,9 @@ describe('a leader that dies', () => {
     const early = ask(waiting, fromA);
     const answering = b.handler(early);
     await eventually(() => joined(early), 10_000);
+    const alsoEarly = ask(waiting, fromA); // the same on B: it shares the first one's tail, and then its new leader
+    const alsoAnswering = b.handler(alsoEarly);
+    await eventually(() => joined(alsoEarly), 10_000);
 
     child?.kill('SIGKILL');
     const killedAt = performance.now();
@@ -568,15 +571,33 @@ describe('a leader that dies', () => {
     expect(follower.text).toBe(firstTwo(demoReply(streaming)));
     expect(follower.errors).toEqual(['The reply was interrupted. Please send your message again.']);
     expect(follower.finished).toBe(false);
-    // Not started: a status the client can retry on.
-    expect(notStarted.status).toBe(503);
-    expect(notStarted.headers.get('retry-after')).toBe('1');
-    expect(await errorCode(notStarted)).toBe('reply_interrupted');
-    await eventually(() => b.logs.length === 2);
-    expect(b.logs.map((l) => l.error_code).sort()).toEqual(['reply_interrupted', 'reply_interrupted']);
+    // Not started: its client has nothing yet, so B claims the reply again and produces it itself, once.
+    expect(notStarted.status).toBe(200);
+    expect(notStarted.headers.get('x-coalesced')).toBe('leader');
+    expect((await read(notStarted)).text).toBe(demoReply(waiting));
+    const also = await alsoAnswering;
+    expect(also.headers.get('x-coalesced')).toBe('follower');
+    expect((await read(also)).text).toBe(demoReply(waiting));
+    expect(h.fake.calls).toHaveLength(3); // one upstream call for both
+    expect(JSON.stringify(h.fake.calls[2]?.body.messages)).toContain(waiting);
+    await eventually(() => b.logs.length === 3);
+    const interrupted = b.logs.filter((l) => !l.took_over);
+    expect(interrupted).toEqual([
+      expect.objectContaining({ status: 200, error_code: 'reply_interrupted', coalesced: 'follower' }),
+    ]);
+    const tookOver = b.logs
+      .filter((l) => l.took_over)
+      .map(({ coalesced, outcome, error_code }) => ({ coalesced, outcome, error_code }));
+    expect(tookOver).toEqual(
+      expect.arrayContaining([
+        { coalesced: 'leader', outcome: 'complete', error_code: undefined },
+        { coalesced: 'follower', outcome: 'complete', error_code: undefined },
+      ]),
+    );
+    expect(tookOver).toHaveLength(2);
     // Reported, not asserted: the lease is 1 s, and readers look every 250 ms at most.
     console.log(
-      `dead leader: followers ended ${Math.round(midReplyMs)} ms (mid-reply) and ${Math.round(notStartedMs)} ms (before the first token) after SIGKILL; lease ${LEASE_MS} ms`,
+      `dead leader: the follower mid-reply ended ${Math.round(midReplyMs)} ms after SIGKILL, the one before its first token took over and got its first token ${Math.round(notStartedMs)} ms after; lease ${LEASE_MS} ms`,
     );
     await first.body?.cancel().catch(() => {});
     await second;

@@ -8,6 +8,7 @@ import { replyStream } from '../stream/reply-stream';
 import { type Charge, type RespondDeps, type Run, respond, servedHeaders } from '../stream/respond';
 import { uiFraming, uiStreamResponse } from '../stream/ui-framing';
 import type { Joined, Replies, ServeOptions } from './replies';
+import { isLeaderLost } from './tail';
 
 /** Ends a request that got no reply: logs it and answers with its error. */
 export type Reject = (
@@ -26,6 +27,7 @@ export async function answerFromLog(
   replies: Replies,
   run: Run,
   reject: Reject,
+  takeover = true,
 ): Promise<Response> {
   const { req, request, valid } = run;
   const messageId = request.messageId ?? deps.internal.newId();
@@ -56,6 +58,11 @@ export async function answerFromLog(
       },
       failed: (caught, inStream) => {
         joined.leave();
+        // Its leader vanished before its first token, and nothing reached this client: claim again, once, and lead.
+        if (takeover && !inStream && isLeaderLost(caught)) {
+          const context = { ...run.context, took_over: true };
+          return answerFromLog(deps, replies, { ...run, context }, reject, false);
+        }
         // A leader whose client left before the first token still pays for what the others go on to read.
         const charged = produced.then((reply) =>
           deps.gate.settle(

@@ -42,8 +42,10 @@ export function failure(
   code: string,
   message: string,
   headers: Record<string, string> = {},
+  detail?: string,
 ): ReplyEvent {
-  return { type: 'error', error: { status, code, message, type: 'server_error', headers } };
+  const error: RecordedError = { status, code, message, type: 'server_error', headers };
+  return { type: 'error', error: detail === undefined ? error : { ...error, detail } };
 }
 
 export function recordError(error: ProxyError): RecordedError {

@@ -37,6 +37,11 @@ export class LiveReply {
     return last !== undefined && isFinal(last);
   }
 
+  /** It ended with an error, not its end. */
+  get failed(): boolean {
+    return this.events.at(-1)?.type === 'error';
+  }
+
   get readerCount(): number {
     return this.readers;
   }

@@ -119,7 +119,8 @@ export function createReplies(deps: RepliesDeps): Replies {
     // `no-cache` and `no-store` (and a regenerate) ask for a fresh answer: never one already on its way either.
     const fresh = options.cacheControl !== 'use';
     const local = config.coalesce && !fresh ? inFlight.get(key) : undefined;
-    if (local) return join(hold, 'follower', cache, local.live, options.signal);
+    // One that failed is not joined: its error was its readers' (a leader lost, an upstream refusal), not a reply.
+    if (local && !local.live.failed) return join(hold, 'follower', cache, local.live, options.signal);
     const cached = hit ? memory.get(key) : undefined;
     if (cached) return join(hold, 'hit', 'HIT', cached, options.signal, config.cacheReplay === 'paced');
     if (!shared) return lead(key, internal.newId(), options, produce, cache, undefined);

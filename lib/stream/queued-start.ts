@@ -57,7 +57,7 @@ export interface Outcomes {
   /** The first token is in: the usual response (`respond`). */
   readonly ready: (reply: ServedReply) => Response;
   /** No reply: settles and logs, and answers with the error's own status (`inStream`: logs a 200 instead). */
-  readonly failed: (caught: unknown, inStream: boolean) => Response;
+  readonly failed: (caught: unknown, inStream: boolean) => Response | Promise<Response>;
 }
 
 /**
@@ -100,7 +100,7 @@ function queuedResponse(
   void settled.then(async (result) => {
     stop();
     if ('error' in result) {
-      outcomes.failed(result.error, true);
+      void outcomes.failed(result.error, true);
       write(sse({ type: 'error', errorText: toProxyError(result.error).message }));
       write(encoder.encode('data: [DONE]\n\n'));
       return writer.close().catch(() => {});
