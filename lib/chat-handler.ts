@@ -14,8 +14,8 @@ import type { Admission, RateLimitGate } from './limits/gate';
 import { worstCaseTokens } from './limits/token-bound';
 import { errorFields, type Logger, type RequestContext } from './log';
 import type { RequestTraces } from './observe/request-traces';
-import { answerFromLog, type Reject, resumeOrStop, streamControl } from './replies/answer';
-import type { Replies } from './replies/replies';
+import { answerFromLog, claimAhead, type Reject, resumeOrStop, streamControl } from './replies/answer';
+import type { Claimed, Replies } from './replies/replies';
 import { countStreaming, type ShutdownHooks } from './shutdown';
 import { startWhenReady, watchPlace } from './stream/queued-start';
 import { type Produce, type Run, respond } from './stream/respond';
@@ -72,6 +72,7 @@ export function createChatHandler(deps: ChatHandlerDeps): ChatHandler {
     let headers = baseHeaders(requestId);
     let context: RequestContext = { msg: 'chat', request_id: requestId };
     let admission: Admission | undefined;
+    let claimed: Promise<Claimed> | undefined;
     try {
       if (req.method === 'OPTIONS') return cors.preflight(req, headers);
       const trace = deps.traces?.start(req, requestId); // ended by this request's log line
@@ -87,6 +88,8 @@ export function createChatHandler(deps: ChatHandlerDeps): ChatHandler {
       context = { ...context, model: request.model, ...historyFields(valid.history) };
       headers = { ...headers, ...historyHeaders(valid.history) };
       const worstCase = worstCaseTokens(request, config.systemPrompt);
+      // The reply log's claim is a round trip to Redis too: it goes with the admission's, and is given up on a refusal.
+      claimed = claimAhead(deps, req, valid, verified?.id);
       admission = await gate.admit(req, verified?.id, withSpend(deps.pricing, request, worstCase));
       headers = { ...headers, ...admission.headers };
       context = { ...context, ...admissionFields(admission) };
@@ -110,11 +113,15 @@ export function createChatHandler(deps: ChatHandlerDeps): ChatHandler {
       };
       admission = undefined; // from here on, the reply's end settles it
       return replies
-        ? await answerFromLog(deps, replies, run, reject)
+        ? await answerFromLog(deps, replies, run, reject, claimed)
         : await answerDirectly(deps, run, reject);
     } catch (caught) {
       // No reply was streamed: nothing was generated, so the whole reservation and the stream slot go back.
       if (admission) waitUntil(gate.settle(admission, 0));
+      claimed?.then(
+        (claim) => claim.abandon(),
+        () => {},
+      ); // nothing once it has started
       return reject(caught, { context, headers, startedAt });
     }
   };

@@ -604,6 +604,123 @@ describe('a leader that dies', () => {
   });
 });
 
+/** Redis over TCP whose limiter bookings (the budget and stream-slot script) wait for `until`: an admission held. */
+function holdingBookings(until: Promise<void>, asked: () => void): TcpRedis {
+  return (url, timeoutMs) => {
+    const connection = tcpRedis(url, timeoutMs);
+    const createScript = connection.redis.createScript.bind(connection.redis);
+    const held = (source: string) => {
+      const script = createScript(source);
+      if (!source.includes('ZCARD')) return script;
+      const exec = async (keys: string[], args: string[]) => {
+        asked();
+        await until;
+        return script.exec(keys, args);
+      };
+      return Object.assign(Object.create(script), { exec });
+    };
+    const redis = Object.assign(Object.create(connection.redis), { createScript: held });
+    return { ...connection, redis };
+  };
+}
+
+describe('the reply log’s claim, sent with the admission', () => {
+  it('a refused request gives its claim up, and an identical request that followed it takes over', async () => {
+    // One deployment, replies shared by all callers; A's callers have a budget below any request's worst case.
+    const shared: Record<string, string> = {
+      ...onRedis('tcp'),
+      CACHE_SCOPE: 'global',
+      MAX_OUTPUT_TOKENS: '100',
+    };
+    const release = gate();
+    let booking = false;
+    const a = instance({ ...shared, TOKEN_BUDGET: '101' }, undefined, {
+      tcpRedis: holdingBookings(release.until, () => {
+        booking = true;
+      }),
+    });
+    const b = instance(shared);
+    const p = prompt('claimed, then refused');
+    const refusedOnA = a.handler(ask(p));
+    await eventually(() => booking, 10_000);
+    // A's claim lands while its admission is held (its connection may still be opening: wait for the key itself).
+    const probe = tcpRedis(REDIS_TEST_URL, 2_000);
+    try {
+      await eventually(
+        async () => (await probe.raw.keys(`${shared.RATE_LIMIT_PREFIX}:reply:*`)).length > 0,
+        10_000,
+      );
+    } finally {
+      await probe.close();
+    }
+    // B, asking the same, follows A.
+    const onB = ask(p, { ip: OTHER_IP });
+    const answering = b.handler(onB);
+    await eventually(() => joined(onB), 10_000);
+    expect(h.fake.calls).toHaveLength(0);
+    release.open();
+    const refused = await refusedOnA;
+    expect(refused.status).toBe(429);
+    expect(await errorCode(refused)).toBe('token_budget_exceeded');
+    // B was told its leader gave up before anything: it claims again, leads, and its client never sees the difference.
+    const res = await answering;
+    expect(res.status).toBe(200);
+    expect(res.headers.get('x-coalesced')).toBe('leader');
+    expect((await read(res)).text).toBe(demoReply(p));
+    expect(h.fake.calls).toHaveLength(1);
+    await eventually(() => b.logs.length === 1);
+    expect(b.logs[0]).toMatchObject({
+      status: 200,
+      outcome: 'complete',
+      coalesced: 'leader',
+      took_over: true,
+    });
+  });
+
+  it('is not sent for a caller this instance refused lately, until its retry-after', async () => {
+    let offset = 0;
+    const env: Record<string, string> = {
+      ...onRedis('tcp'),
+      RATE_LIMIT_REQUESTS: '1',
+      RATE_LIMIT_WINDOW: '60 s',
+    };
+    const i = instance(env, { now: () => Date.now() + offset });
+    const monitor = await monitorRedis();
+    const direct = tcpRedis(REDIS_TEST_URL, 5_000);
+    try {
+      const claims = () =>
+        monitor.commands.filter(
+          // The claim script names 3 keys (the others 4), the reply's pointer first.
+          (args) =>
+            /^evalsha$/i.test(args[0] ?? '') &&
+            args[2] === '3' &&
+            args[3]?.startsWith(`${env.RATE_LIMIT_PREFIX}:reply:{`),
+        ).length;
+      /** Claims seen once Redis has run everything the refused request sent (a marker sent after it arrives after). */
+      const refusedWith = async (what: string) => {
+        const res = await i.handler(ask(prompt(what)));
+        expect(res.status).toBe(429);
+        const marker = `marker-${what}-${env.RATE_LIMIT_PREFIX}`;
+        await direct.redis.get(marker);
+        await eventually(() => monitor.commands.some((args) => args.includes(marker)), 10_000);
+        return claims();
+      };
+      expect((await read(await i.handler(ask(prompt('admitted'))))).text).toBeTruthy();
+      await eventually(() => claims() === 1, 10_000);
+      // Refused, but not foreseen: its claim went with its admission, and was given up.
+      expect(await refusedWith('refused, not foreseen')).toBe(2);
+      // Refused again within its retry-after: its admission alone.
+      expect(await refusedWith('refused, foreseen')).toBe(2);
+      // Past the retry-after this instance remembered (Redis, on its own clock, still refuses): claimed ahead again.
+      offset += 61_000;
+      expect(await refusedWith('refused, forgotten')).toBe(3);
+    } finally {
+      monitor.close();
+      await direct.close();
+    }
+  });
+});
+
 describe('the response cache (CACHE_TTL)', () => {
   const CACHE = { CACHE_TTL: '10 m' };
 

@@ -67,7 +67,7 @@ export function sharedAsk(options: AskOptions): Ask {
 }
 
 /** Callers refused until a time: forgotten when it passes, and the expired ones first when there are too many. */
-function refusedCallers(now: () => number) {
+export function refusedCallers(now: () => number) {
   const until = new Map<string, number>();
   return {
     has(callerId: string): boolean {

@@ -1,8 +1,8 @@
 import type { RateLimitConfig } from '../config/rate-limit';
-import { briefOutage } from '../errors';
+import { briefOutage, type ProxyError } from '../errors';
 import type { Internal } from '../internal';
 import { redact } from '../redact';
-import { oneAtATime, sharedAsk } from './ask';
+import { oneAtATime, refusedCallers, sharedAsk } from './ask';
 import { type Caller, type ClientIp, createCallerIdentifier } from './caller-identity';
 import { memoryLimitStores } from './memory-store';
 import { quotaHeaders, refusal, type Verdict } from './quota';
@@ -42,6 +42,12 @@ export interface RateLimitGate {
    */
   admit(req: Request, verifiedCallerId: string | undefined, worstCase: number | Amount): Promise<Admission>;
   /**
+   * The caller's id as `admit` will give it, for work sent alongside the admission (the reply log's claim); undefined
+   * when the caller cannot be identified, or this instance refused it lately (until its `retry-after`): a flood of
+   * refused requests then costs only their admissions.
+   */
+  ahead(req: Request, verifiedCallerId: string | undefined): string | undefined;
+  /**
    * Ends an admitted request: settles the reservations to what was really used (never more than reserved) and frees
    * the stream slot. A bare number is tokens alone: with it, spend settles at its reservation unless the number is 0
    * (nothing was generated), so a caller that cannot say what a reply cost never makes it cheaper. Never rejects:
@@ -72,6 +78,7 @@ export function createRateLimitGate(options: GateOptions): RateLimitGate {
   const guard = createStoreGuard({ timeoutMs: config.redisTimeoutMs, breakMs: 1_000, now: internal.now });
   const leases = createLeaseKeeper(config.streamLeaseMs, guard);
   const { shared, inMemory } = askers(options, guard, local !== undefined);
+  const refusedLately = refusedCallers(internal.now);
 
   return {
     async admit(req, verifiedCallerId, worstCase) {
@@ -99,7 +106,7 @@ export function createRateLimitGate(options: GateOptions): RateLimitGate {
       const decision: LimitDecision = detail === undefined ? 'allowed' : 'fail_local';
       const headers = { ...quotaHeaders(config, verdict, internal.now()), ...failHeader(decision) };
       const refused = refusal(verdict, headers, internal.now());
-      if (refused) throw refused;
+      if (refused) throw remembered(refused, caller, refusedLately, internal.now());
       const admission = {
         caller,
         decision,
@@ -114,6 +121,8 @@ export function createRateLimitGate(options: GateOptions): RateLimitGate {
       return admission;
     },
 
+    ahead: (req, verifiedCallerId) => callerAhead(identify, refusedLately, req, verifiedCallerId),
+
     async settle(admission, used) {
       leases.drop(admission);
       const spent = typeof used === 'number' ? tokensOnly(admission, used) : used;
@@ -122,15 +131,7 @@ export function createRateLimitGate(options: GateOptions): RateLimitGate {
         micros: Math.min(Math.max(0, spent.micros), admission.reservedMicros) - admission.reservedMicros,
       };
       const failure = await finish(admission, delta, guard);
-      const excess = spent.tokens - admission.reserved;
-      const excessMicros = spent.micros - admission.reservedMicros;
-      const notes = [
-        failure,
-        excess > 0 ? `usage exceeded the reservation by ${excess} tokens` : undefined,
-        excessMicros > 0 ? `cost exceeded the reservation by ${excessMicros} micro-USD` : undefined,
-      ];
-      const note = notes.filter(Boolean).join('; ');
-      return note ? redact(note, secrets) : undefined;
+      return settleNote(failure, admission, spent, secrets);
     },
   };
 }
@@ -146,6 +147,49 @@ function askers(options: GateOptions, guard: StoreGuard, sharedStore: boolean) {
   if (!sharedStore) return { shared: inMemory, inMemory };
   const shared = sharedAsk({ ...asking, now: options.internal.now, background: options.waitUntil });
   return { shared, inMemory };
+}
+
+/** What the log line says of a settlement: a failure to give back, or a use beyond what was reserved. */
+function settleNote(
+  failure: string | undefined,
+  admission: Admission,
+  spent: Amount,
+  secrets: readonly string[],
+): string | undefined {
+  const excess = spent.tokens - admission.reserved;
+  const excessMicros = spent.micros - admission.reservedMicros;
+  const notes = [
+    failure,
+    excess > 0 ? `usage exceeded the reservation by ${excess} tokens` : undefined,
+    excessMicros > 0 ? `cost exceeded the reservation by ${excessMicros} micro-USD` : undefined,
+  ];
+  const note = notes.filter(Boolean).join('; ');
+  return note ? redact(note, secrets) : undefined;
+}
+
+/** A refusal, remembered until its `retry-after`: until then nothing is sent ahead of that caller's admissions. */
+function remembered(
+  refused: ProxyError,
+  caller: Caller,
+  refusedLately: ReturnType<typeof refusedCallers>,
+  now: number,
+): ProxyError {
+  refusedLately.add(caller.id, now + 1000 * Number(refused.headers['retry-after'] ?? 1));
+  return refused;
+}
+
+function callerAhead(
+  identify: ReturnType<typeof createCallerIdentifier>,
+  refusedLately: ReturnType<typeof refusedCallers>,
+  req: Request,
+  verifiedCallerId: string | undefined,
+): string | undefined {
+  try {
+    const { id } = identify(req, verifiedCallerId);
+    return refusedLately.has(id) ? undefined : id;
+  } catch {
+    return undefined; // `admit` refuses it, with its reason
+  }
 }
 
 function hold(held: Held[], stores: LimitStores, verdict: Verdict): void {

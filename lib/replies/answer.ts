@@ -1,14 +1,15 @@
 import { amountUsed, costOfReply } from '../cost/reply-cost';
 import { ProxyError } from '../errors';
 import type { Authenticate } from '../http/caller-auth';
+import type { ValidRequest } from '../http/validate-request';
 import { CHAT_ID } from '../http/validate-request';
 import type { RequestContext } from '../log';
 import { startWhenReady } from '../stream/queued-start';
 import { replyStream } from '../stream/reply-stream';
 import { type Charge, type RespondDeps, type Run, respond, servedHeaders } from '../stream/respond';
 import { uiFraming, uiStreamResponse } from '../stream/ui-framing';
-import type { Joined, Replies, ServeOptions } from './replies';
-import { isLeaderLost } from './tail';
+import { isLeaderLost } from './events';
+import type { Claimed, Joined, Replies, ServeOptions } from './replies';
 
 /** Ends a request that got no reply: logs it and answers with its error. */
 export type Reject = (
@@ -18,33 +19,59 @@ export type Reject = (
 ) => Response;
 
 /**
+ * Claims the request's reply before it is admitted, so that the claim and the admission share a round trip to Redis.
+ * Undefined (claimed after the admission) without a reply log, or for a caller the limiter refused lately.
+ */
+export function claimAhead(
+  deps: Pick<RespondDeps, 'gate' | 'internal'> & { readonly replies?: Replies | undefined },
+  req: Request,
+  valid: ValidRequest,
+  verifiedCallerId: string | undefined,
+): Promise<Claimed> | undefined {
+  const callerId = deps.replies && deps.gate.ahead(req, verifiedCallerId);
+  if (!deps.replies || callerId === undefined) return undefined;
+  return deps.replies.claim(valid.request, serveOptions(deps, req, valid, callerId));
+}
+
+function serveOptions(
+  deps: Pick<RespondDeps, 'internal'>,
+  req: Request,
+  valid: ValidRequest,
+  callerId: string,
+): ServeOptions {
+  return {
+    callerId,
+    messageId: valid.request.messageId ?? deps.internal.newId(),
+    signal: req.signal,
+    cacheControl: valid.regenerate ? 'no-cache' : cacheControlOf(req),
+    storable: valid.history.trimmed === 0,
+    chatId: valid.chatId,
+  };
+}
+
+/**
  * Answers from the reply log: as the leader (the reply is produced here and recorded), a follower (an identical one
  * is already running: read it) or a cache hit (replay it). A follower or a hit costs no tokens; the leader pays for
- * the whole reply, even if its own client leaves before the others.
+ * the whole reply, even if its own client leaves before the others. `claimed`: the claim made alongside the
+ * admission, if there was one.
  */
 export async function answerFromLog(
   deps: RespondDeps,
   replies: Replies,
   run: Run,
   reject: Reject,
+  claimed?: Promise<Claimed>,
   takeover = true,
 ): Promise<Response> {
   const { req, request, valid } = run;
-  const messageId = request.messageId ?? deps.internal.newId();
-  const options: ServeOptions = {
-    callerId: run.admitted.caller.id,
-    messageId,
-    signal: req.signal,
-    cacheControl: valid.regenerate ? 'no-cache' : cacheControlOf(req),
-    storable: valid.history.trimmed === 0,
-    chatId: valid.chatId,
-  };
-  const joined = await replies.serve(request, options, run.produce);
+  const claim = await (claimed ??
+    replies.claim(valid.request, serveOptions(deps, req, valid, run.admitted.caller.id)));
+  const joined = claim.start(run.produce);
   const produced = joined.produced ?? Promise.resolve(undefined);
   const extra = {
     context: joinedFields(joined, deps.config.replies),
     headers: joinedHeaders(joined, deps.config.replies.coalesce),
-    ...(joined.role === 'leader' && { messageId }),
+    ...(joined.messageId !== undefined && { messageId: joined.messageId }),
   };
   const headers = { ...run.headers, ...extra.headers };
   const first = joined.first.then(({ reply }) => reply);
@@ -61,7 +88,7 @@ export async function answerFromLog(
         // Its leader vanished before its first token, and nothing reached this client: claim again, once, and lead.
         if (takeover && !inStream && isLeaderLost(caught)) {
           const context = { ...run.context, took_over: true };
-          return answerFromLog(deps, replies, { ...run, context }, reject, false);
+          return answerFromLog(deps, replies, { ...run, context }, reject, undefined, false);
         }
         // A leader whose client left before the first token still pays for what the others go on to read.
         const charged = produced.then((reply) =>

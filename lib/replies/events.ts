@@ -71,3 +71,29 @@ export function eventBytes(event: ReplyEvent): number {
   if (event.type === 'delta' && typeof event.delta === 'string') return 2 * event.delta.length + 32;
   return 2 * JSON.stringify(event).length;
 }
+
+/** The log line's detail of a reply whose leader vanished before its first token (see `isLeaderLost`). */
+const LEADER_LOST_DETAIL = 'the leader vanished before its first token';
+
+/**
+ * How a reply ends for its followers when its leader vanished before its first token: its lease lapsed (its process
+ * died), or it gave the reply up (it was refused after claiming it). Its message is `reply_interrupted`'s.
+ */
+export const LEADER_LOST = failure(
+  503,
+  'reply_interrupted',
+  'The reply was interrupted. Please send your message again.',
+  { 'retry-after': '1' },
+  LEADER_LOST_DETAIL,
+);
+
+/**
+ * A follower's reply ended with `LEADER_LOST`: nothing reached its client yet, so it may claim the key again and lead
+ * (or follow whoever did) instead of failing. Whoever cannot (a resumed reader, a stream already started) answers it
+ * as the `reply_interrupted` it is.
+ */
+export function isLeaderLost(error: unknown): boolean {
+  return (
+    error instanceof ProxyError && error.code === 'reply_interrupted' && error.detail === LEADER_LOST_DETAIL
+  );
+}

@@ -2,17 +2,17 @@ import type { RepliesConfig } from '../config/replies';
 import type { ToolDeclaration } from '../config/tools';
 import type { Internal } from '../internal';
 import { redact } from '../redact';
-import type { ShutdownHooks } from '../shutdown';
+import type { ShutdownHooks, TrackedAbort } from '../shutdown';
 import type { ChatRequest } from '../types';
 import type { ServedReply } from '../upstream/failover';
-import type { ReplyEvent } from './events';
+import { LEADER_LOST, type ReplyEvent } from './events';
 import { LiveReply } from './live-reply';
 import { MemoryCache } from './memory-cache';
-import { type Mirror, mirrorTo } from './mirror';
+import { type Mirror, type MirrorOptions, mirrorTo } from './mirror';
 import { type Produce, pump } from './pump';
 import { type Replayed, replayReply } from './replay';
 import { replyKey, type Sha256Hex } from './reply-key';
-import { type Claim, FIRST_CURSOR, type SharedLog, type WriteAnswer } from './shared-log';
+import { type Claim, FIRST_CURSOR, type SharedLog } from './shared-log';
 import { tailSharedReply } from './tail';
 
 export type ReplyRole = 'leader' | 'follower' | 'hit';
@@ -32,6 +32,20 @@ export interface ServeOptions {
   readonly chatId: string | undefined;
 }
 
+/**
+ * A request's place in the log, found before it is admitted (the claim and the admission go to Redis together): it
+ * reads the reply, and a leader produces it, only once it is admitted.
+ */
+export interface Claimed {
+  /** Reads the reply; a leader produces it with `produce` from now on. Once. */
+  start(produce: Produce): Joined;
+  /**
+   * It will not read the reply after all (it was refused): it leaves, and a leader gives the reply up with an error
+   * that makes whoever follows it claim again and take over (`isLeaderLost`). Nothing after `start`.
+   */
+  abandon(): void;
+}
+
 /** A request joined to a reply: as its leader, a follower, or a cache hit. */
 export interface Joined {
   readonly role: ReplyRole;
@@ -44,6 +58,8 @@ export interface Joined {
   readonly produced: Promise<ServedReply | undefined> | undefined;
   /** The shared log failed and this request went on without it: for the log line. */
   readonly detail?: string;
+  /** The leader's: the message id it frames its reply under (`ServeOptions.messageId`). */
+  readonly messageId?: string;
 }
 
 export type Resumed =
@@ -52,7 +68,7 @@ export type Resumed =
   | { readonly kind: 'reading'; readonly first: Promise<Replayed>; readonly leave: () => void };
 
 export interface Replies {
-  serve(request: ChatRequest, options: ServeOptions, produce: Produce): Promise<Joined>;
+  claim(request: ChatRequest, options: ServeOptions): Promise<Claimed>;
   /** `GET /api/chat/{chatId}/stream`: the chat's running reply from its start, if it is this caller's. */
   resume(chatId: string, callerId: string, signal: AbortSignal): Promise<Resumed>;
   /** `DELETE /api/chat/{chatId}/stream`: stops the chat's running reply, if it is this caller's. */
@@ -81,7 +97,6 @@ interface Ask {
   readonly hit: boolean;
   readonly cache: CacheStatus;
   readonly options: ServeOptions;
-  readonly produce: Produce;
 }
 
 /** A reply of this instance: being written here, or followed from another instance. */
@@ -114,16 +129,16 @@ export function createReplies(deps: RepliesDeps): Replies {
   // then join what it found, so one instance asks Redis once and follows with one tail, however many arrive.
   const claiming = new Map<string, Promise<unknown>>();
 
-  const joinKey = async (ask: Ask): Promise<Joined> => {
-    const { key, hit, cache, options, produce } = ask;
+  const joinKey = async (ask: Ask): Promise<Claimed> => {
+    const { key, hit, cache, options } = ask;
     // `no-cache` and `no-store` (and a regenerate) ask for a fresh answer: never one already on its way either.
     const fresh = options.cacheControl !== 'use';
     const local = config.coalesce && !fresh ? inFlight.get(key) : undefined;
     // One that failed is not joined: its error was its readers' (a leader lost, an upstream refusal), not a reply.
-    if (local && !local.live.failed) return join(hold, 'follower', cache, local.live, options.signal);
+    if (local && !local.live.failed) return reading(hold, 'follower', cache, local.live, options.signal);
     const cached = hit ? memory.get(key) : undefined;
-    if (cached) return join(hold, 'hit', 'HIT', cached, options.signal, config.cacheReplay === 'paced');
-    if (!shared) return lead(key, internal.newId(), options, produce, cache, undefined);
+    if (cached) return reading(hold, 'hit', 'HIT', cached, options.signal, config.cacheReplay === 'paced');
+    if (!shared) return lead(key, internal.newId(), options, cache, undefined);
     const pending = config.coalesce && !fresh ? claiming.get(key) : undefined;
     if (pending) return pending.then(() => joinKey(ask));
     const claimed = claimShared(shared, ask);
@@ -138,8 +153,8 @@ export function createReplies(deps: RepliesDeps): Replies {
     }
   };
 
-  const claimShared = async (log: SharedLog, ask: Ask): Promise<Joined> => {
-    const { key, hit, cache, options, produce } = ask;
+  const claimShared = async (log: SharedLog, ask: Ask): Promise<Claimed> => {
+    const { key, hit, cache, options } = ask;
     const generation = internal.newId();
     let claim: Claim;
     try {
@@ -148,17 +163,17 @@ export function createReplies(deps: RepliesDeps): Replies {
     } catch (error) {
       // The shared log is down: answer on our own, as if nobody else were asking.
       const detail = `reply log: ${redact(String(error), deps.secrets)}`;
-      return { ...lead(key, generation, options, produce, cache, undefined), detail };
+      return lead(key, generation, options, cache, undefined, detail);
     }
-    if (claim.role === 'leader') return lead(key, generation, options, produce, cache, log);
+    if (claim.role === 'leader') return lead(key, generation, options, cache, log);
     const isHit = claim.role === 'hit';
     const { live } = follow(key, claim, !isHit);
     const pace = isHit && config.cacheReplay === 'paced';
-    return join(hold, claim.role, isHit ? 'HIT' : cache, live, options.signal, pace);
+    return reading(hold, claim.role, isHit ? 'HIT' : cache, live, options.signal, pace);
   };
 
   return {
-    async serve(request, options, produce) {
+    async claim(request, options) {
       const hit = config.cacheTtlMs > 0 && options.cacheControl === 'use';
       const scope = config.cacheScope === 'caller' ? `caller:${options.callerId}` : 'global';
       const key = await replyKey(
@@ -166,7 +181,7 @@ export function createReplies(deps: RepliesDeps): Replies {
         { systemPrompt: deps.systemPrompt, tools: deps.tools, scope },
         deps.sha256,
       );
-      return joinKey({ key, hit, cache: hit ? 'MISS' : 'BYPASS', options, produce });
+      return joinKey({ key, hit, cache: hit ? 'MISS' : 'BYPASS', options });
     },
 
     ...chatControls({ inFlight, chats, memory, hold }, shared, follow),
@@ -255,26 +270,28 @@ interface Registry {
 
 /**
  * The leader's side: records the reply (here, and in the shared log when there is one) while `produce` streams it
- * from the upstream; stops the upstream when the last reader leaves (never with `RESUME=on`: someone may come back)
- * or on a stop; and at the end keeps a cacheable reply for its TTL. Once it has ended there is nothing to stop, so
- * its last reader leaving asks the shared log nothing (a fast reply's reader often leaves while its end is written).
+ * from the upstream, once the request is admitted (`start`); until then, identical requests already join it. It
+ * stops the upstream when the last reader leaves (never with `RESUME=on`: someone may come back) or on a stop, and at
+ * the end keeps a cacheable reply for its TTL. Once it has ended there is nothing to stop, so its last reader leaving
+ * asks the shared log nothing (a fast reply's reader often leaves while its end is written).
  */
 function leaderFactory(deps: RepliesDeps, registry: Registry) {
   const { config } = deps;
-  const { inFlight, chats, memory, hold } = registry;
+  const { inFlight, hold } = registry;
   return (
     key: string,
     generation: string,
     options: ServeOptions,
-    produce: Produce,
     cache: CacheStatus,
     shared: SharedLog | undefined,
-  ): Joined => {
-    // No parent: the reply is not its first client's (readers come and go); the last one leaving stops it.
-    const abort = deps.shutdown.linkedAbort(undefined, { ms: deps.totalTimeoutMs, kind: 'total' });
+    detail?: string,
+  ): Claimed => {
+    let abort: TrackedAbort | undefined;
+    let stopped = false;
     // Once the reply has ended there is nothing to stop (and an abort still costs a DOMException per request).
     const stop = () => {
-      if (!live.ended) abort.abort();
+      stopped = true;
+      if (!live.ended) abort?.abort();
     };
     const storable = config.cacheTtlMs > 0 && options.cacheControl !== 'no-store' && options.storable;
     let mirror: Mirror | undefined;
@@ -292,43 +309,101 @@ function leaderFactory(deps: RepliesDeps, registry: Registry) {
     });
     const entry: Entry = { live, key, generation, stop };
     const cacheable = (last: ReplyEvent) => storable && isCacheable(live, last, config.maxReplyBytes);
-    if (shared) {
-      mirror = mirrorTo(shared, {
-        key,
-        generation,
-        leaseMs: config.leaseMs,
-        maxBytes: config.maxReplyBytes,
-        keep: (last) =>
-          cacheable(last)
-            ? { keepMs: config.cacheTtlMs, cacheable: true }
-            : { keepMs: GRACE_MS, cacheable: false },
-        onAnswer: (answer: WriteAnswer) => {
-          if (answer.stop || nobodyReads(answer.readers)) stop();
-        },
+    mirror =
+      shared &&
+      leaderMirror(shared, config, entry, {
+        cacheable,
+        onAnswer: (answer) => (answer.stop || nobodyReads(answer.readers)) && stop(),
         onError: () => {
           mirror = undefined;
         },
       });
-    }
     if (config.coalesce) inFlight.set(key, entry);
-    const chatId = config.resume ? options.chatId : undefined;
-    if (chatId) {
-      chats.set(chatId, { owner: options.callerId, entry });
-      void shared
-        ?.putChat(chatId, { owner: options.callerId, key, generation }, deps.totalTimeoutMs + GRACE_MS)
-        .catch(() => {});
-    }
     const joined = join(hold, 'leader', cache, live, options.signal);
-    const produced = pump(live, produce, abort, options.messageId).then((reply) => {
-      forget(inFlight, key, entry);
-      if (chatId && chats.get(chatId)?.entry === entry) chats.delete(chatId);
-      if (chatId) void shared?.dropChat(chatId, generation).catch(() => {});
-      const last = live.events.at(-1);
-      if (last && cacheable(last)) keepInMemory(memory, key, live, config.cacheTtlMs, mirror);
-      return reply;
-    });
-    return { ...joined, produced };
+    let started = false;
+    return {
+      start(produce) {
+        started = true;
+        // No parent: the reply is not its first client's (readers come and go); the last one leaving stops it.
+        abort = deps.shutdown.linkedAbort(undefined, { ms: deps.totalTimeoutMs, kind: 'total' });
+        if (stopped && live.readerCount === 0) abort.abort(); // everyone left while it waited for its admission
+        const produced = produceAndKeep(deps, registry, {
+          entry,
+          options,
+          produce,
+          abort,
+          cacheable,
+          mirror,
+        });
+        return { ...joined, produced, messageId: options.messageId, ...(detail && { detail }) };
+      },
+      abandon() {
+        if (started) return;
+        started = true;
+        forget(inFlight, key, entry);
+        live.push(LEADER_LOST); // its followers, here and elsewhere (the mirror records it), claim again
+        joined.first.catch(() => {}); // nobody reads it: it rejects once its reader has left
+        joined.leave();
+      },
+    };
   };
+}
+
+/** The leader's copy of its reply in the shared log: a cacheable end is kept for the TTL, any other for a grace. */
+function leaderMirror(
+  shared: SharedLog,
+  config: RepliesConfig,
+  entry: Entry,
+  hooks: Pick<MirrorOptions, 'onAnswer' | 'onError'> & { cacheable: (last: ReplyEvent) => boolean },
+): Mirror {
+  return mirrorTo(shared, {
+    key: entry.key,
+    generation: entry.generation,
+    leaseMs: config.leaseMs,
+    maxBytes: config.maxReplyBytes,
+    keep: (last) =>
+      hooks.cacheable(last)
+        ? { keepMs: config.cacheTtlMs, cacheable: true }
+        : { keepMs: GRACE_MS, cacheable: false },
+    onAnswer: hooks.onAnswer,
+    onError: hooks.onError,
+  });
+}
+
+interface Production {
+  readonly entry: Entry;
+  readonly options: ServeOptions;
+  readonly produce: Produce;
+  readonly abort: TrackedAbort;
+  readonly cacheable: (last: ReplyEvent) => boolean;
+  readonly mirror: Mirror | undefined;
+}
+
+/** Produces the leader's reply under its chat id (for resume), then keeps it in memory if it may be a hit. */
+function produceAndKeep(
+  deps: RepliesDeps,
+  registry: Registry,
+  p: Production,
+): Promise<ServedReply | undefined> {
+  const { config, shared } = deps;
+  const { inFlight, chats, memory } = registry;
+  const { entry, options } = p;
+  const { key, generation, live } = entry;
+  const chatId = config.resume ? options.chatId : undefined;
+  if (chatId) {
+    chats.set(chatId, { owner: options.callerId, entry });
+    void shared
+      ?.putChat(chatId, { owner: options.callerId, key, generation }, deps.totalTimeoutMs + GRACE_MS)
+      .catch(() => {});
+  }
+  return pump(live, p.produce, p.abort, options.messageId).then((reply) => {
+    forget(inFlight, key, entry);
+    if (chatId && chats.get(chatId)?.entry === entry) chats.delete(chatId);
+    if (chatId) void shared?.dropChat(chatId, generation).catch(() => {});
+    const last = live.events.at(-1);
+    if (last && p.cacheable(last)) keepInMemory(memory, key, live, config.cacheTtlMs, p.mirror);
+    return reply;
+  });
 }
 
 /**
@@ -357,6 +432,23 @@ function isCacheable(live: LiveReply, last: ReplyEvent, maxBytes: number): boole
     last.finishReason !== 'content_filter' &&
     live.bytes <= maxBytes
   );
+}
+
+/** A follower's or a hit's claim: it reads from the claim on, so giving it up is leaving. */
+function reading(...args: Parameters<typeof join>): Claimed {
+  const joined = join(...args);
+  let started = false;
+  return {
+    start: () => {
+      started = true;
+      return joined;
+    },
+    abandon: () => {
+      if (started) return;
+      joined.first.catch(() => {}); // nobody reads it: it rejects once its reader has left
+      joined.leave();
+    },
+  };
 }
 
 function forget(inFlight: Map<string, Entry>, key: string, entry: Entry): void {

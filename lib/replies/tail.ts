@@ -1,5 +1,4 @@
-import { ProxyError } from '../errors';
-import { failure, type ReplyEvent } from './events';
+import { failure, LEADER_LOST, type ReplyEvent } from './events';
 import { LiveReply } from './live-reply';
 import { READ_BATCH, type SharedLog } from './shared-log';
 
@@ -29,29 +28,6 @@ const INTERRUPTED = failure(
     'retry-after': '1',
   },
 );
-
-/** The log line's detail of a follower whose leader vanished before its first token (see `isLeaderLost`). */
-const LEADER_LOST_DETAIL = 'the leader vanished before its first token';
-const LEADER_LOST = failure(
-  503,
-  'reply_interrupted',
-  'The reply was interrupted. Please send your message again.',
-  {
-    'retry-after': '1',
-  },
-  LEADER_LOST_DETAIL,
-);
-
-/**
- * A follower's reply ended because its leader's lease lapsed before anything was recorded: nothing reached its client
- * yet, so it may claim the key again and lead (or follow whoever did) instead of failing. Whoever cannot (a resumed
- * reader, a stream already started) answers it as the `reply_interrupted` it is.
- */
-export function isLeaderLost(error: unknown): boolean {
-  return (
-    error instanceof ProxyError && error.code === 'reply_interrupted' && error.detail === LEADER_LOST_DETAIL
-  );
-}
 
 /**
  * A reply being written on another instance, followed from here: one poller per instance, however many local readers
