@@ -26,8 +26,7 @@ export function routes(
     const health = read && pathname === '/healthz';
     const misdirected = health ? undefined : checkHost(url);
     if (misdirected) return errorResponse(misdirected, newHeaders(req));
-    // `/api/chat/{chatId}/stream`: resuming (GET) and stopping (DELETE) a reply, as useChat's resume calls it.
-    if (pathname === '/api/chat' || pathname.startsWith('/api/chat/')) return chat(req);
+    if (CHAT_PATH.test(pathname)) return chat(req);
     if (read && pathname === '/') return page.html();
     if (read && pathname === '/chat.js') return page.script();
     const headers = newHeaders(req);
@@ -40,5 +39,11 @@ export function routes(
     return errorResponse(notFound(), headers);
   };
 }
+
+/**
+ * The chat, and `/api/chat/{chatId}/stream`: resuming (GET) and stopping (DELETE) a reply, as useChat's resume calls it.
+ * Nothing else under `/api/chat/` is the chat (as on Vercel, where each is its own file): a 404, not a chat request.
+ */
+const CHAT_PATH = /^\/api\/chat(?:\/[^/]+\/stream)?\/?$/;
 
 const newHeaders = (req: Request) => baseHeaders(requestIdFrom(req, defaultInternal.newId));

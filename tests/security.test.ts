@@ -249,6 +249,25 @@ describe('DNS rebinding (the Node server’s host check)', () => {
     expect((await serve(['*'])(new Request('http://anything.test/nothing'))).status).toBe(404);
   });
 
+  it('sends only the chat and its /{chatId}/stream to the chat handler: anything else under /api/chat/ is a 404', async () => {
+    const server = serve([]);
+    const codeOf = async (res: Response) => ((await res.json()) as { error?: { code: string } }).error?.code;
+    // The chat itself reaches the handler (which refuses this caller for its own reasons: anything but a route 404).
+    expect(await codeOf(await server(post('http://localhost/api/chat')))).not.toBe('not_found');
+    for (const path of [
+      '/api/chat/anything',
+      '/api/chat/c1/stream/more',
+      '/api/chat/c1/streams',
+      '/api/chatty',
+    ]) {
+      const res = await server(post(`http://localhost${path}`));
+      expect([path, res.status, await codeOf(res)]).toEqual([path, 404, 'not_found']);
+    }
+    // The resume path reaches the handler too.
+    expect(await codeOf(await server(post('http://localhost/api/chat/c1/stream')))).not.toBe('not_found');
+    expect(h.fake.calls).toHaveLength(0);
+  });
+
   it('reads ALLOWED_HOSTS as host names, and rejects a scheme or a port at start', () => {
     expect(loadServerConfig({ ALLOWED_HOSTS: 'MyApp.example.com, [0:0::1], *' }).allowedHosts).toEqual([
       'myapp.example.com',
