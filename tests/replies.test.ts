@@ -1106,6 +1106,30 @@ describe('resumable streams (RESUME=on)', () => {
   );
 
   it.each<'memory' | Backend>(['memory', 'tcp'])(
+    'another caller posting under a running chat’s id cannot take it over: its owner still resumes and stops it (%s)',
+    async (backend) => {
+      const { a, reader, chatId } = resumable(backend);
+      const go = gate();
+      h.fake.script(paused(go.until), { kind: 'reply' });
+      const p = prompt(`owned chat (${backend})`);
+      const post = new UiStream(await a.handler(ask(p, { chatId })));
+      await eventually(() => post.deltas.length === 2);
+      // Another caller reuses the chat id (a guess, or a copied link): its own reply runs, under no chat of its own.
+      const intruderPrompt = prompt('intruder');
+      const intruder = await read(await a.handler(ask(intruderPrompt, { chatId, ip: OTHER_IP })));
+      expect(intruder.text).toBe(demoReply(intruderPrompt));
+      const resumed = await resume(reader, chatId);
+      await eventually(() => resumed.deltas.length === 2, 10_000);
+      expect(resumed.messageId).toBe(post.messageId);
+      expect(await statusOf(reader, chatId, 'GET', OTHER_IP)).toBe(404);
+      expect(await statusOf(reader, chatId, 'DELETE')).toBe(200);
+      await Promise.all([post.ended, resumed.ended]);
+      expect(resumed.text).toBe(post.text);
+      go.open();
+    },
+  );
+
+  it.each<'memory' | Backend>(['memory', 'tcp'])(
     'the POST’s client leaving does not stop the reply: a later GET gets all of it (%s)',
     async (backend) => {
       const { a, reader, chatId } = resumable(backend);

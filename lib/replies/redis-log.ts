@@ -159,8 +159,11 @@ redis.call('HSET', KEYS[1], 'stop', '1')
 if ARGV[1] ~= '' then redis.call('PUBLISH', ARGV[1], '1') end
 return 1`;
 
+/** A chat id is not a capability: another caller's running chat keeps its record (theirs lapses with its reply). */
 const PUT_CHAT = `
-redis.call('HSET', KEYS[1], 'gen', ARGV[1], 'rec', ARGV[2])
+local owner = redis.call('HGET', KEYS[1], 'owner')
+if owner and owner ~= ARGV[4] then return 0 end
+redis.call('HSET', KEYS[1], 'gen', ARGV[1], 'rec', ARGV[2], 'owner', ARGV[4])
 redis.call('PEXPIRE', KEYS[1], ARGV[3])
 return 1`;
 
@@ -292,7 +295,7 @@ function chatRecords(redis: Redis, scripts: Scripts, layout: Layout) {
     async putChat(chatId: string, record: ChatRecord, ttlMs: number): Promise<void> {
       const { owner, key, generation } = record;
       const json = JSON.stringify({ owner, key, generation });
-      await scripts.putChat.exec([layout.chat(chatId)], [generation, json, ms(ttlMs)]);
+      await scripts.putChat.exec([layout.chat(chatId)], [generation, json, ms(ttlMs), owner]);
     },
     async getChat(chatId: string): Promise<(ChatRecord & { readonly running: boolean }) | undefined> {
       const stored = await redis.hget<unknown>(layout.chat(chatId), 'rec');

@@ -391,7 +391,10 @@ function produceAndKeep(
   const { key, generation, live } = entry;
   const chatId = config.resume ? options.chatId : undefined;
   if (chatId) {
-    chats.set(chatId, { owner: options.callerId, entry });
+    // A chat id is not a capability: another caller's running chat keeps it (the shared log checks the same).
+    const known = chats.get(chatId);
+    if (!known || known.owner === options.callerId || known.entry.live.ended)
+      chats.set(chatId, { owner: options.callerId, entry });
     void shared
       ?.putChat(chatId, { owner: options.callerId, key, generation }, deps.totalTimeoutMs + GRACE_MS)
       .catch(() => {});

@@ -109,7 +109,10 @@ export interface SharedLog {
    * the leader writes a tenth of a second at a time to learn who follows from the answers.
    */
   watchCalls?(key: string, generation: string, onCall: () => void): () => void;
-  /** The running reply of a chat, for resume; kept `ttlMs` unless dropped first. */
+  /**
+   * The running reply of a chat, for resume; kept `ttlMs` unless dropped first. Ignored while another caller's record
+   * of that chat id is kept: a chat id is not a capability.
+   */
   putChat(chatId: string, record: ChatRecord, ttlMs: number): Promise<void>;
   getChat(chatId: string): Promise<(ChatRecord & { readonly running: boolean }) | undefined>;
   dropChat(chatId: string, generation: string): Promise<void>;
