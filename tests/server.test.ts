@@ -1,9 +1,9 @@
-import { mkdtempSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { createServer, request } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { beforeAll, describe, expect, it } from 'vitest';
+import { beforeAll, describe, expect, it, onTestFinished } from 'vitest';
 import { demoReply } from '../fake-upstream/behaviours';
 import { batchedStdoutLogger } from '../server/stdout-log';
 import { eventually, startHarness, TEST_KEY } from './support/harness';
@@ -114,7 +114,9 @@ describe('the built server, started with plain node as in production', () => {
 
   it('reads its settings from an env file', async () => {
     const port = await freePort();
-    const file = join(mkdtempSync(join(tmpdir(), 'acp-env-')), '.env');
+    const dir = mkdtempSync(join(tmpdir(), 'acp-env-'));
+    onTestFinished(() => rmSync(dir, { recursive: true, force: true }));
+    const file = join(dir, '.env');
     writeFileSync(
       file,
       `OPENAI_API_KEY=${TEST_KEY}\nOPENAI_BASE_URL=${h.fake.url}\nRATE_LIMIT_STORE=memory\nPORT=${port}\n`,
