@@ -677,6 +677,48 @@ describe('the reply log’s claim, sent with the admission', () => {
     });
   });
 
+  it('a leader whose client left while it was being admitted gives the reply up to its follower', async () => {
+    const shared: Record<string, string> = { ...onRedis('tcp'), CACHE_SCOPE: 'global' };
+    const release = gate();
+    let booking = false;
+    const a = instance(shared, undefined, {
+      tcpRedis: holdingBookings(release.until, () => {
+        booking = true;
+      }),
+    });
+    const b = instance(shared);
+    const p = prompt('left while admitted');
+    const client = new AbortController();
+    const onA = ask(p);
+    const leaving = a.handler(new Request(onA, { signal: client.signal }));
+    await eventually(() => booking, 10_000);
+    const probe = tcpRedis(REDIS_TEST_URL, 2_000);
+    try {
+      await eventually(
+        async () => (await probe.raw.keys(`${shared.RATE_LIMIT_PREFIX}:reply:*`)).length > 0,
+        10_000,
+      );
+    } finally {
+      await probe.close();
+    }
+    const onB = ask(p, { ip: OTHER_IP });
+    const answering = b.handler(onB);
+    await eventually(() => joined(onB), 10_000);
+    client.abort(); // A's reader leaves before A is admitted: nothing may reject unheard (it would end the process)
+    await sleep(50);
+    release.open();
+    const left = await leaving;
+    await left.text().catch(() => {});
+    await eventually(() => a.logs.length === 1, 10_000);
+    expect(a.logs[0]?.error_code).toBe('client_closed_request');
+    const res = await answering;
+    expect(res.headers.get('x-coalesced')).toBe('leader');
+    expect((await read(res)).text).toBe(demoReply(p));
+    expect(h.fake.calls).toHaveLength(1); // A never called the upstream
+    await eventually(() => b.logs.length === 1);
+    expect(b.logs[0]).toMatchObject({ status: 200, coalesced: 'leader', took_over: true });
+  });
+
   it('is not sent for a caller this instance refused lately, until its retry-after', async () => {
     let offset = 0;
     const env: Record<string, string> = {

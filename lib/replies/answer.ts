@@ -30,7 +30,9 @@ export function claimAhead(
 ): Promise<Claimed> | undefined {
   const callerId = deps.replies && deps.gate.ahead(req, verifiedCallerId);
   if (!deps.replies || callerId === undefined) return undefined;
-  return deps.replies.claim(valid.request, serveOptions(deps, req, valid, callerId));
+  const claimed = deps.replies.claim(valid.request, serveOptions(deps, req, valid, callerId));
+  claimed.catch(() => {}); // awaited once admitted; a refusal gives it up
+  return claimed;
 }
 
 function serveOptions(
@@ -86,7 +88,7 @@ export async function answerFromLog(
       failed: (caught, inStream) => {
         joined.leave();
         // Its leader vanished before its first token, and nothing reached this client: claim again, once, and lead.
-        if (takeover && !inStream && isLeaderLost(caught)) {
+        if (takeover && !inStream && isLeaderLost(caught) && !req.signal.aborted) {
           const context = { ...run.context, took_over: true };
           return answerFromLog(deps, replies, { ...run, context }, reject, undefined, false);
         }

@@ -106,6 +106,8 @@ interface Entry {
   readonly generation: string;
   /** Only the leader's entry can stop its upstream. */
   readonly stop?: () => void;
+  /** A leader that gave its reply up: settles once that end is in the shared log (or failed to get there). */
+  settling?: Promise<unknown>;
 }
 
 /** How long a finished, uncacheable reply stays in the shared log, for readers elsewhere still catching up. */
@@ -118,12 +120,14 @@ const GRACE_MS = 30_000;
  */
 export function createReplies(deps: RepliesDeps): Replies {
   const { config, shared, internal } = deps;
-  const inFlight = new Map<string, Entry>();
-  const chats = new Map<string, { owner: string; entry: Entry }>();
-  const memory = new MemoryCache(config.cacheMaxBytes, internal.now);
-  const { hold } = deps.shutdown;
-  const lead = leaderFactory(deps, { inFlight, chats, memory, hold });
-
+  const registry: Registry = {
+    inFlight: new Map(),
+    chats: new Map(),
+    memory: new MemoryCache(config.cacheMaxBytes, internal.now),
+    hold: deps.shutdown.hold,
+  };
+  const { inFlight, memory, hold } = registry;
+  const lead = (claim: LeaderClaim, log: SharedLog | undefined) => new Leader(deps, registry, claim, log);
   const follow = followerFactory(deps, inFlight);
   // Claims in progress on this instance: identical requests arriving together wait for the first one's claim and
   // then join what it found, so one instance asks Redis once and follows with one tail, however many arrive.
@@ -135,17 +139,17 @@ export function createReplies(deps: RepliesDeps): Replies {
     const fresh = options.cacheControl !== 'use';
     const local = config.coalesce && !fresh ? inFlight.get(key) : undefined;
     // One that failed is not joined: its error was its readers' (a leader lost, an upstream refusal), not a reply.
-    if (local && !local.live.failed) return reading(hold, 'follower', cache, local.live, options.signal);
+    // A reply given up before it started: claimed again once its end is in the shared log, where a claim reads it.
+    if (local?.settling) await local.settling;
+    else if (local && !local.live.failed) return reading(hold, 'follower', cache, local.live, options.signal);
     const cached = hit ? memory.get(key) : undefined;
     if (cached) return reading(hold, 'hit', 'HIT', cached, options.signal, config.cacheReplay === 'paced');
-    if (!shared) return lead(key, internal.newId(), options, cache, undefined);
+    if (!shared) return lead({ key, generation: internal.newId(), options, cache }, undefined);
     const pending = config.coalesce && !fresh ? claiming.get(key) : undefined;
     if (pending) return pending.then(() => joinKey(ask));
     const claimed = claimShared(shared, ask);
-    claiming.set(
-      key,
-      claimed.catch(() => {}),
-    );
+    const done = claimed.catch(() => {});
+    claiming.set(key, done);
     try {
       return await claimed;
     } finally {
@@ -163,9 +167,9 @@ export function createReplies(deps: RepliesDeps): Replies {
     } catch (error) {
       // The shared log is down: answer on our own, as if nobody else were asking.
       const detail = `reply log: ${redact(String(error), deps.secrets)}`;
-      return lead(key, generation, options, cache, undefined, detail);
+      return lead({ key, generation, options, cache, detail }, undefined);
     }
-    if (claim.role === 'leader') return lead(key, generation, options, cache, log);
+    if (claim.role === 'leader') return lead({ key, generation, options, cache }, log);
     const isHit = claim.role === 'hit';
     const { live } = follow(key, claim, !isHit);
     const pace = isHit && config.cacheReplay === 'paced';
@@ -173,19 +177,20 @@ export function createReplies(deps: RepliesDeps): Replies {
   };
 
   return {
-    async claim(request, options) {
-      const hit = config.cacheTtlMs > 0 && options.cacheControl === 'use';
-      const scope = config.cacheScope === 'caller' ? `caller:${options.callerId}` : 'global';
-      const key = await replyKey(
-        request,
-        { systemPrompt: deps.systemPrompt, tools: deps.tools, scope },
-        deps.sha256,
-      );
-      return joinKey({ key, hit, cache: hit ? 'MISS' : 'BYPASS', options });
-    },
+    claim: async (request, options) => joinKey(await askFor(deps, request, options)),
 
-    ...chatControls({ inFlight, chats, memory, hold }, shared, follow),
+    ...chatControls(registry, shared, follow),
   };
+}
+
+/** The request's key in the log, and what it may do with it. */
+async function askFor(deps: RepliesDeps, request: ChatRequest, options: ServeOptions): Promise<Ask> {
+  const { config } = deps;
+  const hit = config.cacheTtlMs > 0 && options.cacheControl === 'use';
+  const scope = config.cacheScope === 'caller' ? `caller:${options.callerId}` : 'global';
+  const context = { systemPrompt: deps.systemPrompt, tools: deps.tools, scope };
+  const key = await replyKey(request, context, deps.sha256);
+  return { key, hit, cache: hit ? 'MISS' : 'BYPASS', options };
 }
 
 type Follow = (
@@ -268,6 +273,16 @@ interface Registry {
   readonly memory: MemoryCache;
 }
 
+/** What a leader was claimed with. */
+interface LeaderClaim {
+  readonly key: string;
+  readonly generation: string;
+  readonly options: ServeOptions;
+  readonly cache: CacheStatus;
+  /** The shared log failed and this request went on without it: for the log line. */
+  readonly detail?: string | undefined;
+}
+
 /**
  * The leader's side: records the reply (here, and in the shared log when there is one) while `produce` streams it
  * from the upstream, once the request is admitted (`start`); until then, identical requests already join it. It
@@ -275,78 +290,108 @@ interface Registry {
  * the end keeps a cacheable reply for its TTL. Once it has ended there is nothing to stop, so its last reader leaving
  * asks the shared log nothing (a fast reply's reader often leaves while its end is written).
  */
-function leaderFactory(deps: RepliesDeps, registry: Registry) {
-  const { config } = deps;
-  const { inFlight, hold } = registry;
-  return (
-    key: string,
-    generation: string,
-    options: ServeOptions,
-    cache: CacheStatus,
+class Leader implements Claimed {
+  private readonly live: LiveReply;
+  private readonly entry: Entry;
+  private readonly joined: Joined;
+  private mirror: Mirror | undefined;
+  private abort: TrackedAbort | undefined;
+  private started = false;
+
+  constructor(
+    private readonly deps: RepliesDeps,
+    private readonly registry: Registry,
+    private readonly claim: LeaderClaim,
     shared: SharedLog | undefined,
-    detail?: string,
-  ): Claimed => {
-    let abort: TrackedAbort | undefined;
-    let stopped = false;
-    // Once the reply has ended there is nothing to stop (and an abort still costs a DOMException per request).
-    const stop = () => {
-      stopped = true;
-      if (!live.ended) abort?.abort();
-    };
-    const storable = config.cacheTtlMs > 0 && options.cacheControl !== 'no-store' && options.storable;
-    let mirror: Mirror | undefined;
-    const nobodyReads = (remote: number) => !config.resume && live.readerCount === 0 && remote === 0;
-    const live: LiveReply = new LiveReply({
-      onIdle: () => {
-        if (live.ended || !mirror) return !live.ended && nobodyReads(0) && stop();
-        void mirror.renew().then((answer) => nobodyReads(answer?.readers ?? 0) && stop());
-      },
-      onEvent: (event) => {
-        mirror?.add(event, live.bytes);
-        // Too big to record: nobody new may join it (those reading it here still get it all).
-        if (live.bytes > config.maxReplyBytes) forget(inFlight, key, entry);
-      },
-    });
-    const entry: Entry = { live, key, generation, stop };
-    const cacheable = (last: ReplyEvent) => storable && isCacheable(live, last, config.maxReplyBytes);
-    mirror =
+  ) {
+    const { key, generation, options, cache } = claim;
+    const { config } = deps;
+    this.live = new LiveReply({ onIdle: () => this.idle(), onEvent: (event) => this.recorded(event) });
+    this.entry = { live: this.live, key, generation, stop: () => this.stop() };
+    this.mirror =
       shared &&
-      leaderMirror(shared, config, entry, {
-        cacheable,
-        onAnswer: (answer) => (answer.stop || nobodyReads(answer.readers)) && stop(),
+      leaderMirror(shared, config, this.entry, {
+        cacheable: (last) => this.cacheable(last),
+        onAnswer: (answer) => (answer.stop || this.nobodyReads(answer.readers)) && this.stop(),
         onError: () => {
-          mirror = undefined;
+          this.mirror = undefined;
         },
       });
-    if (config.coalesce) inFlight.set(key, entry);
-    const joined = join(hold, 'leader', cache, live, options.signal);
-    let started = false;
-    return {
-      start(produce) {
-        started = true;
-        // No parent: the reply is not its first client's (readers come and go); the last one leaving stops it.
-        abort = deps.shutdown.linkedAbort(undefined, { ms: deps.totalTimeoutMs, kind: 'total' });
-        if (stopped && live.readerCount === 0) abort.abort(); // everyone left while it waited for its admission
-        const produced = produceAndKeep(deps, registry, {
-          entry,
-          options,
-          produce,
-          abort,
-          cacheable,
-          mirror,
-        });
-        return { ...joined, produced, messageId: options.messageId, ...(detail && { detail }) };
-      },
-      abandon() {
-        if (started) return;
-        started = true;
-        forget(inFlight, key, entry);
-        live.push(LEADER_LOST); // its followers, here and elsewhere (the mirror records it), claim again
-        joined.first.catch(() => {}); // nobody reads it: it rejects once its reader has left
-        joined.leave();
-      },
-    };
-  };
+    if (config.coalesce) registry.inFlight.set(key, this.entry);
+    this.joined = join(registry.hold, 'leader', cache, this.live, options.signal);
+  }
+
+  start(produce: Produce): Joined {
+    const { options, detail } = this.claim;
+    // Everyone here left while it waited for its admission: followers elsewhere (if any) take it over.
+    if (this.live.readerCount === 0 && !this.deps.config.resume) {
+      this.giveUp();
+      return this.joined;
+    }
+    this.started = true;
+    // No parent: the reply is not its first client's (readers come and go); the last one leaving stops it.
+    const abort = this.deps.shutdown.linkedAbort(undefined, { ms: this.deps.totalTimeoutMs, kind: 'total' });
+    this.abort = abort;
+    const { entry, mirror } = this;
+    const cacheable = (last: ReplyEvent) => this.cacheable(last);
+    const produced = produceAndKeep(this.deps, this.registry, {
+      entry,
+      options,
+      produce,
+      abort,
+      cacheable,
+      mirror,
+    });
+    return { ...this.joined, produced, messageId: options.messageId, ...(detail && { detail }) };
+  }
+
+  abandon(): void {
+    if (!this.started) this.giveUp();
+  }
+
+  /** Ends the reply before it started: its followers, here and elsewhere (the mirror records it), claim again. */
+  private giveUp(): void {
+    this.started = true;
+    const { inFlight } = this.registry;
+    const settling = this.mirror?.ended ?? Promise.resolve();
+    this.entry.settling = settling;
+    void settling.then(() => forget(inFlight, this.claim.key, this.entry));
+    this.live.push(LEADER_LOST);
+    this.joined.leave();
+  }
+
+  /** Once the reply has ended there is nothing to stop (and an abort still costs a DOMException per request). */
+  private stop(): void {
+    if (!this.live.ended) this.abort?.abort();
+  }
+
+  private idle(): void {
+    const { live, mirror } = this;
+    if (live.ended) return;
+    if (!mirror) {
+      if (this.nobodyReads(0)) this.stop();
+      return;
+    }
+    void mirror.renew().then((answer) => this.nobodyReads(answer?.readers ?? 0) && this.stop());
+  }
+
+  private recorded(event: ReplyEvent): void {
+    this.mirror?.add(event, this.live.bytes);
+    // Too big to record: nobody new may join it (those reading it here still get it all).
+    if (this.live.bytes > this.deps.config.maxReplyBytes)
+      forget(this.registry.inFlight, this.claim.key, this.entry);
+  }
+
+  private nobodyReads(remote: number): boolean {
+    return !this.deps.config.resume && this.live.readerCount === 0 && remote === 0;
+  }
+
+  private cacheable(last: ReplyEvent): boolean {
+    const { config } = this.deps;
+    const { options } = this.claim;
+    const storable = config.cacheTtlMs > 0 && options.cacheControl !== 'no-store' && options.storable;
+    return storable && isCacheable(this.live, last, config.maxReplyBytes);
+  }
 }
 
 /** The leader's copy of its reply in the shared log: a cacheable end is kept for the TTL, any other for a grace. */
@@ -447,9 +492,7 @@ function reading(...args: Parameters<typeof join>): Claimed {
       return joined;
     },
     abandon: () => {
-      if (started) return;
-      joined.first.catch(() => {}); // nobody reads it: it rejects once its reader has left
-      joined.leave();
+      if (!started) joined.leave();
     },
   };
 }
@@ -479,5 +522,8 @@ function join(
   };
   if (signal.aborted) leave();
   else signal.addEventListener('abort', leave, { once: true });
-  return { role, cache, first: replayReply(reader, pace), leave, produced: undefined };
+  const first = replayReply(reader, pace);
+  // Read only once the request is admitted (or never, if it is refused): until then, a rejection is not unhandled.
+  first.catch(() => {});
+  return { role, cache, first, leave, produced: undefined };
 }
