@@ -4,16 +4,19 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import { afterAll, afterEach, beforeAll, describe, expect, it, vi } from 'vitest';
 import { type Behaviour, demoReply, faults, splitTokens } from '../fake-upstream/behaviours';
 import type { ChatHandler } from '../lib/chat-handler';
-import type { Internal } from '../lib/internal';
+import { defaultInternal, type Internal } from '../lib/internal';
 import type { RequestLog } from '../lib/log';
 import type { TcpRedis } from '../lib/redis/connect';
 import { upstashRestRedis } from '../lib/redis/upstash-rest';
-import type { ReplyEvent } from '../lib/replies/events';
+import { isLeaderLost, type ReplyEvent } from '../lib/replies/events';
 import { mirrorTo } from '../lib/replies/mirror';
 import { createRedisLog } from '../lib/replies/redis-log';
+import { createReplies, type ServeOptions } from '../lib/replies/replies';
 import { webSha256 } from '../lib/replies/reply-key';
 import { READ_BATCH, type SharedLog } from '../lib/replies/shared-log';
 import { tailSharedReply } from '../lib/replies/tail';
+import { createShutdown } from '../lib/shutdown';
+import type { ChatRequest } from '../lib/types';
 import { nodePlatform } from '../server/node-platform';
 import { tcpRedis } from '../server/redis-tcp';
 import {
@@ -1273,6 +1276,65 @@ describe('what a reply costs the shared log', () => {
     } finally {
       monitor.close();
     }
+  });
+});
+
+describe('a leader that gives its reply up (lib/replies/replies.ts)', () => {
+  it('its followers here claim again only once that end is in the shared log', async () => {
+    const steps: string[] = [];
+    const finishing = gate();
+    const log = {
+      claim: async (_key: string, options: { generation: string }) => {
+        steps.push('claim');
+        return { role: 'leader', generation: options.generation };
+      },
+      append: async () => ({ stop: false, readers: 0, called: false }),
+      finish: async () => {
+        await finishing.until;
+        steps.push('finish');
+      },
+      leave: async () => {},
+    } as unknown as SharedLog;
+    const replies = createReplies({
+      config: testConfig({ OPENAI_BASE_URL: h.fake.url }).replies,
+      systemPrompt: '',
+      tools: [],
+      shared: log,
+      shutdown: createShutdown(),
+      totalTimeoutMs: 10_000,
+      internal: defaultInternal,
+      secrets: [],
+    });
+    const request: ChatRequest = {
+      messages: [{ role: 'user', content: 'given up' }],
+      model: 'm',
+      maxTokens: 10,
+      temperature: undefined,
+      reasoningEffort: undefined,
+      messageId: undefined,
+    };
+    const options = (signal: AbortSignal): ServeOptions => ({
+      callerId: 'c',
+      messageId: 'msg',
+      signal,
+      cacheControl: 'use',
+      storable: true,
+      chatId: undefined,
+    });
+    const leader = await replies.claim(request, options(new AbortController().signal));
+    const follower = await replies.claim(request, options(new AbortController().signal)); // joins it here
+    const read = follower.start(async () => {
+      throw new Error('a follower never produces');
+    });
+    expect(steps).toEqual(['claim']);
+    leader.abandon(); // refused: its end (LEADER_LOST) goes to the shared log, held there for now
+    await expect(read.first).rejects.toSatisfy(isLeaderLost);
+    const again = replies.claim(request, options(new AbortController().signal)); // the follower takes over
+    await sleep(50);
+    expect(steps).toEqual(['claim']); // not before the given-up reply's end has landed
+    finishing.open();
+    (await again).abandon();
+    expect(steps).toEqual(['claim', 'finish', 'claim']);
   });
 });
 
