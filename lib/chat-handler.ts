@@ -87,7 +87,7 @@ export function createChatHandler(deps: ChatHandlerDeps): ChatHandler {
       let { request } = valid;
       context = { ...context, model: request.model, ...historyFields(valid.history) };
       headers = { ...headers, ...historyHeaders(valid.history) };
-      const worstCase = worstCaseTokens(request, config.systemPrompt);
+      const worstCase = worstCaseTokens(request, config.operatorTokens);
       // The reply log's claim is a round trip to Redis too: it goes with the admission's, and is given up on a refusal.
       claimed = claimAhead(deps, req, valid, verified?.id);
       admission = await gate.admit(req, verified?.id, withSpend(deps.pricing, request, worstCase));

@@ -10,7 +10,7 @@ import { costMicros, toUsd, wholeMicros, worstCaseMicros } from '../lib/cost/cos
 import { findPrice, type ModelPrice } from '../lib/cost/price-table';
 import { createPricing, type UnknownPriceNotice } from '../lib/cost/pricing';
 import { amountUsed, costFields, usageOf } from '../lib/cost/reply-cost';
-import { promptTokenBound } from '../lib/limits/token-bound';
+import { operatorTokenBound, PER_MESSAGE, promptTokenBound } from '../lib/limits/token-bound';
 import type { LogLine, RequestLog } from '../lib/log';
 import type { ChatMetadata, ChatRequest, Usage } from '../lib/types';
 import type { Served, ServedReply } from '../lib/upstream/failover';
@@ -104,9 +104,28 @@ describe('a reply cut before its usage chunk', () => {
     spendLimited: true,
     notice: () => {},
   });
-  const system = 'You are a careful assistant.';
+  const weather = {
+    name: 'get_weather',
+    description: 'The weather where the user is.',
+    parameters: { type: 'object', properties: { city: { type: 'string' } } },
+  };
+  const system = operatorTokenBound('You are a careful assistant.', [weather]);
 
-  it('is charged its prompt at the reservation’s bound, system prompt included, and a token a delta streamed', () => {
+  it('bounds what the operator adds to every prompt: the system prompt, and each tool as its JSON and a frame', () => {
+    const bare = operatorTokenBound('You are a careful assistant.', []);
+    expect(bare).toBe('You are a careful assistant.'.length + PER_MESSAGE);
+    expect(system - bare).toBe(JSON.stringify([weather]).length + PER_MESSAGE);
+    expect(operatorTokenBound('', [])).toBe(0);
+    // Loaded once into the config, from SYSTEM_PROMPT and TOOLS.
+    const config = loadConfig({
+      OPENAI_API_KEY: TEST_KEY,
+      SYSTEM_PROMPT: 'You are a careful assistant.',
+      TOOLS: JSON.stringify([weather]),
+    });
+    expect(config.operatorTokens).toBe(system);
+  });
+
+  it('is charged its prompt at the reservation’s bound, system prompt and tools included, and a token a delta streamed', () => {
     const prompt = promptTokenBound(request, system);
     expect(prompt).toBeGreaterThan(Math.ceil('Tell me a long story, please.'.length / 4) + 40); // not text ÷ 4
     expect(usageOf(cut(5), request, system)).toEqual({

@@ -38,7 +38,7 @@ function fromIp(ip: string, extra: Record<string, string> = {}): Request {
 /** What the token budget reserves for `userSays('Hi')`: its prompt's upper bound plus the longest reply. */
 function worstCaseOfHi(config: Config): number {
   const request = { ...userSays('Hi'), model: 'test-model', maxTokens: config.caps.maxOutputTokens };
-  return worstCaseTokens(request, config.systemPrompt);
+  return worstCaseTokens(request, config.operatorTokens);
 }
 
 async function drain(res: Response): Promise<Response> {
@@ -117,6 +117,21 @@ describe('request limit in memory (injected clock)', () => {
 });
 
 describe('token budget', () => {
+  it('reserves what the operator adds to every prompt: the system prompt and the declared TOOLS', async () => {
+    const tools = [{ name: 'lookup', description: 'Looks a word up.', parameters: { type: 'object' } }];
+    const plain = testConfig({ OPENAI_BASE_URL: h.fake.url, TOKEN_BUDGET: '100000' });
+    const withTools = testConfig({
+      OPENAI_BASE_URL: h.fake.url,
+      TOKEN_BUDGET: '100000',
+      TOOLS: JSON.stringify(tools),
+    });
+    expect(withTools.operatorTokens - plain.operatorTokens).toBeGreaterThan(JSON.stringify(tools).length);
+    for (const config of [plain, withTools]) {
+      const res = await drain(await buildHandler(config)(fromIp('198.51.100.30')));
+      expect(res.headers.get('ratelimit')).toContain(`"tokens";r=${100_000 - worstCaseOfHi(config)};`);
+    }
+  });
+
   it.each<Backend | 'memory'>(['memory', 'rest'])(
     'reserves the worst case, settles to the real usage, and refuses what cannot fit (%s)',
     async (backend) => {

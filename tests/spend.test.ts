@@ -38,7 +38,7 @@ function env(backend: Backend, name: string, limits: Record<string, string>): Re
 
 /** The worst case `userSays('Hi')` reserves: its prompt's bound at the input price, 100 output tokens at the output price. */
 function worstCaseMicros(config: Config): number {
-  return (promptTokenBound(userSays('Hi'), config.systemPrompt) + config.caps.maxOutputTokens) * 100;
+  return (promptTokenBound(userSays('Hi'), config.operatorTokens) + config.caps.maxOutputTokens) * 100;
 }
 
 interface Proxy {
@@ -143,7 +143,7 @@ describe.each(BACKENDS)('spend of a stream the client cuts short (%s)', (backend
   // No usage chunk arrives: the charge is the prompt at the bound the reservation used, plus the deltas streamed.
   const streamed = 2;
   const probe = testConfig({ ...PRICED });
-  const tokensUsed = promptTokenBound(userSays('Hi'), probe.systemPrompt) + streamed;
+  const tokensUsed = promptTokenBound(userSays('Hi'), probe.operatorTokens) + streamed;
   const micros = tokensUsed * 100; // 100 micro-dollars a token, in and out
   const worst = worstCaseMicros(probe);
   const worstTokens = worst / 100;

@@ -402,7 +402,7 @@ describe('FALLBACK_MESSAGE', () => {
       maxTokens: 100,
       temperature: undefined,
     };
-    const reserved = worstCaseTokens(request, config.systemPrompt);
+    const reserved = worstCaseTokens(request, config.operatorTokens);
     expect(res.headers.get('ratelimit')).toContain(`"tokens";r=${2000 - reserved};`);
     await res.text();
   });

@@ -1,4 +1,5 @@
 import * as z from 'zod/mini';
+import { operatorTokenBound } from '../limits/token-bound';
 import { type AttachmentsConfig, attachmentsEnv, toAttachmentsConfig } from './attachments';
 import { type CostConfig, costEnv, toCostConfig } from './cost';
 import { commaList, type Env, httpUrl, invalid, modelName, parseEnv, positiveInt } from './env';
@@ -29,6 +30,11 @@ export interface Config {
   readonly allowedModels: readonly string[];
   /** Sent as the first message of every conversation; clients may not send their own. Empty means none. */
   readonly systemPrompt: string;
+  /**
+   * An upper bound of the tokens the operator adds to every prompt: the system prompt and the declared TOOLS
+   * (lib/limits/token-bound.ts). Every request reserves it, and a stream cut before its usage is charged it.
+   */
+  readonly operatorTokens: number;
   /** How big one request may be. (Rate limits, which count requests over time, are `rateLimit`.) */
   readonly caps: RequestCaps;
   /** Long conversations: the input-token cap, and whether to trim or refuse past any cap. */
@@ -133,26 +139,16 @@ export function loadConfig(env: Env, options: LoadOptions = {}): Config {
   const production = options.production ?? (env.NODE_ENV === 'production' || env.VERCEL === '1');
   const rateLimit = toRateLimitConfig(e, production);
   const failover = toFailoverConfig(e, env);
+  const tools = toToolsConfig(e);
   const security = toSecurityConfig(e, production);
-  const allowedModels = e.ALLOWED_MODELS ?? [e.CHAT_MODEL];
-  if (!allowedModels.includes(e.CHAT_MODEL)) {
-    throw invalid(
-      'CHAT_MODEL',
-      `"${e.CHAT_MODEL}" must be one of ALLOWED_MODELS (${allowedModels.join(', ')})`,
-    );
-  }
-  if (rateLimit.tokenBudget <= e.MAX_OUTPUT_TOKENS) {
-    throw invalid(
-      'TOKEN_BUDGET',
-      'must be larger than MAX_OUTPUT_TOKENS: every request reserves its longest reply',
-    );
-  }
+  const allowedModels = checkedModels(e, rateLimit);
   return deepFreeze({
     apiKey: e.OPENAI_API_KEY,
     baseURL: e.OPENAI_BASE_URL,
     defaultModel: e.CHAT_MODEL,
     allowedModels,
     systemPrompt: e.SYSTEM_PROMPT.trim(),
+    operatorTokens: operatorTokenBound(e.SYSTEM_PROMPT.trim(), tools.declared),
     caps: {
       maxMessages: e.MAX_MESSAGES,
       maxMessageChars: e.MAX_MESSAGE_CHARS,
@@ -168,7 +164,7 @@ export function loadConfig(env: Env, options: LoadOptions = {}): Config {
     models: toModelsConfig(e, e.OPENAI_API_KEY),
     moderation: toModerationConfig(e),
     attachments: toAttachmentsConfig(e),
-    tools: toToolsConfig(e),
+    tools,
     replies: toRepliesConfig(e),
     queue: toQueueConfig(e, env, Object.keys(failover.providers), failover.policy.startDeadlineMs),
     cost: toCostConfig(e, [...allowedModels, ...failover.fallbacks.map((f) => f.model)], rateLimit.spend),
@@ -181,6 +177,27 @@ export function loadConfig(env: Env, options: LoadOptions = {}): Config {
       ...(e.SAFETY_IDENTIFIER_SECRET ? [e.SAFETY_IDENTIFIER_SECRET] : []),
     ],
   });
+}
+
+/** `ALLOWED_MODELS` (default: just `CHAT_MODEL`), once the settings that must agree with it are checked. */
+function checkedModels(
+  e: { CHAT_MODEL: string; ALLOWED_MODELS?: string[] | undefined; MAX_OUTPUT_TOKENS: number },
+  rateLimit: RateLimitConfig,
+): string[] {
+  const allowedModels = e.ALLOWED_MODELS ?? [e.CHAT_MODEL];
+  if (!allowedModels.includes(e.CHAT_MODEL)) {
+    throw invalid(
+      'CHAT_MODEL',
+      `"${e.CHAT_MODEL}" must be one of ALLOWED_MODELS (${allowedModels.join(', ')})`,
+    );
+  }
+  if (rateLimit.tokenBudget <= e.MAX_OUTPUT_TOKENS) {
+    throw invalid(
+      'TOKEN_BUDGET',
+      'must be larger than MAX_OUTPUT_TOKENS: every request reserves its longest reply',
+    );
+  }
+  return allowedModels;
 }
 
 function storeSecrets(rateLimit: RateLimitConfig): string[] {

@@ -7,15 +7,15 @@ import type { Pricing } from './pricing';
 
 /**
  * What a reply used: what the upstream reported, or, for a stream cut short before its usage chunk (the client left,
- * a timeout), a conservative estimate: the prompt at the same bound its reservation used (system prompt, messages
- * and attachments, lib/limits/token-bound.ts; not the operator's TOOLS, which the bound leaves out) and one output
+ * a timeout), a conservative estimate: the prompt at the same bound its reservation used (system prompt, TOOLS,
+ * messages and attachments, lib/limits/token-bound.ts) and one output
  * token per delta streamed (a delta carries at least one). A caller who always leaves just before the end must not
  * pay for the reply's text alone. `undefined` for the operator's fallback message, which no model generated.
  */
-export function usageOf(reply: ServedReply, request: ChatRequest, systemPrompt: string): Usage | undefined {
+export function usageOf(reply: ServedReply, request: ChatRequest, operatorTokens: number): Usage | undefined {
   if (reply.served.fallback === 'message') return undefined;
   if (reply.outcome.usage) return reply.outcome.usage;
-  const promptTokens = promptTokenBound(request, systemPrompt);
+  const promptTokens = promptTokenBound(request, operatorTokens);
   const completionTokens = reply.outcome.deltas;
   return {
     promptTokens,
@@ -34,9 +34,9 @@ export function amountUsed(
   reply: ServedReply,
   request: ChatRequest,
   pricing: Pricing,
-  systemPrompt: string,
+  operatorTokens: number,
 ): Amount {
-  const usage = usageOf(reply, request, systemPrompt);
+  const usage = usageOf(reply, request, operatorTokens);
   if (!usage) return { tokens: 0, micros: 0 };
   return { tokens: usage.totalTokens, micros: pricing.charge(reply.served.model ?? request.model, usage) };
 }
@@ -51,9 +51,9 @@ export function costFields(
   pricing: Pricing,
   produced: ServedReply | undefined,
   request: ChatRequest,
-  systemPrompt: string,
+  operatorTokens: number,
 ): Pick<RequestLog, 'cost_usd'> {
-  const usage = produced && usageOf(produced, request, systemPrompt);
+  const usage = produced && usageOf(produced, request, operatorTokens);
   if (!produced || !usage) return { cost_usd: 0 };
   return { cost_usd: pricing.costUsd(produced.served.model ?? request.model, usage) ?? 'unknown' };
 }

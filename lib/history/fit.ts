@@ -56,8 +56,7 @@ function fitsUncounted(
   if (messages.length > limits.maxMessages) return false;
   const chars = messages.reduce((n, m) => n + textOf(m).length, 0);
   return (
-    chars <= limits.maxTotalChars &&
-    promptTokenBound({ messages }, '') + systemTokens <= limits.maxInputTokens
+    chars <= limits.maxTotalChars && promptTokenBound({ messages }, 0) + systemTokens <= limits.maxInputTokens
   );
 }
 

@@ -1,3 +1,4 @@
+import type { ToolDeclaration } from '../config/tools';
 import { attachmentTokens, textOf } from '../parts/content';
 import type { ChatRequest } from '../types';
 
@@ -11,20 +12,30 @@ export const PER_REPLY = 3;
  * ordinary text about fourfold, which is the price of a budget that can never be overshot. Attachments add their
  * estimate (lib/parts/content.ts): `IMAGE_TOKENS` per image, the decoded bytes of a PDF or text file.
  */
-export function promptTokenBound(request: Pick<ChatRequest, 'messages'>, systemPrompt: string): number {
-  let bytes = utf8Length(systemPrompt) + (systemPrompt ? PER_MESSAGE : 0);
+export function promptTokenBound(request: Pick<ChatRequest, 'messages'>, operatorTokens: number): number {
+  let bytes = operatorTokens;
   for (const message of request.messages) {
     bytes += utf8Length(textOf(message)) + attachmentTokens(message) + PER_MESSAGE;
   }
   return bytes + PER_REPLY;
 }
 
+/**
+ * The same bound of what the operator adds to every prompt (`Config.operatorTokens`): the system prompt, and the
+ * declared tools, which the upstream renders into the prompt too (as their JSON, at most, plus a frame each).
+ */
+export function operatorTokenBound(systemPrompt: string, tools: readonly ToolDeclaration[]): number {
+  const system = systemPrompt ? utf8Length(systemPrompt) + PER_MESSAGE : 0;
+  const declared = tools.length ? utf8Length(JSON.stringify(tools)) + PER_MESSAGE * tools.length : 0;
+  return system + declared;
+}
+
 /** The worst case a request can cost: its whole prompt plus every output token it may generate. */
 export function worstCaseTokens(
   request: Pick<ChatRequest, 'messages' | 'maxTokens'>,
-  systemPrompt: string,
+  operatorTokens: number,
 ): number {
-  return promptTokenBound(request, systemPrompt) + request.maxTokens;
+  return promptTokenBound(request, operatorTokens) + request.maxTokens;
 }
 
 function utf8Length(text: string): number {

@@ -96,7 +96,7 @@ export async function answerFromLog(
         const charged = produced.then((reply) =>
           deps.gate.settle(
             run.admitted,
-            reply ? amountUsed(reply, request, deps.pricing, deps.config.systemPrompt) : 0,
+            reply ? amountUsed(reply, request, deps.pricing, deps.config.operatorTokens) : 0,
           ),
         );
         deps.waitUntil(charged);

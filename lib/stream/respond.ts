@@ -90,10 +90,10 @@ export function respond(
     // Abandoned streams are charged too: tokens generated before the abort were paid for. A leader is charged when
     // its upstream reply ends, which may be after its own client left (others were still reading).
     const logged = charge.produced.then(async (produced) => {
-      const used = produced ? amountUsed(produced, request, pricing, config.systemPrompt) : 0;
+      const used = produced ? amountUsed(produced, request, pricing, config.operatorTokens) : 0;
       const budget_error = await gate.settle(admitted, used);
       const usage = usageFields((produced ?? reply).outcome.usage);
-      const cost = costFields(pricing, produced, request, config.systemPrompt);
+      const cost = costFields(pricing, produced, request, config.operatorTokens);
       log({ ...ended, ...usage, ...cost, ...(budget_error && { budget_error }) });
     });
     waitUntil(logged);
