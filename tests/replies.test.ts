@@ -97,24 +97,45 @@ function instance(
   };
 }
 
-/** Redis over TCP whose reply-log FINISH scripts wait for `until`: a reply's end held on its way to Redis. */
-function holdingFinish(until: Promise<void>): TcpRedis {
+/**
+ * Redis over TCP (over `base`) whose scripts that contain `marker`, on the limiter's client (`redis`) or the reply
+ * log's (`raw`), wait for `until` before they are sent; `asked` hears each call.
+ */
+function holdingScripts(
+  client: 'redis' | 'raw',
+  marker: string,
+  until: Promise<void>,
+  asked: () => void = () => {},
+  base: TcpRedis = tcpRedis,
+): TcpRedis {
   return (url, timeoutMs) => {
-    const connection = tcpRedis(url, timeoutMs);
-    const createScript = connection.raw.createScript.bind(connection.raw);
+    const connection = base(url, timeoutMs);
+    const createScript = connection[client].createScript.bind(connection[client]);
     const held = (source: string) => {
       const script = createScript(source);
-      if (!source.includes("'done', '1'")) return script;
+      if (!source.includes(marker)) return script;
       const exec = async (keys: string[], args: string[]) => {
+        asked();
         await until;
         return script.exec(keys, args);
       };
       return Object.assign(Object.create(script), { exec });
     };
-    const raw = Object.assign(Object.create(connection.raw), { createScript: held });
-    return { ...connection, raw };
+    return {
+      ...connection,
+      [client]: Object.assign(Object.create(connection[client]), { createScript: held }),
+    };
   };
 }
+
+/** A reply's end (the reply log's FINISH) held on its way to Redis. */
+const holdingFinish = (until: Promise<void>) => holdingScripts('raw', "'done', '1'", until);
+/** An admission held: the limiter's booking (the budget and stream-slot script). */
+const holdingBookings = (until: Promise<void>, asked: () => void) =>
+  holdingScripts('redis', 'ZCARD', until, asked);
+/** The reply log's claims held. */
+const holdingClaims = (until: Promise<void>, asked: () => void, base?: TcpRedis) =>
+  holdingScripts('raw', "role = 'hit'", until, asked, base);
 
 /** Two instances of one deployment: same settings, one Redis, nothing else shared. */
 function pair(env: Record<string, string>): [Instance, Instance] {
@@ -607,26 +628,6 @@ describe('a leader that dies', () => {
   });
 });
 
-/** Redis over TCP whose limiter bookings (the budget and stream-slot script) wait for `until`: an admission held. */
-function holdingBookings(until: Promise<void>, asked: () => void): TcpRedis {
-  return (url, timeoutMs) => {
-    const connection = tcpRedis(url, timeoutMs);
-    const createScript = connection.redis.createScript.bind(connection.redis);
-    const held = (source: string) => {
-      const script = createScript(source);
-      if (!source.includes('ZCARD')) return script;
-      const exec = async (keys: string[], args: string[]) => {
-        asked();
-        await until;
-        return script.exec(keys, args);
-      };
-      return Object.assign(Object.create(script), { exec });
-    };
-    const redis = Object.assign(Object.create(connection.redis), { createScript: held });
-    return { ...connection, redis };
-  };
-}
-
 describe('the reply log’s claim, sent with the admission', () => {
   it('a refused request gives its claim up, and an identical request that followed it takes over', async () => {
     // One deployment, replies shared by all callers; A's callers have a budget below any request's worst case.
@@ -828,6 +829,26 @@ describe('the response cache (CACHE_TTL)', () => {
     const refused = await i.handler(ask(p));
     expect(refused.status).toBe(429);
     expect(await errorCode(refused)).toBe('rate_limited');
+  });
+
+  it('identical requests arriving together share the hit their one claim found (tcp)', async () => {
+    const env = { ...CACHE, ...onRedis('tcp'), RATE_LIMIT_REQUESTS: '100' };
+    const p = prompt('popular');
+    await settled(instance(env), ask(p)); // produced and stored by another instance
+    // This one: its claims held, its admissions counted.
+    const held = gate();
+    let claims = 0;
+    let bookings = 0;
+    const counting = holdingScripts('redis', 'ZCARD', Promise.resolve(), () => bookings++);
+    const j = instance(env, undefined, { tcpRedis: holdingClaims(held.until, () => claims++, counting) });
+    const together = Array.from({ length: 8 }, () => j.handler(ask(p)));
+    await eventually(() => bookings === 8, 10_000); // each has claimed ahead of its admission, or waits on a claim
+    held.open();
+    const streams = await Promise.all(together.map(async (res) => read(await res)));
+    expect(streams.map((s) => s.header('x-cache'))).toEqual(Array(8).fill('HIT'));
+    expect(streams.map((s) => s.text)).toEqual(Array(8).fill(demoReply(p)));
+    expect(claims).toBe(1); // not one each, one after the other
+    expect(h.fake.calls).toHaveLength(1);
   });
 
   it('CACHE_REPLAY=paced replays a hit at the original speed', async () => {

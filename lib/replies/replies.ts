@@ -127,11 +127,12 @@ export function createReplies(deps: RepliesDeps): Replies {
     hold: deps.shutdown.hold,
   };
   const { inFlight, memory, hold } = registry;
-  const lead = (claim: LeaderClaim, log: SharedLog | undefined) => new Leader(deps, registry, claim, log);
+  const lead: Lead = (claim, log) => new Leader(deps, registry, claim, log);
   const follow = followerFactory(deps, inFlight);
   // Claims in progress on this instance: identical requests arriving together wait for the first one's claim and
-  // then join what it found, so one instance asks Redis once and follows with one tail, however many arrive.
-  const claiming = new Map<string, Promise<unknown>>();
+  // then join what it found, so one instance asks Redis once and follows with one tail, however many arrive. A hit is
+  // shared with them as it is (claiming again, one at a time, would make a popular cached prompt a queue).
+  const claiming = new Map<string, Promise<LiveReply | undefined>>();
 
   const joinKey = async (ask: Ask): Promise<Claimed> => {
     const { key, hit, cache, options } = ask;
@@ -146,34 +147,23 @@ export function createReplies(deps: RepliesDeps): Replies {
     if (cached) return reading(hold, 'hit', 'HIT', cached, options.signal, config.cacheReplay === 'paced');
     if (!shared) return lead({ key, generation: internal.newId(), options, cache }, undefined);
     const pending = config.coalesce && !fresh ? claiming.get(key) : undefined;
-    if (pending) return pending.then(() => joinKey(ask));
-    const claimed = claimShared(shared, ask);
-    const done = claimed.catch(() => {});
-    claiming.set(key, done);
+    const found = pending && (await pending);
+    if (found && !found.failed)
+      return reading(hold, 'hit', 'HIT', found, options.signal, config.cacheReplay === 'paced');
+    if (pending) return joinKey(ask); // a reply in flight now, joined by its key (or else claimed again)
+    const claimed = claimShared(deps, { lead, follow, hold }, shared, ask);
+    claiming.set(
+      key,
+      claimed.then(
+        ({ hit }) => hit,
+        () => undefined,
+      ),
+    );
     try {
-      return await claimed;
+      return (await claimed).claim;
     } finally {
       claiming.delete(key);
     }
-  };
-
-  const claimShared = async (log: SharedLog, ask: Ask): Promise<Claimed> => {
-    const { key, hit, cache, options } = ask;
-    const generation = internal.newId();
-    let claim: Claim;
-    try {
-      const follow = config.coalesce && options.cacheControl === 'use';
-      claim = await log.claim(key, { generation, leaseMs: config.leaseMs, follow, hit });
-    } catch (error) {
-      // The shared log is down: answer on our own, as if nobody else were asking.
-      const detail = `reply log: ${redact(String(error), deps.secrets)}`;
-      return lead({ key, generation, options, cache, detail }, undefined);
-    }
-    if (claim.role === 'leader') return lead({ key, generation, options, cache }, log);
-    const isHit = claim.role === 'hit';
-    const { live } = follow(key, claim, !isHit);
-    const pace = isHit && config.cacheReplay === 'paced';
-    return reading(hold, claim.role, isHit ? 'HIT' : cache, live, options.signal, pace);
   };
 
   return {
@@ -182,6 +172,35 @@ export function createReplies(deps: RepliesDeps): Replies {
     ...chatControls(registry, shared, follow),
   };
 }
+
+/** What one claim found: the request's place, and the hit itself for identical requests waiting on the claim. */
+async function claimShared(
+  deps: RepliesDeps,
+  roles: { lead: Lead; follow: Follow; hold: () => () => void },
+  log: SharedLog,
+  ask: Ask,
+): Promise<{ claim: Claimed; hit?: LiveReply }> {
+  const { config, internal } = deps;
+  const { key, hit, cache, options } = ask;
+  const generation = internal.newId();
+  let claim: Claim;
+  try {
+    const follow = config.coalesce && options.cacheControl === 'use';
+    claim = await log.claim(key, { generation, leaseMs: config.leaseMs, follow, hit });
+  } catch (error) {
+    // The shared log is down: answer on our own, as if nobody else were asking.
+    const detail = `reply log: ${redact(String(error), deps.secrets)}`;
+    return { claim: roles.lead({ key, generation, options, cache, detail }, undefined) };
+  }
+  if (claim.role === 'leader') return { claim: roles.lead({ key, generation, options, cache }, log) };
+  const isHit = claim.role === 'hit';
+  const { live } = roles.follow(key, claim, !isHit);
+  const pace = isHit && config.cacheReplay === 'paced';
+  const reader = reading(roles.hold, claim.role, isHit ? 'HIT' : cache, live, options.signal, pace);
+  return { claim: reader, ...(isHit && { hit: live }) };
+}
+
+type Lead = (claim: LeaderClaim, log: SharedLog | undefined) => Claimed;
 
 /** The request's key in the log, and what it may do with it. */
 async function askFor(deps: RepliesDeps, request: ChatRequest, options: ServeOptions): Promise<Ask> {
