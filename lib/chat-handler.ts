@@ -227,6 +227,7 @@ async function answerDirectly(deps: ChatHandlerDeps, run: Run, reject: Reject): 
       },
     },
     run.headers,
+    deps.streamResponse,
   );
 }
 

@@ -6,6 +6,7 @@ import type { RequestLog } from '../lib/log';
 import { memoryCapacityStore, tokenWindow } from '../lib/queue/capacity-store';
 import { createLine } from '../lib/queue/line';
 import { redisCapacityStore } from '../lib/queue/redis-capacity';
+import { nodePlatform } from '../server/node-platform';
 import { tcpRedis } from '../server/redis-tcp';
 import {
   buildHandler,
@@ -202,6 +203,9 @@ describe('the place in line, told to a UI client that asks for it (x-chat-queue-
       const waiting = await ask(handler, 'waits its turn', updates);
       // The status came before the slot: the holder is still streaming.
       expect(waiting.status).toBe(200);
+      // In the platform's class for streamed replies, as every other reply (srvx's on Node: `instanceof` would
+      // answer true for any Response, so the constructor tells).
+      expect(waiting.constructor).toBe(nodePlatform.streamResponse);
       expect(h.fake.calls).toHaveLength(1);
       const chunks = await chunksOf(waiting);
       const queued = chunks.filter((c) => c.type === 'data-queue');

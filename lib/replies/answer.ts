@@ -105,6 +105,7 @@ export async function answerFromLog(
       },
     },
     headers,
+    deps.streamResponse,
   );
 }
 

@@ -1,4 +1,5 @@
 import { toProxyError } from '../errors';
+import type { StreamResponseClass } from '../http/responses';
 import type { PlaceInLine } from '../types';
 import type { ServedReply } from '../upstream/failover';
 import { uiStreamResponse } from './ui-framing';
@@ -71,6 +72,7 @@ export async function startWhenReady(
   watch: PlaceWatch | undefined,
   outcomes: Outcomes,
   headers: Record<string, string>,
+  ResponseClass?: StreamResponseClass,
 ): Promise<Response> {
   // The usual path: nobody asked for updates.
   if (!watch) return first.then(outcomes.ready, (error: unknown) => outcomes.failed(error, false));
@@ -79,7 +81,7 @@ export async function startWhenReady(
     (error: unknown) => ({ error }),
   );
   const early = await Promise.race([settled, watch.announced.then(() => undefined)]);
-  if (!early) return queuedResponse(settled, watch, outcomes, headers);
+  if (!early) return queuedResponse(settled, watch, outcomes, headers, ResponseClass);
   return 'reply' in early ? outcomes.ready(early.reply) : outcomes.failed(early.error, false);
 }
 
@@ -91,6 +93,7 @@ function queuedResponse(
   watch: PlaceWatch,
   outcomes: Outcomes,
   headers: Record<string, string>,
+  ResponseClass?: StreamResponseClass,
 ): Response {
   const { readable, writable } = new TransformStream<Uint8Array, Uint8Array>();
   const writer = writable.getWriter();
@@ -110,5 +113,5 @@ function queuedResponse(
     // The reply's own stream from here on: its backpressure, and a client leaving cancels it (and the upstream).
     await body?.pipeTo(writable).catch(() => {});
   });
-  return uiStreamResponse(readable, headers);
+  return uiStreamResponse(readable, headers, ResponseClass);
 }
