@@ -353,6 +353,32 @@ describe('coalescing: identical requests in flight share one upstream call', () 
   });
 });
 
+describe('a follower tail nobody reads any more', () => {
+  it('is not joined by a request that comes while it winds down: that one follows afresh (tcp)', async () => {
+    const env = { ...onRedis('tcp'), REPLY_LEASE_MS: '60000' };
+    const a = instance(env);
+    const leaving = gate(); // B's LEAVE held: its tail, stopped, is still known there meanwhile
+    const b = instance(env, undefined, { tcpRedis: holdingScripts('raw', "'readers', -1", leaving.until) });
+    const go = gate();
+    h.fake.script(paused(go.until));
+    const p = prompt('wound down');
+    const leader = new UiStream(await a.handler(ask(p)));
+    await eventually(() => leader.deltas.length === 2);
+    const first = new UiStream(await b.handler(ask(p)));
+    expect(first.header('x-coalesced')).toBe('follower');
+    await eventually(() => first.deltas.length === 2, 10_000);
+    await first.cancel(); // B's only reader of that tail leaves: the tail stops
+    const again = b.handler(ask(p));
+    go.open();
+    const second = await read(await again);
+    expect(second.header('x-coalesced')).toBe('follower');
+    expect(second.text).toBe(demoReply(p));
+    await leader.ended;
+    expect(h.fake.calls).toHaveLength(1);
+    leaving.open();
+  });
+});
+
 describe('disconnects and errors', () => {
   it.each<'memory' | Backend>(['memory', 'tcp', 'rest'])(
     'the leader’s client leaves mid-stream: the followers still get the whole reply, the upstream runs on (%s)',
@@ -1194,6 +1220,30 @@ describe('resumable streams (RESUME=on)', () => {
       go.open();
     },
   );
+
+  it('an intruder’s running reply under the same chat id on another instance does not hide the owner’s there (tcp)', async () => {
+    const { a, reader: b, chatId } = resumable('tcp');
+    const owners = gate();
+    const intruders = gate();
+    h.fake.script(paused(owners.until), paused(intruders.until));
+    const p = prompt('owned across instances');
+    const post = new UiStream(await a.handler(ask(p, { chatId })));
+    await eventually(() => post.deltas.length === 2);
+    const intruderPrompt = prompt('intruder elsewhere');
+    const intruder = new UiStream(await b.handler(ask(intruderPrompt, { chatId, ip: OTHER_IP })));
+    await eventually(() => intruder.deltas.length === 2);
+    // On B, where the intruder's reply runs: the owner still resumes its own, and stops its own.
+    const resumed = await resume(b, chatId);
+    await eventually(() => resumed.deltas.length === 2, 10_000);
+    expect(resumed.messageId).toBe(post.messageId);
+    expect(await statusOf(b, chatId, 'DELETE')).toBe(200);
+    await Promise.all([post.ended, resumed.ended]);
+    expect(resumed.text).toBe(post.text);
+    intruders.open();
+    await intruder.ended;
+    expect(intruder.text).toBe(demoReply(intruderPrompt)); // not the one stopped
+    owners.open();
+  });
 
   it.each<'memory' | Backend>(['memory', 'tcp'])(
     'the POST’s client leaving does not stop the reply: a later GET gets all of it (%s)',

@@ -28,6 +28,7 @@ export class LiveReply {
   /** Roughly what the events take (`eventBytes`), for the size caps. */
   bytes = 0;
   private readers = 0;
+  private halted = false;
   private readonly waiting = new Set<() => void>();
 
   constructor(private readonly hooks: LiveReplyHooks = {}) {}
@@ -40,6 +41,19 @@ export class LiveReply {
   /** It ended with an error, not its end. */
   get failed(): boolean {
     return this.events.at(-1)?.type === 'error';
+  }
+
+  /**
+   * Whether a new reader may join it: a complete reply, or one still being recorded. Not one that failed (its error
+   * was its readers', not a reply), nor one whose producer stopped before the end (`halt`): nothing more would come.
+   */
+  get joinable(): boolean {
+    return this.ended ? !this.failed : !this.halted;
+  }
+
+  /** Its producer stopped before the end (a shared tail whose last reader left): see `joinable`. */
+  halt(): void {
+    this.halted = true;
   }
 
   get readerCount(): number {

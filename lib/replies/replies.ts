@@ -139,30 +139,28 @@ export function createReplies(deps: RepliesDeps): Replies {
     // `no-cache` and `no-store` (and a regenerate) ask for a fresh answer: never one already on its way either.
     const fresh = options.cacheControl !== 'use';
     const local = config.coalesce && !fresh ? inFlight.get(key) : undefined;
-    // One that failed is not joined: its error was its readers' (a leader lost, an upstream refusal), not a reply.
     // A reply given up before it started: claimed again once its end is in the shared log, where a claim reads it.
     if (local?.settling) await local.settling;
-    else if (local && !local.live.failed) return reading(hold, 'follower', cache, local.live, options.signal);
+    else if (local?.live.joinable) return reading(hold, 'follower', cache, local.live, options.signal);
     const cached = hit ? memory.get(key) : undefined;
     if (cached) return reading(hold, 'hit', 'HIT', cached, options.signal, config.cacheReplay === 'paced');
     if (!shared) return lead({ key, generation: internal.newId(), options, cache }, undefined);
-    const pending = config.coalesce && !fresh ? claiming.get(key) : undefined;
+    const shares = config.coalesce && !fresh;
+    const pending = shares ? claiming.get(key) : undefined;
     const found = pending && (await pending);
-    if (found && !found.failed)
+    if (found?.joinable)
       return reading(hold, 'hit', 'HIT', found, options.signal, config.cacheReplay === 'paced');
     if (pending) return joinKey(ask); // a reply in flight now, joined by its key (or else claimed again)
     const claimed = claimShared(deps, { lead, follow, hold }, shared, ask);
-    claiming.set(
-      key,
-      claimed.then(
-        ({ hit }) => hit,
-        () => undefined,
-      ),
+    const mine = claimed.then(
+      ({ hit }) => hit,
+      () => undefined,
     );
+    if (shares) claiming.set(key, mine);
     try {
       return (await claimed).claim;
     } finally {
-      claiming.delete(key);
+      if (claiming.get(key) === mine) claiming.delete(key);
     }
   };
 
@@ -227,7 +225,7 @@ function chatControls(
   const { chats, inFlight, hold } = registry;
   return {
     async resume(chatId, callerId, signal) {
-      const local = chats.get(chatId);
+      const local = ours(chats, chatId, callerId, shared);
       if (local) {
         if (local.owner !== callerId) return { kind: 'not_found' };
         if (local.entry.live.ended) return { kind: 'none' };
@@ -246,7 +244,7 @@ function chatControls(
     },
 
     async stop(chatId, callerId) {
-      const local = chats.get(chatId);
+      const local = ours(chats, chatId, callerId, shared);
       if (local) {
         if (local.owner !== callerId) return 'not_found';
         if (local.entry.live.ended || !local.entry.stop) return 'none';
@@ -261,6 +259,15 @@ function chatControls(
       return 'stopped';
     },
   };
+}
+
+/**
+ * This instance's record of a chat, unless another caller holds it here while the shared log may know better: there,
+ * the record a caller posting under someone else's chat id could not overwrite (`putChat`) decides.
+ */
+function ours(chats: Registry['chats'], chatId: string, callerId: string, shared: SharedLog | undefined) {
+  const local = chats.get(chatId);
+  return local && (local.owner === callerId || !shared) ? local : undefined;
 }
 
 /** Follows a reply written on another instance; one tail per instance is shared by its local followers. */
@@ -345,7 +352,7 @@ class Leader implements Claimed {
     // Everyone here left while it waited for its admission: followers elsewhere (if any) take it over.
     if (this.live.readerCount === 0 && !this.deps.config.resume) {
       this.giveUp();
-      return this.joined;
+      return { ...this.joined, ...(detail && { detail }) };
     }
     this.started = true;
     // No parent: the reply is not its first client's (readers come and go); the last one leaving stops it.

@@ -45,6 +45,7 @@ export function tailSharedReply(log: SharedLog, options: TailOptions): LiveReply
   const live = new LiveReply({
     onIdle: () => {
       stopped = true;
+      live.halt();
       wake();
     },
   });
