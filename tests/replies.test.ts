@@ -654,39 +654,52 @@ describe('a leader that dies', () => {
   });
 });
 
+/**
+ * Instance A on Redis with its admissions held, B beside it under the same settings (`shared`): A's request for `p`
+ * (with `signal`, if given) has claimed its reply, and B's identical request, from another caller, follows that
+ * claim. The test opens `release` to let A's admission go on.
+ */
+async function followingHeldClaim(
+  shared: Record<string, string>,
+  onlyA: Record<string, string>,
+  p: string,
+  signal?: AbortSignal,
+) {
+  const env: Record<string, string> = { ...onRedis('tcp'), ...shared };
+  const release = gate();
+  let booking = false;
+  const asked = () => {
+    booking = true;
+  };
+  const a = instance({ ...env, ...onlyA }, undefined, { tcpRedis: holdingBookings(release.until, asked) });
+  const b = instance(env);
+  const onA = a.handler(signal ? new Request(ask(p), { signal }) : ask(p));
+  await eventually(() => booking, 10_000);
+  // A's claim lands while its admission is held (its connection may still be opening: wait for the key itself).
+  const probe = tcpRedis(REDIS_TEST_URL, 2_000);
+  try {
+    const claimed = async () => (await probe.raw.keys(`${env.RATE_LIMIT_PREFIX}:reply:*`)).length > 0;
+    await eventually(claimed, 10_000);
+  } finally {
+    await probe.close();
+  }
+  const onB = ask(p, { ip: OTHER_IP });
+  const answering = b.handler(onB);
+  await eventually(() => joined(onB), 10_000);
+  return { a, b, release, onA, answering };
+}
+
 describe('the reply log’s claim, sent with the admission', () => {
   it('a refused request gives its claim up, and an identical request that followed it takes over', async () => {
     // One deployment, replies shared by all callers; A's callers have a budget below any request's worst case.
-    const shared: Record<string, string> = {
-      ...onRedis('tcp'),
-      CACHE_SCOPE: 'global',
-      MAX_OUTPUT_TOKENS: '100',
-    };
-    const release = gate();
-    let booking = false;
-    const a = instance({ ...shared, TOKEN_BUDGET: '101' }, undefined, {
-      tcpRedis: holdingBookings(release.until, () => {
-        booking = true;
-      }),
-    });
-    const b = instance(shared);
+    const shared = { CACHE_SCOPE: 'global', MAX_OUTPUT_TOKENS: '100' };
     const p = prompt('claimed, then refused');
-    const refusedOnA = a.handler(ask(p));
-    await eventually(() => booking, 10_000);
-    // A's claim lands while its admission is held (its connection may still be opening: wait for the key itself).
-    const probe = tcpRedis(REDIS_TEST_URL, 2_000);
-    try {
-      await eventually(
-        async () => (await probe.raw.keys(`${shared.RATE_LIMIT_PREFIX}:reply:*`)).length > 0,
-        10_000,
-      );
-    } finally {
-      await probe.close();
-    }
-    // B, asking the same, follows A.
-    const onB = ask(p, { ip: OTHER_IP });
-    const answering = b.handler(onB);
-    await eventually(() => joined(onB), 10_000);
+    const {
+      b,
+      release,
+      onA: refusedOnA,
+      answering,
+    } = await followingHeldClaim(shared, { TOKEN_BUDGET: '101' }, p);
     expect(h.fake.calls).toHaveLength(0);
     release.open();
     const refused = await refusedOnA;
@@ -708,32 +721,15 @@ describe('the reply log’s claim, sent with the admission', () => {
   });
 
   it('a leader whose client left while it was being admitted gives the reply up to its follower', async () => {
-    const shared: Record<string, string> = { ...onRedis('tcp'), CACHE_SCOPE: 'global' };
-    const release = gate();
-    let booking = false;
-    const a = instance(shared, undefined, {
-      tcpRedis: holdingBookings(release.until, () => {
-        booking = true;
-      }),
-    });
-    const b = instance(shared);
     const p = prompt('left while admitted');
     const client = new AbortController();
-    const onA = ask(p);
-    const leaving = a.handler(new Request(onA, { signal: client.signal }));
-    await eventually(() => booking, 10_000);
-    const probe = tcpRedis(REDIS_TEST_URL, 2_000);
-    try {
-      await eventually(
-        async () => (await probe.raw.keys(`${shared.RATE_LIMIT_PREFIX}:reply:*`)).length > 0,
-        10_000,
-      );
-    } finally {
-      await probe.close();
-    }
-    const onB = ask(p, { ip: OTHER_IP });
-    const answering = b.handler(onB);
-    await eventually(() => joined(onB), 10_000);
+    const {
+      a,
+      b,
+      release,
+      onA: leaving,
+      answering,
+    } = await followingHeldClaim({ CACHE_SCOPE: 'global' }, {}, p, client.signal);
     client.abort(); // A's reader leaves before A is admitted: nothing may reject unheard (it would end the process)
     await sleep(50);
     release.open();
