@@ -63,6 +63,15 @@ describe('loadConfig', () => {
     });
   });
 
+  it('refuses a MAX_INPUT_TOKENS that the system prompt and the tools alone fill, naming both', () => {
+    const tools = JSON.stringify([{ name: 'lookup', description: 'x'.repeat(400), parameters: {} }]);
+    const env = { OPENAI_API_KEY: KEY, SYSTEM_PROMPT: 'Be brief.', MAX_INPUT_TOKENS: '100' };
+    expect(loadConfig(env).history.maxInputTokens).toBe(100);
+    expect(configError({ ...env, TOOLS: tools })).toMatch(
+      /MAX_INPUT_TOKENS must leave room for the conversation: SYSTEM_PROMPT and TOOLS alone are about \d+ tokens/,
+    );
+  });
+
   it('treats an empty value as unset', () => {
     expect(loadConfig({ OPENAI_API_KEY: KEY, OPENAI_BASE_URL: '', CHAT_MODEL: ' ' }).defaultModel).toBe(
       'gpt-4o-mini',

@@ -254,6 +254,29 @@ describe('long conversations', () => {
     expect(prompt + 2 * (50 + PER_MESSAGE)).toBeGreaterThan(200);
   });
 
+  it('trims past MAX_INPUT_TOKENS, counting the declared TOOLS too', async () => {
+    // The same conversation as above: with tools worth about 60 tokens, the earlier turn no longer fits.
+    const tool = {
+      name: 'lookup',
+      description: 'Looks a word up. '.repeat(12),
+      parameters: { type: 'object' },
+    };
+    const tools = JSON.stringify([tool]);
+    expect(estimateTokens(tools)).toBeGreaterThan(50);
+    const config = testConfig({ OPENAI_BASE_URL: h.fake.url, MAX_INPUT_TOKENS: '200', TOOLS: tools });
+    const words = (n: number) => `${'word '.repeat(49)}${['one', 'two', 'three', 'four'][n - 1]}`;
+    const result = await chatLikeUseChat(
+      buildHandler(config, { logs: h.logs }),
+      conversation(3, (n) => words(n)),
+    );
+    const sent = sentMessages() ?? [];
+    expect(sent).toHaveLength(2); // the system prompt and the question
+    expect(sent.at(-1)).toEqual({ role: 'user', content: words(4) });
+    expect(result.headers?.get('x-chat-trimmed')).toBe('6');
+    const prompt = sent.reduce((n, m) => n + estimateTokens(String(m.content)) + PER_MESSAGE, PER_REPLY);
+    expect(prompt + estimateTokens(tools) + PER_MESSAGE).toBeLessThanOrEqual(200);
+  });
+
   it('trims a curl-shaped conversation too, and tells a plain-text client in the header only', async () => {
     const handler = buildHandler(
       testConfig({ OPENAI_BASE_URL: h.fake.url, ...CAPS, ALLOWED_ORIGINS: 'https://app.example.com' }),

@@ -157,7 +157,7 @@ export function loadConfig(env: Env, options: LoadOptions = {}): Config {
       maxBodyBytes: e.MAX_BODY_BYTES,
       bodyTimeoutMs: e.BODY_TIMEOUT_MS,
     },
-    history: toHistoryConfig(e, e.SYSTEM_PROMPT.trim()),
+    history: toHistoryConfig(e, e.SYSTEM_PROMPT.trim(), tools.declared),
     rateLimit,
     failover,
     security,

@@ -1,3 +1,4 @@
+import type { ToolDeclaration } from '../config/tools';
 import { PER_MESSAGE, PER_REPLY, promptTokenBound } from '../limits/token-bound';
 import { attachmentTokens, textOf } from '../parts/content';
 import type { ChatMessage } from '../types';
@@ -60,9 +61,17 @@ function fitsUncounted(
   );
 }
 
-/** The tokens a system prompt adds to every request: its text and its message frame. */
-export function systemPromptTokens(systemPrompt: string, count: CountTokens): number {
-  return systemPrompt ? count(systemPrompt) + PER_MESSAGE : 0;
+/**
+ * The tokens the operator adds to every request: the system prompt (its text and its message frame) and the declared
+ * tools (their JSON, which the upstream renders into the prompt, and a frame each).
+ */
+export function operatorPromptTokens(
+  systemPrompt: string,
+  tools: readonly ToolDeclaration[],
+  count: CountTokens,
+): number {
+  const system = systemPrompt ? count(systemPrompt) + PER_MESSAGE : 0;
+  return system + (tools.length ? count(JSON.stringify(tools)) + PER_MESSAGE * tools.length : 0);
 }
 
 function trimOldest(

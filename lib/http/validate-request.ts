@@ -2,7 +2,7 @@ import * as z from 'zod/mini';
 import type { Config, RequestCaps } from '../config';
 import { acceptsImages } from '../config/models';
 import { ProxyError } from '../errors';
-import { fitHistory, type HistoryLimits, systemPromptTokens } from '../history/fit';
+import { fitHistory, type HistoryLimits, operatorPromptTokens } from '../history/fit';
 import { type CountTokens, lazyTokenCounter } from '../history/token-count';
 import { hasImage } from '../parts/content';
 import { type Issue, toUpstreamMessages } from '../parts/to-upstream';
@@ -50,10 +50,12 @@ export function createRequestValidator(
     maxInputTokens: config.history.maxInputTokens,
     overflow: config.history.overflow,
   };
-  // The system prompt is the same on every request: count it once per counter (the estimate, then the tokenizer).
+  // The system prompt and the tools are the same on every request: count them once per counter (the estimate, then
+  // the tokenizer).
   let prompt: { count?: CountTokens; tokens: number } = { tokens: 0 };
   const promptTokens = (count: CountTokens) => {
-    if (prompt.count !== count) prompt = { count, tokens: systemPromptTokens(config.systemPrompt, count) };
+    if (prompt.count !== count)
+      prompt = { count, tokens: operatorPromptTokens(config.systemPrompt, config.tools.declared, count) };
     return prompt.tokens;
   };
 
