@@ -1241,6 +1241,29 @@ describe('resumable streams (RESUME=on)', () => {
     owners.open();
   });
 
+  it('a GET on an instance whose tail of the reply stopped a moment ago reads it afresh (tcp)', async () => {
+    const env = { RESUME: 'on', ...onRedis('tcp'), REPLY_LEASE_MS: '60000' };
+    const a = instance(env);
+    const leaving = gate(); // B's LEAVE held: its stopped tail is still known there meanwhile
+    const b = instance(env, undefined, { tcpRedis: holdingScripts('raw', "'readers', -1", leaving.until) });
+    const chatId = newChat();
+    const go = gate();
+    h.fake.script(paused(go.until));
+    const p = prompt('resumed past a stopped tail');
+    const post = new UiStream(await a.handler(ask(p, { chatId })));
+    await eventually(() => post.deltas.length === 2);
+    const follower = new UiStream(await b.handler(ask(p)));
+    expect(follower.header('x-coalesced')).toBe('follower');
+    await eventually(() => follower.deltas.length === 2, 10_000);
+    await follower.cancel(); // B's only reader of its tail leaves: the tail stops
+    const resumed = await resume(b, chatId);
+    await eventually(() => resumed.deltas.length === 2, 10_000);
+    go.open();
+    await Promise.all([post.ended, resumed.ended]);
+    expect(resumed.text).toBe(demoReply(p));
+    leaving.open();
+  });
+
   it.each<'memory' | Backend>(['memory', 'tcp'])(
     'the POST’s client leaving does not stop the reply: a later GET gets all of it (%s)',
     async (backend) => {
@@ -1346,14 +1369,44 @@ describe('what a reply costs the shared log', () => {
   });
 });
 
-describe('a leader that gives its reply up (lib/replies/replies.ts)', () => {
+describe('a leader that gives its reply up, or is told to stop (lib/replies/replies.ts)', () => {
+  /** The reply log of one instance, on `shared` (or none), with the tests' settings. */
+  const repliesOn = (shared: SharedLog | undefined) =>
+    createReplies({
+      config: testConfig({ OPENAI_BASE_URL: h.fake.url }).replies,
+      systemPrompt: '',
+      tools: [],
+      shared,
+      shutdown: createShutdown(),
+      totalTimeoutMs: 10_000,
+      internal: defaultInternal,
+      secrets: [],
+    });
+  const request: ChatRequest = {
+    messages: [{ role: 'user', content: 'given up' }],
+    model: 'm',
+    maxTokens: 10,
+    temperature: undefined,
+    reasoningEffort: undefined,
+    messageId: undefined,
+  };
+  const options = (signal: AbortSignal): ServeOptions => ({
+    callerId: 'c',
+    messageId: 'msg',
+    signal,
+    cacheControl: 'use',
+    storable: true,
+    chatId: undefined,
+  });
+  const never = () => new Promise<never>(() => {});
+
   it('its followers here claim again only once that end is in the shared log', async () => {
     const steps: string[] = [];
     const finishing = gate();
     const log = {
-      claim: async (_key: string, options: { generation: string }) => {
+      claim: async (_key: string, claim: { generation: string }) => {
         steps.push('claim');
-        return { role: 'leader', generation: options.generation };
+        return { role: 'leader', generation: claim.generation };
       },
       append: async () => ({ stop: false, readers: 0, called: false }),
       finish: async () => {
@@ -1362,37 +1415,10 @@ describe('a leader that gives its reply up (lib/replies/replies.ts)', () => {
       },
       leave: async () => {},
     } as unknown as SharedLog;
-    const replies = createReplies({
-      config: testConfig({ OPENAI_BASE_URL: h.fake.url }).replies,
-      systemPrompt: '',
-      tools: [],
-      shared: log,
-      shutdown: createShutdown(),
-      totalTimeoutMs: 10_000,
-      internal: defaultInternal,
-      secrets: [],
-    });
-    const request: ChatRequest = {
-      messages: [{ role: 'user', content: 'given up' }],
-      model: 'm',
-      maxTokens: 10,
-      temperature: undefined,
-      reasoningEffort: undefined,
-      messageId: undefined,
-    };
-    const options = (signal: AbortSignal): ServeOptions => ({
-      callerId: 'c',
-      messageId: 'msg',
-      signal,
-      cacheControl: 'use',
-      storable: true,
-      chatId: undefined,
-    });
+    const replies = repliesOn(log);
     const leader = await replies.claim(request, options(new AbortController().signal));
     const follower = await replies.claim(request, options(new AbortController().signal)); // joins it here
-    const read = follower.start(async () => {
-      throw new Error('a follower never produces');
-    });
+    const read = follower.start(never);
     expect(steps).toEqual(['claim']);
     leader.abandon(); // refused: its end (LEADER_LOST) goes to the shared log, held there for now
     await expect(read.first).rejects.toSatisfy(isLeaderLost);
@@ -1402,6 +1428,16 @@ describe('a leader that gives its reply up (lib/replies/replies.ts)', () => {
     finishing.open();
     (await again).abandon();
     expect(steps).toEqual(['claim', 'finish', 'claim']);
+  });
+
+  it('is joined by nobody new once its last reader left, even before its upstream call has ended', async () => {
+    const replies = repliesOn(undefined);
+    const client = new AbortController();
+    const leader = (await replies.claim(request, options(client.signal))).start(never); // an upstream yet to answer
+    expect(leader.role).toBe('leader');
+    client.abort(); // its only reader leaves: it is told to stop (its upstream call has not noticed yet)
+    const next = (await replies.claim(request, options(new AbortController().signal))).start(never);
+    expect(next.role).toBe('leader'); // a reply of its own, not a follower of one that can only end stopped
   });
 });
 

@@ -8,7 +8,7 @@ import type { CountTokens } from './token-count';
 export interface HistoryLimits {
   readonly maxMessages: number;
   readonly maxTotalChars: number;
-  /** The whole prompt: the system prompt, every message, and the format's own tokens around them. */
+  /** The whole prompt: the system prompt and the tools, every message, and the format's own tokens around them. */
   readonly maxInputTokens: number;
   readonly overflow: 'trim' | 'refuse';
 }
@@ -27,7 +27,8 @@ interface Tally {
 /**
  * Makes a conversation fit the caps. `trim` leaves out the oldest whole turns (a user message and the replies after
  * it), so the model never sees a reply without its question; the latest turn, the one being answered, always stays,
- * and so does the system prompt, which is not part of `messages` (`systemTokens` is its count, 0 for none). `refuse`
+ * and so does what the operator adds, which is not part of `messages` (`systemTokens` counts the system prompt and
+ * the tools, `operatorPromptTokens`; 0 for none). `refuse`
  * answers a conversation over any cap with a 400 naming it. Characters are summed first, so tokens are counted only
  * where the cheap caps already hold.
  */

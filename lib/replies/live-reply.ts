@@ -51,7 +51,10 @@ export class LiveReply {
     return this.ended ? !this.failed : !this.halted;
   }
 
-  /** Its producer stopped before the end (a shared tail whose last reader left): see `joinable`. */
+  /**
+   * Its producer stopped, or was told to, before the end (a shared tail whose last reader left, a leader nobody reads
+   * any more): see `joinable`.
+   */
   halt(): void {
     this.halted = true;
   }

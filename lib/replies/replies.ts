@@ -237,7 +237,7 @@ function chatControls(
       if (!record.running) return { kind: 'none' };
       const known = inFlight.get(record.key);
       const entry =
-        known?.generation === record.generation
+        known?.generation === record.generation && known.live.joinable
           ? known
           : follow(record.key, { generation: record.generation, events: [], cursor: FIRST_CURSOR }, false);
       return { kind: 'reading', ...join(hold, 'follower', 'BYPASS', entry.live, signal) };
@@ -386,9 +386,14 @@ class Leader implements Claimed {
     this.joined.leave();
   }
 
-  /** Once the reply has ended there is nothing to stop (and an abort still costs a DOMException per request). */
+  /**
+   * Once the reply has ended there is nothing to stop (and an abort still costs a DOMException per request). One told
+   * to stop is joined by nobody new: they would get its `reply_stopped`, not a reply.
+   */
   private stop(): void {
-    if (!this.live.ended) this.abort?.abort();
+    if (this.live.ended) return;
+    this.live.halt();
+    this.abort?.abort();
   }
 
   private idle(): void {
