@@ -118,14 +118,14 @@ export function createChatHandler(deps: ChatHandlerDeps): ChatHandler {
     } catch (caught) {
       // No reply was streamed: nothing was generated, so the whole reservation and the stream slot go back.
       if (admission) waitUntil(gate.settle(admission, 0));
-      claimed?.then(
-        (claim) => claim.abandon(),
-        () => {},
-      ); // nothing once it has started
+      // Its claim, if it was refused (or failed) before its reply started: given up, so others need not wait on it.
+      claimed?.then(abandon, () => {});
       return reject(caught, { context, headers, startedAt });
     }
   };
 }
+
+const abandon = (claim: Claimed) => claim.abandon();
 
 /** The request path's stages, built once from the config. */
 function stages(deps: ChatHandlerDeps) {

@@ -1,8 +1,7 @@
 import { amountUsed, costOfReply } from '../cost/reply-cost';
 import { ProxyError } from '../errors';
 import type { Authenticate } from '../http/caller-auth';
-import type { ValidRequest } from '../http/validate-request';
-import { CHAT_ID } from '../http/validate-request';
+import { CHAT_ID, type ValidRequest } from '../http/validate-request';
 import type { RequestContext } from '../log';
 import { startWhenReady } from '../stream/queued-start';
 import { replyStream } from '../stream/reply-stream';
