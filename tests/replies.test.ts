@@ -1340,29 +1340,32 @@ describe('what a reply costs the shared log', () => {
     // A lease far longer than any reply here, so that no renewal of a slow one on a busy machine can count.
     const env: Record<string, string> = { ...onRedis('tcp'), REPLY_LEASE_MS: '60000' };
     const i = instance(env);
-    const word = `zq${Math.random().toString(36).slice(2, 10)}`;
     const monitor = await monitorRedis();
     try {
-      const whole = Array.from({ length: 4 }, (_, n) => `${word}w${n} ${prompt('cost')}`);
-      const paced = Array.from({ length: 2 }, (_, n) => `${word}p${n} ${prompt('cost')}`);
+      const whole = Array.from({ length: 4 }, () => prompt('cost'));
+      const paced = Array.from({ length: 2 }, () => prompt('cost'));
       h.fake.script(...whole.map(() => ({ kind: 'whole' }) as const));
       for (const p of whole) expect((await read(await i.handler(ask(p)))).text).toBe(demoReply(p));
       h.fake.script(...paced.map(() => ({ kind: 'paced', tokenDelayMs: 5 }) as const));
       for (const p of paced) expect((await read(await i.handler(ask(p)))).text).toBe(demoReply(p));
-      // Each reply's scripts name its key first; the end's batch carries the prompt's first word.
-      const scripts = () => monitor.commands.filter((args) => /^evalsha$/i.test(args[0] ?? ''));
-      const keyOf = (p: string) =>
-        scripts().find((args) => args.some((arg) => arg.includes(`${p.split(' ')[0]}`)))?.[3];
-      const scriptsOf = (p: string) =>
-        scripts().filter((args) => args[3] !== undefined && args[3] === keyOf(p));
-      await eventually(() => [...whole, ...paced].every((p) => scriptsOf(p).length >= 2), 10_000);
+      // Each reply's scripts name its key first; the replies ran one after the other, so their keys come in order.
+      const replyKeys = () => {
+        const scripts = monitor.commands.filter(
+          (args) =>
+            /^evalsha$/i.test(args[0] ?? '') && args[3]?.startsWith(`${env.RATE_LIMIT_PREFIX}:reply:{`),
+        );
+        const keys = [...new Set(scripts.map((args) => args[3]))];
+        return keys.map((key) => scripts.filter((args) => args[3] === key));
+      };
+      await eventually(() => replyKeys().length === 6 && replyKeys().every((one) => one.length >= 2), 10_000);
       await sleep(200); // anything more would have come by now
-      for (const p of [...whole, ...paced])
-        expect(keyOf(p)?.startsWith(`${env.RATE_LIMIT_PREFIX}:reply:{`)).toBe(true);
-      // The claim (3 keys) and the end (4 keys), with all the reply in it: no opening, no renewal.
-      for (const p of whole) expect(scriptsOf(p).map((args) => args[2])).toEqual(['3', '4']);
+      const [a, b, c, d, e, f] = replyKeys();
+      // The claim (3 keys) and the end (4 keys): no opening, no renewal.
+      for (const one of [a, b, c, d]) expect(one?.map((args) => args[2])).toEqual(['3', '4']);
       // Tokens 5 ms apart: the opening (the head and the first token) goes before the rest has arrived.
-      for (const p of paced) expect(scriptsOf(p).map((args) => args[2])).toEqual(['3', '4', '4']);
+      for (const one of [e, f]) expect(one?.map((args) => args[2])).toEqual(['3', '4', '4']);
+      // Nobody followed them and nothing may read them later (no cache, no resume): their ends record no events.
+      for (const one of [a, b, c, d, e, f]) expect(one?.at(-1)?.[8]).toBe('');
     } finally {
       monitor.close();
     }
@@ -1438,6 +1441,54 @@ describe('a leader that gives its reply up, or is told to stop (lib/replies/repl
     client.abort(); // its only reader leaves: it is told to stop (its upstream call has not noticed yet)
     const next = (await replies.claim(request, options(new AbortController().signal))).start(never);
     expect(next.role).toBe('leader'); // a reply of its own, not a follower of one that can only end stopped
+  });
+});
+
+describe('a reply nobody reads once it has ended (no cache, no resume)', () => {
+  /** The reply-log keys left in Redis under `prefix`, by what they are: the stream (`s`), the state (`m`)... */
+  async function keysLeft(prefix: string): Promise<string[]> {
+    const probe = tcpRedis(REDIS_TEST_URL, 2_000);
+    try {
+      const keys = (await probe.raw.keys(`${prefix}:reply:*`)) as string[];
+      return keys.map((key) => key.split(':').at(-1) ?? '').sort();
+    } finally {
+      await probe.close();
+    }
+  }
+
+  it('is not kept in Redis: its end records no events, and drops those written', async () => {
+    const env: Record<string, string> = { ...onRedis('tcp'), REPLY_LEASE_MS: '60000' };
+    const i = instance(env);
+    h.fake.script({ kind: 'paced', tokenDelayMs: 5 }); // an opening written first, then dropped at the end
+    const p = prompt('forgotten');
+    expect((await read(await i.handler(ask(p)))).text).toBe(demoReply(p));
+    await eventually(async () => !(await keysLeft(env.RATE_LIMIT_PREFIX ?? '')).includes('l'), 10_000);
+    // Only its small state is left (done, for a reader's late leave), for the grace period; no stream, no lease.
+    expect(await keysLeft(env.RATE_LIMIT_PREFIX ?? '')).toEqual(['m']);
+  });
+
+  it('is recorded after all when a reader elsewhere followed it while its end was on its way', async () => {
+    const env: Record<string, string> = { ...onRedis('tcp'), REPLY_LEASE_MS: '60000' };
+    const ending = gate();
+    let ends = 0;
+    const a = instance(env, undefined, {
+      tcpRedis: holdingScripts('raw', "'done', '1'", ending.until, () => ends++),
+    });
+    const b = instance(env);
+    h.fake.script({ kind: 'whole' }); // read whole: nothing of it is in Redis before its end
+    const p = prompt('followed at the last moment');
+    const leader = await read(await a.handler(ask(p)));
+    expect(leader.text).toBe(demoReply(p));
+    await eventually(() => ends === 1, 10_000); // its end, held, asks to record nothing
+    const onB = ask(p, { ip: TEST_IP });
+    const following = b.handler(onB);
+    await eventually(() => joined(onB), 10_000); // B claimed while the lease was still held: a follower
+    ending.open();
+    const follower = await read(await following);
+    expect(follower.header('x-coalesced')).toBe('follower');
+    expect(follower.text).toBe(demoReply(p));
+    expect(ends).toBe(2); // refused (someone reads), then the end with the whole reply
+    expect(h.fake.calls).toHaveLength(1);
   });
 });
 
@@ -1633,6 +1684,7 @@ describe('the leader’s mirror to the shared log (lib/replies/mirror.ts)', () =
     leaseMs: 3_000,
     maxBytes: 1_000_000,
     keep: () => ({ keepMs: 1_000, cacheable: false }),
+    forgettable: false,
     onAnswer: () => {},
     onError: () => {},
   };

@@ -10,6 +10,11 @@ export interface MirrorOptions {
   /** At the end: keep it as the key's cache hit for `keepMs`, or only `keepMs` for readers catching up. */
   readonly keep: (last: ReplyEvent) => { keepMs: number; cacheable: boolean };
   /**
+   * Nobody may come for it once it has ended unless it is cacheable (no resume): if no reader followed it from
+   * elsewhere, its end records nothing (`SharedLog.finish`'s `unread`).
+   */
+  readonly forgettable: boolean;
+  /**
    * What each write learnt: a stop (`DELETE .../stream`, or the lease was lost) and how many readers follow from
    * other instances.
    */
@@ -158,7 +163,10 @@ class LogMirror implements Mirror {
     if (last && isFinal(last)) {
       this.closed = true;
       this.stop();
-      await this.log.finish(key, generation, batch, this.options.keep(last));
+      const keep = this.options.keep(last);
+      const unread = this.options.forgettable && !keep.cacheable && !this.followed;
+      const ended = unread ? await this.log.finish(key, generation, [], { ...keep, unread }) : 'read';
+      if (ended === 'read') await this.log.finish(key, generation, batch, keep);
       this.settle(true);
     } else this.answered(await this.log.append(key, generation, batch, leaseMs));
   }

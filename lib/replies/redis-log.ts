@@ -110,11 +110,20 @@ return {stop, readers, called}`;
  * must never become a hit with a hole in it. A cacheable one takes the pointer even from a newer live generation:
  * a complete reply is the better answer for the next identical request. One that is not gives the pointer back to
  * the hit it was claimed over (`prev`), for what that hit has left to live: a `no-store` request, or a failed
- * `no-cache` one, never evicts the cached reply.
+ * `no-cache` one, never evicts the cached reply. An end for a reply nobody may read later (ARGV[6], `unread`) records
+ * no events and drops those written, unless a remote reader follows it (counted by its claim) or a resumed reader
+ * called: then it changes nothing and answers 2, and the leader writes the events after all. Keeping every reply for
+ * the grace period would cost Redis a copy of each for 30 s, read by nobody.
  */
 const FINISH = `
 if redis.call('EXISTS', KEYS[4]) == 0 then return 0 end
-if ARGV[2] ~= '' then redis.call('XADD', KEYS[2], '*', 'e', ARGV[2]) end
+if ARGV[6] == '1' then
+  local state = redis.call('HMGET', KEYS[3], 'readers', 'called')
+  if tonumber(state[1] or '0') > 0 or state[2] == '1' then return 2 end
+  redis.call('DEL', KEYS[2])
+elseif ARGV[2] ~= '' then
+  redis.call('XADD', KEYS[2], '*', 'e', ARGV[2])
+end
 redis.call('DEL', KEYS[4])
 redis.call('HSET', KEYS[3], 'done', '1', 'cache', ARGV[4])
 redis.call('PEXPIRE', KEYS[3], ARGV[3])
@@ -239,10 +248,12 @@ export function createRedisLog(redis: Redis, options: RedisLogOptions = {}): Sha
       const [stop, readers, called] = list(await scripts.append.exec(keys, args));
       return { stop: Number(stop) === 1, readers: Number(readers), called: Number(called) === 1 };
     },
-    async finish(key, generation, events, { keepMs, cacheable }) {
+    async finish(key, generation, events, { keepMs, cacheable, unread = false }) {
       const keys = writeKeys(layout, key, generation);
-      const args = [generation, batch(events), ms(keepMs), cacheable ? '1' : '0', channel(key, generation)];
-      await scripts.finish.exec(keys, args);
+      const recorded = unread ? '' : batch(events);
+      const args = [generation, recorded, ms(keepMs), cacheable ? '1' : '0', channel(key, generation)];
+      const ended = await scripts.finish.exec(keys, [...args, unread ? '1' : '0']);
+      return Number(ended) === 2 ? 'read' : 'ended';
     },
     async read(key, generation, cursor, callLeader = false) {
       const { stream, meta, lease } = layout.generation(key, generation);

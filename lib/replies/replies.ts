@@ -338,6 +338,8 @@ class Leader implements Claimed {
       shared &&
       leaderMirror(shared, config, this.entry, {
         cacheable: (last) => this.cacheable(last),
+        // A resumed reader may come for it until the grace period is over.
+        forgettable: !(config.resume && options.chatId),
         onAnswer: (answer) => (answer.stop || this.nobodyReads(answer.readers)) && this.stop(),
         onError: () => {
           this.mirror = undefined;
@@ -430,7 +432,9 @@ function leaderMirror(
   shared: SharedLog,
   config: RepliesConfig,
   entry: Entry,
-  hooks: Pick<MirrorOptions, 'onAnswer' | 'onError'> & { cacheable: (last: ReplyEvent) => boolean },
+  hooks: Pick<MirrorOptions, 'onAnswer' | 'onError' | 'forgettable'> & {
+    cacheable: (last: ReplyEvent) => boolean;
+  },
 ): Mirror {
   return mirrorTo(shared, {
     key: entry.key,
@@ -441,6 +445,7 @@ function leaderMirror(
       hooks.cacheable(last)
         ? { keepMs: config.cacheTtlMs, cacheable: true }
         : { keepMs: GRACE_MS, cacheable: false },
+    forgettable: hooks.forgettable,
     onAnswer: hooks.onAnswer,
     onError: hooks.onError,
   });

@@ -77,14 +77,16 @@ export interface SharedLog {
   ): Promise<WriteAnswer>;
   /**
    * The leader's last write: the final events, then the generation is kept `keepMs` (the cache TTL when `cacheable`,
-   * else a short grace for readers still catching up). A cacheable generation becomes the key's hit.
+   * else a short grace for readers still catching up). A cacheable generation becomes the key's hit. `unread`: a
+   * reply nobody may read later (no cache, no resume) ends without its events, and what was written of it goes, unless
+   * a reader follows it from elsewhere: then nothing changes and the answer is `read` (write the events after all).
    */
   finish(
     key: string,
     generation: string,
     events: readonly ReplyEvent[],
-    options: { keepMs: number; cacheable: boolean },
-  ): Promise<void>;
+    options: { keepMs: number; cacheable: boolean; unread?: boolean },
+  ): Promise<'ended' | 'read'>;
   /**
    * A reader's poll: the events after `cursor`, at most a batch. `callLeader`: a reader the leader does not count
    * (a resumed stream) says it is there, as a follower's claim and a stop do, so the leader writes at once.
