@@ -1458,13 +1458,17 @@ describe('a reply nobody reads once it has ended (no cache, no resume)', () => {
 
   it('is not kept in Redis: its end records no events, and drops those written', async () => {
     const env: Record<string, string> = { ...onRedis('tcp'), REPLY_LEASE_MS: '60000' };
-    const i = instance(env);
-    h.fake.script({ kind: 'paced', tokenDelayMs: 5 }); // an opening written first, then dropped at the end
+    const ending = gate();
+    const i = instance(env, undefined, { tcpRedis: holdingFinish(ending.until) });
+    const prefix = env.RATE_LIMIT_PREFIX ?? '';
+    h.fake.script({ kind: 'paced', tokenDelayMs: 5 }); // its opening is written first
     const p = prompt('forgotten');
     expect((await read(await i.handler(ask(p)))).text).toBe(demoReply(p));
-    await eventually(async () => !(await keysLeft(env.RATE_LIMIT_PREFIX ?? '')).includes('l'), 10_000);
+    expect(await keysLeft(prefix)).toContain('s'); // the opening, in Redis while its end is held
+    ending.open();
+    await eventually(async () => !(await keysLeft(prefix)).includes('l'), 10_000);
     // Only its small state is left (done, for a reader's late leave), for the grace period; no stream, no lease.
-    expect(await keysLeft(env.RATE_LIMIT_PREFIX ?? '')).toEqual(['m']);
+    expect(await keysLeft(prefix)).toEqual(['m']);
   });
 
   it('is recorded after all when a reader elsewhere followed it while its end was on its way', async () => {
@@ -1764,6 +1768,31 @@ describe('the leader’s mirror to the shared log (lib/replies/mirror.ts)', () =
     mirror.add({ type: 'end', finishReason: 'stop' }, 0);
     await vi.advanceTimersByTimeAsync(1_000);
     expect(writes).toEqual([['finish', 'head', 'a', 'b', 'end']]);
+  });
+
+  it('ends a reply nobody followed without its events, and writes them when the end says someone reads', async () => {
+    vi.useFakeTimers();
+    for (const answer of ['ended', 'read'] as const) {
+      const { log, writes } = recordingLog(true);
+      const finish = log.finish.bind(log);
+      log.finish = async (key, generation, events, keep) => {
+        await finish(key, generation, events, keep);
+        if (keep.unread) writes.push(['unread']);
+        return keep.unread ? answer : 'ended';
+      };
+      const mirror = mirrorTo(log, { ...options, forgettable: true });
+      mirror.add(head, 0);
+      mirror.add(ev('a'), 0);
+      mirror.add({ type: 'end', finishReason: 'stop' }, 0);
+      await vi.advanceTimersByTimeAsync(0);
+      await expect(mirror.ended).resolves.toBe(true);
+      // The unread end carries nothing; when someone reads after all, the whole reply follows in a second end.
+      expect(writes).toEqual(
+        answer === 'ended'
+          ? [['finish'], ['unread']]
+          : [['finish'], ['unread'], ['finish', 'head', 'a', 'end']],
+      );
+    }
   });
 
   it('hears a call that was lost (not subscribed yet) in the next renewal’s answer, and writes promptly after', async () => {

@@ -111,8 +111,9 @@ return {stop, readers, called}`;
  * a complete reply is the better answer for the next identical request. One that is not gives the pointer back to
  * the hit it was claimed over (`prev`), for what that hit has left to live: a `no-store` request, or a failed
  * `no-cache` one, never evicts the cached reply. An end for a reply nobody may read later (ARGV[6], `unread`) records
- * no events and drops those written, unless a remote reader follows it (counted by its claim) or a resumed reader
- * called: then it changes nothing and answers 2, and the leader writes the events after all. Keeping every reply for
+ * no events and drops those written, unless a remote reader follows it (counted by its claim; a resumed reader's
+ * call is checked too, over TCP, though a resumable reply never ends unread): then it changes nothing and answers 2,
+ * and the leader writes the events after all. Keeping every reply for
  * the grace period would cost Redis a copy of each for 30 s, read by nobody.
  */
 const FINISH = `
