@@ -174,7 +174,7 @@ function control(chatId: string, method: 'GET' | 'DELETE', ip = TEST_IP): Reques
 
 /**
  * True once the request has joined a reply, as its leader, a follower or a hit: the reply log listens on the
- * request's signal for its client leaving (`join` in lib/replies/replies.ts), and nothing before it does. It stops
+ * request's signal for its client leaving (`join` in lib/replies/joining.ts), and nothing before it does. It stops
  * listening when the request leaves again.
  */
 const joined = (req: Request) => getEventListeners(req.signal, 'abort').length > 0;
@@ -1372,7 +1372,7 @@ describe('what a reply costs the shared log', () => {
   });
 });
 
-describe('a leader that gives its reply up, or is told to stop (lib/replies/replies.ts)', () => {
+describe('a leader that gives its reply up, or is told to stop (lib/replies/leader.ts)', () => {
   /** The reply log of one instance, on `shared` (or none), with the tests' settings. */
   const repliesOn = (shared: SharedLog | undefined) =>
     createReplies({
