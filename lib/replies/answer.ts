@@ -27,8 +27,9 @@ export function claimAhead(
   valid: ValidRequest,
   verifiedCallerId: string | undefined,
 ): Promise<Claimed> | undefined {
-  const callerId = deps.replies && deps.gate.ahead(req, verifiedCallerId);
-  if (!deps.replies || callerId === undefined) return undefined;
+  if (!deps.replies) return undefined;
+  const callerId = deps.gate.ahead(req, verifiedCallerId);
+  if (callerId === undefined) return undefined;
   const claimed = deps.replies.claim(valid.request, serveOptions(deps, req, valid, callerId));
   claimed.catch(() => {}); // awaited once admitted; a refusal gives it up
   return claimed;

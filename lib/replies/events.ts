@@ -75,17 +75,23 @@ export function eventBytes(event: ReplyEvent): number {
 /** The log line's detail of a reply whose leader vanished before its first token (see `isLeaderLost`). */
 const LEADER_LOST_DETAIL = 'the leader vanished before its first token';
 
+const interrupted = (detail?: string) =>
+  failure(
+    503,
+    'reply_interrupted',
+    'The reply was interrupted. Please send your message again.',
+    { 'retry-after': '1' },
+    detail,
+  );
+
+/** How a reply ends for its readers elsewhere when its writer is gone (its lease lapsed) or the log cannot be read. */
+export const INTERRUPTED = interrupted();
+
 /**
  * How a reply ends for its followers when its leader vanished before its first token: its lease lapsed (its process
- * died), or it gave the reply up (it was refused after claiming it). Its message is `reply_interrupted`'s.
+ * died), or it gave the reply up (it was refused after claiming it). It is `INTERRUPTED` to whoever cannot take over.
  */
-export const LEADER_LOST = failure(
-  503,
-  'reply_interrupted',
-  'The reply was interrupted. Please send your message again.',
-  { 'retry-after': '1' },
-  LEADER_LOST_DETAIL,
-);
+export const LEADER_LOST = interrupted(LEADER_LOST_DETAIL);
 
 /**
  * A follower's reply ended with `LEADER_LOST`: nothing reached its client yet, so it may claim the key again and lead

@@ -41,6 +41,11 @@ interface Ask {
   /** May it be a cache hit? */
   readonly hit: boolean;
   readonly cache: CacheStatus;
+  /**
+   * May it share a reply already on its way (follow one, wait on an identical claim)? Not with coalescing off, nor for
+   * `no-cache` and `no-store` (and a regenerate), which ask for a fresh answer.
+   */
+  readonly shares: boolean;
   readonly options: ServeOptions;
 }
 
@@ -66,21 +71,19 @@ export function createReplies(deps: RepliesDeps): Replies {
   const claiming = new Map<string, Promise<LiveReply | undefined>>();
 
   const joinKey = async (ask: Ask): Promise<Claimed> => {
-    const { key, hit, cache, options } = ask;
-    // `no-cache` and `no-store` (and a regenerate) ask for a fresh answer: never one already on its way either.
-    const fresh = options.cacheControl !== 'use';
-    const local = config.coalesce && !fresh ? inFlight.get(key) : undefined;
+    const { key, hit, cache, shares, options } = ask;
+    const replay = (live: LiveReply) =>
+      reading(hold, 'hit', 'HIT', live, options.signal, config.cacheReplay === 'paced');
+    const local = shares ? inFlight.get(key) : undefined;
     // A reply given up before it started: claimed again once its end is in the shared log, where a claim reads it.
     if (local?.settling) await local.settling;
     else if (local?.live.joinable) return reading(hold, 'follower', cache, local.live, options.signal);
     const cached = hit ? memory.get(key) : undefined;
-    if (cached) return reading(hold, 'hit', 'HIT', cached, options.signal, config.cacheReplay === 'paced');
+    if (cached) return replay(cached);
     if (!shared) return lead({ key, generation: internal.newId(), options, cache }, undefined);
-    const shares = config.coalesce && !fresh;
     const pending = shares ? claiming.get(key) : undefined;
     const found = pending && (await pending);
-    if (found?.joinable)
-      return reading(hold, 'hit', 'HIT', found, options.signal, config.cacheReplay === 'paced');
+    if (found?.joinable) return replay(found);
     if (pending) return joinKey(ask); // a reply in flight now, joined by its key (or else claimed again)
     const claimed = claimShared(deps, { lead, follow, hold }, shared, ask);
     const mine = claimed.then(
@@ -110,12 +113,11 @@ async function claimShared(
   ask: Ask,
 ): Promise<{ claim: Claimed; hit?: LiveReply }> {
   const { config, internal } = deps;
-  const { key, hit, cache, options } = ask;
+  const { key, hit, cache, shares, options } = ask;
   const generation = internal.newId();
   let claim: Claim;
   try {
-    const follow = config.coalesce && options.cacheControl === 'use';
-    claim = await log.claim(key, { generation, leaseMs: config.leaseMs, follow, hit });
+    claim = await log.claim(key, { generation, leaseMs: config.leaseMs, follow: shares, hit });
   } catch (error) {
     // The shared log is down: answer on our own, as if nobody else were asking.
     const detail = `reply log: ${redact(String(error), deps.secrets)}`;
@@ -138,7 +140,8 @@ async function askFor(deps: RepliesDeps, request: ChatRequest, options: ServeOpt
   const scope = config.cacheScope === 'caller' ? `caller:${options.callerId}` : 'global';
   const context = { systemPrompt: deps.systemPrompt, tools: deps.tools, scope };
   const key = await replyKey(request, context, deps.sha256);
-  return { key, hit, cache: hit ? 'MISS' : 'BYPASS', options };
+  const shares = config.coalesce && options.cacheControl === 'use';
+  return { key, hit, cache: hit ? 'MISS' : 'BYPASS', shares, options };
 }
 
 type Follow = (

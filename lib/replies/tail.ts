@@ -1,4 +1,4 @@
-import { failure, LEADER_LOST, type ReplyEvent } from './events';
+import { INTERRUPTED, LEADER_LOST, type ReplyEvent } from './events';
 import { LiveReply } from './live-reply';
 import { READ_BATCH, type SharedLog } from './shared-log';
 
@@ -19,15 +19,6 @@ export interface TailOptions {
 }
 
 const WATCHED_POLL_MS = 250;
-
-const INTERRUPTED = failure(
-  503,
-  'reply_interrupted',
-  'The reply was interrupted. Please send your message again.',
-  {
-    'retry-after': '1',
-  },
-);
 
 /**
  * A reply being written on another instance, followed from here: one poller per instance, however many local readers
