@@ -7,7 +7,7 @@ import { createAuthenticator } from './http/caller-auth';
 import { createCors } from './http/cors';
 import { type BodyReaderOf, readJsonBody } from './http/read-body';
 import { requestIdFrom } from './http/request-id';
-import { baseHeaders, methodNotAllowed, type StreamResponseClass } from './http/responses';
+import { baseHeaders, methodNotAllowed } from './http/responses';
 import { createRequestValidator, type HistoryReport } from './http/validate-request';
 import type { Internal } from './internal';
 import type { Admission, RateLimitGate } from './limits/gate';
@@ -18,6 +18,7 @@ import { answerFromLog, claimAhead, type Reject, resumeOrStop, streamControl } f
 import type { Claimed, Replies } from './replies/replies';
 import { countStreaming, type ShutdownHooks } from './shutdown';
 import { startWhenReady, watchPlace } from './stream/queued-start';
+import type { StreamResponder } from './stream/reply-stream';
 import { type Produce, type Run, respond } from './stream/respond';
 import { wantsPlainText } from './stream/text-framing';
 import type { ChatRequest, QueueTicket } from './types';
@@ -47,8 +48,8 @@ export interface ChatHandlerDeps {
   readonly traces?: RequestTraces;
   /** Model prices: what a reply cost, and what a spend budget reserves (lib/cost). */
   readonly pricing: Pricing;
-  /** The platform's `Response` for streamed replies (`Platform.streamResponse`); the native one by default. */
-  readonly streamResponse?: StreamResponseClass;
+  /** How the platform answers with a streamed reply (`Platform.streamResponse`); a Web stream by default. */
+  readonly streamResponse?: StreamResponder;
   /** The platform's body reader (`Platform.bodyReader`); `req.body` by default. */
   readonly bodyReader?: BodyReaderOf;
 }

@@ -3,7 +3,6 @@ import type { Config } from './config';
 import { createPricing, type Pricing } from './cost/pricing';
 import { type LoadTokenCounter, lazyTokenCounter } from './history/token-count';
 import type { BodyReaderOf } from './http/read-body';
-import type { StreamResponseClass } from './http/responses';
 import { type Internal, internalWith } from './internal';
 import type { ClientIp } from './limits/caller-identity';
 import { createLimitStores } from './limits/create-stores';
@@ -19,6 +18,7 @@ import { createRedisLog } from './replies/redis-log';
 import { createReplies, type Replies } from './replies/replies';
 import type { Sha256Hex } from './replies/reply-key';
 import { createShutdown, type ShutdownHooks } from './shutdown';
+import type { StreamResponder } from './stream/reply-stream';
 import { createUpstream } from './upstream/create-upstream';
 import { createModerationStep } from './upstream/moderation';
 import type { Transport } from './upstream/openai-http';
@@ -50,8 +50,11 @@ export interface Platform {
   readonly sha256?: Sha256Hex;
   /** How upstream requests are sent; by default the platform's `fetch` (the Node server brings undici's `request`). */
   readonly upstreamTransport?: Transport;
-  /** The `Response` class for streamed replies, where the platform has a cheaper one than the native (Node: srvx's). */
-  readonly streamResponse?: StreamResponseClass;
+  /**
+   * How a streamed reply becomes a `Response`, where the platform has a cheaper way than a Web stream in the native
+   * class (Node: the reply written straight to the socket, in srvx's class).
+   */
+  readonly streamResponse?: StreamResponder;
   /** How a request's body is read, where the platform has a cheaper way than `req.body` (Node: its request stream). */
   readonly bodyReader?: BodyReaderOf;
   /** Clock, jitter and ids; tests replace them to move time instead of sleeping. */

@@ -1,9 +1,9 @@
 import { createHash } from 'node:crypto';
-import { FastResponse } from 'srvx';
 import type { Platform } from '../lib/create-proxy';
 import type { CountTokens } from '../lib/history/token-count';
 import { nodeBodyReader } from './node-body';
 import { tcpRedis } from './redis-tcp';
+import { nodeStreamResponse } from './reply-pipe';
 import { undiciTransport } from './undici-transport';
 
 /**
@@ -19,9 +19,9 @@ export const nodePlatform: Platform = {
   upstreamTransport: undiciTransport(),
   // Node's own hash is synchronous: about 1.4 µs for a reply key, against 40 µs through Web Crypto's job queue.
   sha256: (text) => createHash('sha256').update(text).digest('hex'),
-  // srvx's own Response: its adapter writes the body and headers as given instead of the native class validating
-  // them first. +6% req/s at 32 clients (A/B in one run).
-  streamResponse: FastResponse,
+  // srvx's own Response (+6% req/s at 32 clients against the native class, which validates every header first),
+  // with the reply written straight to the socket.
+  streamResponse: nodeStreamResponse,
   bodyReader: nodeBodyReader,
 };
 

@@ -1,4 +1,5 @@
 import { SignJWT } from 'jose';
+import { FastResponse } from 'srvx';
 import { afterEach, describe, expect, it } from 'vitest';
 import type { Behaviour } from '../fake-upstream';
 import type { ChatHandler } from '../lib/chat-handler';
@@ -6,7 +7,6 @@ import type { RequestLog } from '../lib/log';
 import { memoryCapacityStore, tokenWindow } from '../lib/queue/capacity-store';
 import { createLine } from '../lib/queue/line';
 import { redisCapacityStore } from '../lib/queue/redis-capacity';
-import { nodePlatform } from '../server/node-platform';
 import { tcpRedis } from '../server/redis-tcp';
 import {
   buildHandler,
@@ -205,7 +205,7 @@ describe('the place in line, told to a UI client that asks for it (x-chat-queue-
       expect(waiting.status).toBe(200);
       // In the platform's class for streamed replies, as every other reply (srvx's on Node: `instanceof` would
       // answer true for any Response, so the constructor tells).
-      expect(waiting.constructor).toBe(nodePlatform.streamResponse);
+      expect(waiting.constructor).toBe(FastResponse);
       expect(h.fake.calls).toHaveLength(1);
       const chunks = await chunksOf(waiting);
       const queued = chunks.filter((c) => c.type === 'data-queue');

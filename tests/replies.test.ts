@@ -19,6 +19,7 @@ import { createShutdown } from '../lib/shutdown';
 import type { ChatRequest } from '../lib/types';
 import { nodePlatform } from '../server/node-platform';
 import { tcpRedis } from '../server/redis-tcp';
+import { ReplyResponse } from '../server/reply-pipe';
 import {
   type BuildOptions,
   buildHandler,
@@ -1139,7 +1140,7 @@ describe('resumable streams (RESUME=on)', () => {
     }, 10_000);
     // Streamed in the platform's class for streamed replies, as every other reply is (srvx's, on Node; it answers
     // `instanceof` for any Response, so the constructor tells).
-    if (res?.status === 200) expect(res.constructor).toBe(nodePlatform.streamResponse);
+    if (res?.status === 200) expect(res.constructor).toBe(ReplyResponse);
     return new UiStream(res as Response);
   }
 

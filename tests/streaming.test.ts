@@ -1,7 +1,7 @@
 import { UI_MESSAGE_STREAM_HEADERS } from 'ai';
 import { describe, expect, it } from 'vitest';
 import { demoReply } from '../fake-upstream/behaviours';
-import { replyStream } from '../lib/stream/reply-stream';
+import { ReplyBody } from '../lib/stream/reply-stream';
 import { textFraming } from '../lib/stream/text-framing';
 import { UI_STREAM_HEADERS } from '../lib/stream/ui-framing';
 import { chatRequest, eventually, startHarness, userSays } from './support/harness';
@@ -225,7 +225,7 @@ describe('chunks (lib/stream/reply-stream.ts)', () => {
 
   it('sends the tokens already there as one chunk, and never holds one back for a token still to come', async () => {
     const { reply, give, finish } = handedReply();
-    const reader = replyStream(reply, framing, hooks).getReader();
+    const reader = new ReplyBody(reply, framing, hooks).readable().getReader();
     give('a', 'b', 'c');
     expect(decoder.decode((await reader.read()).value)).toBe('abc');
     give('d'); // alone: it goes at once, though nothing follows it yet
@@ -239,7 +239,7 @@ describe('chunks (lib/stream/reply-stream.ts)', () => {
   it('sends one token per chunk for a reply that cannot tell what is there (straight from the upstream)', async () => {
     const { reply, give, finish } = handedReply();
     const { ready: _unknown, ...upstream } = reply;
-    const reader = replyStream(upstream, framing, hooks).getReader();
+    const reader = new ReplyBody(upstream, framing, hooks).readable().getReader();
     give('a', 'b');
     finish();
     expect(decoder.decode((await reader.read()).value)).toBe('a');

@@ -4,16 +4,6 @@ import { ProxyError } from '../errors';
 export const ALLOW = 'POST, OPTIONS';
 
 /**
- * How a streamed reply becomes a `Response`: the platform's own class where it has a cheaper one (srvx's
- * `FastResponse` on Node keeps the body and headers as given, for its adapter to write straight to the socket;
- * the native constructor validates every header and wraps the body: 2.75% of the CPU at 32 clients).
- */
-export type StreamResponseClass = new (
-  body: ReadableStream<Uint8Array>,
-  init: { status: number; headers: Record<string, string> },
-) => Response;
-
-/**
  * The headers every response of the project carries, chat or error, edge or Node, 404 or health check: the request
  * id (so a user's report can be found in the log), no caching of anything personal, and no MIME sniffing.
  */

@@ -4,9 +4,9 @@ import type { Authenticate } from '../http/caller-auth';
 import { CHAT_ID, type ValidRequest } from '../http/validate-request';
 import type { RequestContext } from '../log';
 import { startWhenReady } from '../stream/queued-start';
-import { replyStream } from '../stream/reply-stream';
+import { ReplyBody, webStreamResponse } from '../stream/reply-stream';
 import { type Charge, type RespondDeps, type Run, respond, servedHeaders } from '../stream/respond';
-import { uiFraming, uiStreamResponse } from '../stream/ui-framing';
+import { uiFraming, uiStreamHeaders } from '../stream/ui-framing';
 import { isLeaderLost } from './events';
 import type { Claimed, Joined, Replies, ServeOptions } from './replies';
 
@@ -229,8 +229,12 @@ export async function resumeOrStop(
     };
     const { model } = reply.served;
     const framing = uiFraming({ messageId: head.messageId, model, costOf: costOfReply(deps.pricing, model) });
-    const stream = replyStream(reply, framing, { abort: resumed.leave, onEnd });
-    return uiStreamResponse(stream, { ...headers, ...servedHeaders(reply) }, deps.streamResponse);
+    const body = new ReplyBody(reply, framing, { abort: resumed.leave, onEnd });
+    const respondWith = deps.streamResponse ?? webStreamResponse;
+    return respondWith(body, {
+      status: 200,
+      headers: uiStreamHeaders({ ...headers, ...servedHeaders(reply) }),
+    });
   } catch (error) {
     deps.waitUntil(settle());
     throw error;

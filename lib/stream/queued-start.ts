@@ -1,8 +1,8 @@
 import { toProxyError } from '../errors';
-import type { StreamResponseClass } from '../http/responses';
 import type { PlaceInLine } from '../types';
 import type { ServedReply } from '../upstream/failover';
-import { uiStreamResponse } from './ui-framing';
+import { type StreamedReply, type StreamResponder, webStreamResponse } from './reply-stream';
+import { uiStreamHeaders } from './ui-framing';
 
 /** The header a UI client sends to hear its place in line (`data-queue` parts) while it waits for capacity. */
 export const QUEUE_UPDATES_HEADER = 'x-chat-queue-updates';
@@ -55,8 +55,8 @@ export function watchPlace(req: Request, protocol: 'ui' | 'text'): PlaceWatch | 
 
 /** How a request's wait for its first token can end. */
 export interface Outcomes {
-  /** The first token is in: the usual response (`respond`). */
-  readonly ready: (reply: ServedReply) => Response;
+  /** The first token is in: the usual streamed reply (`respond`). */
+  readonly ready: (reply: ServedReply) => StreamedReply;
   /** No reply: settles and logs, and answers with the error's own status (`inStream`: logs a 200 instead). */
   readonly failed: (caught: unknown, inStream: boolean) => Response | Promise<Response>;
 }
@@ -72,17 +72,21 @@ export async function startWhenReady(
   watch: PlaceWatch | undefined,
   outcomes: Outcomes,
   headers: Record<string, string>,
-  ResponseClass?: StreamResponseClass,
+  responder: StreamResponder = webStreamResponse,
 ): Promise<Response> {
+  const ready = (reply: ServedReply) => {
+    const streamed = outcomes.ready(reply);
+    return responder(streamed.body, { status: 200, headers: streamed.headers });
+  };
   // The usual path: nobody asked for updates.
-  if (!watch) return first.then(outcomes.ready, (error: unknown) => outcomes.failed(error, false));
+  if (!watch) return first.then(ready, (error: unknown) => outcomes.failed(error, false));
   const settled = first.then(
     (reply) => ({ reply }),
     (error: unknown) => ({ error }),
   );
   const early = await Promise.race([settled, watch.announced.then(() => undefined)]);
-  if (!early) return queuedResponse(settled, watch, outcomes, headers, ResponseClass);
-  return 'reply' in early ? outcomes.ready(early.reply) : outcomes.failed(early.error, false);
+  if (!early) return queuedResponse(settled, watch, outcomes, headers, responder);
+  return 'reply' in early ? ready(early.reply) : outcomes.failed(early.error, false);
 }
 
 const encoder = new TextEncoder();
@@ -93,7 +97,7 @@ function queuedResponse(
   watch: PlaceWatch,
   outcomes: Outcomes,
   headers: Record<string, string>,
-  ResponseClass?: StreamResponseClass,
+  responder: StreamResponder,
 ): Response {
   const { readable, writable } = new TransformStream<Uint8Array, Uint8Array>();
   const writer = writable.getWriter();
@@ -108,10 +112,13 @@ function queuedResponse(
       write(encoder.encode('data: [DONE]\n\n'));
       return writer.close().catch(() => {});
     }
-    const body = outcomes.ready(result.reply).body;
+    const { body } = outcomes.ready(result.reply);
     writer.releaseLock();
     // The reply's own stream from here on: its backpressure, and a client leaving cancels it (and the upstream).
-    await body?.pipeTo(writable).catch(() => {});
+    await body
+      .readable()
+      .pipeTo(writable)
+      .catch(() => {});
   });
-  return uiStreamResponse(readable, headers, ResponseClass);
+  return responder(readable, { status: 200, headers: uiStreamHeaders(headers) });
 }

@@ -24,67 +24,120 @@ export type StreamEnd =
 const encoder = new TextEncoder();
 
 /**
- * Turns a reply into a pull-based byte stream: a token is read from the upstream only when the client is ready for
- * it, and each one is framed, encoded and enqueued the moment it arrives (no buffering, and no extra stream stages
- * between the upstream and the socket), together with those already there behind it (`Reply.ready`). A cancel
- * (client gone) aborts the upstream.
+ * One reply's body, framed as it streams: pull-based (a token is read from the upstream only when the client is ready
+ * for it) and platform-neutral. Each token is framed the moment it arrives, together with those already there behind
+ * it (`Reply.ready`: one upstream read often carries several), and a framed token never waits for one still to come.
+ * A platform sends it as a Web `ReadableStream` (`readable`), or writes it to its socket directly (the Node server:
+ * server/reply-pipe.ts), which saves the web stream's steps on the path of every token. A cancel (the client gone)
+ * aborts the upstream.
  */
-export function replyStream(
-  reply: Reply,
-  framing: Framing,
-  hooks: { abort: () => void; onEnd: (end: StreamEnd) => void },
-): ReadableStream<Uint8Array> {
-  const tokens = reply.tokens[Symbol.asyncIterator]();
-  let ended = false;
-  const end = (result: StreamEnd) => {
-    if (ended) return false;
-    ended = true;
-    hooks.onEnd(result);
-    return true;
-  };
-  const send = (controller: ReadableStreamDefaultController<Uint8Array>, text: string) => {
-    if (text) controller.enqueue(encoder.encode(text));
-  };
+export class ReplyBody {
+  /** What goes out first, before any token (the UI stream's `start` parts). */
+  readonly opening: string;
+  private readonly tokens: AsyncIterator<Delta>;
+  private ended = false;
+  /** The stream is complete (ended or failed in its own protocol): `next` has returned its last text. */
+  private closed = false;
 
-  return new ReadableStream<Uint8Array>({
-    start(controller) {
-      send(controller, framing.start());
-    },
-    async pull(controller) {
-      let text = '';
-      try {
-        let next = await tokens.next();
-        // A pull must enqueue something or the stream waits forever: skip deltas the framing leaves out (reasoning
-        // in plain text), and read on. What has already arrived (one upstream read often carries several tokens)
-        // goes out as one chunk; a framed token never waits for one still to come.
-        while (!ended && !next.done) {
-          text += frame(framing, next.value);
-          if (text && !reply.ready?.()) return send(controller, text);
-          next = await tokens.next();
-        }
-        if (ended) return;
-        send(controller, text + framing.end(reply.outcome.finishReason, reply.outcome.usage));
-        controller.close();
-        end({ kind: 'complete' });
-      } catch (caught) {
-        const error = toProxyError(caught);
-        if (error.code === 'client_closed_request') {
-          if (end({ kind: 'cancelled' })) controller.error(caught);
-          return;
-        }
-        if (ended) return;
-        send(controller, text + framing.error(error.message));
-        controller.close();
-        end({ kind: 'error', error });
+  constructor(
+    private readonly reply: Reply,
+    private readonly framing: Framing,
+    private readonly hooks: { abort: () => void; onEnd: (end: StreamEnd) => void },
+  ) {
+    this.tokens = reply.tokens[Symbol.asyncIterator]();
+    this.opening = framing.start();
+  }
+
+  /** Sent its last text: close the stream after it. */
+  get complete(): boolean {
+    return this.closed;
+  }
+
+  /**
+   * The next text to send: the tokens already in, framed; with the reply's end (or its error, told in the stream)
+   * after the last of them, and then `complete` is true. Undefined once nothing more will come (cancelled). Rejects
+   * when the reply's reader left (the client is gone) while this was waiting.
+   */
+  async next(): Promise<string | undefined> {
+    let text = '';
+    try {
+      // A call must return something or the stream waits forever: skip deltas the framing leaves out (reasoning in
+      // plain text), and read on.
+      while (!this.ended) {
+        const next = await this.tokens.next();
+        if (this.ended) return undefined;
+        if (next.done)
+          return this.finish(
+            text + this.framing.end(this.reply.outcome.finishReason, this.reply.outcome.usage),
+            { kind: 'complete' },
+          );
+        text += frame(this.framing, next.value);
+        if (text && !this.reply.ready?.()) return text;
       }
-    },
-    async cancel() {
-      hooks.abort();
-      end({ kind: 'cancelled' });
-      await tokens.return?.();
-    },
-  });
+      return undefined;
+    } catch (caught) {
+      const error = toProxyError(caught);
+      if (error.code === 'client_closed_request') {
+        if (this.end({ kind: 'cancelled' })) throw caught;
+        return undefined;
+      }
+      if (this.ended) return undefined;
+      return this.finish(text + this.framing.error(error.message), { kind: 'error', error });
+    }
+  }
+
+  /** The client is gone: the upstream is aborted (a reader of a shared reply just leaves it). Idempotent. */
+  async cancel(): Promise<void> {
+    if (this.ended) return;
+    this.hooks.abort();
+    this.end({ kind: 'cancelled' });
+    await this.tokens.return?.();
+  }
+
+  /** As a Web stream: what `Response` takes on the edge, and wherever the platform brings nothing faster. */
+  readable(): ReadableStream<Uint8Array> {
+    return new ReadableStream<Uint8Array>({
+      start: (controller) => {
+        if (this.opening) controller.enqueue(encoder.encode(this.opening));
+      },
+      pull: async (controller) => {
+        const text = await this.next();
+        if (text) controller.enqueue(encoder.encode(text));
+        if (this.closed) controller.close();
+      },
+      cancel: () => this.cancel(),
+    });
+  }
+
+  private finish(text: string, end: StreamEnd): string {
+    this.closed = true;
+    this.end(end);
+    return text;
+  }
+
+  private end(result: StreamEnd): boolean {
+    if (this.ended) return false;
+    this.ended = true;
+    this.hooks.onEnd(result);
+    return true;
+  }
 }
+
+/** A reply on its way to its client: its body, and the headers its 200 carries. */
+export interface StreamedReply {
+  readonly body: ReplyBody;
+  readonly headers: Record<string, string>;
+}
+
+/** How a streamed reply becomes a `Response`; the platform may bring its own (`Platform.streamResponse`). */
+export type StreamResponder = (
+  body: ReplyBody | ReadableStream<Uint8Array>,
+  init: { status: number; headers: Record<string, string> },
+) => Response;
+
+/** The Web platform's way: the body as a `ReadableStream` in a native `Response`. */
+export const webStreamResponse: StreamResponder = (body, init) =>
+  new Response(body instanceof ReplyBody ? body.readable() : body, init);
 
 function frame(framing: Framing, delta: Delta): string {
   if (typeof delta === 'string') return framing.text(delta);

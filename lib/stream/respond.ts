@@ -1,7 +1,6 @@
 import type { Config } from '../config';
 import type { Pricing } from '../cost/pricing';
 import { amountUsed, costFields, costOfReply } from '../cost/reply-cost';
-import type { StreamResponseClass } from '../http/responses';
 import type { ValidRequest } from '../http/validate-request';
 import type { Internal } from '../internal';
 import type { Admission, RateLimitGate } from '../limits/gate';
@@ -10,9 +9,9 @@ import type { ChatRequest } from '../types';
 import type { ServedReply } from '../upstream/failover';
 import type { ModerationOutcome } from '../upstream/moderation';
 import type { PlaceWatch } from './queued-start';
-import { replyStream, type StreamEnd } from './reply-stream';
-import { textFraming, textStreamResponse, wantsPlainText } from './text-framing';
-import { uiFraming, uiStreamResponse } from './ui-framing';
+import { ReplyBody, type StreamEnd, type StreamedReply, type StreamResponder } from './reply-stream';
+import { textFraming, textStreamHeaders, wantsPlainText } from './text-framing';
+import { uiFraming, uiStreamHeaders } from './ui-framing';
 
 export interface RespondDeps {
   readonly config: Config;
@@ -22,8 +21,8 @@ export interface RespondDeps {
   readonly internal: Internal;
   /** Model prices: the cost in the log line and the finish metadata, and what the spend budgets settle to. */
   readonly pricing: Pricing;
-  /** The platform's `Response` for streamed replies (`Platform.streamResponse`); the native one by default. */
-  readonly streamResponse?: StreamResponseClass;
+  /** How the platform answers with a streamed reply (`Platform.streamResponse`); a Web stream by default. */
+  readonly streamResponse?: StreamResponder;
 }
 
 /** Moderation, then the upstream (retries and fallbacks inside): what produces a reply. */
@@ -69,7 +68,7 @@ export function respond(
   run: Run,
   charge: Charge,
   extra: Extra,
-): Response {
+): StreamedReply {
   const { config, gate, log, waitUntil, pricing } = deps;
   const { now, newId } = deps.internal;
   const { req, request, admitted, startedAt } = run;
@@ -101,14 +100,14 @@ export function respond(
   const hooks = { abort: charge.abort, onEnd };
   const headers = { ...run.headers, ...extra.headers, ...servedHeaders(reply) };
   if (protocol === 'text') {
-    const stream = replyStream(reply, textFraming(config.models.reasoningInText), hooks);
-    return textStreamResponse(stream, headers, deps.streamResponse);
+    const body = new ReplyBody(reply, textFraming(config.models.reasoningInText), hooks);
+    return { body, headers: textStreamHeaders(headers) };
   }
   const messageId = extra.messageId ?? request.messageId ?? newId();
   const { model } = reply.served;
   const costOf = costOfReply(pricing, model);
   const framing = uiFraming({ messageId, model, trimmed: run.valid.history.trimmed, costOf });
-  return uiStreamResponse(replyStream(reply, framing, hooks), headers, deps.streamResponse);
+  return { body: new ReplyBody(reply, framing, hooks), headers: uiStreamHeaders(headers) };
 }
 
 /** Which model answered, and whether it was a fallback: a response header the client can act on. */

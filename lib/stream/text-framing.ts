@@ -1,4 +1,3 @@
-import type { StreamResponseClass } from '../http/responses';
 import type { Framing } from './reply-stream';
 import { toolCallTracker } from './tool-calls';
 
@@ -45,15 +44,8 @@ function toolCallLines(calls: readonly { name: string; arguments: string }[]): s
   return calls.map((call) => `\n[tool call: ${call.name} ${call.arguments || '{}'}]\n`).join('');
 }
 
-export function textStreamResponse(
-  stream: ReadableStream<Uint8Array>,
-  headers: Record<string, string>,
-  ResponseClass: StreamResponseClass = Response,
-): Response {
-  return new ResponseClass(stream, {
-    status: 200,
-    headers: { ...headers, 'content-type': 'text/plain; charset=utf-8', 'x-accel-buffering': 'no' },
-  });
+export function textStreamHeaders(headers: Record<string, string>): Record<string, string> {
+  return { ...headers, 'content-type': 'text/plain; charset=utf-8', 'x-accel-buffering': 'no' };
 }
 
 /** Plain text only when asked for it; everything else (browsers, `useChat`) gets the UI message stream. */

@@ -1,5 +1,4 @@
 import type { FinishReason, UIMessageChunk } from 'ai';
-import type { StreamResponseClass } from '../http/responses';
 import type { ChatMetadata, Usage } from '../types';
 import type { Framing } from './reply-stream';
 import { type PendingCall, parseArguments, toolCallTracker } from './tool-calls';
@@ -151,11 +150,7 @@ function usageMetadata(usage: Usage | undefined): Pick<ChatMetadata, 'usage'> {
   };
 }
 
-export function uiStreamResponse(
-  stream: ReadableStream<Uint8Array>,
-  headers: Record<string, string>,
-  ResponseClass: StreamResponseClass = Response,
-): Response {
-  // The SDK's headers (including `x-vercel-ai-ui-message-stream: v1`); ours win on conflict (cache-control).
-  return new ResponseClass(stream, { status: 200, headers: { ...UI_STREAM_HEADERS, ...headers } });
+/** A UI stream's headers: the SDK's (including `x-vercel-ai-ui-message-stream: v1`), ours winning on conflict. */
+export function uiStreamHeaders(headers: Record<string, string>): Record<string, string> {
+  return { ...UI_STREAM_HEADERS, ...headers };
 }
