@@ -3,11 +3,11 @@ import { mkdtempSync, readdirSync, readFileSync, rmSync, symlinkSync } from 'nod
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { loop, type Target } from './client';
-import { redisAnswers, type Server, Servers } from './processes';
+import { redisAnswers, type Server, Servers, control as tellFake } from './processes';
 import { proxyEnv, requestBodies } from './targets';
 
 /**
- * `npm run bench:instructions [-- --ref <git ref>]`: what one request costs the proxy, in CPU instructions counted by
+ * `npm run bench:instructions [-- --ref <git ref>] [-- --paced]`: what one request costs the proxy, in CPU instructions counted by
  * valgrind's callgrind. Times on a shared machine move by ±30% between runs of the same build (see the README), so
  * an A/B of a few percent cannot be read from them; an instruction count is far steadier, though not fixed (how much
  * Redis and socket work batches together depends on timing), so compare two builds counted in the same run. With
@@ -15,15 +15,23 @@ import { proxyEnv, requestBodies } from './targets';
  * are counted at once, one per core.
  * Each proxy runs under callgrind (about 50× slower): a warm-up, then the counters are zeroed, `REQUESTS` requests
  * are made, and the counters are dumped. Needs valgrind (`apt-get install valgrind`) and Redis, as `npm run bench`.
+ * With `--paced`, what one token costs instead: `PACED_STREAMS` streams at once, each `PACED_TOKENS` tokens
+ * `PACED_MS` apart (one token per read of the upstream, as real models stream), counted from their start to their end
+ * and divided by the tokens (their requests' own cost included, a small part of it).
  */
 const REQUESTS = Number(process.env.BENCH_CG_REQUESTS ?? 300);
 const WARMUP = Number(process.env.BENCH_CG_WARMUP ?? 300);
 const CLIENTS = Number(process.env.BENCH_CG_CLIENTS ?? 4);
 const REDIS_URL = process.env.REDIS_URL ?? 'redis://127.0.0.1:6379';
+const PACED = process.argv.includes('--paced');
+const PACED_STREAMS = Number(process.env.BENCH_CG_PACED_STREAMS ?? 20);
+const PACED_TOKENS = Number(process.env.BENCH_CG_PACED_TOKENS ?? 200);
+const PACED_MS = 50;
 
 interface Counted {
   readonly label: string;
-  readonly perRequest: number;
+  /** Per request, or per token with `--paced`. */
+  readonly per: number;
 }
 
 async function main(): Promise<void> {
@@ -35,20 +43,26 @@ async function main(): Promise<void> {
   if (ref) builds.unshift({ label: ref, dir: checkout(ref) });
   for (const build of builds)
     execFileSync('npm', ['run', '--silent', 'build'], { cwd: build.dir, stdio: 'ignore' });
+  const counting = PACED
+    ? `${PACED_STREAMS} streams of ${PACED_TOKENS} tokens ${PACED_MS} ms apart counted`
+    : `${REQUESTS} counted, ${CLIENTS} clients`;
   console.log(
-    `Main-thread instructions per request of proxy (ui) with its defaults, limiter on Redis: ${WARMUP} warm-up requests, then ` +
-      `${REQUESTS} counted, ${CLIENTS} clients, each build under callgrind (a few minutes)…`,
+    `Main-thread instructions per ${unit()} of proxy (ui) with its defaults, limiter on Redis: ${WARMUP} warm-up ` +
+      `requests, then ${counting}, each build under callgrind (a few minutes)…`,
   );
   const counted = await Promise.all(builds.map((build) => count(build.label, build.dir))).finally(() => {
     if (ref) rmSync(builds[0]?.dir ?? '', { recursive: true, force: true });
   });
   const first = counted[0] as Counted;
   for (const c of counted) {
-    const change = c === first ? '' : `  ${percent(c.perRequest / first.perRequest - 1)} vs ${first.label}`;
-    console.log(
-      `${c.label.padEnd(16)} ${(c.perRequest / 1e6).toFixed(2)} M main-thread instructions per request${change}`,
-    );
+    const change = c === first ? '' : `  ${percent(c.per / first.per - 1)} vs ${first.label}`;
+    const amount = PACED ? `${(c.per / 1e3).toFixed(1)} k` : `${(c.per / 1e6).toFixed(2)} M`;
+    console.log(`${c.label.padEnd(16)} ${amount} main-thread instructions per ${unit()}${change}`);
   }
+}
+
+function unit(): string {
+  return PACED ? 'token' : 'request';
 }
 
 function flag(name: string): string | undefined {
@@ -100,12 +114,14 @@ async function count(label: string, dir: string): Promise<Counted> {
     );
     const target = uiTarget(proxy);
     await loop(target, WARMUP, CLIENTS, 120_000);
+    const [requests, clients] = PACED ? [PACED_STREAMS, PACED_STREAMS] : [REQUESTS, CLIENTS];
+    if (PACED) await tellFake(fake, `paced ${PACED_MS} ${PACED_STREAMS} ${PACED_TOKENS}`);
     control(proxy, '-z');
-    const batch = await loop(target, REQUESTS, CLIENTS, 120_000);
+    const batch = await loop(target, requests, clients, 120_000);
     control(proxy, '-d');
     const failed = batch.outcomes.filter((o) => !o.ok).length;
-    if (failed) throw new Error(`${label}: ${failed} of ${REQUESTS} requests failed`);
-    return { label, perRequest: dumped(out) / REQUESTS };
+    if (failed) throw new Error(`${label}: ${failed} of ${requests} requests failed`);
+    return { label, per: dumped(out) / (PACED ? requests * PACED_TOKENS : requests) };
   } finally {
     underCallgrind.stopAll();
     servers.stopAll();

@@ -70,14 +70,15 @@ export function createChatHandler(deps: ChatHandlerDeps): ChatHandler {
   return async (req) => {
     const startedAt = now();
     const requestId = requestIdFrom(req, newId);
-    let headers = baseHeaders(requestId);
-    let context: RequestContext = { msg: 'chat', request_id: requestId };
+    const headers = baseHeaders(requestId);
+    const context: RequestContext = { msg: 'chat', request_id: requestId };
     let admission: Admission | undefined;
     let claimed: Promise<Claimed> | undefined;
     try {
       if (req.method === 'OPTIONS') return cors.preflight(req, headers);
       const trace = deps.traces?.start(req, requestId); // ended by this request's log line
-      headers = { ...headers, ...cors.check(req) };
+      // Merged in place: see `Object.assign` in lib/stream/respond.ts.
+      Object.assign(headers, cors.check(req));
       const control = streamControl(req);
       if (control)
         return await resumeOrStop(deps, replies, control, { req, authenticate, context, headers, startedAt });
@@ -86,14 +87,14 @@ export function createChatHandler(deps: ChatHandlerDeps): ChatHandler {
       const { body, bytes } = await readJsonBody(req, bodyLimits, deps.bodyReader);
       const valid = await validate(body, bytes);
       let { request } = valid;
-      context = { ...context, model: request.model, ...historyFields(valid.history) };
-      headers = { ...headers, ...historyHeaders(valid.history) };
+      Object.assign(context, { model: request.model }, historyFields(valid.history));
+      Object.assign(headers, historyHeaders(valid.history));
       const worstCase = worstCaseTokens(request, config.operatorTokens);
       // The reply log's claim is a round trip to Redis too: it goes with the admission's, and is given up on a refusal.
       claimed = claimAhead(deps, req, valid, verified?.id);
       admission = await gate.admit(req, verified?.id, withSpend(deps.pricing, request, worstCase));
-      headers = { ...headers, ...admission.headers };
-      context = { ...context, ...admissionFields(admission) };
+      Object.assign(headers, admission.headers);
+      Object.assign(context, admissionFields(admission));
       const { ticket, place, queued } = inLine(req, admission.caller.id, verified?.priority ?? 0, worstCase);
       request = await fromCaller(request, ticket, safetyIdentifier);
       if (trace) request = { ...request, trace }; // the parent of its upstream spans
@@ -165,7 +166,8 @@ async function fromCaller(
   safetyIdentifier: ((callerId: string) => Promise<string>) | undefined,
 ): Promise<ChatRequest> {
   const hashed = safetyIdentifier && (await safetyIdentifier(ticket.callerId));
-  return { ...request, ticket, ...(hashed && { safetyIdentifier: hashed }) };
+  // Not a spread: see lib/stream/respond.ts.
+  return Object.assign({}, request, { ticket }, hashed && { safetyIdentifier: hashed });
 }
 
 /**
@@ -181,7 +183,7 @@ function rejecter(log: Logger, now: () => number): Reject {
     const ended = inStream
       ? ({ status: 200, outcome: left ? 'cancelled' : 'error' } as const)
       : ({ status: error.status, outcome: 'rejected' } as const);
-    log({ ...context, ...errorFields(error), ...ended, duration_ms });
+    log(Object.assign({}, context, errorFields(error), ended, { duration_ms }));
     return errorResponse(error, headers);
   };
 }

@@ -94,6 +94,7 @@ export function errorResponse(error: ProxyError, headers: Record<string, string>
   };
   return new Response(JSON.stringify(body), {
     status: error.status,
-    headers: { ...headers, ...error.headers, 'content-type': 'application/json; charset=utf-8' },
+    // Not a spread: see lib/stream/respond.ts (a flood of refusals takes this path).
+    headers: Object.assign({}, headers, error.headers, { 'content-type': 'application/json; charset=utf-8' }),
   });
 }

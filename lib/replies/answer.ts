@@ -75,7 +75,7 @@ export async function answerFromLog(
     headers: joinedHeaders(joined, deps.config.replies.coalesce),
     ...(joined.messageId !== undefined && { messageId: joined.messageId }),
   };
-  const headers = { ...run.headers, ...extra.headers };
+  const headers = Object.assign({}, run.headers, extra.headers); // not a spread: see lib/stream/respond.ts
   const first = joined.first.then(({ reply }) => reply);
   return startWhenReady(
     first,

@@ -10,6 +10,13 @@ export interface ReplyReader {
   ready(): boolean;
   /** The next event if it is already recorded (so `ready` said true), without a promise; else undefined. */
   take(): ReplyEvent | undefined;
+  /**
+   * Calls `wake` once, when the next event is recorded or this reader leaves: `next` without a promise of its own, for
+   * the path of every token. At once if either has already happened.
+   */
+  whenReady(wake: () => void): void;
+  /** It will take nothing more: it left, or it has taken the reply's last event. */
+  readonly over: boolean;
 }
 
 export interface LiveReplyHooks {
@@ -29,7 +36,8 @@ export class LiveReply {
   bytes = 0;
   private readers = 0;
   private halted = false;
-  private readonly waiting = new Set<() => void>();
+  /** Readers waiting for the next event (`whenReady`). */
+  private waiting: (() => void)[] = [];
 
   constructor(private readonly hooks: LiveReplyHooks = {}) {}
 
@@ -68,42 +76,53 @@ export class LiveReply {
     this.events.push(event);
     this.bytes += eventBytes(event);
     this.hooks.onEvent?.(event);
-    for (const wake of this.waiting) wake();
-    this.waiting.clear();
+    // Swapped first: a reader woken may wait again at once, for the event after this one.
+    const woken = this.waiting;
+    if (woken.length === 0) return;
+    this.waiting = [];
+    for (const wake of woken) wake();
   }
 
   reader(): ReplyReader {
     this.readers++;
+    const live = this;
     let index = 0;
     let left = false;
     let wakeMe: (() => void) | undefined;
-    const leave = () => {
-      if (left) return;
-      left = true;
-      if (wakeMe) {
-        this.waiting.delete(wakeMe);
-        wakeMe();
-      }
-      if (--this.readers === 0) this.hooks.onIdle?.();
+    const reader: ReplyReader = {
+      get over() {
+        return left || (live.ended && index >= live.events.length);
+      },
+      leave() {
+        if (left) return;
+        left = true;
+        if (wakeMe) {
+          const at = live.waiting.indexOf(wakeMe);
+          if (at >= 0) live.waiting.splice(at, 1);
+          wakeMe();
+        }
+        if (--live.readers === 0) live.hooks.onIdle?.();
+      },
+      take() {
+        const event = left ? undefined : live.events[index];
+        if (event) index++;
+        return event;
+      },
+      ready: () => !left && index < live.events.length,
+      whenReady(wake) {
+        if (reader.over || index < live.events.length) return wake();
+        wakeMe = () => {
+          wakeMe = undefined;
+          wake();
+        };
+        live.waiting.push(wakeMe);
+      },
+      next() {
+        const event = reader.take();
+        if (event || reader.over) return Promise.resolve(event);
+        return new Promise((resolve) => reader.whenReady(() => resolve(reader.next())));
+      },
     };
-    const take = (): ReplyEvent | undefined => {
-      const event = left ? undefined : this.events[index];
-      if (event) index++;
-      return event;
-    };
-    const next = async (): Promise<ReplyEvent | undefined> => {
-      while (!left) {
-        const event = take();
-        if (event) return event;
-        if (this.ended) return undefined;
-        await new Promise<void>((resolve) => {
-          wakeMe = resolve;
-          this.waiting.add(resolve);
-        });
-        wakeMe = undefined;
-      }
-      return undefined;
-    };
-    return { next, leave, take, ready: () => !left && index < this.events.length };
+    return reader;
   }
 }

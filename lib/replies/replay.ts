@@ -45,9 +45,12 @@ function consume(event: ReplyEvent, outcome: ServedReply['outcome']): Delta | ty
   return event.delta;
 }
 
+const DONE: IteratorResult<Delta> = { done: true, value: undefined };
+
 /**
  * The recorded deltas as the reply's tokens. A plain iterator, not an async generator: a delta already recorded is
- * handed out at once (an async generator costs several microtask turns per step, on the path of every token).
+ * handed out at once, and one not yet recorded resolves the step's one promise the moment it is (an async generator,
+ * or a `next` awaiting the reader's own promise, costs several microtask turns per step, on the path of every token).
  */
 class ReplayedTokens implements AsyncIterableIterator<Delta> {
   private done = false;
@@ -63,39 +66,58 @@ class ReplayedTokens implements AsyncIterableIterator<Delta> {
   }
 
   next(): Promise<IteratorResult<Delta>> {
-    if (this.done) return this.end();
     try {
-      for (let event = this.take(); event; event = this.take()) {
-        const step = consume(event, this.outcome);
-        if (step === END) return this.end();
-        if (step !== undefined) return Promise.resolve({ done: false, value: step });
-      }
+      const step = this.step();
+      if (step) return Promise.resolve(step);
     } catch (error) {
-      this.done = true;
       return Promise.reject(error);
     }
-    // Nothing recorded yet: wait for the next event. None means the reader left (its client is gone): what the
-    // reply stream expects of a cancelled upstream.
-    return this.reader.next().then((event) => {
-      if (!event) throw clientClosed();
-      this.pending = event;
-      return this.next();
+    return new Promise((resolve, reject) => {
+      const wake = () => {
+        try {
+          const step = this.step();
+          if (step) resolve(step);
+          else this.reader.whenReady(wake);
+        } catch (error) {
+          reject(error);
+        }
+      };
+      this.reader.whenReady(wake);
     });
   }
 
   async return(): Promise<IteratorResult<Delta>> {
-    return this.end();
+    this.done = true;
+    return DONE;
+  }
+
+  /**
+   * The next delta, or the end, from what is recorded; undefined when nothing is yet. A reader that will take nothing
+   * more (it left: its client is gone) throws what the reply stream expects of a cancelled upstream.
+   */
+  private step(): IteratorResult<Delta> | undefined {
+    if (this.done) return DONE;
+    try {
+      for (let event = this.take(); event; event = this.take()) {
+        const step = consume(event, this.outcome);
+        if (step === END) {
+          this.done = true;
+          return DONE;
+        }
+        if (step !== undefined) return { done: false, value: step };
+      }
+    } catch (error) {
+      this.done = true;
+      throw error;
+    }
+    if (this.reader.over) throw clientClosed();
+    return undefined;
   }
 
   private take(): ReplyEvent | undefined {
     const event = this.pending ?? this.reader.take();
     this.pending = undefined;
     return event;
-  }
-
-  private end(): Promise<IteratorResult<Delta>> {
-    this.done = true;
-    return Promise.resolve({ done: true, value: undefined });
   }
 }
 

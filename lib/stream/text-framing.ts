@@ -45,7 +45,11 @@ function toolCallLines(calls: readonly { name: string; arguments: string }[]): s
 }
 
 export function textStreamHeaders(headers: Record<string, string>): Record<string, string> {
-  return { ...headers, 'content-type': 'text/plain; charset=utf-8', 'x-accel-buffering': 'no' };
+  // Not a spread: see lib/stream/respond.ts.
+  return Object.assign({}, headers, {
+    'content-type': 'text/plain; charset=utf-8',
+    'x-accel-buffering': 'no',
+  });
 }
 
 /** Plain text only when asked for it; everything else (browsers, `useChat`) gets the UI message stream. */

@@ -152,5 +152,5 @@ function usageMetadata(usage: Usage | undefined): Pick<ChatMetadata, 'usage'> {
 
 /** A UI stream's headers: the SDK's (including `x-vercel-ai-ui-message-stream: v1`), ours winning on conflict. */
 export function uiStreamHeaders(headers: Record<string, string>): Record<string, string> {
-  return { ...UI_STREAM_HEADERS, ...headers };
+  return Object.assign({}, UI_STREAM_HEADERS, headers); // not a spread: see lib/stream/respond.ts
 }

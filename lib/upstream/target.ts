@@ -200,9 +200,12 @@ class UpstreamTokens implements AsyncIterableIterator<Delta> {
       for (;;) {
         this.idle.waiting();
         this.reading = true;
-        const next = await this.iterator.next().finally(() => {
-          this.reading = false;
-        });
+        let next: IteratorResult<ChatCompletionChunk[]>;
+        try {
+          next = await this.iterator.next();
+        } finally {
+          this.reading = false; // not `.finally()`: two more promises on the path of every read
+        }
         this.idle.arrived();
         if (next.done) {
           if (attempt.signal.aborted) throw attempt.signal.reason;
