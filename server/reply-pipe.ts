@@ -47,13 +47,18 @@ export type Destination = Pick<
 
 /**
  * What srvx's adapter looks for: an object with `pipe` and without `on` (so it does not wait for a `readable`
- * event first). It writes the head, calls `pipe(response)`, and waits for the response to close.
+ * event first). It writes the head, calls `pipe(response)`, and waits for the response to close. A response already
+ * gone by the time the reply is ready (the client left while it waited for the first token), or a HEAD, is never
+ * piped: srvx calls `destroy` instead, which cancels the reply, so it is still charged and logged.
  */
-function pipeable(body: ReplyBody): { pipe<D extends Destination>(destination: D): D } {
+function pipeable(body: ReplyBody): { pipe<D extends Destination>(destination: D): D; destroy(): void } {
   return {
     pipe(destination) {
       void writeReply(body, destination);
       return destination;
+    },
+    destroy() {
+      void body.cancel();
     },
   };
 }

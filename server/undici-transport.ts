@@ -20,14 +20,21 @@ export function undiciTransport(): Transport {
       body,
       signal,
     });
-    const received = new Headers();
-    for (const [name, value] of Object.entries(response.headers)) {
-      if (value === undefined) continue;
-      for (const one of Array.isArray(value) ? value : [value]) received.append(name, one);
-    }
+    const raw = response.headers; // names in lower case
+    let all: Headers | undefined;
     return {
       status: response.statusCode,
-      headers: received,
+      headers: {
+        get: (name) => {
+          const value = raw[name.toLowerCase()];
+          if (value === undefined) return null;
+          return Array.isArray(value) ? value.join(', ') : value;
+        },
+        all: () => {
+          all ??= toHeaders(raw);
+          return all;
+        },
+      },
       body: response.body,
       text: () => response.body.text(),
       cancel: async () => {
@@ -35,4 +42,13 @@ export function undiciTransport(): Transport {
       },
     };
   };
+}
+
+function toHeaders(raw: Record<string, string | string[] | undefined>): Headers {
+  const headers = new Headers();
+  for (const [name, value] of Object.entries(raw)) {
+    if (value === undefined) continue;
+    for (const one of Array.isArray(value) ? value : [value]) headers.append(name, one);
+  }
+  return headers;
 }

@@ -125,6 +125,32 @@ describe('a reply written straight to the Node response (server/reply-pipe.ts)',
     expect(seen().ends).toEqual([{ kind: 'cancelled' }]);
   });
 
+  it('a client gone before the reply was ready: the reply is cancelled, never written', async () => {
+    const { body, seen } = handedReply();
+    let gone: () => void = () => {};
+    const left = new Promise<void>((resolve) => {
+      gone = resolve;
+    });
+    server = await serve({
+      // Answers only once its client has left (as a reply whose first token came too late).
+      fetch: async (req) => {
+        req.signal.addEventListener('abort', () => gone());
+        await left;
+        await new Promise((resolve) => setTimeout(resolve, 20));
+        return nodeStreamResponse(body, { status: 200, headers: {} });
+      },
+      port: 0,
+      hostname: '127.0.0.1',
+      silent: true,
+    }).ready();
+    const client = get(Number(new URL(server.url ?? '').port));
+    await new Promise((resolve) => setTimeout(resolve, 50));
+    client.leave();
+    await eventually(() => seen().returned);
+    expect(seen().aborted).toBe(true);
+    expect(seen().ends).toEqual([{ kind: 'cancelled' }]);
+  });
+
   it('read as a Web Response instead (a test, a framework), a cancel reaches the reply though no token is coming', async () => {
     const { body, give, seen } = handedReply();
     const res = nodeStreamResponse(body, { status: 200, headers: { 'x-test': 'yes' } });

@@ -421,7 +421,7 @@ describe('the server-sent events parser', () => {
   const chunksOfReads = async (reads: readonly string[]) => {
     const transport: Transport = async () => ({
       status: 200,
-      headers: new Headers(),
+      headers: { get: () => null, all: () => new Headers() },
       body: (async function* () {
         for (const read of reads) yield new TextEncoder().encode(read);
       })(),

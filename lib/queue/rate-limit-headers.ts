@@ -9,7 +9,10 @@
  * the next request needs is not known here, so a spent token limit pauses until its reset (a pause longer than a
  * request may wait sends it to a fallback at once; `UPSTREAM_TPM` is the precise tool for tokens).
  */
-export function pauseFrom(status: number | undefined, headers: Headers | undefined): number | undefined {
+export function pauseFrom(
+  status: number | undefined,
+  headers: Pick<Headers, 'get'> | undefined,
+): number | undefined {
   if (!headers) return undefined;
   const waits: number[] = [];
   for (const kind of ['requests', 'tokens'] as const) {

@@ -38,7 +38,12 @@ export interface UpstreamQueue {
    * What an answer of `provider` said (status and headers): remaining requests or tokens at 0, or a 429's
    * `retry-after`, pause it until its reset, so the next requests wait instead of meeting its 429.
    */
-  learn(provider: string, model: string, status: number | undefined, headers: Headers | undefined): void;
+  learn(
+    provider: string,
+    model: string,
+    status: number | undefined,
+    headers: Pick<Headers, 'get'> | undefined,
+  ): void;
   /** Requests waiting for capacity on this instance now. */
   waiting(): number;
 }

@@ -29,7 +29,7 @@ export function createUpstream(
   const queued = (target: UpstreamTarget) => tracedTarget(queue ? queuedTarget(target, queue) : target);
   const learn = (provider: string) =>
     queue && {
-      onHeaders: (model: string, status: number | undefined, headers: Headers | undefined) =>
+      onHeaders: (model: string, status: number | undefined, headers: Pick<Headers, 'get'> | undefined) =>
         queue.learn(provider, model, status, headers),
     };
   const main = queued(

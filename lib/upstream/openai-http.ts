@@ -15,10 +15,20 @@ export interface Endpoint {
   readonly transport?: Transport | undefined;
 }
 
+/**
+ * An answer's headers as the proxy reads them: a few by name on every answer (the provider's rate limits), all of them
+ * only for an error (the SDK's `APIError` keeps them). A transport whose client hands them over as a plain record
+ * (undici's `request`) builds the `Headers` only then: about 5 µs a request otherwise.
+ */
+export interface ResponseHeaders {
+  get(name: string): string | null;
+  all(): Headers;
+}
+
 /** An upstream answer, as much of it as the proxy reads. */
 export interface UpstreamResponse {
   readonly status: number;
-  readonly headers: Headers;
+  readonly headers: ResponseHeaders;
   /** The body as it arrives. Reading it to its end, or `cancel`, lets the connection go. */
   readonly body: AsyncIterable<Uint8Array>;
   text(): Promise<string>;
@@ -41,7 +51,7 @@ export const fetchTransport: Transport = async (url, { headers, body, signal }) 
   const stream = response.body;
   return {
     status: response.status,
-    headers: response.headers,
+    headers: { get: (name) => response.headers.get(name), all: () => response.headers },
     body: stream ? chunksOfStream(stream) : emptyBody(),
     text: () => response.text(),
     cancel: async () => {
@@ -95,7 +105,12 @@ async function post(
   const text = await response.text().catch((error: unknown) => String(error));
   const json = parseJson(text);
   const error = json as object | undefined;
-  throw APIError.generate(response.status, error, json === undefined ? text : undefined, response.headers);
+  throw APIError.generate(
+    response.status,
+    error,
+    json === undefined ? text : undefined,
+    response.headers.all(),
+  );
 }
 
 export async function postJson<T>(
@@ -179,7 +194,7 @@ function lineFeeds(text: string): string {
   return text.slice(0, text.length - held).replace(/\r\n?/g, '\n') + (held ? '\r' : '');
 }
 
-function parseEvent(event: string, headers: Headers): ChatCompletionChunk | typeof DONE | undefined {
+function parseEvent(event: string, headers: ResponseHeaders): ChatCompletionChunk | typeof DONE | undefined {
   let data: string | undefined;
   let name: string | undefined;
   for (const line of event.split('\n')) {
@@ -194,8 +209,8 @@ function parseEvent(event: string, headers: Headers): ChatCompletionChunk | type
   if (parsed === undefined)
     throw new SyntaxError('Error reading response: malformed server-sent event JSON.');
   if (name === 'error') {
-    throw new APIError(undefined, (parsed.error ?? parsed) as object, undefined, headers);
+    throw new APIError(undefined, (parsed.error ?? parsed) as object, undefined, headers.all());
   }
-  if (parsed.error) throw new APIError(undefined, parsed.error as object, undefined, headers);
+  if (parsed.error) throw new APIError(undefined, parsed.error as object, undefined, headers.all());
   return parsed;
 }

@@ -43,7 +43,11 @@ export interface TargetOptions {
   /** How the request is sent (lib/upstream/openai-http.ts); `fetch` by default. */
   readonly transport?: Transport | undefined;
   /** Every answer's status and headers (its rate-limit headers teach the queue when to hold off). */
-  readonly onHeaders?: (model: string, status: number | undefined, headers: Headers | undefined) => void;
+  readonly onHeaders?: (
+    model: string,
+    status: number | undefined,
+    headers: Pick<Headers, 'get'> | undefined,
+  ) => void;
 }
 
 /** A refused parameter is fixed and the request sent again, at most this often (one per distinct parameter). */
