@@ -1,4 +1,6 @@
 import type { ServerResponse } from 'node:http';
+import { Readable } from 'node:stream';
+import { pipeline } from 'node:stream/promises';
 import { FastResponse } from 'srvx';
 import { ReplyBody, type StreamResponder } from '../lib/stream/reply-stream';
 
@@ -21,21 +23,27 @@ export const nodeStreamResponse: StreamResponder = (body, init) =>
 export class ReplyResponse extends FastResponse {
   readonly #reply: ReplyBody | undefined;
   readonly #init: ResponseInit | undefined;
-  #web: Response | undefined;
+  /** Its Web side, once anything read it: from then on, the one reader of the body (srvx then pipes this). */
+  readonly #web: { response?: Response };
 
   /** Any other body makes it srvx's class as it is (what a copy of a response in its own class would pass). */
   constructor(body?: ReplyBody | BodyInit | null, init?: ResponseInit) {
     const reply = body instanceof ReplyBody ? body : undefined;
-    super(reply ? (pipeable(reply) as unknown as BodyInit) : (body as BodyInit | null | undefined), init);
+    const web: { response?: Response } = {};
+    super(
+      reply ? (pipeable(reply, web) as unknown as BodyInit) : (body as BodyInit | null | undefined),
+      init,
+    );
     this.#reply = reply;
     this.#init = init;
+    this.#web = web;
   }
 
   /** srvx's `Response` forwards every Web method and property (`body`, `text()`…) to this. */
   get _response(): Response {
     if (!this.#reply) return Reflect.get(FastResponse.prototype, '_response', this) as Response;
-    this.#web ??= new Response(this.#reply.readable(), this.#init);
-    return this.#web;
+    this.#web.response ??= new Response(this.#reply.readable(), this.#init);
+    return this.#web.response;
   }
 }
 
@@ -51,16 +59,31 @@ export type Destination = Pick<
  * gone by the time the reply is ready (the client left while it waited for the first token), or a HEAD, is never
  * piped: srvx calls `destroy` instead, which cancels the reply, so it is still charged and logged.
  */
-function pipeable(body: ReplyBody): { pipe<D extends Destination>(destination: D): D; destroy(): void } {
+function pipeable(
+  body: ReplyBody,
+  web: { readonly response?: Response },
+): { pipe<D extends Destination>(destination: D): D; destroy(): void } {
   return {
     pipe(destination) {
-      void writeReply(body, destination);
+      // Something read the Response as a Web one first (its `body`, `clone()`…): that stream is the body's one
+      // reader, so it is what goes out. A second reader would take tokens the other never sees.
+      const stream = web.response?.body;
+      if (stream) {
+        const source = Readable.fromWeb(stream as Parameters<typeof Readable.fromWeb>[0]);
+        void pipeline(source, destination as unknown as NodeJS.WritableStream).catch(() => {});
+      } else void writeReply(body, destination);
       return destination;
     },
     destroy() {
-      void body.cancel();
+      if (web.response) void web.response.body?.cancel().catch(() => {});
+      else cancel(body);
     },
   };
+}
+
+/** A failure to cancel (an `onEnd` that throws) must not become an unhandled rejection, which ends a Node process. */
+function cancel(body: ReplyBody): void {
+  body.cancel().catch(() => {});
 }
 
 /**
@@ -70,16 +93,17 @@ function pipeable(body: ReplyBody): { pipe<D extends Destination>(destination: D
 export async function writeReply(body: ReplyBody, out: Destination): Promise<void> {
   // Closed before the end: the client left. Nothing else tells the body (srvx only waits for the close).
   const onClose = () => {
-    if (!out.writableFinished) void body.cancel();
+    if (!out.writableFinished) cancel(body);
   };
   out.once('close', onClose);
   try {
-    if (out.destroyed) return void body.cancel();
+    if (out.destroyed) return cancel(body);
     if (body.opening) out.write(body.opening);
     for (;;) {
       const text = await body.next();
+      // Complete, even if its end hook failed (the text is then lost, but the client is not left hanging).
+      if (body.complete) return void out.end(text ?? '');
       if (text === undefined) return; // cancelled: the response is gone
-      if (body.complete) return void out.end(text);
       if (!out.write(text)) await drained(out);
     }
   } catch {

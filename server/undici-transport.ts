@@ -26,7 +26,8 @@ export function undiciTransport(): Transport {
       status: response.statusCode,
       headers: {
         get: (name) => {
-          const value = raw[name.toLowerCase()];
+          const key = name.toLowerCase();
+          const value = Object.hasOwn(raw, key) ? raw[key] : undefined;
           if (value === undefined) return null;
           return Array.isArray(value) ? value.join(', ') : value;
         },

@@ -1,8 +1,7 @@
 import { request } from 'node:http';
-import type { AddressInfo } from 'node:net';
 import { Writable } from 'node:stream';
 import { type Server, serve } from 'srvx';
-import { afterEach, describe, expect, it } from 'vitest';
+import { afterEach, describe, expect, it, vi } from 'vitest';
 import { clientClosed } from '../lib/errors';
 import { ReplyBody, type StreamEnd } from '../lib/stream/reply-stream';
 import { textFraming } from '../lib/stream/text-framing';
@@ -15,7 +14,7 @@ import { eventually } from './support/harness';
  */
 
 /** A reply whose tokens the test hands over one by one, and what the body did with it. */
-function handedReply() {
+function handedReply(onEnd: (end: StreamEnd) => void = () => {}) {
   const queue: string[] = [];
   let wake: (() => void) | undefined;
   let done = false;
@@ -46,7 +45,10 @@ function handedReply() {
     abort: () => {
       aborted = true;
     },
-    onEnd: (end) => ends.push(end),
+    onEnd: (end) => {
+      ends.push(end);
+      onEnd(end);
+    },
   });
   return {
     body,
@@ -66,7 +68,11 @@ let server: Server | undefined;
 afterEach(async () => {
   await server?.close(true);
   server = undefined;
+  vi.restoreAllMocks();
 });
+
+/** Whether anything read a body as a Web stream: the Node path writes to the socket without one. */
+const webReads = () => vi.spyOn(ReplyBody.prototype, 'readable');
 
 async function serving(body: ReplyBody): Promise<number> {
   server = await serve({
@@ -101,6 +107,7 @@ function get(port: number) {
 describe('a reply written straight to the Node response (server/reply-pipe.ts)', () => {
   it('sends each token as it arrives, with the headers, and ends the response after the last', async () => {
     const { body, give, finish, seen } = handedReply();
+    const web = webReads();
     const client = get(await serving(body));
     give('Hel');
     await eventually(() => client.text() === 'Hel');
@@ -112,10 +119,44 @@ describe('a reply written straight to the Node response (server/reply-pipe.ts)',
     await eventually(() => client.ended());
     expect(client.text()).toBe('Hello');
     expect(seen().ends).toEqual([{ kind: 'complete' }]);
+    expect(web).not.toHaveBeenCalled();
+  });
+
+  it('a Response something read as a Web one first is sent from that one stream: no token goes astray', async () => {
+    const { body, give, finish } = handedReply();
+    server = await serve({
+      fetch: () => {
+        const res = nodeStreamResponse(body, { status: 200, headers: {} });
+        expect(res.bodyUsed).toBe(false); // read through the Web side: its stream now holds the body
+        return res;
+      },
+      port: 0,
+      hostname: '127.0.0.1',
+      silent: true,
+    }).ready();
+    const client = get(Number(new URL(server.url ?? '').port));
+    give('one ', 'two');
+    await eventually(() => client.text() === 'one two');
+    finish();
+    await eventually(() => client.ended());
+    expect(client.text()).toBe('one two');
+  });
+
+  it("ends the response after the last token even if the reply's end hook fails", async () => {
+    const { body, give, finish } = handedReply((end) => {
+      if (end.kind === 'complete') throw new Error('a bug in the charge');
+    });
+    const out = new Writable({ write: (_chunk, _encoding, callback) => callback() });
+    const writing = writeReply(body, out as unknown as Destination);
+    give('a');
+    finish();
+    await writing;
+    expect(out.writableEnded).toBe(true);
   });
 
   it('a client that leaves mid-reply aborts it: the upstream is let go and the end is a cancel', async () => {
     const { body, give, seen } = handedReply();
+    const web = webReads();
     const client = get(await serving(body));
     give('first');
     await eventually(() => client.text() === 'first');
@@ -123,6 +164,7 @@ describe('a reply written straight to the Node response (server/reply-pipe.ts)',
     await eventually(() => seen().returned);
     expect(seen().aborted).toBe(true);
     expect(seen().ends).toEqual([{ kind: 'cancelled' }]);
+    expect(web).not.toHaveBeenCalled();
   });
 
   it('a client gone before the reply was ready: the reply is cancelled, never written', async () => {

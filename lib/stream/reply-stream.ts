@@ -103,7 +103,8 @@ export class ReplyBody {
       pull: async (controller) => {
         const text = await this.next();
         if (text) controller.enqueue(encoder.encode(text));
-        if (this.closed) controller.close();
+        // Nothing (cancelled, here or by another reader of this body) is an end too: a reader must not wait forever.
+        if (this.closed || text === undefined) closeQuietly(controller);
       },
       cancel: () => this.cancel(),
     });
@@ -127,6 +128,15 @@ export class ReplyBody {
 export interface StreamedReply {
   readonly body: ReplyBody;
   readonly headers: Record<string, string>;
+}
+
+/** Closes a stream that may already be closed or cancelled (then there is nothing to do). */
+function closeQuietly(controller: ReadableStreamDefaultController<Uint8Array>): void {
+  try {
+    controller.close();
+  } catch {
+    // already closed or cancelled
+  }
 }
 
 /** How a streamed reply becomes a `Response`; the platform may bring its own (`Platform.streamResponse`). */
