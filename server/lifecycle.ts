@@ -3,19 +3,27 @@ import type { ChatProxy } from '../lib/create-proxy';
 
 /** Node's default is 60 s: a client trickling header bytes could hold a connection that long. */
 const HEADERS_TIMEOUT_MS = 10_000;
+/**
+ * How long an idle keep-alive connection stays open. Node's default (5 s) is shorter than the idle timeout of the
+ * proxies in front of a deployed server (a load balancer's is typically 60 s; Fly's and Railway's pool connections
+ * too): such a proxy would send a request on a connection the server is closing at that instant, and its client would
+ * get a 502. Longer than theirs, the proxy always closes first.
+ */
+const KEEP_ALIVE_MS = 65_000;
 /** After the drain: how long the last bytes of the replies get to reach their clients before connections are cut. */
 const CLOSE_MS = 1_000;
 /** Keep-alive connections that go idle after the drain are closed on this beat. */
 const SWEEP_MS = 50;
 
 /**
- * The Node http server's own request timeouts. The handler's `BODY_TIMEOUT_MS` answers a slow body with a JSON 408;
+ * The Node http server's own timeouts: keep-alive (`KEEP_ALIVE_MS`), and requests. The handler's `BODY_TIMEOUT_MS` answers a slow body with a JSON 408;
  * Node's `requestTimeout` (whole request, headers included) is the backstop behind it, for bodies nobody reads, so
  * it leaves the handler's deadline room to fire first. Node checks both on `connectionsCheckingInterval` (30 s by
  * default, which would let a slow client overstay by that much).
  */
 export function nodeServerOptions(bodyTimeoutMs: number) {
   return {
+    keepAliveTimeout: KEEP_ALIVE_MS,
     headersTimeout: HEADERS_TIMEOUT_MS,
     requestTimeout: HEADERS_TIMEOUT_MS + bodyTimeoutMs + 5_000,
     connectionsCheckingInterval: 1_000,

@@ -1,5 +1,5 @@
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
-import { createServer, request } from 'node:http';
+import { Agent, createServer, get, request } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -177,6 +177,21 @@ describe('npm start', () => {
     await eventually(() => h.fake.calls[1]?.aborted === true);
     const { stdout, stderr } = start.output();
     expect(stdout + stderr).not.toContain(TEST_KEY);
+  });
+
+  it('keeps an idle connection open for 65 s, longer than the proxies in front of it keep theirs', async () => {
+    const header = await new Promise<string | undefined>((resolve, reject) => {
+      const agent = new Agent({ keepAlive: true });
+      get({ port, host: '127.0.0.1', path: '/healthz', agent }, (res) => {
+        res.resume();
+        res.on('end', () => {
+          agent.destroy();
+          resolve(String(res.headers['keep-alive']));
+        });
+      }).on('error', reject);
+    });
+    // Node's default, 5 s, is shorter than a load balancer's idle timeout: it would race it to close, and lose.
+    expect(header).toBe('timeout=65');
   });
 
   it('answers a body trickled in at 1 byte per second with 408 once BODY_TIMEOUT_MS has passed', async () => {
