@@ -1,5 +1,5 @@
 import { setTimeout as sleep } from 'node:timers/promises';
-import { type Batch, loop, once, type Target } from './client';
+import { type Batch, closeIdleConnections, loop, once, type Target } from './client';
 import { control, rssKb, type Server } from './processes';
 import { type Measured, measure } from './stats';
 
@@ -73,6 +73,7 @@ export interface OpenStreams extends Measured {
 export async function openStreams(target: Target, server: Server, fake: Server): Promise<OpenStreams> {
   const { streams, tokenDelayMs, pacedTokens, timeoutMs } = SETTINGS;
   await control(fake, `paced ${tokenDelayMs} ${streams} ${pacedTokens}`);
+  closeIdleConnections(); // 1,000 users arriving: new connections, none a server may be closing right now
   const pid = server.child.pid;
   const idle = rssKb(pid);
   let peak = idle;
