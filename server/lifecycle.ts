@@ -16,10 +16,10 @@ const CLOSE_MS = 1_000;
 const SWEEP_MS = 50;
 
 /**
- * The Node http server's own timeouts: keep-alive (`KEEP_ALIVE_MS`), and requests. The handler's `BODY_TIMEOUT_MS` answers a slow body with a JSON 408;
- * Node's `requestTimeout` (whole request, headers included) is the backstop behind it, for bodies nobody reads, so
- * it leaves the handler's deadline room to fire first. Node checks both on `connectionsCheckingInterval` (30 s by
- * default, which would let a slow client overstay by that much).
+ * The Node http server's own timeouts: keep-alive (`KEEP_ALIVE_MS`), and requests. The handler's `BODY_TIMEOUT_MS`
+ * answers a slow body with a JSON 408; Node's `requestTimeout` (whole request, headers included) is the backstop
+ * behind it, for bodies nobody reads, so it leaves the handler's deadline room to fire first. Node checks both on
+ * `connectionsCheckingInterval` (30 s by default, which would let a slow client overstay by that much).
  */
 export function nodeServerOptions(bodyTimeoutMs: number) {
   return {
