@@ -4,7 +4,7 @@ import type { Authenticate } from '../http/caller-auth';
 import { CHAT_ID, type ValidRequest } from '../http/validate-request';
 import type { RequestContext } from '../log';
 import { startWhenReady } from '../stream/queued-start';
-import { ReplyBody, webStreamResponse } from '../stream/reply-stream';
+import { ReplyBody, streamedResponse } from '../stream/reply-stream';
 import { type Charge, type RespondDeps, type Run, respond, servedHeaders } from '../stream/respond';
 import { uiFraming, uiStreamHeaders } from '../stream/ui-framing';
 import { isLeaderLost } from './events';
@@ -230,11 +230,8 @@ export async function resumeOrStop(
     const { model } = reply.served;
     const framing = uiFraming({ messageId: head.messageId, model, costOf: costOfReply(deps.pricing, model) });
     const body = new ReplyBody(reply, framing, { abort: resumed.leave, onEnd });
-    const respondWith = deps.streamResponse ?? webStreamResponse;
-    return respondWith(body, {
-      status: 200,
-      headers: uiStreamHeaders({ ...headers, ...servedHeaders(reply) }),
-    });
+    const streamed = { body, headers: uiStreamHeaders({ ...headers, ...servedHeaders(reply) }) };
+    return streamedResponse(streamed, deps.streamResponse);
   } catch (error) {
     deps.waitUntil(settle());
     throw error;

@@ -1,7 +1,12 @@
 import { toProxyError } from '../errors';
 import type { PlaceInLine } from '../types';
 import type { ServedReply } from '../upstream/failover';
-import { type StreamedReply, type StreamResponder, webStreamResponse } from './reply-stream';
+import {
+  type StreamedReply,
+  type StreamResponder,
+  streamedResponse,
+  webStreamResponse,
+} from './reply-stream';
 import { uiStreamHeaders } from './ui-framing';
 
 /** The header a UI client sends to hear its place in line (`data-queue` parts) while it waits for capacity. */
@@ -74,10 +79,7 @@ export async function startWhenReady(
   headers: Record<string, string>,
   responder: StreamResponder = webStreamResponse,
 ): Promise<Response> {
-  const ready = (reply: ServedReply) => {
-    const streamed = outcomes.ready(reply);
-    return responder(streamed.body, { status: 200, headers: streamed.headers });
-  };
+  const ready = (reply: ServedReply) => streamedResponse(outcomes.ready(reply), responder);
   // The usual path: nobody asked for updates.
   if (!watch) return first.then(ready, (error: unknown) => outcomes.failed(error, false));
   const settled = first.then(

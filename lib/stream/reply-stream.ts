@@ -149,6 +149,14 @@ export type StreamResponder = (
 export const webStreamResponse: StreamResponder = (body, init) =>
   new Response(body instanceof ReplyBody ? body.readable() : body, init);
 
+/** A streamed reply as its 200, in the platform's way (`responder`) or the Web platform's. */
+export function streamedResponse(
+  { body, headers }: StreamedReply,
+  responder: StreamResponder = webStreamResponse,
+): Response {
+  return responder(body, { status: 200, headers });
+}
+
 function frame(framing: Framing, delta: Delta): string {
   if (typeof delta === 'string') return framing.text(delta);
   return 'reasoning' in delta ? framing.reasoning(delta.reasoning) : framing.toolCalls(delta.toolCalls);
