@@ -17,7 +17,7 @@ export class LuaCompat {
       return [name, this.compatible(first), ...rest];
     }
     if ((op === 'EVALSHA' || op === 'EVALSHA_RO') && typeof first === 'string') {
-      return [name, this.shas.get(first.toLowerCase()) ?? first, ...rest];
+      return [name, this.sha(first), ...rest];
     }
     if (op === 'SCRIPT' && String(first).toUpperCase() === 'LOAD' && typeof rest[0] === 'string') {
       return [name, first, this.compatible(rest[0])];
@@ -38,7 +38,13 @@ export class LuaCompat {
     return undefined;
   }
 
-  private compatible(script: string): string {
+  /** The SHA Redis holds the script by, for the one the client computed. */
+  sha(sha: string): string {
+    return this.shas.get(sha.toLowerCase()) ?? sha;
+  }
+
+  /** The script as Redis 7.0 takes it (remembering both SHAs when that changed it). */
+  compatible(script: string): string {
     const rewritten = script.replace(/^#!lua flags=([^\n]*)/, (_line, flags: string) => {
       const kept = flags
         .split(',')

@@ -1,3 +1,5 @@
+import { createHash, randomUUID } from 'node:crypto';
+import { errors } from '@upstash/redis';
 import IORedis from 'ioredis';
 import { describe, expect, it } from 'vitest';
 import { sharedAsk } from '../lib/limits/ask';
@@ -6,6 +8,7 @@ import { redisLimitStores } from '../lib/limits/redis-store';
 import type { LimitStores } from '../lib/limits/stores';
 import { upstashRestRedis } from '../lib/redis/upstash-rest';
 import { LuaCompat } from '../server/lua-compat';
+import { tcpRedis } from '../server/redis-tcp';
 import { REDIS_TEST_URL, uniquePrefix } from './support/redis';
 import { tcpRedisForFile, upstashBridgeForFile } from './support/redis-for-file';
 
@@ -178,6 +181,34 @@ describe('Redis 7.0 compatibility of the limiter scripts', () => {
     expect(mappedSha).not.toBe(sha);
     expect(await redis.call('EVALSHA', String(mappedSha), '0')).toBe(42);
     redis.disconnect();
+  });
+
+  it('runs scripts straight on the TCP connection, answering as the REST client would', async () => {
+    const connection = tcpRedis(REDIS_TEST_URL, 2_000);
+    const fresh = `-- ${randomUUID()}\n`; // never loaded yet: the first EVALSHA gets NOSCRIPT
+    try {
+      const script = connection.redis.createScript<number[]>(`${fresh}return {tonumber(ARGV[1]) + 1, #KEYS}`);
+      expect(await script.exec(['a', 'b'], ['41'])).toEqual([42, 2]); // EVALSHA refused, then EVAL
+      expect(await script.exec(['a'], ['1'])).toEqual([2, 1]); // EVALSHA
+      // The limiter's scripts carry a flag Redis 7.0 rejects: run without it, and still known by their own SHA.
+      const flagged = `#!lua flags=allow-key-locking\n${fresh}return 7`;
+      const sha = createHash('sha1').update(flagged).digest('hex');
+      await expect(connection.redis.evalsha(sha, [], [])).rejects.toThrow(/NOSCRIPT/);
+      expect(await connection.redis.eval(flagged, [], [])).toBe(7);
+      expect(await connection.redis.evalsha(sha, [], [])).toBe(7);
+      // Arguments as the REST client sends them; an error reply as it throws one.
+      expect(await connection.raw.eval(`${fresh}return ARGV`, [], ['x', 2, true, null])).toEqual([
+        'x',
+        '2',
+        'true',
+        'null',
+      ]);
+      const failing = connection.raw.eval(`${fresh}return redis.error_reply('no such thing')`, [], []);
+      await expect(failing).rejects.toThrow(errors.UpstashError);
+      await expect(failing).rejects.toThrow('no such thing');
+    } finally {
+      await connection.close();
+    }
   });
 });
 
