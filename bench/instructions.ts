@@ -7,12 +7,13 @@ import { redisAnswers, type Server, Servers, control as tellFake } from './proce
 import { proxyEnv, requestBodies } from './targets';
 
 /**
- * `npm run bench:instructions [-- --ref <git ref>] [-- --paced]`: what one request costs the proxy, in CPU instructions counted by
+ * `npm run bench:instructions [-- --ref <git ref> | --features] [--paced]`: what one request costs the proxy, in CPU instructions counted by
  * valgrind's callgrind. Times on a shared machine move by ±30% between runs of the same build (see the README), so
  * an A/B of a few percent cannot be read from them; an instruction count is far steadier, though not fixed (how much
  * Redis and socket work batches together depends on timing), so compare two builds counted in the same run. With
  * `--ref`, the bundle of that commit is built beside the working tree's (with this checkout's node_modules) and both
- * are counted at once, one per core.
+ * are counted at once, one per core. With `--features`, the working tree's bundle is counted with its defaults, with
+ * each feature that can be turned off turned off (`FEATURES`), and the runtime's floor beside them.
  * Each proxy runs under callgrind (about 50× slower): a warm-up, then the counters are zeroed, `REQUESTS` requests
  * are made, and the counters are dumped. Needs valgrind (`apt-get install valgrind`) and Redis, as `npm run bench`.
  * With `--paced`, what one token costs instead: `PACED_STREAMS` streams at once, each `PACED_TOKENS` tokens
@@ -34,30 +35,69 @@ interface Counted {
   readonly per: number;
 }
 
+/** What is counted: a server script, and the settings it runs with on top of the proxy's bench defaults. */
+interface Subject {
+  readonly label: string;
+  readonly script: string;
+  readonly env: Record<string, string>;
+}
+
+/**
+ * `--features`: what each feature that can be turned off costs a request, each setting against the defaults in one
+ * run, and the runtime's floor (bench/floor-proxy.ts): the proxy's cost above the floor, feature by feature.
+ */
+const FEATURES: readonly Omit<Subject, 'script'>[] = [
+  { label: 'defaults', env: {} },
+  { label: 'COALESCE=off', env: { COALESCE: 'off' } },
+  { label: 'SAFETY_IDENTIFIER=off', env: { SAFETY_IDENTIFIER: 'off' } },
+  // With no Redis, the limiter and the reply log both keep to this process.
+  { label: 'RATE_LIMIT_STORE=memory', env: { RATE_LIMIT_STORE: 'memory' } },
+  {
+    label: 'all three',
+    env: { COALESCE: 'off', SAFETY_IDENTIFIER: 'off', RATE_LIMIT_STORE: 'memory' },
+  },
+];
+
+/** Counted at once: one per core (callgrind runs a process on one). */
+const AT_ONCE = 2;
+
 async function main(): Promise<void> {
   const ref = flag('--ref');
+  const features = process.argv.includes('--features');
   prerequisites();
   if (!(await redisAnswers(REDIS_URL)))
     throw new Error(`No Redis answers at ${REDIS_URL}: start redis-server.`);
   const builds = [{ label: 'working tree', dir: process.cwd() }];
-  if (ref) builds.unshift({ label: ref, dir: checkout(ref) });
+  if (ref && !features) builds.unshift({ label: ref, dir: checkout(ref) });
   for (const build of builds)
     execFileSync('npm', ['run', '--silent', 'build'], { cwd: build.dir, stdio: 'ignore' });
+  const bundle = (dir: string) => join(dir, 'dist/server.mjs');
+  const subjects: Subject[] = features
+    ? [
+        ...FEATURES.map((f) => ({ ...f, script: bundle(process.cwd()) })),
+        { label: 'floor', script: 'bench/floor-proxy.ts', env: {} },
+      ]
+    : builds.map((build) => ({ label: build.label, script: bundle(build.dir), env: {} }));
   const counting = PACED
     ? `${PACED_STREAMS} streams of ${PACED_TOKENS} tokens ${PACED_MS} ms apart counted`
     : `${REQUESTS} counted, ${CLIENTS} clients`;
   console.log(
-    `Main-thread instructions per ${unit()} of proxy (ui) with its defaults, limiter on Redis: ${WARMUP} warm-up ` +
-      `requests, then ${counting}, each build under callgrind (a few minutes)…`,
+    `Main-thread instructions per ${unit()} of proxy (ui), limiter on Redis unless said: ${WARMUP} warm-up ` +
+      `requests, then ${counting}, each ${features ? 'setting' : 'build'} under callgrind (a few minutes)…`,
   );
-  const counted = await Promise.all(builds.map((build) => count(build.label, build.dir))).finally(() => {
-    if (ref) rmSync(builds[0]?.dir ?? '', { recursive: true, force: true });
-  });
+  const counted: Counted[] = [];
+  try {
+    for (let i = 0; i < subjects.length; i += AT_ONCE)
+      counted.push(...(await Promise.all(subjects.slice(i, i + AT_ONCE).map(count))));
+  } finally {
+    if (builds.length > 1) rmSync(builds[0]?.dir ?? '', { recursive: true, force: true });
+  }
   const first = counted[0] as Counted;
+  const width = Math.max(...counted.map((c) => c.label.length)) + 2;
   for (const c of counted) {
     const change = c === first ? '' : `  ${percent(c.per / first.per - 1)} vs ${first.label}`;
     const amount = PACED ? `${(c.per / 1e3).toFixed(1)} k` : `${(c.per / 1e6).toFixed(2)} M`;
-    console.log(`${c.label.padEnd(16)} ${amount} main-thread instructions per ${unit()}${change}`);
+    console.log(`${c.label.padEnd(width)} ${amount} main-thread instructions per ${unit()}${change}`);
   }
 }
 
@@ -89,7 +129,7 @@ function checkout(ref: string): string {
   return dir;
 }
 
-async function count(label: string, dir: string): Promise<Counted> {
+async function count({ label, script, env }: Subject): Promise<Counted> {
   const out = mkdtempSync(join(tmpdir(), 'acp-cg-'));
   const callgrind = [
     'valgrind',
@@ -104,11 +144,12 @@ async function count(label: string, dir: string): Promise<Counted> {
     const fake = await servers.start('fake upstream', 'bench/fake-server.ts', {}, /fake upstream on (\S+)/);
     const proxy = await underCallgrind.start(
       label,
-      join(dir, 'dist/server.mjs'),
-      // Each build under a prefix of its own: two builds on one Redis must not share replies.
+      script,
+      // Each under a prefix of its own: two builds on one Redis must not share replies.
       {
         ...proxyEnv(fake.url, 'redis', REDIS_URL),
         RATE_LIMIT_PREFIX: `bench-cg-${process.pid}-${label.replace(/\W/g, '')}`,
+        ...env,
       },
       /listening on (\S+)/,
     );
