@@ -3,8 +3,9 @@ import { Agent, createServer, get, request } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { beforeAll, describe, expect, it, onTestFinished } from 'vitest';
+import { beforeAll, describe, expect, it, onTestFinished, vi } from 'vitest';
 import { demoReply } from '../fake-upstream/behaviours';
+import { loadAwareTimeouts } from '../server/lifecycle';
 import { batchedStdoutLogger } from '../server/stdout-log';
 import { eventually, startHarness, TEST_KEY } from './support/harness';
 import { buildServer, builtServer, freePort, npmRun, portIsFree } from './support/processes';
@@ -344,5 +345,29 @@ describe('the Node server’s log writer (server/stdout-log.ts)', () => {
     expect(out[1]).toBe(`${JSON.stringify(line(4))}\n`);
     await new Promise((resolve) => setImmediate(resolve));
     expect(out).toHaveLength(2);
+  });
+});
+
+describe('the Node server’s request timeouts under load (server/lifecycle.ts)', () => {
+  it('keeps Node’s lenient timeouts while the event loop is saturated, and the strict ones once calm for 5 s', async () => {
+    vi.useFakeTimers();
+    const server = { headersTimeout: 10_000, requestTimeout: 25_000 };
+    let utilization = 0.2;
+    const stop = loadAwareTimeouts(server, 10_000, () => utilization);
+    try {
+      await vi.advanceTimersByTimeAsync(1_000);
+      expect(server).toEqual({ headersTimeout: 10_000, requestTimeout: 25_000 });
+      utilization = 0.97; // a burst: sockets wait unread, and Node's clock runs on for them
+      await vi.advanceTimersByTimeAsync(1_000);
+      expect(server).toEqual({ headersTimeout: 60_000, requestTimeout: 75_000 });
+      utilization = 0.3;
+      await vi.advanceTimersByTimeAsync(4_000);
+      expect(server.headersTimeout).toBe(60_000); // calm, not yet for long enough
+      await vi.advanceTimersByTimeAsync(1_000);
+      expect(server).toEqual({ headersTimeout: 10_000, requestTimeout: 25_000 });
+    } finally {
+      stop();
+      vi.useRealTimers();
+    }
   });
 });
