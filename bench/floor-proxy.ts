@@ -59,6 +59,7 @@ const server = createServer(async (req, res) => {
     res.destroy(error as Error);
   }
 });
-server.listen(0, '127.0.0.1', () => {
+// The proxy's listen backlog (server/lifecycle.ts), so that a burst costs both the same in dropped handshakes.
+server.listen({ port: 0, host: '127.0.0.1', backlog: 4_096 }, () => {
   console.log(`floor listening on http://127.0.0.1:${(server.address() as AddressInfo).port}`);
 });

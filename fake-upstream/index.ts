@@ -96,7 +96,8 @@ export async function startFakeUpstream(options: FakeUpstreamOptions = {}): Prom
   server.requestTimeout = 0;
   server.keepAliveTimeout = 5_000;
   await new Promise<void>((resolve) =>
-    server.listen(options.port ?? 0, options.host ?? '127.0.0.1', resolve),
+    // The proxy's backlog (server/lifecycle.ts): Node's 511 drops handshakes when the bench opens 1,000 streams at once.
+    server.listen({ port: options.port ?? 0, host: options.host ?? '127.0.0.1', backlog: 4_096 }, resolve),
   );
   const { port } = server.address() as AddressInfo;
   return {

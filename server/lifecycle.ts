@@ -1,16 +1,15 @@
-import { performance } from 'node:perf_hooks';
 import type { Server } from 'srvx';
 import type { ChatProxy } from '../lib/create-proxy';
 
 /** Node's default is 60 s: a client trickling header bytes could hold a connection that long. */
 const HEADERS_TIMEOUT_MS = 10_000;
-/** Node's default, kept while this process is too busy to read what its clients sent (`loadAwareTimeouts`). */
-const HEADERS_TIMEOUT_BUSY_MS = 60_000;
-/** Busier than this over a second (the event loop's utilization), the process reads its sockets late. */
-const BUSY = 0.9;
-/** How long the loop must have been calm before the strict timeouts apply again: every waiting socket was read. */
-const CALM_MS = 5_000;
-const CHECK_MS = 1_000;
+/**
+ * Connections the kernel holds for the server to accept (capped by `net.core.somaxconn`, 4,096 by default on Linux
+ * since 5.4). Node's default, 511, overflowed in a burst (5,000 streams opened at once, `npm run bench`): the kernel
+ * dropped handshakes, whose clients waited for their retransmission (1 s, then 3 s, 7 s), and reset some whose
+ * requests had already been sent (`read ECONNRESET`, 18 to 86 clients a run).
+ */
+const LISTEN_BACKLOG = 4_096;
 /**
  * How long an idle keep-alive connection stays open. Node's default (5 s) is shorter than the idle timeout of the
  * proxies in front of a deployed server (a load balancer's is typically 60 s; Fly's and Railway's pool connections
@@ -32,52 +31,10 @@ const SWEEP_MS = 50;
 export function nodeServerOptions(bodyTimeoutMs: number) {
   return {
     keepAliveTimeout: KEEP_ALIVE_MS,
-    ...requestTimeouts(HEADERS_TIMEOUT_MS, bodyTimeoutMs),
+    backlog: LISTEN_BACKLOG,
+    headersTimeout: HEADERS_TIMEOUT_MS,
+    requestTimeout: HEADERS_TIMEOUT_MS + bodyTimeoutMs + 5_000,
     connectionsCheckingInterval: 1_000,
-  };
-}
-
-function requestTimeouts(headersTimeout: number, bodyTimeoutMs: number) {
-  return { headersTimeout, requestTimeout: headersTimeout + bodyTimeoutMs + 5_000 };
-}
-
-/** The two timeouts of Node's http server that `loadAwareTimeouts` moves. */
-export interface RequestTimeouts {
-  headersTimeout: number;
-  requestTimeout: number;
-}
-
-/**
- * Node's headers and request timeouts run from when a connection was accepted, so they also count the time its bytes
- * waited unread while this process was busy with others. In a burst (5,000 streams opened at once, `npm run bench`)
- * that cut 30 to 125 connections whose requests had long arrived: a 408 and a reset, 10 s in. So while the event loop
- * is saturated, and until it has been calm for `CALM_MS`, the timeouts are Node's defaults; a slow client of a calm
- * server still gets the strict ones. `busy`: the loop's utilization since its last call (0 to 1).
- */
-export function loadAwareTimeouts(
-  server: RequestTimeouts,
-  bodyTimeoutMs: number,
-  busy: () => number = loopUtilization(),
-  now: () => number = Date.now,
-): () => void {
-  const strict = requestTimeouts(HEADERS_TIMEOUT_MS, bodyTimeoutMs);
-  const lenient = requestTimeouts(HEADERS_TIMEOUT_BUSY_MS, bodyTimeoutMs);
-  let busyAt = Number.NEGATIVE_INFINITY;
-  const timer = setInterval(() => {
-    if (busy() > BUSY) busyAt = now();
-    Object.assign(server, now() - busyAt < CALM_MS ? lenient : strict);
-  }, CHECK_MS);
-  timer.unref();
-  return () => clearInterval(timer);
-}
-
-function loopUtilization(): () => number {
-  let last = performance.eventLoopUtilization();
-  return () => {
-    const current = performance.eventLoopUtilization();
-    const { utilization } = performance.eventLoopUtilization(current, last);
-    last = current;
-    return utilization;
   };
 }
 

@@ -7,7 +7,7 @@ import { withConfigFiles } from './config-files';
 import { startDemoUpstream } from './demo';
 import { loadDotEnv } from './env-file';
 import { createHostCheck, loopbackOnlyWarning, loopbackOrigins } from './host-check';
-import { loadAwareTimeouts, nodeServerOptions, stopOnSignal } from './lifecycle';
+import { nodeServerOptions, stopOnSignal } from './lifecycle';
 import { nodePlatform } from './node-platform';
 import { startObservability } from './observability';
 import { routes } from './routes';
@@ -45,8 +45,6 @@ async function main(): Promise<void> {
     gracefulShutdown: false, // ours drains the replies in flight and closes Redis (server/lifecycle.ts)
     node: nodeServerOptions(config.caps.bodyTimeoutMs),
   }).ready();
-  const node = listening.node?.server;
-  if (node && 'headersTimeout' in node) loadAwareTimeouts(node, config.caps.bodyTimeoutMs);
   stopOnSignal(listening, observe.closing(proxy), server.shutdownGraceMs);
   const url = listening.url ?? `http://${server.host}:${server.port}/`;
   if (dev) ownOrigins.push(...loopbackOrigins(url));
