@@ -67,10 +67,9 @@ async function main(): Promise<void> {
   prerequisites();
   if (!(await redisAnswers(REDIS_URL)))
     throw new Error(`No Redis answers at ${REDIS_URL}: start redis-server.`);
+  if (ref && features) throw new Error('--features counts the working tree only: leave out --ref.');
   const builds = [{ label: 'working tree', dir: process.cwd() }];
-  if (ref && !features) builds.unshift({ label: ref, dir: checkout(ref) });
-  for (const build of builds)
-    execFileSync('npm', ['run', '--silent', 'build'], { cwd: build.dir, stdio: 'ignore' });
+  if (ref) builds.unshift({ label: ref, dir: checkout(ref) });
   const bundle = (dir: string) => join(dir, 'dist/server.mjs');
   const subjects: Subject[] = features
     ? [
@@ -87,6 +86,8 @@ async function main(): Promise<void> {
   );
   const counted: Counted[] = [];
   try {
+    for (const build of builds)
+      execFileSync('npm', ['run', '--silent', 'build'], { cwd: build.dir, stdio: 'ignore' });
     for (let i = 0; i < subjects.length; i += AT_ONCE)
       counted.push(...(await Promise.all(subjects.slice(i, i + AT_ONCE).map(count))));
   } finally {

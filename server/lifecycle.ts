@@ -7,7 +7,7 @@ const HEADERS_TIMEOUT_MS = 10_000;
  * Connections the kernel holds for the server to accept (capped by `net.core.somaxconn`, 4,096 by default on Linux
  * since 5.4). Node's default, 511, overflowed in a burst (5,000 streams opened at once, `npm run bench`): the kernel
  * dropped handshakes, whose clients waited for their retransmission (1 s, then 3 s, 7 s), and reset some whose
- * requests had already been sent (`read ECONNRESET`, 18 to 86 clients a run).
+ * requests had already been sent (`read ECONNRESET`, 18 to 125 clients a run).
  */
 const LISTEN_BACKLOG = 4_096;
 /**

@@ -70,7 +70,7 @@ class TcpClient extends Redis {
 
   private async script<T>(name: string, body: string, keys: string[], args: unknown[]): Promise<T> {
     const argv: (string | number | Buffer)[] = [body, keys.length, ...keys];
-    for (const arg of args) argv.push(toArg(arg));
+    for (const arg of args ?? []) argv.push(toArg(arg));
     try {
       return (await this.connection.call(name, argv)) as T;
     } catch (error) {
