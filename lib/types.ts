@@ -6,6 +6,12 @@
 
 import type { Context as TraceContext } from '@opentelemetry/api';
 
+/**
+ * An upstream answer's headers, read by name: all the rate-limit and queue code needs, so a transport need not build
+ * a `Headers` for every answer (see `ResponseHeaders` in lib/upstream/openai-http.ts).
+ */
+export type HeaderLookup = Pick<Headers, 'get'>;
+
 export type ChatRole = 'user' | 'assistant';
 
 /**

@@ -1,3 +1,5 @@
+import type { HeaderLookup } from '../types';
+
 /**
  * How long a provider says to hold off, from its response headers: OpenAI's `x-ratelimit-remaining-requests` /
  * `-tokens` at 0, and on a 429 its `retry-after-ms` or `retry-after`. Undefined when it says nothing of the kind:
@@ -9,10 +11,7 @@
  * the next request needs is not known here, so a spent token limit pauses until its reset (a pause longer than a
  * request may wait sends it to a fallback at once; `UPSTREAM_TPM` is the precise tool for tokens).
  */
-export function pauseFrom(
-  status: number | undefined,
-  headers: Pick<Headers, 'get'> | undefined,
-): number | undefined {
+export function pauseFrom(status: number | undefined, headers: HeaderLookup | undefined): number | undefined {
   if (!headers) return undefined;
   const waits: number[] = [];
   for (const kind of ['requests', 'tokens'] as const) {

@@ -1,6 +1,6 @@
 import type { ProviderCapacity, QueueConfig } from '../config/queue';
 import type { Internal } from '../internal';
-import type { QueueTicket } from '../types';
+import type { HeaderLookup, QueueTicket } from '../types';
 import { abortableSleep } from '../upstream/abort';
 import { abortError } from '../upstream/errors';
 import type { CapacityStore } from './capacity-store';
@@ -38,12 +38,7 @@ export interface UpstreamQueue {
    * What an answer of `provider` said (status and headers): remaining requests or tokens at 0, or a 429's
    * `retry-after`, pause it until its reset, so the next requests wait instead of meeting its 429.
    */
-  learn(
-    provider: string,
-    model: string,
-    status: number | undefined,
-    headers: Pick<Headers, 'get'> | undefined,
-  ): void;
+  learn(provider: string, model: string, status: number | undefined, headers: HeaderLookup | undefined): void;
   /** Requests waiting for capacity on this instance now. */
   waiting(): number;
 }

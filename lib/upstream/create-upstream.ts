@@ -3,6 +3,7 @@ import type { Internal } from '../internal';
 import { tracedTarget } from '../observe/traced-upstream';
 import { queuedTarget } from '../queue/queued-target';
 import type { UpstreamQueue } from '../queue/upstream-queue';
+import type { HeaderLookup } from '../types';
 import { createFailover, type Route, type Upstream } from './failover';
 import type { Transport } from './openai-http';
 import { createUpstreamTarget, type UpstreamTarget } from './target';
@@ -29,7 +30,7 @@ export function createUpstream(
   const queued = (target: UpstreamTarget) => tracedTarget(queue ? queuedTarget(target, queue) : target);
   const learn = (provider: string) =>
     queue && {
-      onHeaders: (model: string, status: number | undefined, headers: Pick<Headers, 'get'> | undefined) =>
+      onHeaders: (model: string, status: number | undefined, headers: HeaderLookup | undefined) =>
         queue.learn(provider, model, status, headers),
     };
   const main = queued(

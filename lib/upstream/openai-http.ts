@@ -1,5 +1,6 @@
 import { APIConnectionError, APIError } from 'openai/error';
 import type { ChatCompletionChunk } from 'openai/resources/chat/completions';
+import type { HeaderLookup } from '../types';
 
 /**
  * The two calls the proxy makes to an OpenAI-compatible API: a streamed chat completion and a plain JSON POST
@@ -20,8 +21,7 @@ export interface Endpoint {
  * only for an error (the SDK's `APIError` keeps them). A transport whose client hands them over as a plain record
  * (undici's `request`) builds the `Headers` only then: about 5 µs a request otherwise.
  */
-export interface ResponseHeaders {
-  get(name: string): string | null;
+export interface ResponseHeaders extends HeaderLookup {
   all(): Headers;
 }
 

@@ -2,7 +2,7 @@ import { APIError } from 'openai/error';
 import type { ChatCompletionChunk } from 'openai/resources/chat/completions';
 import { type ModelsConfig, optionsFor } from '../config/models';
 import type { ToolDeclaration } from '../config/tools';
-import type { ChatRequest, Delta, Reply, ToolCallFragment } from '../types';
+import type { ChatRequest, Delta, HeaderLookup, Reply, ToolCallFragment } from '../types';
 import { type LinkedAbort, linkedAbort, UpstreamTimeout } from './abort';
 import { abortError, midStreamError, UpstreamFailure, upstreamError } from './errors';
 import { postChatStream, type Transport } from './openai-http';
@@ -43,11 +43,7 @@ export interface TargetOptions {
   /** How the request is sent (lib/upstream/openai-http.ts); `fetch` by default. */
   readonly transport?: Transport | undefined;
   /** Every answer's status and headers (its rate-limit headers teach the queue when to hold off). */
-  readonly onHeaders?: (
-    model: string,
-    status: number | undefined,
-    headers: Pick<Headers, 'get'> | undefined,
-  ) => void;
+  readonly onHeaders?: (model: string, status: number | undefined, headers: HeaderLookup | undefined) => void;
 }
 
 /** A refused parameter is fixed and the request sent again, at most this often (one per distinct parameter). */
