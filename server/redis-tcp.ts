@@ -2,48 +2,49 @@ import { errors, Redis, type Requester, type UpstashRequest, type UpstashRespons
 import IORedis from 'ioredis';
 import type { RedisConnection, Subscribe } from '../lib/redis/connect';
 import { LuaCompat } from './lua-compat';
+import { ReplyError, type RespArg } from './resp-codec';
+import { RespConnection } from './resp-connection';
 
 type Reply = UpstashResponse<unknown>;
 
 /**
  * An @upstash/redis client that talks to a plain Redis over TCP (`REDIS_URL`), so the self-hosted server runs
- * the very same limiter code as the edge. It implements Upstash's `Requester`: a single command, `/pipeline`
+ * the very same limiter code as the edge. Commands go on one lean connection (server/resp-connection.ts); pub/sub,
+ * which holds a connection of its own, on ioredis. It implements Upstash's `Requester`: a single command, `/pipeline`
  * and `/multi-exec`, each answered in Upstash's `{ result } | { error }` shape.
  */
 export function tcpRedis(url: string, timeoutMs: number): RedisConnection {
-  const connection = new IORedis(url, {
-    // Fail fast instead of queueing forever while Redis is down: the limiter's fail-open/closed policy decides.
-    commandTimeout: timeoutMs,
-    connectTimeout: Math.max(timeoutMs, 1_000),
-    maxRetriesPerRequest: 0,
-    enableOfflineQueue: true,
-    lazyConnect: false,
-    // Commands issued in the same tick (a request's limiter script, its reply-log claim, other requests' mirrors)
-    // go to Redis in one write instead of one syscall each: +6% requests/s at 32 clients (alternating A/B runs),
-    // for about 0.05 ms more on a lone sequential command (it waits for the end of the tick).
-    enableAutoPipelining: true,
-  });
-  connection.on('error', () => {}); // Reconnects on its own; failures surface per command.
+  const connectTimeoutMs = Math.max(timeoutMs, 1_000);
+  const commands = new RespConnection(new URL(url), { timeoutMs, connectTimeoutMs });
   const lua = new LuaCompat();
-  const requester = tcpRequester(connection, lua);
-  const channels = subscriber(connection);
+  const requester = tcpRequester(commands, lua);
+  // Pub/sub on ioredis: its own connection, opened at the first watch.
+  const channels = subscriber(
+    () =>
+      new IORedis(url, {
+        commandTimeout: timeoutMs,
+        connectTimeout: connectTimeoutMs,
+        maxRetriesPerRequest: 0,
+        enableOfflineQueue: true,
+      }),
+  );
   return {
-    redis: new TcpClient(requester, connection, lua, false),
-    raw: new TcpClient(requester, connection, lua, true),
+    redis: new TcpClient(requester, commands, lua, false),
+    raw: new TcpClient(requester, commands, lua, true),
     subscribe: channels.subscribe,
     close: async () => {
-      connection.disconnect();
+      commands.close();
       channels.close();
     },
   };
 }
 
 /**
- * The @upstash/redis client on TCP, with its scripts run straight on ioredis. Every Redis call on the request path
+ * The @upstash/redis client on TCP, with its scripts sent straight on the connection. Every Redis call on the request path
  * is a script (the limiter's window, the budget's booking and its settling, the reply log's claim and end; also
  * scripts made with `createScript`, which call these two), and the REST client's road for each (a command object
  * serializing every argument, the `Requester`'s `{ result }` answer, LuaCompat rewriting the whole command) cost
- * more than ioredis's own work: 2.85 → 2.75 M main-thread instructions per request (bench:instructions). Every other
+ * more than sending it: 2.85 → 2.75 M main-thread instructions per request (bench:instructions). Every other
  * command takes that road still. A script's answer comes as Redis gave it, on both clients: every script here
  * answers numbers or lists of them, which the REST client's guess at JSON leaves as they are, and the reply log's
  * strings are read through `raw` anyway. `raw`: `RedisConnection.raw` (a client built on a `Requester` takes no
@@ -52,7 +53,7 @@ export function tcpRedis(url: string, timeoutMs: number): RedisConnection {
 class TcpClient extends Redis {
   constructor(
     requester: Requester,
-    private readonly connection: IORedis,
+    private readonly connection: Commands,
     private readonly lua: LuaCompat,
     raw: boolean,
   ) {
@@ -69,13 +70,13 @@ class TcpClient extends Redis {
   ): Promise<TData> => this.script<TData>('eval', this.lua.compatible(source), keys, args);
 
   private async script<T>(name: string, body: string, keys: string[], args: unknown[]): Promise<T> {
-    const argv: (string | number | Buffer)[] = [body, keys.length, ...keys];
+    const argv: RespArg[] = [name, body, keys.length, ...keys];
     for (const arg of args ?? []) argv.push(toArg(arg));
     try {
-      return (await this.connection.call(name, argv)) as T;
+      return (await this.connection.call(argv)) as T;
     } catch (error) {
       // As the REST client throws it (NOSCRIPT included, which the callers' fallback to EVAL looks for).
-      throw isReplyError(error) ? new errors.UpstashError(error.message) : error;
+      throw error instanceof ReplyError ? new errors.UpstashError(error.message) : error;
     }
   }
 }
@@ -88,14 +89,14 @@ class TcpClient extends Redis {
  * then, or at once if it already did. ioredis resubscribes both by itself after a reconnect. A lost subscription
  * only costs a wake: the watchers still poll, more slowly, and a leader's calls reach it in its next write's answer.
  */
-export function subscriber(connection: IORedis): { subscribe: Subscribe; close(): void } {
+export function subscriber(connect: () => IORedis): { subscribe: Subscribe; close(): void } {
   let duplicate: IORedis | undefined;
   const channels = new Map<string, Channel>(); // by SUBSCRIBE
   const routed = new Map<string, Channel>(); // by a pattern's PSUBSCRIBE
   const patterns = new Map<string, Promise<unknown>>(); // each pattern's PSUBSCRIBE, answered once it listens
   const open = (): IORedis => {
     if (duplicate) return duplicate;
-    const opened = connection.duplicate();
+    const opened = connect();
     opened.on('error', () => {});
     opened.on('message', (channel: string, message: string) => wakeAll(channels, channel, message));
     opened.on('pmessage', (_p: string, channel: string, message: string) =>
@@ -164,14 +165,16 @@ function wakeAll(map: ReadonlyMap<string, Channel>, name: string, message: strin
   for (const watcher of map.get(name)?.watchers ?? []) watcher.wake(message);
 }
 
-export function tcpRequester(connection: IORedis, lua = new LuaCompat()): Requester {
+/** What the requester and the scripts need of a connection (server/resp-connection.ts). */
+type Commands = Pick<RespConnection, 'call'>;
+
+export function tcpRequester(connection: Commands, lua = new LuaCompat()): Requester {
   const run = async (command: unknown[]): Promise<Reply> => {
-    const [name, ...args] = lua.rewrite(command);
     try {
-      const result: unknown = await connection.call(String(name), ...args.map(toArg));
+      const result: unknown = await connection.call(lua.rewrite(command).map(toArg));
       return { result: lua.originalSha(command) ?? result };
     } catch (error) {
-      if (isReplyError(error)) return { error: error.message };
+      if (error instanceof ReplyError) return { error: error.message };
       throw error;
     }
   };
@@ -182,25 +185,31 @@ export function tcpRequester(connection: IORedis, lua = new LuaCompat()): Reques
         const commands = req.body as unknown[][];
         return (await Promise.all(commands.map(run))) as UpstashResponse<TResult>;
       }
-      if (path === 'multi-exec') {
-        const commands = (req.body as unknown[][]).map((c) => lua.rewrite(c));
-        const results = await connection
-          .multi(commands.map(([name, ...args]) => [String(name), ...args.map(toArg)]))
-          .exec();
-        return (results ?? []).map(([error, result]) =>
-          error ? { error: error.message } : { result },
-        ) as UpstashResponse<TResult>;
-      }
+      if (path === 'multi-exec')
+        return (await transaction(connection, lua, req.body as unknown[][])) as UpstashResponse<TResult>;
       return (await run(req.body as unknown[])) as UpstashResponse<TResult>;
     },
   };
 }
 
-function toArg(value: unknown): string | number | Buffer {
-  if (typeof value === 'string' || typeof value === 'number' || Buffer.isBuffer(value)) return value;
-  return JSON.stringify(value);
+/**
+ * MULTI, the commands, EXEC: sent together, so nothing else on the connection comes between them. EXEC answers each
+ * command's result, or its error in its place; a command Redis refused to queue fails the whole transaction
+ * (EXECABORT), as it does on the REST API.
+ */
+async function transaction(connection: Commands, lua: LuaCompat, commands: unknown[][]): Promise<Reply[]> {
+  const queued = [['MULTI'], ...commands.map((c) => lua.rewrite(c))].map((c) =>
+    connection.call(c.map(toArg)),
+  );
+  const done = connection.call(['EXEC']);
+  for (const answer of queued) answer.catch(() => {}); // EXEC's own answer says what failed
+  const results = (await done) as unknown[] | null;
+  return (results ?? []).map((result) =>
+    result instanceof ReplyError ? { error: result.message } : { result },
+  );
 }
 
-function isReplyError(error: unknown): error is Error {
-  return error instanceof Error && error.name === 'ReplyError';
+function toArg(value: unknown): RespArg {
+  if (typeof value === 'string' || typeof value === 'number' || Buffer.isBuffer(value)) return value;
+  return JSON.stringify(value);
 }

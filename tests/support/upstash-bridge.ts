@@ -1,9 +1,9 @@
 import { spawn } from 'node:child_process';
 import { createServer, type IncomingMessage, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
-import IORedis from 'ioredis';
 import { readText, sendJson } from '../../fake-upstream/http';
 import { tcpRequester } from '../../server/redis-tcp';
+import { RespConnection } from '../../server/resp-connection';
 import { REDIS_TEST_URL } from './redis';
 import { SECRETS } from './secret-scan';
 
@@ -22,7 +22,10 @@ export interface UpstashBridge {
  * Commands run through the same Requester the Node server uses for REDIS_URL, including its Lua shebang fix.
  */
 export async function startUpstashBridge(token: string = SECRETS.bridgeToken): Promise<UpstashBridge> {
-  const connection = new IORedis(REDIS_TEST_URL, { maxRetriesPerRequest: 1 });
+  const connection = new RespConnection(new URL(REDIS_TEST_URL), {
+    timeoutMs: 10_000,
+    connectTimeoutMs: 2_000,
+  });
   const requester = tcpRequester(connection);
   let mode: 'normal' | 'hang' = 'normal';
   const requests = { count: 0 };
@@ -58,7 +61,7 @@ export async function startUpstashBridge(token: string = SECRETS.bridgeToken): P
     close: async () => {
       server.closeAllConnections();
       await new Promise((resolve) => server.close(resolve));
-      connection.disconnect();
+      connection.close();
     },
   };
 }

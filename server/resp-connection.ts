@@ -1,0 +1,199 @@
+import { type Socket, connect as tcpConnect } from 'node:net';
+import { connect as tlsConnect } from 'node:tls';
+import { encodeCommand, INCOMPLETE, ReplyError, type RespArg, RespReader } from './resp-codec';
+
+export interface RespOptions {
+  /**
+   * How long Redis may leave the oldest command unanswered before the connection is taken for dead: it is closed,
+   * every command waiting on it fails, and a new one is opened. The store guard's own timeout (lib/limits/store-guard.ts)
+   * decides far sooner whether the store is down; this only frees calls that nobody waits for any more.
+   */
+  readonly timeoutMs: number;
+  readonly connectTimeoutMs: number;
+}
+
+interface Waiting {
+  resolve(value: unknown): void;
+  reject(error: Error): void;
+}
+
+/** ioredis's default: 50 ms more for each failed attempt in a row, at most 2 s. */
+const retryDelay = (attempts: number) => Math.min(attempts * 50, 2_000);
+
+/**
+ * One connection to a plain Redis (`redis://` or `rediss://`) for commands, as lean as the request path wants it: every
+ * request runs about five scripts, and ioredis's work around each (a command object, its own timers, an auto-pipeline
+ * object per batch, its decoder) cost about 2.4× a bare writer and reader. Answers come in the order commands were
+ * sent, so one queue matches them. Commands called in the same tick go out in one write. While it is not connected,
+ * commands wait for the next attempt, and fail with it if it fails (as ioredis with `maxRetriesPerRequest: 0`); a
+ * dropped connection fails every command that was waiting on it, and is opened again after `retryDelay`.
+ */
+export class RespConnection {
+  private socket: Socket | undefined;
+  private connected = false;
+  private closed = false;
+  private readonly reader = new RespReader();
+  /** Answers expected, oldest first: `head` is the next; the array is compacted now and then. */
+  private waiting: (Waiting | undefined)[] = [];
+  private head = 0;
+  /** AUTH and SELECT answers still to come on this connection, before any command's. */
+  private handshake = 0;
+  private unsent: (string | Buffer)[] = [];
+  private flushQueued = false;
+  private attempts = 0;
+  private retry: NodeJS.Timeout | undefined;
+  private readonly watchdog: NodeJS.Timeout;
+  private answered = 0;
+  private answeredAtLastCheck = -1;
+
+  constructor(
+    private readonly url: URL,
+    private readonly options: RespOptions,
+  ) {
+    if (url.protocol !== 'redis:' && url.protocol !== 'rediss:')
+      throw new Error('REDIS_URL must be a redis:// or rediss:// URL');
+    this.watchdog = setInterval(() => this.checkProgress(), options.timeoutMs);
+    this.watchdog.unref();
+    this.open();
+  }
+
+  /** Sends one command; resolves with its answer, rejects with a `ReplyError` for an error answer. */
+  call(args: readonly RespArg[]): Promise<unknown> {
+    if (this.closed) return Promise.reject(new Error('Connection is closed.'));
+    this.unsent.push(encodeCommand(args));
+    const answer = new Promise((resolve, reject) => this.waiting.push({ resolve, reject }));
+    if (this.connected && !this.flushQueued) {
+      this.flushQueued = true;
+      process.nextTick(() => this.flush());
+    }
+    return answer;
+  }
+
+  close(): void {
+    this.closed = true;
+    clearInterval(this.watchdog);
+    clearTimeout(this.retry);
+    this.drop(new Error('Connection is closed.'));
+  }
+
+  private open(): void {
+    this.retry = undefined;
+    const { hostname, port, protocol } = this.url;
+    const host = hostname.startsWith('[') ? hostname.slice(1, -1) : hostname;
+    const options = { host, port: Number(port || 6379) };
+    const socket =
+      protocol === 'rediss:'
+        ? tlsConnect({ ...options, servername: host }, () => this.onConnect(socket))
+        : tcpConnect(options, () => this.onConnect(socket));
+    socket.setNoDelay(true);
+    socket.setTimeout(this.options.connectTimeoutMs, () =>
+      socket.destroy(
+        new Error(`Redis did not accept a connection within ${this.options.connectTimeoutMs} ms`),
+      ),
+    );
+    let failure: Error | undefined;
+    socket.on('data', (chunk: Buffer) => this.socket === socket && this.onData(chunk));
+    socket.on('error', (error) => {
+      failure = error; // 'close' follows, and fails what waited with it
+    });
+    socket.on('close', () => {
+      if (this.socket === socket) this.drop(failure ?? new Error('Connection is closed.'));
+    });
+    this.socket = socket;
+  }
+
+  private onConnect(socket: Socket): void {
+    socket.setTimeout(0);
+    socket.setKeepAlive(true, 30_000);
+    this.attempts = 0;
+    this.connected = true;
+    // Sent before the commands that waited for the connection, and answered before them.
+    const { username, password, pathname } = this.url;
+    const db = Number(pathname.slice(1) || 0);
+    const hello: RespArg[][] = [];
+    if (password) {
+      const secret = decodeURIComponent(password);
+      hello.push(username ? ['AUTH', decodeURIComponent(username), secret] : ['AUTH', secret]);
+    }
+    if (db) hello.push(['SELECT', db]);
+    this.handshake = hello.length;
+    this.unsent.unshift(...hello.map(encodeCommand));
+    this.flush();
+  }
+
+  private flush(): void {
+    this.flushQueued = false;
+    const { socket, unsent } = this;
+    if (!socket || !this.connected || unsent.length === 0) return;
+    this.unsent = [];
+    socket.write(
+      unsent.every((part) => typeof part === 'string')
+        ? unsent.join('')
+        : Buffer.concat(unsent.map((part) => (typeof part === 'string' ? Buffer.from(part) : part))),
+    );
+  }
+
+  private onData(chunk: Buffer): void {
+    this.reader.push(chunk);
+    try {
+      for (let value = this.reader.next(); value !== INCOMPLETE; value = this.reader.next())
+        this.answer(value);
+    } catch (error) {
+      this.drop(error instanceof Error ? error : new Error(String(error)));
+    }
+  }
+
+  private answer(value: unknown): void {
+    if (this.handshake > 0) {
+      this.handshake--;
+      // A refused AUTH or SELECT: no command on this connection can succeed, and each should say why. A password
+      // given to a Redis that has none is let through, as ioredis does.
+      if (value instanceof ReplyError && !/without any password|no password is set/i.test(value.message))
+        this.drop(value);
+      return;
+    }
+    const waiting = this.waiting[this.head];
+    if (!waiting) throw new Error('Redis answered a command that was never sent');
+    this.waiting[this.head++] = undefined; // let it go before the queue is compacted
+    this.answered++;
+    if (this.head === this.waiting.length) {
+      this.waiting = [];
+      this.head = 0;
+    } else if (this.head >= 1_024) {
+      this.waiting = this.waiting.slice(this.head);
+      this.head = 0;
+    }
+    if (value instanceof ReplyError) waiting.reject(value);
+    else waiting.resolve(value);
+  }
+
+  /**
+   * Fails every command waiting (sent or not) and lets the connection go. The next is opened after `retryDelay`, unless
+   * one already waits to be (there was no connection to let go) or this one is closed for good.
+   */
+  private drop(error: Error): void {
+    const { waiting, head, socket } = this;
+    this.waiting = [];
+    this.head = 0;
+    this.unsent = [];
+    this.handshake = 0;
+    this.connected = false;
+    this.socket = undefined;
+    this.reader.reset();
+    socket?.destroy();
+    if (socket && !this.closed) {
+      this.attempts++;
+      this.retry = setTimeout(() => this.open(), retryDelay(this.attempts));
+      this.retry.unref();
+    }
+    for (let i = head; i < waiting.length; i++) waiting[i]?.reject(error);
+  }
+
+  /** A whole `timeoutMs` with commands waiting and not one answered: Redis answers in order, so none will be. */
+  private checkProgress(): void {
+    const pending = this.waiting.length > this.head;
+    const stuck = pending && this.answered === this.answeredAtLastCheck;
+    this.answeredAtLastCheck = pending ? this.answered : -1;
+    if (stuck) this.drop(new Error(`Redis did not answer within ${this.options.timeoutMs} ms`));
+  }
+}

@@ -1,0 +1,218 @@
+import { randomUUID } from 'node:crypto';
+import { type AddressInfo, createServer, type Server, type Socket } from 'node:net';
+import { describe, expect, it } from 'vitest';
+import { tcpRedis } from '../server/redis-tcp';
+import { encodeCommand, INCOMPLETE, ReplyError, RespReader } from '../server/resp-codec';
+import { RespConnection } from '../server/resp-connection';
+import { REDIS_TEST_URL, uniquePrefix } from './support/redis';
+
+/** Every answer a reader gives for these bytes, fed `cut` bytes at a time. */
+function readAll(bytes: Buffer, cut: number): unknown[] {
+  const reader = new RespReader();
+  const answers: unknown[] = [];
+  for (let i = 0; i < bytes.length; i += cut) {
+    reader.push(bytes.subarray(i, i + cut));
+    for (let value = reader.next(); value !== INCOMPLETE; value = reader.next()) answers.push(value);
+  }
+  return answers;
+}
+
+describe('RESP2 codec', () => {
+  const wire = Buffer.from(
+    [
+      ':42\r\n:-7\r\n+OK\r\n-NOSCRIPT No matching script\r\n$-1\r\n*-1\r\n$0\r\n\r\n',
+      '$12\r\nFüchse 🦊\r\n', // 12 bytes for 8 characters: lengths are bytes
+      '*3\r\n:1\r\n*2\r\n$1\r\na\r\n$-1\r\n-ERR inside\r\n',
+      `$2000\r\n${'x'.repeat(2000)}\r\n`,
+    ].join(''),
+  );
+
+  it('reads every kind of answer, however the bytes are cut (inside a character too)', () => {
+    for (const cut of [1, 2, 3, 7, 64, 1_000, wire.length]) {
+      const answers = readAll(wire, cut);
+      expect(answers.slice(0, 7)).toEqual([42, -7, 'OK', expect.any(ReplyError), null, null, '']);
+      expect((answers[3] as ReplyError).message).toBe('NOSCRIPT No matching script');
+      expect(answers[7]).toBe('Füchse 🦊');
+      expect(answers[8]).toEqual([1, ['a', null], expect.any(ReplyError)]);
+      expect(((answers[8] as unknown[])[2] as Error).message).toBe('ERR inside');
+      expect(answers[9]).toBe('x'.repeat(2000));
+      expect(answers).toHaveLength(10);
+    }
+  });
+
+  it('refuses bytes that are not RESP2', () => {
+    const reader = new RespReader();
+    reader.push(Buffer.from('HTTP/1.1 400\r\n'));
+    expect(() => reader.next()).toThrow(/not RESP2/);
+  });
+
+  it('writes lengths in bytes, and bytes as they are', () => {
+    expect(encodeCommand(['SET', 'k', 'Füchse', 12])).toBe(
+      '*4\r\n$3\r\nSET\r\n$1\r\nk\r\n$7\r\nFüchse\r\n$2\r\n12\r\n',
+    );
+    const bytes = Buffer.from([0xff, 0x00, 0x0d]);
+    expect(encodeCommand(['SET', bytes])).toEqual(
+      Buffer.concat([Buffer.from('*2\r\n$3\r\nSET\r\n$3\r\n'), bytes, Buffer.from('\r\n')]),
+    );
+  });
+});
+
+const connect = (url = REDIS_TEST_URL, timeoutMs = 2_000) =>
+  new RespConnection(new URL(url), { timeoutMs, connectTimeoutMs: 1_000 });
+
+describe('RespConnection on the real Redis', () => {
+  it('answers each of many concurrent commands with its own answer, errors in their place', async () => {
+    const redis = connect();
+    try {
+      const key = uniquePrefix('resp');
+      const calls = Array.from({ length: 2_000 }, (_, i) =>
+        i % 100 === 99 ? redis.call(['INCR', 'not', 'valid']) : redis.call(['ECHO', `${key}:${i} ü`]),
+      );
+      const settled = await Promise.allSettled(calls);
+      settled.forEach((result, i) => {
+        if (i % 100 === 99)
+          expect(result).toMatchObject({ status: 'rejected', reason: expect.any(ReplyError) });
+        else expect(result).toEqual({ status: 'fulfilled', value: `${key}:${i} ü` });
+      });
+      expect(await redis.call(['SET', `${key}:n`, 5, 'PX', 10_000])).toBe('OK');
+      expect(await redis.call(['INCRBY', `${key}:n`, -8])).toBe(-3);
+      expect(await redis.call(['GET', `${key}:missing`])).toBeNull();
+    } finally {
+      redis.close();
+    }
+  });
+
+  it('logs in with the URL’s user and password and selects its database', async () => {
+    const admin = connect();
+    const user = `resp-test-${randomUUID()}`;
+    const key = uniquePrefix('db');
+    try {
+      await admin.call(['ACL', 'SETUSER', user, 'on', '>s3cret:/@', '~*', '+@all']);
+      const inDb1 = connect(
+        `redis://${user}:${encodeURIComponent('s3cret:/@')}@127.0.0.1:${new URL(REDIS_TEST_URL).port}/1`,
+      );
+      try {
+        expect(await inDb1.call(['SET', key, 'one', 'PX', 10_000])).toBe('OK');
+        expect(await inDb1.call(['ACL', 'WHOAMI'])).toBe(user);
+        expect(await admin.call(['GET', key])).toBeNull(); // database 0
+      } finally {
+        await inDb1.call(['DEL', key]);
+        inDb1.close();
+      }
+      const refused = connect(`redis://${user}:wrong@127.0.0.1:${new URL(REDIS_TEST_URL).port}`);
+      await expect(refused.call(['PING'])).rejects.toThrow(/WRONGPASS/);
+      refused.close();
+    } finally {
+      await admin.call(['ACL', 'DELUSER', user]);
+      admin.close();
+    }
+  });
+
+  it('fails at once when nothing listens, and after close', async () => {
+    const down = connect('redis://127.0.0.1:1');
+    await expect(down.call(['PING'])).rejects.toThrow(/ECONNREFUSED/);
+    await expect(down.call(['PING'])).rejects.toThrow(/ECONNREFUSED/); // the next attempt, after a short wait
+    down.close();
+    await expect(down.call(['PING'])).rejects.toThrow(/closed/);
+  });
+});
+
+/** A stand-in Redis: answers `+PONG` to each command unless told to stay silent; counts its connections. */
+async function fakeRedis(): Promise<{
+  url: string;
+  connections: Socket[];
+  silent: { on: boolean };
+  server: Server;
+}> {
+  const connections: Socket[] = [];
+  const silent = { on: false };
+  const server = createServer((socket) => {
+    connections.push(socket);
+    socket.on('error', () => {});
+    socket.on('data', (data) => {
+      const commands = data
+        .toString()
+        .split('\r\n')
+        .filter((line) => line.startsWith('*')).length;
+      if (!silent.on) socket.write('+PONG\r\n'.repeat(commands));
+    });
+  });
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  return { url: `redis://127.0.0.1:${(server.address() as AddressInfo).port}`, connections, silent, server };
+}
+
+describe('RespConnection when the connection fails', () => {
+  it('fails what waited on a dropped connection, then connects again', async () => {
+    const fake = await fakeRedis();
+    const redis = connect(fake.url);
+    try {
+      expect(await redis.call(['PING'])).toBe('PONG');
+      fake.silent.on = true;
+      const waiting = redis.call(['PING']);
+      await expect.poll(() => fake.connections.length).toBe(1);
+      await new Promise((resolve) => setTimeout(resolve, 50)); // the command has reached the fake
+      fake.connections[0]?.destroy();
+      await expect(waiting).rejects.toThrow(/closed|ECONNRESET/);
+      fake.silent.on = false;
+      expect(await redis.call(['PING'])).toBe('PONG');
+      expect(fake.connections).toHaveLength(2);
+    } finally {
+      redis.close();
+      fake.server.close();
+    }
+  });
+
+  it('takes a connection that answers nothing for a whole timeout for dead, and opens another', async () => {
+    const fake = await fakeRedis();
+    const redis = connect(fake.url, 200);
+    try {
+      expect(await redis.call(['PING'])).toBe('PONG');
+      fake.silent.on = true;
+      const started = performance.now();
+      await expect(redis.call(['PING'])).rejects.toThrow(/did not answer within 200 ms/);
+      // Between one and two timeouts: the check runs once per timeout.
+      expect(performance.now() - started).toBeGreaterThanOrEqual(190);
+      fake.silent.on = false;
+      expect(await redis.call(['PING'])).toBe('PONG');
+      expect(fake.connections).toHaveLength(2);
+    } finally {
+      redis.close();
+      fake.server.close();
+    }
+  });
+});
+
+describe('transactions and pipelines through the TCP client', () => {
+  it('runs MULTI/EXEC as one, each answer (or error) in its place, and nothing between', async () => {
+    const { redis, close } = tcpRedis(REDIS_TEST_URL, 2_000);
+    const key = uniquePrefix('tx');
+    try {
+      const tx = redis.multi();
+      tx.set(key, 'a', { px: 10_000 });
+      tx.append(key, 'b');
+      tx.incr(key); // not a number: its error comes in its place
+      tx.get(key);
+      const answers = await tx.exec({ keepErrors: true });
+      expect(answers.map((a) => a.error)).toEqual([
+        undefined,
+        undefined,
+        expect.stringMatching(/not an integer/),
+        undefined,
+      ]);
+      expect(answers[3]?.result).toBe('ab');
+      // One refused when queued (a wrong number of arguments) aborts them all, as on the REST API.
+      const refused = redis.multi();
+      refused.set(`${key}:2`, 'x');
+      (refused as unknown as { chain(c: unknown): void }).chain({
+        command: ['get'],
+        deserialize: (r: unknown) => r,
+      });
+      await expect(refused.exec()).rejects.toThrow();
+      expect(await redis.get(`${key}:2`)).toBeNull();
+      const piped = await redis.pipeline().set(`${key}:3`, 1, { px: 10_000 }).incr(`${key}:3`).exec();
+      expect(piped).toEqual(['OK', 2]);
+    } finally {
+      await close();
+    }
+  });
+});
