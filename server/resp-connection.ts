@@ -1,5 +1,5 @@
 import { type Socket, connect as tcpConnect } from 'node:net';
-import { connect as tlsConnect } from 'node:tls';
+import { type ConnectionOptions, connect as tlsConnect } from 'node:tls';
 import { encodeCommand, INCOMPLETE, ReplyError, type RespArg, RespReader } from './resp-codec';
 
 export interface RespOptions {
@@ -10,6 +10,8 @@ export interface RespOptions {
    */
   readonly timeoutMs: number;
   readonly connectTimeoutMs: number;
+  /** For `rediss://`: on top of the system's trusted certificates and the host name check (a test's own CA). */
+  readonly tls?: ConnectionOptions;
 }
 
 interface Waiting {
@@ -83,7 +85,7 @@ export class RespConnection {
     const options = { host, port: Number(port || 6379) };
     const socket =
       protocol === 'rediss:'
-        ? tlsConnect({ ...options, servername: host }, () => this.onConnect(socket))
+        ? tlsConnect({ ...options, servername: host, ...this.options.tls }, () => this.onConnect(socket))
         : tcpConnect(options, () => this.onConnect(socket));
     socket.setNoDelay(true);
     socket.setTimeout(this.options.connectTimeoutMs, () =>

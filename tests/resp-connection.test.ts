@@ -1,5 +1,10 @@
+import { execFileSync } from 'node:child_process';
 import { randomUUID } from 'node:crypto';
-import { type AddressInfo, createServer, type Server, type Socket } from 'node:net';
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { type AddressInfo, createServer, connect as netConnect, type Server, type Socket } from 'node:net';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { createServer as createTlsServer } from 'node:tls';
 import { describe, expect, it } from 'vitest';
 import { tcpRedis } from '../server/redis-tcp';
 import { encodeCommand, INCOMPLETE, ReplyError, RespReader } from '../server/resp-codec';
@@ -216,3 +221,48 @@ describe('transactions and pipelines through the TCP client', () => {
     }
   });
 });
+
+describe('RespConnection over TLS (rediss://)', () => {
+  it('checks the certificate and speaks RESP inside it', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'resp-tls-'));
+    const server = tlsServer(dir);
+    try {
+      await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+      const url = new URL(`rediss://localhost:${(server.address() as AddressInfo).port}`);
+      const ca = readFileSync(join(dir, 'cert.pem'));
+      const trusted = new RespConnection(url, { timeoutMs: 2_000, connectTimeoutMs: 1_000, tls: { ca } });
+      expect(await trusted.call(['ECHO', 'Füchse 🦊'])).toBe('Füchse 🦊');
+      trusted.close();
+      const untrusted = new RespConnection(url, { timeoutMs: 2_000, connectTimeoutMs: 1_000 });
+      await expect(untrusted.call(['PING'])).rejects.toThrow(/self-signed|certificate/);
+      untrusted.close();
+    } finally {
+      server.close();
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
+});
+
+/** A TLS terminator in front of the real Redis, with a certificate for `localhost` made for this test. */
+function tlsServer(dir: string) {
+  execFileSync(
+    'openssl',
+    ['req', '-x509', '-newkey', 'rsa:2048', '-nodes', '-days', '1', '-subj', '/CN=localhost'].concat([
+      '-addext',
+      'subjectAltName=DNS:localhost',
+      '-keyout',
+      'key.pem',
+      '-out',
+      'cert.pem',
+    ]),
+    { cwd: dir, stdio: 'ignore', input: '' },
+  );
+  return createTlsServer(
+    { key: readFileSync(join(dir, 'key.pem')), cert: readFileSync(join(dir, 'cert.pem')) },
+    (client) => {
+      const redis = netConnect(Number(new URL(REDIS_TEST_URL).port), '127.0.0.1');
+      for (const socket of [client, redis]) socket.on('error', () => socket.destroy());
+      client.pipe(redis).pipe(client);
+    },
+  );
+}
