@@ -23,12 +23,16 @@ interface Waiting {
 const retryDelay = (attempts: number) => Math.min(attempts * 50, 2_000);
 
 /**
- * One connection to a plain Redis (`redis://` or `rediss://`) for commands, as lean as the request path wants it: every
- * request runs about five scripts, and ioredis's work around each (a command object, its own timers, an auto-pipeline
- * object per batch, its decoder) cost about 2.4× a bare writer and reader. Answers come in the order commands were
- * sent, so one queue matches them. Commands called in the same tick go out in one write. While it is not connected,
- * commands wait for the next attempt, and fail with it if it fails (as ioredis with `maxRetriesPerRequest: 0`); a
- * dropped connection fails every command that was waiting on it, and is opened again after `retryDelay`.
+ * One connection to a plain Redis (`redis://` or `rediss://`) for commands, as lean as the request path wants it:
+ * every request runs about five scripts, and ioredis's work around each (a command object, its own timers, an
+ * auto-pipeline object per batch, its decoder) cost about 2.4× a bare writer and reader. Answers come in the order
+ * commands were sent, so one queue matches them.
+ *
+ * Commands go out in batches, as ioredis's auto-pipelining sent them: those called in one turn of the event loop in
+ * one write, and while a batch waits for its answers the next one gathers. (Batching by tick alone made 2.1 writes per
+ * request at 32 clients instead of 0.3, each a system call.) While it is not connected, commands wait for the next
+ * attempt, and fail with it if it fails (as ioredis with `maxRetriesPerRequest: 0`); a dropped connection fails every
+ * command that was waiting on it, and is opened again after `retryDelay`.
  */
 export class RespConnection {
   private socket: Socket | undefined;
@@ -41,6 +45,8 @@ export class RespConnection {
   /** AUTH and SELECT answers still to come on this connection, before any command's. */
   private handshake = 0;
   private unsent: (string | Buffer)[] = [];
+  /** Answers still to come for what was written: while there are any, new commands wait and go out together after. */
+  private inFlight = 0;
   private flushQueued = false;
   private attempts = 0;
   private retry: NodeJS.Timeout | undefined;
@@ -64,9 +70,9 @@ export class RespConnection {
     if (this.closed) return Promise.reject(new Error('Connection is closed.'));
     this.unsent.push(encodeCommand(args));
     const answer = new Promise((resolve, reject) => this.waiting.push({ resolve, reject }));
-    if (this.connected && !this.flushQueued) {
+    if (this.connected && this.inFlight === 0 && !this.flushQueued) {
       this.flushQueued = true;
-      process.nextTick(() => this.flush());
+      setImmediate(() => this.flush());
     }
     return answer;
   }
@@ -128,6 +134,7 @@ export class RespConnection {
     const { socket, unsent } = this;
     if (!socket || !this.connected || unsent.length === 0) return;
     this.unsent = [];
+    this.inFlight += unsent.length;
     socket.write(
       unsent.every((part) => typeof part === 'string')
         ? unsent.join('')
@@ -146,6 +153,8 @@ export class RespConnection {
   }
 
   private answer(value: unknown): void {
+    // The batch out is answered: what queued meanwhile goes now, in one write.
+    if (--this.inFlight === 0 && this.unsent.length > 0) this.flush();
     if (this.handshake > 0) {
       this.handshake--;
       // A refused AUTH or SELECT: no command on this connection can succeed, and each should say why. A password
@@ -179,6 +188,7 @@ export class RespConnection {
     this.head = 0;
     this.unsent = [];
     this.handshake = 0;
+    this.inFlight = 0;
     this.connected = false;
     this.socket = undefined;
     this.reader.reset();

@@ -1,7 +1,7 @@
 import { execFileSync } from 'node:child_process';
 import { randomUUID } from 'node:crypto';
 import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
-import { type AddressInfo, createServer, connect as netConnect, type Server, type Socket } from 'node:net';
+import { type AddressInfo, createServer, connect as netConnect, type Socket } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { createServer as createTlsServer } from 'node:tls';
@@ -122,15 +122,14 @@ describe('RespConnection on the real Redis', () => {
   });
 });
 
-/** A stand-in Redis: answers `+PONG` to each command unless told to stay silent; counts its connections. */
-async function fakeRedis(): Promise<{
-  url: string;
-  connections: Socket[];
-  silent: { on: boolean };
-  server: Server;
-}> {
+/**
+ * A stand-in Redis: answers `+PONG` to each command (after `delayMs`) unless told to stay silent; keeps its
+ * connections, and how many commands each read brought.
+ */
+async function fakeRedis() {
   const connections: Socket[] = [];
-  const silent = { on: false };
+  const reads: number[] = [];
+  const settings = { silent: false, delayMs: 0 };
   const server = createServer((socket) => {
     connections.push(socket);
     socket.on('error', () => {});
@@ -139,12 +138,39 @@ async function fakeRedis(): Promise<{
         .toString()
         .split('\r\n')
         .filter((line) => line.startsWith('*')).length;
-      if (!silent.on) socket.write('+PONG\r\n'.repeat(commands));
+      reads.push(commands);
+      const answer = () => socket.write('+PONG\r\n'.repeat(commands));
+      if (!settings.silent) setTimeout(answer, settings.delayMs);
     });
   });
   await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
-  return { url: `redis://127.0.0.1:${(server.address() as AddressInfo).port}`, connections, silent, server };
+  const url = `redis://127.0.0.1:${(server.address() as AddressInfo).port}`;
+  return { url, connections, reads, settings, server };
 }
+
+describe('RespConnection batches', () => {
+  it('sends what was called while a batch waited for its answers in one write, after them', async () => {
+    const fake = await fakeRedis();
+    const redis = connect(fake.url);
+    try {
+      await redis.call(['PING']);
+      fake.settings.delayMs = 100;
+      const first = redis.call(['PING']);
+      const next: Promise<unknown>[] = [];
+      for (let i = 0; i < 20; i++) {
+        await new Promise((resolve) => setImmediate(resolve)); // each in a turn of the event loop of its own
+        next.push(redis.call(['PING']));
+      }
+      expect(fake.reads).toEqual([1, 1]); // the 20 wait for the first's answer
+      await first;
+      await Promise.all(next);
+      expect(fake.reads).toEqual([1, 1, 20]);
+    } finally {
+      redis.close();
+      fake.server.close();
+    }
+  });
+});
 
 describe('RespConnection when the connection fails', () => {
   it('fails what waited on a dropped connection, then connects again', async () => {
@@ -152,13 +178,13 @@ describe('RespConnection when the connection fails', () => {
     const redis = connect(fake.url);
     try {
       expect(await redis.call(['PING'])).toBe('PONG');
-      fake.silent.on = true;
+      fake.settings.silent = true;
       const waiting = redis.call(['PING']);
       await expect.poll(() => fake.connections.length).toBe(1);
       await new Promise((resolve) => setTimeout(resolve, 50)); // the command has reached the fake
       fake.connections[0]?.destroy();
       await expect(waiting).rejects.toThrow(/closed|ECONNRESET/);
-      fake.silent.on = false;
+      fake.settings.silent = false;
       expect(await redis.call(['PING'])).toBe('PONG');
       expect(fake.connections).toHaveLength(2);
     } finally {
@@ -172,12 +198,12 @@ describe('RespConnection when the connection fails', () => {
     const redis = connect(fake.url, 200);
     try {
       expect(await redis.call(['PING'])).toBe('PONG');
-      fake.silent.on = true;
+      fake.settings.silent = true;
       const started = performance.now();
       await expect(redis.call(['PING'])).rejects.toThrow(/did not answer within 200 ms/);
       // Between one and two timeouts: the check runs once per timeout.
       expect(performance.now() - started).toBeGreaterThanOrEqual(190);
-      fake.silent.on = false;
+      fake.settings.silent = false;
       expect(await redis.call(['PING'])).toBe('PONG');
       expect(fake.connections).toHaveLength(2);
     } finally {
