@@ -198,9 +198,9 @@ export function tcpRequester(connection: Commands, lua = new LuaCompat()): Reque
  * (EXECABORT), as it does on the REST API.
  */
 async function transaction(connection: Commands, lua: LuaCompat, commands: unknown[][]): Promise<Reply[]> {
-  const queued = [['MULTI'], ...commands.map((c) => lua.rewrite(c))].map((c) =>
-    connection.call(c.map(toArg)),
-  );
+  // Every argument converted before the first call: a MULTI sent without its EXEC would leave the connection queueing.
+  const calls = [['MULTI'], ...commands.map((c) => lua.rewrite(c).map(toArg))];
+  const queued = calls.map((args) => connection.call(args));
   const done = connection.call(['EXEC']);
   for (const answer of queued) answer.catch(() => {}); // EXEC's own answer says what failed
   const results = (await done) as unknown[] | null;

@@ -37,41 +37,85 @@ const CR = 13;
 
 /** What `next` answers while the buffered bytes do not hold a whole answer yet. */
 export const INCOMPLETE = Symbol('incomplete');
+/** An array's header was read: its elements follow. */
+const OPENED = Symbol('opened');
+
+/** An array being filled, element by element, across reads. */
+interface Frame {
+  readonly items: unknown[];
+  filled: number;
+}
 
 /**
  * Answers as ioredis gives them by default: integers as numbers, bulk strings as text (null when absent), arrays (null
- * when absent), an error as a `ReplyError` (inside an array too: EXEC's answer holds one per failed command).
+ * when absent), an error as a `ReplyError` (inside an array too: EXEC's answer holds one per failed command). Each
+ * element is read once: an array cut by a read keeps what it has and goes on from the element that was cut, and a
+ * long string's reads are joined once it has arrived whole (a reply log's answer can be megabytes, in 16 KB reads over
+ * TLS).
  */
 export class RespReader {
   private buffer: Buffer = Buffer.alloc(0);
   private pos = 0;
-  /** The buffer must hold this many bytes before the next answer is worth reading again (a long bulk string). */
+  /** The buffer must reach this many bytes before the next element is worth reading again (a long bulk string). */
   private needed = 0;
+  /** Reads that came while `needed` was still out of reach. */
+  private parts: Buffer[] = [];
+  private partBytes = 0;
+  private readonly frames: Frame[] = [];
 
   push(chunk: Buffer): void {
-    if (this.pos >= this.buffer.length) this.buffer = chunk;
-    else this.buffer = Buffer.concat([this.buffer.subarray(this.pos), chunk]);
+    if (this.buffer.length + this.partBytes + chunk.length < this.needed) {
+      this.parts.push(chunk);
+      this.partBytes += chunk.length;
+      return;
+    }
+    if (this.pos >= this.buffer.length && this.parts.length === 0) this.buffer = chunk;
+    else this.buffer = Buffer.concat([this.buffer.subarray(this.pos), ...this.parts, chunk]);
     this.needed = Math.max(0, this.needed - this.pos);
     this.pos = 0;
+    this.parts = [];
+    this.partBytes = 0;
   }
 
   /** The next whole answer, or `INCOMPLETE`. Throws on bytes that are not RESP2 (the connection is then unusable). */
   next(): unknown {
-    if (this.buffer.length < this.needed || this.pos >= this.buffer.length) return INCOMPLETE;
-    const start = this.pos;
-    const value = this.read();
-    if (value === INCOMPLETE) this.pos = start;
-    else this.needed = 0;
-    return value;
+    for (;;) {
+      if (this.buffer.length < this.needed || this.pos >= this.buffer.length) return INCOMPLETE;
+      const start = this.pos;
+      const value = this.element();
+      if (value === INCOMPLETE) {
+        this.pos = start;
+        return INCOMPLETE;
+      }
+      this.needed = 0;
+      if (value === OPENED) continue;
+      const whole = this.place(value);
+      if (whole !== INCOMPLETE) return whole;
+    }
   }
 
   reset(): void {
     this.buffer = Buffer.alloc(0);
     this.pos = 0;
     this.needed = 0;
+    this.parts = [];
+    this.partBytes = 0;
+    this.frames.length = 0;
   }
 
-  private read(): unknown {
+  /** Puts a value in the array being filled; answers the top-level value once every array around it is full. */
+  private place(value: unknown): unknown {
+    let done = value;
+    for (let top = this.frames.at(-1); top; top = this.frames.at(-1)) {
+      top.items[top.filled++] = done;
+      if (top.filled < top.items.length) return INCOMPLETE;
+      this.frames.pop();
+      done = top.items;
+    }
+    return done;
+  }
+
+  private element(): unknown {
     const { buffer } = this;
     const end = buffer.indexOf(CR, this.pos);
     if (end < 0 || end + 1 >= buffer.length) return INCOMPLETE;
@@ -84,7 +128,7 @@ export class RespReader {
       case 0x24: // '$'
         return this.bulk(integer(buffer, from, end));
       case 0x2a: // '*'
-        return this.array(integer(buffer, from, end));
+        return this.open(integer(buffer, from, end));
       case 0x2b: // '+'
         return buffer.toString('utf8', from, end);
       case 0x2d: // '-'
@@ -106,15 +150,11 @@ export class RespReader {
     return text;
   }
 
-  private array(length: number): unknown[] | null | typeof INCOMPLETE {
+  private open(length: number): unknown[] | null | typeof OPENED {
     if (length < 0) return null;
-    const items: unknown[] = new Array(length);
-    for (let i = 0; i < length; i++) {
-      const item = this.read();
-      if (item === INCOMPLETE) return INCOMPLETE;
-      items[i] = item;
-    }
-    return items;
+    if (length === 0) return [];
+    this.frames.push({ items: new Array(length), filled: 0 });
+    return OPENED;
   }
 }
 

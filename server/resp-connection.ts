@@ -1,4 +1,4 @@
-import { type Socket, connect as tcpConnect } from 'node:net';
+import { isIP, type Socket, connect as tcpConnect } from 'node:net';
 import { type ConnectionOptions, connect as tlsConnect } from 'node:tls';
 import { encodeCommand, INCOMPLETE, ReplyError, type RespArg, RespReader } from './resp-codec';
 
@@ -42,7 +42,9 @@ export class RespConnection {
   /** Answers expected, oldest first: `head` is the next; the array is compacted now and then. */
   private waiting: (Waiting | undefined)[] = [];
   private head = 0;
-  /** AUTH and SELECT answers still to come on this connection, before any command's. */
+  /** AUTH, SELECT and PING, sent first on each connection; commands wait for their answers. */
+  private readonly hello: { readonly text: string; readonly answers: number };
+  /** Answers to `hello` still to come on this connection. */
   private handshake = 0;
   private unsent: (string | Buffer)[] = [];
   /** Answers still to come for what was written: while there are any, new commands wait and go out together after. */
@@ -58,8 +60,7 @@ export class RespConnection {
     private readonly url: URL,
     private readonly options: RespOptions,
   ) {
-    if (url.protocol !== 'redis:' && url.protocol !== 'rediss:')
-      throw new Error('REDIS_URL must be a redis:// or rediss:// URL');
+    this.hello = greeting(url);
     this.watchdog = setInterval(() => this.checkProgress(), options.timeoutMs);
     this.watchdog.unref();
     this.open();
@@ -91,7 +92,9 @@ export class RespConnection {
     const options = { host, port: Number(port || 6379) };
     const socket =
       protocol === 'rediss:'
-        ? tlsConnect({ ...options, servername: host, ...this.options.tls }, () => this.onConnect(socket))
+        ? tlsConnect({ ...options, servername: isIP(host) ? undefined : host, ...this.options.tls }, () =>
+            this.onConnect(socket),
+          )
         : tcpConnect(options, () => this.onConnect(socket));
     socket.setNoDelay(true);
     socket.setTimeout(this.options.connectTimeoutMs, () =>
@@ -110,22 +113,28 @@ export class RespConnection {
     this.socket = socket;
   }
 
+  /**
+   * The handshake goes alone: a command sent with a SELECT that fails would run on database 0. The connection counts
+   * as made (the retry delay starts over) only once Redis has answered it, so one that accepts and then refuses or
+   * closes is retried ever more slowly.
+   */
   private onConnect(socket: Socket): void {
     socket.setTimeout(0);
     socket.setKeepAlive(true, 30_000);
-    this.attempts = 0;
-    this.connected = true;
-    // Sent before the commands that waited for the connection, and answered before them.
-    const { username, password, pathname } = this.url;
-    const db = Number(pathname.slice(1) || 0);
-    const hello: RespArg[][] = [];
-    if (password) {
-      const secret = decodeURIComponent(password);
-      hello.push(username ? ['AUTH', decodeURIComponent(username), secret] : ['AUTH', secret]);
+    this.handshake = this.hello.answers;
+    socket.write(this.hello.text);
+  }
+
+  private greeted(value: unknown): void {
+    this.handshake--;
+    // A password given to a Redis that has none is let through, as ioredis does.
+    if (value instanceof ReplyError && !/without any password|no password is set/i.test(value.message)) {
+      this.drop(value);
+      return;
     }
-    if (db) hello.push(['SELECT', db]);
-    this.handshake = hello.length;
-    this.unsent.unshift(...hello.map(encodeCommand));
+    if (this.handshake > 0) return;
+    this.connected = true;
+    this.attempts = 0;
     this.flush();
   }
 
@@ -153,22 +162,18 @@ export class RespConnection {
   }
 
   private answer(value: unknown): void {
-    // The batch out is answered: what queued meanwhile goes now, in one write.
-    if (--this.inFlight === 0 && this.unsent.length > 0) this.flush();
     if (this.handshake > 0) {
-      this.handshake--;
-      // A refused AUTH or SELECT: no command on this connection can succeed, and each should say why. A password
-      // given to a Redis that has none is let through, as ioredis does.
-      if (value instanceof ReplyError && !/without any password|no password is set/i.test(value.message))
-        this.drop(value);
+      this.greeted(value);
       return;
     }
+    // The batch out is answered: what queued meanwhile goes now, in one write.
+    if (--this.inFlight === 0 && this.unsent.length > 0) this.flush();
     const waiting = this.waiting[this.head];
     if (!waiting) throw new Error('Redis answered a command that was never sent');
     this.waiting[this.head++] = undefined; // let it go before the queue is compacted
     this.answered++;
     if (this.head === this.waiting.length) {
-      this.waiting = [];
+      this.waiting.length = 0;
       this.head = 0;
     } else if (this.head >= 1_024) {
       this.waiting = this.waiting.slice(this.head);
@@ -189,6 +194,7 @@ export class RespConnection {
     this.unsent = [];
     this.handshake = 0;
     this.inFlight = 0;
+    this.answeredAtLastCheck = -1;
     this.connected = false;
     this.socket = undefined;
     this.reader.reset();
@@ -208,4 +214,32 @@ export class RespConnection {
     this.answeredAtLastCheck = pending ? this.answered : -1;
     if (stuck) this.drop(new Error(`Redis did not answer within ${this.options.timeoutMs} ms`));
   }
+}
+
+/**
+ * The handshake for this URL: AUTH with its user and password, SELECT its database, then PING, so that the connection
+ * is ready once Redis has answered. Read once, when the server starts: a URL that cannot be read fails it then,
+ * naming the variable and never its value.
+ */
+function greeting(url: URL): { text: string; answers: number } {
+  if (url.protocol !== 'redis:' && url.protocol !== 'rediss:')
+    throw new Error('REDIS_URL must be a redis:// or rediss:// URL');
+  const decode = (part: string, what: string) => {
+    try {
+      return decodeURIComponent(part);
+    } catch {
+      throw new Error(`REDIS_URL's ${what} is not URL-encoded (write % as %25)`);
+    }
+  };
+  const hello: RespArg[][] = [];
+  if (url.password) {
+    const secret = decode(url.password, 'password');
+    hello.push(url.username ? ['AUTH', decode(url.username, 'user name'), secret] : ['AUTH', secret]);
+  }
+  const db = url.pathname.slice(1);
+  if (!/^\d*$/.test(db))
+    throw new Error("REDIS_URL's path must be a database number, as in redis://host:6379/2");
+  if (Number(db) > 0) hello.push(['SELECT', db]);
+  hello.push(['PING']);
+  return { text: hello.map(encodeCommand).join(''), answers: hello.length };
 }

@@ -45,6 +45,17 @@ describe('RESP2 codec', () => {
     }
   });
 
+  it('reads a long answer cut into many reads whole, each element once', () => {
+    // Shaped like the reply log's XRANGE: entries of [id, [field, value]], about 1 MB in all.
+    const entries = Array.from({ length: 200 }, (_, i) => [`${i}-0`, ['e', `${'ü'.repeat(2_500)}${i}`]]);
+    const encode = (value: unknown): string =>
+      Array.isArray(value)
+        ? `*${value.length}\r\n${value.map(encode).join('')}`
+        : `$${Buffer.byteLength(String(value))}\r\n${value}\r\n`;
+    const bytes = Buffer.from(`${encode(entries)}:1\r\n`);
+    for (const cut of [7, 16_384, 65_536]) expect(readAll(bytes, cut)).toEqual([entries, 1]);
+  });
+
   it('refuses bytes that are not RESP2', () => {
     const reader = new RespReader();
     reader.push(Buffer.from('HTTP/1.1 400\r\n'));
@@ -113,6 +124,28 @@ describe('RespConnection on the real Redis', () => {
     }
   });
 
+  it('sends nothing on a connection whose database cannot be selected', async () => {
+    const admin = connect();
+    const key = uniquePrefix('select');
+    try {
+      const wrong = connect(`${REDIS_TEST_URL}/99`);
+      // Called before the connection is made: it waits for the handshake, and fails with it.
+      await expect(wrong.call(['SET', key, 'written', 'PX', 10_000])).rejects.toThrow(/DB index/);
+      wrong.close();
+      expect(await admin.call(['GET', key])).toBeNull();
+    } finally {
+      admin.close();
+    }
+  });
+
+  it('refuses a URL it cannot read when it is made, without repeating it', () => {
+    const made = (url: string) => () => connect(url).close();
+    expect(made('redis://:50%off@127.0.0.1:6379')).toThrow(/REDIS_URL's password is not URL-encoded/);
+    expect(made('redis://:50%off@127.0.0.1:6379')).not.toThrow(/50/);
+    expect(made('redis://127.0.0.1:6379/zero')).toThrow(/database number/);
+    expect(made('http://127.0.0.1:6379')).toThrow(/redis:\/\//);
+  });
+
   it('fails at once when nothing listens, and after close', async () => {
     const down = connect('redis://127.0.0.1:1');
     await expect(down.call(['PING'])).rejects.toThrow(/ECONNREFUSED/);
@@ -161,10 +194,11 @@ describe('RespConnection batches', () => {
         await new Promise((resolve) => setImmediate(resolve)); // each in a turn of the event loop of its own
         next.push(redis.call(['PING']));
       }
-      expect(fake.reads).toEqual([1, 1]); // the 20 wait for the first's answer
+      // The handshake's PING, one command, another: the 20 wait for its answer.
+      expect(fake.reads).toEqual([1, 1, 1]);
       await first;
       await Promise.all(next);
-      expect(fake.reads).toEqual([1, 1, 20]);
+      expect(fake.reads).toEqual([1, 1, 1, 20]);
     } finally {
       redis.close();
       fake.server.close();
@@ -173,6 +207,21 @@ describe('RespConnection batches', () => {
 });
 
 describe('RespConnection when the connection fails', () => {
+  it('waits longer after each connection that closes before Redis answered', async () => {
+    const fake = await fakeRedis();
+    fake.server.on('connection', (socket) => socket.destroy());
+    const redis = connect(fake.url);
+    try {
+      await new Promise((resolve) => setTimeout(resolve, 1_000));
+      // 50, 100, 150 … ms apart: 6 in the first second (20 if each connect counted as made).
+      expect(fake.connections.length).toBeGreaterThanOrEqual(2);
+      expect(fake.connections.length).toBeLessThanOrEqual(7);
+    } finally {
+      redis.close();
+      fake.server.close();
+    }
+  });
+
   it('fails what waited on a dropped connection, then connects again', async () => {
     const fake = await fakeRedis();
     const redis = connect(fake.url);
