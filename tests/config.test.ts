@@ -98,6 +98,25 @@ describe('loadConfig', () => {
     expect(message).not.toContain('lots');
   });
 
+  it('refuses a REDIS_URL the connection could not read, without echoing it', () => {
+    for (const url of [
+      'redis://:50%off@127.0.0.1:6379',
+      'redis://127.0.0.1:6379/zero',
+      'http://127.0.0.1:6379',
+    ]) {
+      const message = configError({ OPENAI_API_KEY: KEY, REDIS_URL: url });
+      expect(message).toMatch(/REDIS_URL must/);
+      expect(message).not.toContain('50%off');
+    }
+    for (const url of [
+      'redis://127.0.0.1:6379',
+      'rediss://default:p%25ss@redis.example:6380/2',
+      'redis://h/',
+    ]) {
+      expect(loadConfig({ OPENAI_API_KEY: KEY, REDIS_URL: url }).rateLimit.store).toMatchObject({ url });
+    }
+  });
+
   it('refuses a default model outside the allowlist', () => {
     expect(configError({ OPENAI_API_KEY: KEY, CHAT_MODEL: 'a', ALLOWED_MODELS: 'b,c' })).toMatch(
       /CHAT_MODEL "a" must be one of ALLOWED_MODELS/,

@@ -60,6 +60,18 @@ const usd = () =>
 
 const count = positiveInt;
 
+/** What the TCP connection reads from the URL (server/resp-connection.ts), checked here so a typo fails at startup. */
+function readableRedisUrl(url: string): boolean {
+  try {
+    const { username, password, pathname } = new URL(url);
+    decodeURIComponent(username);
+    decodeURIComponent(password);
+    return /^(\/\d*)?$/.test(pathname);
+  } catch {
+    return false;
+  }
+}
+
 export const rateLimitEnv = z.object({
   RATE_LIMIT_REQUESTS: count(20),
   RATE_LIMIT_WINDOW: duration('60 s'),
@@ -84,7 +96,16 @@ export const rateLimitEnv = z.object({
   UPSTASH_REDIS_REST_TOKEN: z.optional(z.string()),
   KV_REST_API_URL: z.optional(httpUrl()),
   KV_REST_API_TOKEN: z.optional(z.string()),
-  REDIS_URL: z.optional(z.url({ protocol: /^rediss?$/, error: 'must be a redis:// or rediss:// URL' })),
+  REDIS_URL: z.optional(
+    z
+      .url({ protocol: /^rediss?$/, error: 'must be a redis:// or rediss:// URL' })
+      .check(
+        z.refine(
+          readableRedisUrl,
+          'must have its user and password URL-encoded (% as %25) and a database number as its path, as in rediss://default:password@host:6379/0',
+        ),
+      ),
+  ),
   CLIENT_IP_HEADER: z.optional(
     z.string().check(z.toLowerCase(), z.regex(/^[a-z0-9-]{1,64}$/, 'must be a header name')),
   ),
