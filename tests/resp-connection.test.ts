@@ -181,11 +181,28 @@ async function fakeRedis() {
   return { url, connections, reads, settings, server };
 }
 
+type Fake = Awaited<ReturnType<typeof fakeRedis>>;
+
+/** A connection to a fresh stand-in Redis (`prepare` sees the fake first), both closed after `test`. */
+async function withFake(
+  timeoutMs: number,
+  test: (fake: Fake, redis: RespConnection) => Promise<void>,
+  prepare: (fake: Fake) => void = () => {},
+): Promise<void> {
+  const fake = await fakeRedis();
+  prepare(fake);
+  const redis = connect(fake.url, timeoutMs);
+  try {
+    await test(fake, redis);
+  } finally {
+    redis.close();
+    fake.server.close();
+  }
+}
+
 describe('RespConnection batches', () => {
   it('sends what was called while a batch waited for its answers in one write, after them', async () => {
-    const fake = await fakeRedis();
-    const redis = connect(fake.url);
-    try {
+    await withFake(2_000, async (fake, redis) => {
       await redis.call(['PING']);
       fake.settings.delayMs = 100;
       const first = redis.call(['PING']);
@@ -199,33 +216,26 @@ describe('RespConnection batches', () => {
       await first;
       await Promise.all(next);
       expect(fake.reads).toEqual([1, 1, 1, 20]);
-    } finally {
-      redis.close();
-      fake.server.close();
-    }
+    });
   });
 });
 
 describe('RespConnection when the connection fails', () => {
   it('waits longer after each connection that closes before Redis answered', async () => {
-    const fake = await fakeRedis();
-    fake.server.on('connection', (socket) => socket.destroy());
-    const redis = connect(fake.url);
-    try {
-      await new Promise((resolve) => setTimeout(resolve, 1_000));
-      // 50, 100, 150 … ms apart: 6 in the first second (20 if each connect counted as made).
-      expect(fake.connections.length).toBeGreaterThanOrEqual(2);
-      expect(fake.connections.length).toBeLessThanOrEqual(7);
-    } finally {
-      redis.close();
-      fake.server.close();
-    }
+    await withFake(
+      2_000,
+      async (fake) => {
+        await new Promise((resolve) => setTimeout(resolve, 1_000));
+        // 50, 100, 150 … ms apart: 6 in the first second (20 if each connect counted as made).
+        expect(fake.connections.length).toBeGreaterThanOrEqual(2);
+        expect(fake.connections.length).toBeLessThanOrEqual(7);
+      },
+      (fake) => fake.server.on('connection', (socket) => socket.destroy()),
+    );
   });
 
   it('fails what waited on a dropped connection, then connects again', async () => {
-    const fake = await fakeRedis();
-    const redis = connect(fake.url);
-    try {
+    await withFake(2_000, async (fake, redis) => {
       expect(await redis.call(['PING'])).toBe('PONG');
       fake.settings.silent = true;
       const waiting = redis.call(['PING']);
@@ -236,16 +246,11 @@ describe('RespConnection when the connection fails', () => {
       fake.settings.silent = false;
       expect(await redis.call(['PING'])).toBe('PONG');
       expect(fake.connections).toHaveLength(2);
-    } finally {
-      redis.close();
-      fake.server.close();
-    }
+    });
   });
 
   it('takes a connection that answers nothing for a whole timeout for dead, and opens another', async () => {
-    const fake = await fakeRedis();
-    const redis = connect(fake.url, 200);
-    try {
+    await withFake(200, async (fake, redis) => {
       expect(await redis.call(['PING'])).toBe('PONG');
       fake.settings.silent = true;
       const started = performance.now();
@@ -255,10 +260,7 @@ describe('RespConnection when the connection fails', () => {
       fake.settings.silent = false;
       expect(await redis.call(['PING'])).toBe('PONG');
       expect(fake.connections).toHaveLength(2);
-    } finally {
-      redis.close();
-      fake.server.close();
-    }
+    });
   });
 });
 
