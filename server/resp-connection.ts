@@ -31,8 +31,8 @@ const retryDelay = (attempts: number) => Math.min(attempts * 50, 2_000);
  * Commands go out in batches, as ioredis's auto-pipelining sent them: those called in one turn of the event loop in
  * one write, and while a batch waits for its answers the next one gathers. (Batching by tick alone made 2.1 writes per
  * request at 32 clients instead of 0.3, each a system call.) While it is not connected, commands wait for the next
- * attempt, and fail with it if it fails (as ioredis with `maxRetriesPerRequest: 0`); a dropped connection fails every
- * command that was waiting on it, and is opened again after `retryDelay`.
+ * attempt, and fail with it if it fails (as ioredis with `maxRetriesPerRequest: 0`); a dropped connection fails the
+ * commands it had sent (whether they ran is unknown), and is opened again after `retryDelay`.
  */
 export class RespConnection {
   private socket: Socket | undefined;
@@ -129,7 +129,8 @@ export class RespConnection {
     this.handshake--;
     // A password given to a Redis that has none is let through, as ioredis does.
     if (value instanceof ReplyError && !/without any password|no password is set/i.test(value.message)) {
-      this.drop(value);
+      // Not a `ReplyError`: the commands waiting never ran, and their callers must not take this for their answer.
+      this.drop(new Error(`Redis refused the connection: ${value.message}`));
       return;
     }
     if (this.handshake > 0) return;
@@ -184,14 +185,18 @@ export class RespConnection {
   }
 
   /**
-   * Fails every command waiting (sent or not) and lets the connection go. The next is opened after `retryDelay`, unless
-   * one already waits to be (there was no connection to let go) or this one is closed for good.
+   * Fails the commands this connection sent, and lets it go. Those it never got to send (called while a batch was
+   * out) wait for the next connection, as those called after the drop do: unless this one never got past its
+   * handshake, or is closed for good, when they fail with it. The next connection is opened after `retryDelay`, unless
+   * one already waits to be (there was no connection to let go).
    */
   private drop(error: Error): void {
-    const { waiting, head, socket } = this;
-    this.waiting = [];
+    const { waiting, head, socket, unsent } = this;
+    const carried = this.connected && !this.closed ? unsent.length : 0;
+    const failed = waiting.length - carried;
+    this.waiting = carried ? waiting.slice(failed) : [];
     this.head = 0;
-    this.unsent = [];
+    this.unsent = carried ? unsent : [];
     this.handshake = 0;
     this.inFlight = 0;
     this.answeredAtLastCheck = -1;
@@ -204,7 +209,7 @@ export class RespConnection {
       this.retry = setTimeout(() => this.open(), retryDelay(this.attempts));
       this.retry.unref();
     }
-    for (let i = head; i < waiting.length; i++) waiting[i]?.reject(error);
+    for (let i = head; i < failed; i++) waiting[i]?.reject(error);
   }
 
   /** A whole `timeoutMs` with commands waiting and not one answered: Redis answers in order, so none will be. */

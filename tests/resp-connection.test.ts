@@ -156,13 +156,14 @@ describe('RespConnection on the real Redis', () => {
 });
 
 /**
- * A stand-in Redis: answers `+PONG` to each command (after `delayMs`) unless told to stay silent; keeps its
- * connections, and how many commands each read brought.
+ * A stand-in Redis: answers `+PONG` to each command, unless told to stay silent or to hold its answers until
+ * `release`; keeps its connections, and how many commands each read brought.
  */
 async function fakeRedis() {
   const connections: Socket[] = [];
   const reads: number[] = [];
-  const settings = { silent: false, delayMs: 0 };
+  const held: (() => void)[] = [];
+  const settings = { silent: false, hold: false };
   const server = createServer((socket) => {
     connections.push(socket);
     socket.on('error', () => {});
@@ -173,12 +174,17 @@ async function fakeRedis() {
         .filter((line) => line.startsWith('*')).length;
       reads.push(commands);
       const answer = () => socket.write('+PONG\r\n'.repeat(commands));
-      if (!settings.silent) setTimeout(answer, settings.delayMs);
+      if (settings.hold) held.push(answer);
+      else if (!settings.silent) answer();
     });
   });
   await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
   const url = `redis://127.0.0.1:${(server.address() as AddressInfo).port}`;
-  return { url, connections, reads, settings, server };
+  const release = () => {
+    settings.hold = false;
+    for (const answer of held.splice(0)) answer();
+  };
+  return { url, connections, reads, settings, release, server };
 }
 
 type Fake = Awaited<ReturnType<typeof fakeRedis>>;
@@ -204,7 +210,7 @@ describe('RespConnection batches', () => {
   it('sends what was called while a batch waited for its answers in one write, after them', async () => {
     await withFake(2_000, async (fake, redis) => {
       await redis.call(['PING']);
-      fake.settings.delayMs = 100;
+      fake.settings.hold = true;
       const first = redis.call(['PING']);
       const next: Promise<unknown>[] = [];
       for (let i = 0; i < 20; i++) {
@@ -212,7 +218,8 @@ describe('RespConnection batches', () => {
         next.push(redis.call(['PING']));
       }
       // The handshake's PING, one command, another: the 20 wait for its answer.
-      expect(fake.reads).toEqual([1, 1, 1]);
+      await expect.poll(() => fake.reads).toEqual([1, 1, 1]);
+      fake.release();
       await first;
       await Promise.all(next);
       expect(fake.reads).toEqual([1, 1, 1, 20]);
@@ -234,29 +241,30 @@ describe('RespConnection when the connection fails', () => {
     );
   });
 
-  it('fails what waited on a dropped connection, then connects again', async () => {
+  it('fails what a dropped connection sent; what it had not sent yet goes on the next one', async () => {
     await withFake(2_000, async (fake, redis) => {
       expect(await redis.call(['PING'])).toBe('PONG');
-      fake.settings.silent = true;
-      const waiting = redis.call(['PING']);
-      await expect.poll(() => fake.connections.length).toBe(1);
-      await new Promise((resolve) => setTimeout(resolve, 50)); // the command has reached the fake
+      fake.settings.hold = true;
+      const sent = redis.call(['PING']);
+      await expect.poll(() => fake.reads.length).toBe(3); // the handshake, the first PING, this one
+      const unsent = redis.call(['ECHO', 'later']); // waits for the batch out
+      await new Promise((resolve) => setImmediate(resolve));
+      fake.settings.hold = false;
       fake.connections[0]?.destroy();
-      await expect(waiting).rejects.toThrow(/closed|ECONNRESET/);
-      fake.settings.silent = false;
-      expect(await redis.call(['PING'])).toBe('PONG');
+      await expect(sent).rejects.toThrow(/closed|ECONNRESET/);
+      expect(await unsent).toBe('PONG'); // answered on the second connection
       expect(fake.connections).toHaveLength(2);
     });
   });
 
   it('takes a connection that answers nothing for a whole timeout for dead, and opens another', async () => {
-    await withFake(200, async (fake, redis) => {
+    await withFake(500, async (fake, redis) => {
       expect(await redis.call(['PING'])).toBe('PONG');
       fake.settings.silent = true;
       const started = performance.now();
-      await expect(redis.call(['PING'])).rejects.toThrow(/did not answer within 200 ms/);
-      // Between one and two timeouts: the check runs once per timeout.
-      expect(performance.now() - started).toBeGreaterThanOrEqual(190);
+      await expect(redis.call(['PING'])).rejects.toThrow(/did not answer within 500 ms/);
+      // At least one whole timeout (the check runs once per timeout: it waits one to two).
+      expect(performance.now() - started).toBeGreaterThanOrEqual(490);
       fake.settings.silent = false;
       expect(await redis.call(['PING'])).toBe('PONG');
       expect(fake.connections).toHaveLength(2);

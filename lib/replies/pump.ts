@@ -26,7 +26,8 @@ export async function pump(
     const startedAt = Date.now();
     // `| 0`: a small integer is stored in the event itself; the difference of two `Date.now()`s, a double, would be
     // boxed as a number of its own, 16 bytes more for every token a reply keeps in memory.
-    for await (const delta of reply.tokens) live.push({ type: 'delta', delta, at: (Date.now() - startedAt) | 0 });
+    for await (const delta of reply.tokens)
+      live.push({ type: 'delta', delta, at: (Date.now() - startedAt) | 0 });
     const { finishReason, usage } = reply.outcome;
     live.push({ type: 'end', ...(finishReason && { finishReason }), ...(usage && { usage }) });
   } catch (caught) {

@@ -36,7 +36,7 @@ export async function replyKey(
   return sha256(JSON.stringify(canonical));
 }
 
-/** A text's SHA-256 in hex, as the platform computes it fastest (the Node server: its synchronous `createHash`). */
+/** A text's SHA-256 in hex, as the platform computes it fastest (the Node server: its synchronous `crypto.hash`). */
 export type Sha256Hex = (text: string) => string | Promise<string>;
 
 const HEX = Array.from({ length: 256 }, (_, byte) => byte.toString(16).padStart(2, '0'));
