@@ -5,7 +5,7 @@ import { encodeCommand, INCOMPLETE, ReplyError, type RespArg, RespReader } from 
 export interface RespOptions {
   /**
    * How long Redis may leave the oldest command unanswered before the connection is taken for dead: it is closed,
-   * every command waiting on it fails, and a new one is opened. The store guard's own timeout (lib/limits/store-guard.ts)
+   * the commands it sent fail, and a new one is opened. The store guard's own timeout (lib/limits/store-guard.ts)
    * decides far sooner whether the store is down; this only frees calls that nobody waits for any more.
    */
   readonly timeoutMs: number;
