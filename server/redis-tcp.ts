@@ -40,8 +40,8 @@ export function tcpRedis(url: string, timeoutMs: number): RedisConnection {
 }
 
 /**
- * The @upstash/redis client on TCP, with its scripts sent straight on the connection. Every Redis call on the request path
- * is a script (the limiter's window, the budget's booking and its settling, the reply log's claim and end; also
+ * The @upstash/redis client on TCP, with its scripts sent straight on the connection. Every Redis call on the request
+ * path is a script (the limiter's window, the budget's booking and its settling, the reply log's claim and end; also
  * scripts made with `createScript`, which call these two), and the REST client's road for each (a command object
  * serializing every argument, the `Requester`'s `{ result }` answer, LuaCompat rewriting the whole command) cost
  * more than sending it: 2.85 → 2.75 M main-thread instructions per request (bench:instructions). Every other

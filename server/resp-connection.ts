@@ -1,5 +1,6 @@
 import { isIP, type Socket, connect as tcpConnect } from 'node:net';
 import { type ConnectionOptions, connect as tlsConnect } from 'node:tls';
+import { redisUrlParts } from '../lib/config/rate-limit';
 import { encodeCommand, INCOMPLETE, ReplyError, type RespArg, RespReader } from './resp-codec';
 
 export interface RespOptions {
@@ -223,28 +224,13 @@ export class RespConnection {
 
 /**
  * The handshake for this URL: AUTH with its user and password, SELECT its database, then PING, so that the connection
- * is ready once Redis has answered. Read once, when the server starts: a URL that cannot be read fails it then,
- * naming the variable and never its value.
+ * is ready once Redis has answered. Read once, when the connection is made: a URL that cannot be read fails it then.
  */
 function greeting(url: URL): { text: string; answers: number } {
-  if (url.protocol !== 'redis:' && url.protocol !== 'rediss:')
-    throw new Error('REDIS_URL must be a redis:// or rediss:// URL');
-  const decode = (part: string, what: string) => {
-    try {
-      return decodeURIComponent(part);
-    } catch {
-      throw new Error(`REDIS_URL's ${what} is not URL-encoded (write % as %25)`);
-    }
-  };
+  const { username, password, db } = redisUrlParts(url);
   const hello: RespArg[][] = [];
-  if (url.password) {
-    const secret = decode(url.password, 'password');
-    hello.push(url.username ? ['AUTH', decode(url.username, 'user name'), secret] : ['AUTH', secret]);
-  }
-  const db = url.pathname.slice(1);
-  if (!/^\d*$/.test(db))
-    throw new Error("REDIS_URL's path must be a database number, as in redis://host:6379/2");
-  if (Number(db) > 0) hello.push(['SELECT', db]);
+  if (password) hello.push(username ? ['AUTH', username, password] : ['AUTH', password]);
+  if (db > 0) hello.push(['SELECT', db]);
   hello.push(['PING']);
   return { text: hello.map(encodeCommand).join(''), answers: hello.length };
 }

@@ -60,13 +60,40 @@ const usd = () =>
 
 const count = positiveInt;
 
-/** What the TCP connection reads from the URL (server/resp-connection.ts), checked here so a typo fails at startup. */
+/** The parts of `REDIS_URL` the TCP connection logs in with (server/resp-connection.ts). */
+export interface RedisUrlParts {
+  readonly username: string | undefined;
+  readonly password: string | undefined;
+  /** The database to SELECT; 0 when the URL has no path. */
+  readonly db: number;
+}
+
+/**
+ * Reads `REDIS_URL` as the TCP connection does; throws, naming the variable and the part but never its value. The
+ * config checks it with this at startup, so a typo fails there, not at the first connect.
+ */
+export function redisUrlParts(url: URL): RedisUrlParts {
+  if (url.protocol !== 'redis:' && url.protocol !== 'rediss:')
+    throw new Error('REDIS_URL must be a redis:// or rediss:// URL');
+  const decode = (part: string, what: string) => {
+    if (!part) return undefined;
+    try {
+      return decodeURIComponent(part);
+    } catch {
+      throw new Error(`REDIS_URL's ${what} is not URL-encoded (write % as %25)`);
+    }
+  };
+  const password = decode(url.password, 'password');
+  const username = decode(url.username, 'user name');
+  if (!/^(\/\d*)?$/.test(url.pathname))
+    throw new Error("REDIS_URL's path must be a database number, as in redis://host:6379/2");
+  return { username, password, db: Number(url.pathname.slice(1) || 0) };
+}
+
 function readableRedisUrl(url: string): boolean {
   try {
-    const { username, password, pathname } = new URL(url);
-    decodeURIComponent(username);
-    decodeURIComponent(password);
-    return /^(\/\d*)?$/.test(pathname);
+    redisUrlParts(new URL(url));
+    return true;
   } catch {
     return false;
   }
