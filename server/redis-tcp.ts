@@ -18,11 +18,11 @@ export function tcpRedis(url: string, timeoutMs: number): RedisConnection {
   const commands = new RespConnection(new URL(url), { timeoutMs, connectTimeoutMs });
   const lua = new LuaCompat();
   const requester = tcpRequester(commands, lua);
-  // Pub/sub on ioredis: its own connection, opened at the first watch.
+  // Pub/sub on ioredis: its own connection, opened at the first watch. No command timeout: a SUBSCRIBE answered late
+  // (a busy machine) but given up on would leave its channel listening with every later watcher of it never told so.
   const channels = subscriber(
     () =>
       new IORedis(url, {
-        commandTimeout: timeoutMs,
         connectTimeout: connectTimeoutMs,
         maxRetriesPerRequest: 0,
         enableOfflineQueue: true,
