@@ -1,7 +1,7 @@
 import { errors, Redis, type Requester, type UpstashRequest, type UpstashResponse } from '@upstash/redis';
-import IORedis from 'ioredis';
-import type { RedisConnection, Subscribe } from '../lib/redis/connect';
+import type { RedisConnection } from '../lib/redis/connect';
 import { LuaCompat } from './lua-compat';
+import { subscriber } from './redis-subscriber';
 import { ReplyError, type RespArg } from './resp-codec';
 import { RespConnection } from './resp-connection';
 
@@ -9,8 +9,8 @@ type Reply = UpstashResponse<unknown>;
 
 /**
  * An @upstash/redis client that talks to a plain Redis over TCP (`REDIS_URL`), so the self-hosted server runs
- * the very same limiter code as the edge. Commands go on one lean connection (server/resp-connection.ts); pub/sub,
- * which holds a connection of its own, on ioredis. It implements Upstash's `Requester`: a single command, `/pipeline`
+ * the very same limiter code as the edge. Commands go on one lean connection (server/resp-connection.ts); pub/sub
+ * holds one of its own (server/redis-subscriber.ts). It implements Upstash's `Requester`: a single command, `/pipeline`
  * and `/multi-exec`, each answered in Upstash's `{ result } | { error }` shape.
  */
 export function tcpRedis(url: string, timeoutMs: number): RedisConnection {
@@ -18,16 +18,7 @@ export function tcpRedis(url: string, timeoutMs: number): RedisConnection {
   const commands = new RespConnection(new URL(url), { timeoutMs, connectTimeoutMs });
   const lua = new LuaCompat();
   const requester = tcpRequester(commands, lua);
-  // Pub/sub on ioredis: its own connection, opened at the first watch. No command timeout: a SUBSCRIBE answered late
-  // (a busy machine) but given up on would leave its channel listening with every later watcher of it never told so.
-  const channels = subscriber(
-    () =>
-      new IORedis(url, {
-        connectTimeout: connectTimeoutMs,
-        maxRetriesPerRequest: 0,
-        enableOfflineQueue: true,
-      }),
-  );
+  const channels = subscriber(url, { timeoutMs, connectTimeoutMs });
   return {
     redis: new TcpClient(requester, commands, lua, false),
     raw: new TcpClient(requester, commands, lua, true),
@@ -79,90 +70,6 @@ class TcpClient extends Redis {
       throw error instanceof ReplyError ? new errors.UpstashError(error.message) : error;
     }
   }
-}
-
-/**
- * Pub/sub for the shared reply log's and the queue's watchers. A subscribed connection can run no other command, so
- * it is a duplicate of the main one, opened at the first watch and shared by every channel: SUBSCRIBE at a channel's
- * first watcher, UNSUBSCRIBE at its last; a channel that names a pattern is heard through that pattern, subscribed at
- * its first use and kept. Redis's answer to the (P)SUBSCRIBE says when it listens: watchers that asked are told
- * then, or at once if it already did. ioredis resubscribes both by itself after a reconnect. A lost subscription
- * only costs a wake: the watchers still poll, more slowly, and a leader's calls reach it in its next write's answer.
- */
-export function subscriber(connect: () => IORedis): { subscribe: Subscribe; close(): void } {
-  let duplicate: IORedis | undefined;
-  const channels = new Map<string, Channel>(); // by SUBSCRIBE
-  const routed = new Map<string, Channel>(); // by a pattern's PSUBSCRIBE
-  const patterns = new Map<string, Promise<unknown>>(); // each pattern's PSUBSCRIBE, answered once it listens
-  const open = (): IORedis => {
-    if (duplicate) return duplicate;
-    const opened = connect();
-    opened.on('error', () => {});
-    opened.on('message', (channel: string, message: string) => wakeAll(channels, channel, message));
-    opened.on('pmessage', (_p: string, channel: string, message: string) =>
-      wakeAll(routed, channel, message),
-    );
-    duplicate = opened;
-    return opened;
-  };
-  const listen = (pattern: string): Promise<unknown> => {
-    let listening = patterns.get(pattern);
-    if (!listening) {
-      const asked = open().psubscribe(pattern);
-      // Refused (or the connection closed): the next watch asks again, unless a newer PSUBSCRIBE is already out.
-      asked.catch(() => patterns.get(pattern) === asked && patterns.delete(pattern));
-      patterns.set(pattern, asked);
-      listening = asked;
-    }
-    return listening;
-  };
-  const subscribe: Subscribe = (name, onMessage, { pattern, onListening } = {}) => {
-    const map = pattern ? routed : channels;
-    let channel = map.get(name);
-    if (!channel) {
-      channel = { watchers: new Set(), listening: pattern ? listen(pattern) : open().subscribe(name) };
-      channel.listening.catch(() => {});
-      map.set(name, channel);
-    }
-    // Each watch is its own entry, so the same callback watching twice is called twice and removed once per stop.
-    const watcher = { wake: onMessage };
-    const mine = channel;
-    mine.watchers.add(watcher);
-    if (onListening)
-      mine.listening.then(
-        () => mine.watchers.has(watcher) && onListening(),
-        () => {},
-      );
-    return () => {
-      if (!mine.watchers.delete(watcher) || mine.watchers.size > 0 || map.get(name) !== mine) return;
-      map.delete(name);
-      if (!pattern) duplicate?.unsubscribe(name).catch(() => {});
-    };
-  };
-  return {
-    subscribe,
-    close: () => {
-      channels.clear();
-      routed.clear();
-      patterns.clear();
-      duplicate?.disconnect();
-      duplicate = undefined;
-    },
-  };
-}
-
-/** A channel's watchers, and its (P)SUBSCRIBE: answered once Redis listens. */
-interface Channel {
-  readonly watchers: Set<Watcher>;
-  readonly listening: Promise<unknown>;
-}
-
-interface Watcher {
-  readonly wake: (message: string) => void;
-}
-
-function wakeAll(map: ReadonlyMap<string, Channel>, name: string, message: string): void {
-  for (const watcher of map.get(name)?.watchers ?? []) watcher.wake(message);
 }
 
 /** What the requester and the scripts need of a connection (server/resp-connection.ts). */

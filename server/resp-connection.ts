@@ -13,6 +13,13 @@ export interface RespOptions {
   readonly connectTimeoutMs: number;
   /** For `rediss://`: on top of the system's trusted certificates and the host name check (a test's own CA). */
   readonly tls?: ConnectionOptions;
+  /**
+   * For a subscribed connection: Redis's `message` and `pmessage` arrays, which answer no command, come here instead of
+   * to the oldest command waiting.
+   */
+  readonly onPush?: (push: unknown[]) => void;
+  /** Each time a connection is ready (its handshake answered): a subscriber asks for its channels again. */
+  readonly onReady?: () => void;
 }
 
 interface Waiting {
@@ -137,6 +144,7 @@ export class RespConnection {
     if (this.handshake > 0) return;
     this.connected = true;
     this.attempts = 0;
+    this.options.onReady?.();
     this.flush();
   }
 
@@ -166,6 +174,10 @@ export class RespConnection {
   private answer(value: unknown): void {
     if (this.handshake > 0) {
       this.greeted(value);
+      return;
+    }
+    if (this.options.onPush && isPush(value)) {
+      this.options.onPush(value);
       return;
     }
     // The batch out is answered: what queued meanwhile goes now, in one write.
@@ -220,6 +232,10 @@ export class RespConnection {
     this.answeredAtLastCheck = pending ? this.answered : -1;
     if (stuck) this.drop(new Error(`Redis did not answer within ${this.options.timeoutMs} ms`));
   }
+}
+
+function isPush(value: unknown): value is unknown[] {
+  return Array.isArray(value) && (value[0] === 'message' || value[0] === 'pmessage');
 }
 
 /**

@@ -1,0 +1,91 @@
+import { randomUUID } from 'node:crypto';
+import { describe, expect, it } from 'vitest';
+import { subscriber } from '../server/redis-subscriber';
+import { RespConnection } from '../server/resp-connection';
+import { eventually } from './support/harness';
+import { REDIS_TEST_URL, uniquePrefix } from './support/redis';
+
+const WAIT_MS = 10_000; // a busy CI machine answers late; every wait below ends as soon as its condition holds
+const port = new URL(REDIS_TEST_URL).port;
+
+describe('pub/sub on its own connection (server/redis-subscriber.ts)', () => {
+  it('asks again for what Redis refused once a new connection is ready, and tells every watcher again', async () => {
+    const admin = new RespConnection(new URL(REDIS_TEST_URL), { timeoutMs: 2_000, connectTimeoutMs: 2_000 });
+    const user = `sub-test-${randomUUID()}`;
+    const prefix = uniquePrefix('sub');
+    // Allowed only its own `ok` channels, for now: the SUBSCRIBE and the PSUBSCRIBE of the others are refused.
+    await admin.call(['ACL', 'SETUSER', user, 'on', '>pw', '~*', '+@all', 'resetchannels', `&${prefix}:ok*`]);
+    const channels = subscriber(`redis://${user}:pw@127.0.0.1:${port}`, {
+      timeoutMs: 2_000,
+      connectTimeoutMs: 2_000,
+    });
+    const seen: string[] = [];
+    const watch = (name: string, pattern?: string) =>
+      channels.subscribe(name, (message) => seen.push(`${name}=${message}`), {
+        pattern,
+        onListening: () => seen.push(`${name} listens`),
+      });
+    const count = (entry: string) => seen.filter((s) => s === entry).length;
+    try {
+      watch(`${prefix}:no`);
+      watch(`${prefix}:no-pattern:1`, `${prefix}:no-pattern:*`);
+      watch(`${prefix}:ok`);
+      // Answers come in order: once the last is heard, the two before it were refused.
+      await eventually(() => count(`${prefix}:ok listens`) === 1, WAIT_MS);
+      expect(seen).toEqual([`${prefix}:ok listens`]);
+      await admin.call(['PUBLISH', `${prefix}:ok`, 'a']);
+      await eventually(() => count(`${prefix}:ok=a`) === 1, WAIT_MS);
+
+      await admin.call(['ACL', 'SETUSER', user, 'allchannels']);
+      expect(await admin.call(['CLIENT', 'KILL', 'USER', user])).toBe(1);
+      const all = [`${prefix}:no`, `${prefix}:no-pattern:1`, `${prefix}:ok`];
+      await eventually(() => all.every((name) => seen.includes(`${name} listens`)), WAIT_MS);
+      expect(count(`${prefix}:ok listens`)).toBe(2); // what it may have missed while the connection was down
+      for (const name of all) await admin.call(['PUBLISH', name, 'b']);
+      await eventually(() => all.every((name) => seen.includes(`${name}=b`)), WAIT_MS);
+    } finally {
+      channels.close();
+      await admin.call(['ACL', 'DELUSER', user]);
+      admin.close();
+    }
+  });
+
+  it('lets a channel go at its last watcher, keeps a pattern, and tells a later watcher at once', async () => {
+    const admin = new RespConnection(new URL(REDIS_TEST_URL), { timeoutMs: 2_000, connectTimeoutMs: 2_000 });
+    const prefix = uniquePrefix('sub');
+    const channels = subscriber(REDIS_TEST_URL, { timeoutMs: 2_000, connectTimeoutMs: 2_000 });
+    const numsub = async (name: string) =>
+      Number(((await admin.call(['PUBSUB', 'NUMSUB', name])) as [string, number])[1]);
+    try {
+      let listening = 0;
+      const heard: string[] = [];
+      const first = channels.subscribe(`${prefix}:c`, (m) => heard.push(`first ${m}`), {
+        onListening: () => listening++,
+      });
+      const second = channels.subscribe(`${prefix}:c`, (m) => heard.push(`second ${m}`));
+      const routed = channels.subscribe(`${prefix}:p:1`, (m) => heard.push(`routed ${m}`), {
+        pattern: `${prefix}:p:*`,
+        onListening: () => listening++,
+      });
+      await eventually(() => listening === 2, WAIT_MS);
+      const late = channels.subscribe(`${prefix}:c`, () => {}, { onListening: () => listening++ });
+      await eventually(() => listening === 3, WAIT_MS); // already heard: told without asking Redis again
+      await admin.call(['PUBLISH', `${prefix}:c`, 'x']);
+      await admin.call(['PUBLISH', `${prefix}:p:1`, 'y']);
+      await admin.call(['PUBLISH', `${prefix}:p:2`, 'nobody']);
+      await eventually(() => heard.length === 3, WAIT_MS);
+      expect(heard.sort()).toEqual(['first x', 'routed y', 'second x']);
+      first();
+      late();
+      expect(await numsub(`${prefix}:c`)).toBe(1); // one watcher left
+      second();
+      await eventually(async () => (await numsub(`${prefix}:c`)) === 0, WAIT_MS);
+      routed();
+      // The pattern is kept for the next generation's channel: it still receives.
+      expect(await admin.call(['PUBLISH', `${prefix}:p:3`, 'z'])).toBe(1);
+    } finally {
+      channels.close();
+      admin.close();
+    }
+  });
+});
