@@ -207,7 +207,7 @@ function produceAndKeep(
     forget(inFlight, key, entry);
     if (chatId && chats.get(chatId)?.entry === entry) chats.delete(chatId);
     if (chatId) void shared?.dropChat(chatId, generation).catch(() => {});
-    const last = live.events.at(-1);
+    const last = live.events.last;
     if (last && p.cacheable(last)) keepInMemory(memory, key, live, config.cacheTtlMs, p.mirror);
     return reply;
   });
@@ -232,7 +232,7 @@ function keepInMemory(
 /** Only a complete reply from the model itself, within the size cap: never an error, a cut or stopped stream, the
  * operator's fallback message, or a reply the provider's content filter ended. */
 function isCacheable(live: LiveReply, last: ReplyEvent, maxBytes: number): boolean {
-  const head = live.events[0];
+  const head = live.events.length > 0 ? live.events.at(0) : undefined;
   if (last.type !== 'end' || head?.type !== 'head') return false;
   return (
     head.head.served.fallback !== 'message' &&

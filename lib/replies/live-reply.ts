@@ -1,3 +1,4 @@
+import { EventList } from './event-list';
 import { eventBytes, isFinal, type ReplyEvent } from './events';
 
 /** A reader of one reply: every event from the first, then each new one as it is recorded. */
@@ -31,7 +32,7 @@ export interface LiveReplyHooks {
  * leader's own client is a reader like the others, so a client leaving never stops the reply for the rest.
  */
 export class LiveReply {
-  readonly events: ReplyEvent[] = [];
+  readonly events = new EventList();
   /** Roughly what the events take (`eventBytes`), for the size caps. */
   bytes = 0;
   private readers = 0;
@@ -42,13 +43,13 @@ export class LiveReply {
   constructor(private readonly hooks: LiveReplyHooks = {}) {}
 
   get ended(): boolean {
-    const last = this.events.at(-1);
+    const last = this.events.last;
     return last !== undefined && isFinal(last);
   }
 
   /** It ended with an error, not its end. */
   get failed(): boolean {
-    return this.events.at(-1)?.type === 'error';
+    return this.events.last?.type === 'error';
   }
 
   /**
@@ -104,9 +105,8 @@ export class LiveReply {
         if (--live.readers === 0) live.hooks.onIdle?.();
       },
       take() {
-        const event = left ? undefined : live.events[index];
-        if (event) index++;
-        return event;
+        if (left || index >= live.events.length) return undefined;
+        return live.events.at(index++);
       },
       ready: () => !left && index < live.events.length,
       whenReady(wake) {
