@@ -1,5 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import { ConfigError, loadConfig } from '../lib/config';
+import { redisUrlParts } from '../lib/config/rate-limit';
 
 const KEY = 'sk-config-test-0123456789';
 
@@ -103,6 +104,9 @@ describe('loadConfig', () => {
       'redis://:50%off@127.0.0.1:6379',
       'redis://127.0.0.1:6379/zero',
       'http://127.0.0.1:6379',
+      'redis://127.0.0.1:6379?db=two',
+      'redis://127.0.0.1:6379/1?db=2',
+      'rediss://127.0.0.1:6379?ssl_cert_reqs=none', // would be ignored: refused instead
     ]) {
       const message = configError({ OPENAI_API_KEY: KEY, REDIS_URL: url });
       expect(message).toMatch(/REDIS_URL must/);
@@ -112,9 +116,21 @@ describe('loadConfig', () => {
       'redis://127.0.0.1:6379',
       'rediss://default:p%25ss@redis.example:6380/2',
       'redis://h/',
+      'redis://h:6379/3?db=3&family=6',
     ]) {
       expect(loadConfig({ OPENAI_API_KEY: KEY, REDIS_URL: url }).rateLimit.store).toMatchObject({ url });
     }
+    // The query parameters ioredis read: db and password (decoded), family (the connection picks the family itself).
+    expect(redisUrlParts(new URL('redis://h?db=4&password=p%25ss&family=0'))).toEqual({
+      username: undefined,
+      password: 'p%ss',
+      db: 4,
+    });
+    expect(redisUrlParts(new URL('redis://u:from-url@h/2?password=other'))).toMatchObject({
+      password: 'from-url',
+      db: 2,
+    });
+    expect(() => redisUrlParts(new URL('redis://h?tls=1'))).toThrow(/may only hold db, password and family/);
   });
 
   it('refuses a default model outside the allowlist', () => {

@@ -124,6 +124,21 @@ describe('RespConnection on the real Redis', () => {
     }
   });
 
+  it('selects the database a ?db= names, as ioredis read it', async () => {
+    const admin = connect();
+    const inDb1 = connect(`${REDIS_TEST_URL}?db=1&family=0`);
+    const key = uniquePrefix('query-db');
+    try {
+      expect(await inDb1.call(['SET', key, 'one', 'PX', 10_000])).toBe('OK');
+      expect(await admin.call(['GET', key])).toBeNull(); // database 0
+      expect(await inDb1.call(['GET', key])).toBe('one');
+    } finally {
+      await inDb1.call(['DEL', key]);
+      inDb1.close();
+      admin.close();
+    }
+  });
+
   it('sends nothing on a connection whose database cannot be selected', async () => {
     const admin = connect();
     const key = uniquePrefix('select');
@@ -142,7 +157,7 @@ describe('RespConnection on the real Redis', () => {
     const made = (url: string) => () => connect(url).close();
     expect(made('redis://:50%off@127.0.0.1:6379')).toThrow(/REDIS_URL's password is not URL-encoded/);
     expect(made('redis://:50%off@127.0.0.1:6379')).not.toThrow(/50/);
-    expect(made('redis://127.0.0.1:6379/zero')).toThrow(/database number/);
+    expect(made('redis://127.0.0.1:6379/zero')).toThrow(/database must be a number/);
     expect(made('http://127.0.0.1:6379')).toThrow(/redis:\/\//);
   });
 

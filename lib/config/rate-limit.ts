@@ -70,7 +70,9 @@ export interface RedisUrlParts {
 
 /**
  * Reads `REDIS_URL` as the TCP connection does; throws, naming the variable and the part but never its value. The
- * config checks it with this at startup, so a typo fails there, not at the first connect.
+ * config checks it with this at startup, so a typo fails there, not at the first connect. Of the query parameters
+ * ioredis read, `db` and `password` are read here too, and `family` is let through (the connection tries IPv6 and IPv4
+ * by itself, as Railway's private network wants); any other would be silently ignored, so it is refused.
  */
 export function redisUrlParts(url: URL): RedisUrlParts {
   if (url.protocol !== 'redis:' && url.protocol !== 'rediss:')
@@ -83,12 +85,21 @@ export function redisUrlParts(url: URL): RedisUrlParts {
       throw new Error(`REDIS_URL's ${what} is not URL-encoded (write % as %25)`);
     }
   };
-  const password = decode(url.password, 'password');
-  const username = decode(url.username, 'user name');
-  if (!/^(\/\d*)?$/.test(url.pathname))
-    throw new Error("REDIS_URL's path must be a database number, as in redis://host:6379/2");
-  return { username, password, db: Number(url.pathname.slice(1) || 0) };
+  const query = new Map(url.searchParams);
+  for (const name of query.keys())
+    if (!REDIS_URL_QUERY.has(name))
+      throw new Error(`REDIS_URL's query may only hold db, password and family (not "${name.slice(0, 32)}")`);
+  if (!/^(\/\d*)?$/.test(url.pathname) || !/^(\d+)?$/.test(query.get('db') ?? ''))
+    throw new Error("REDIS_URL's database must be a number, as in redis://host:6379/2");
+  const fromPath = url.pathname.slice(1);
+  const fromQuery = query.get('db');
+  if (fromPath && fromQuery !== undefined && Number(fromPath) !== Number(fromQuery))
+    throw new Error('REDIS_URL names two databases, in its path and in ?db=');
+  const password = decode(url.password, 'password') ?? (query.get('password') || undefined);
+  return { username: decode(url.username, 'user name'), password, db: Number(fromPath || fromQuery || 0) };
 }
+
+const REDIS_URL_QUERY = new Set(['db', 'password', 'family']);
 
 function readableRedisUrl(url: string): boolean {
   try {
@@ -129,7 +140,7 @@ export const rateLimitEnv = z.object({
       .check(
         z.refine(
           readableRedisUrl,
-          'must have its user and password URL-encoded (% as %25) and a database number as its path, as in rediss://default:password@host:6379/0',
+          'must have its user and password URL-encoded (% as %25), a database number as its path (or ?db=) and no query parameter but db, password and family, as in rediss://default:password@host:6379/0',
         ),
       ),
   ),
