@@ -1,6 +1,12 @@
 import type { Subscribe } from '../lib/redis/connect';
 import { RespConnection, type RespOptions } from './resp-connection';
 
+/**
+ * No command timeout: a SUBSCRIBE answered late (a busy machine) is no reason to drop the connection and subscribe to
+ * everything again. A dead peer is still found by TCP keep-alive.
+ */
+type SubscriberOptions = Pick<RespOptions, 'connectTimeoutMs' | 'tls'>;
+
 /** A (P)SUBSCRIBE: whether Redis listens (it answered since the connection was last ready). */
 interface Subscription {
   readonly kind: 'SUBSCRIBE' | 'PSUBSCRIBE';
@@ -31,10 +37,7 @@ interface Watcher {
  * published in between was missed. A lost subscription only costs a wake: the watchers still poll, more slowly, and a
  * leader's calls reach it in its next write's answer.
  */
-export function subscriber(
-  url: string,
-  options: Omit<RespOptions, 'onPush' | 'onReady'>,
-): { subscribe: Subscribe; close(): void } {
+export function subscriber(url: string, options: SubscriberOptions): { subscribe: Subscribe; close(): void } {
   const subscriptions = new Subscriptions(url, options);
   return { subscribe: subscriptions.subscribe, close: () => subscriptions.close() };
 }
@@ -47,7 +50,7 @@ class Subscriptions {
 
   constructor(
     private readonly url: string,
-    private readonly options: Omit<RespOptions, 'onPush' | 'onReady'>,
+    private readonly options: SubscriberOptions,
   ) {}
 
   readonly subscribe: Subscribe = (name, onMessage, { pattern, onListening } = {}) => {
@@ -62,8 +65,11 @@ class Subscriptions {
     const watcher: Watcher = { wake: onMessage, listening: onListening };
     const mine = channel;
     mine.watchers.add(watcher);
-    if (onListening && mine.subscription.heard)
-      queueMicrotask(() => mine.watchers.has(watcher) && onListening());
+    const { subscription } = mine;
+    // One Redis refused (ACL) is asked for again by the next watch, as by the next connection: it may be allowed now.
+    if (!subscription.heard && !subscription.asking) this.ask(this.open(), subscription);
+    if (onListening && subscription.heard)
+      queueMicrotask(() => mine.watchers.has(watcher) && safely(onListening));
     return () => {
       if (!mine.watchers.delete(watcher) || mine.watchers.size > 0 || map.get(name) !== mine) return;
       map.delete(name);
@@ -131,18 +137,31 @@ class Subscriptions {
     for (const pattern of this.patterns.values()) this.ask(connection, pattern);
   }
 
-  /** Redis listens: every watcher it hears for that asked is told (again, after a new connection). */
+  /** Redis listens: the watchers of every channel it hears are told (again, after a new connection). */
   private heard(subscription: Subscription): void {
     subscription.heard = true;
     const heardBy =
       subscription.kind === 'SUBSCRIBE' ? [this.channels.get(subscription.name)] : [...this.routed.values()];
     for (const channel of heardBy) {
       if (channel?.subscription !== subscription) continue;
-      for (const watcher of [...channel.watchers]) if (channel.watchers.has(watcher)) watcher.listening?.();
+      for (const watcher of [...channel.watchers])
+        if (watcher.listening && channel.watchers.has(watcher)) safely(watcher.listening);
     }
   }
 }
 
 function wakeAll(map: ReadonlyMap<string, Channel>, name: string, message: string): void {
-  for (const watcher of map.get(name)?.watchers ?? []) watcher.wake(message);
+  for (const watcher of map.get(name)?.watchers ?? []) safely(() => watcher.wake(message));
+}
+
+/**
+ * A watcher that throws must not cost the others their wake, nor the connection (an error out of `onPush` drops it)
+ * or the process (out of a promise's handler, an unhandled rejection).
+ */
+function safely(call: () => void): void {
+  try {
+    call();
+  } catch {
+    // the watcher's own fault; it polls as any watcher does
+  }
 }

@@ -18,7 +18,7 @@ export function tcpRedis(url: string, timeoutMs: number): RedisConnection {
   const commands = new RespConnection(new URL(url), { timeoutMs, connectTimeoutMs });
   const lua = new LuaCompat();
   const requester = tcpRequester(commands, lua);
-  const channels = subscriber(url, { timeoutMs, connectTimeoutMs });
+  const channels = subscriber(url, { connectTimeoutMs });
   return {
     redis: new TcpClient(requester, commands, lua, false),
     raw: new TcpClient(requester, commands, lua, true),

@@ -7,9 +7,11 @@ export interface RespOptions {
   /**
    * How long Redis may leave the oldest command unanswered before the connection is taken for dead: it is closed,
    * the commands it sent fail, and a new one is opened. The store guard's own timeout (lib/limits/store-guard.ts)
-   * decides far sooner whether the store is down; this only frees calls that nobody waits for any more.
+   * decides far sooner whether the store is down; this only frees calls that nobody waits for any more. Absent: no
+   * such check (a subscribed connection, where a SUBSCRIBE answered late is no reason to start over; TCP keep-alive
+   * still finds a dead peer).
    */
-  readonly timeoutMs: number;
+  readonly timeoutMs?: number;
   readonly connectTimeoutMs: number;
   /** For `rediss://`: on top of the system's trusted certificates and the host name check (a test's own CA). */
   readonly tls?: ConnectionOptions;
@@ -60,7 +62,7 @@ export class RespConnection {
   private flushQueued = false;
   private attempts = 0;
   private retry: NodeJS.Timeout | undefined;
-  private readonly watchdog: NodeJS.Timeout;
+  private readonly watchdog: NodeJS.Timeout | undefined;
   private answered = 0;
   private answeredAtLastCheck = -1;
 
@@ -69,8 +71,10 @@ export class RespConnection {
     private readonly options: RespOptions,
   ) {
     this.hello = greeting(url);
-    this.watchdog = setInterval(() => this.checkProgress(), options.timeoutMs);
-    this.watchdog.unref();
+    if (options.timeoutMs !== undefined) {
+      this.watchdog = setInterval(() => this.checkProgress(), options.timeoutMs);
+      this.watchdog.unref();
+    }
     this.open();
   }
 

@@ -131,6 +131,12 @@ describe('loadConfig', () => {
       db: 2,
     });
     expect(() => redisUrlParts(new URL('redis://h?tls=1'))).toThrow(/may only hold db, password and family/);
+    expect(() => redisUrlParts(new URL('redis://h?db=x&db=2'))).toThrow(/names db twice/);
+    expect(redisUrlParts(new URL('redis://h/2?db=&password='))).toEqual({
+      username: undefined,
+      password: undefined,
+      db: 2,
+    });
   });
 
   it('refuses a default model outside the allowlist', () => {

@@ -15,10 +15,7 @@ describe('pub/sub on its own connection (server/redis-subscriber.ts)', () => {
     const prefix = uniquePrefix('sub');
     // Allowed only its own `ok` channels, for now: the SUBSCRIBE and the PSUBSCRIBE of the others are refused.
     await admin.call(['ACL', 'SETUSER', user, 'on', '>pw', '~*', '+@all', 'resetchannels', `&${prefix}:ok*`]);
-    const channels = subscriber(`redis://${user}:pw@127.0.0.1:${port}`, {
-      timeoutMs: 2_000,
-      connectTimeoutMs: 2_000,
-    });
+    const channels = subscriber(`redis://${user}:pw@127.0.0.1:${port}`, { connectTimeoutMs: 2_000 });
     const seen: string[] = [];
     const watch = (name: string, pattern?: string) =>
       channels.subscribe(name, (message) => seen.push(`${name}=${message}`), {
@@ -50,10 +47,68 @@ describe('pub/sub on its own connection (server/redis-subscriber.ts)', () => {
     }
   });
 
+  it('asks again for what Redis refused at the next watch, once it may listen', async () => {
+    const admin = new RespConnection(new URL(REDIS_TEST_URL), { timeoutMs: 2_000, connectTimeoutMs: 2_000 });
+    const user = `sub-test-${randomUUID()}`;
+    const prefix = uniquePrefix('sub');
+    await admin.call(['ACL', 'SETUSER', user, 'on', '>pw', '~*', '+@all', 'resetchannels', `&${prefix}:ok*`]);
+    const channels = subscriber(`redis://${user}:pw@127.0.0.1:${port}`, { connectTimeoutMs: 2_000 });
+    const told: string[] = [];
+    const watch = (name: string, who: string, pattern?: string) =>
+      channels.subscribe(name, (m) => told.push(`${who}=${m}`), {
+        pattern,
+        onListening: () => told.push(who),
+      });
+    try {
+      watch(`${prefix}:no`, 'first');
+      watch(`${prefix}:no-pattern:1`, 'first routed', `${prefix}:no-pattern:*`);
+      watch(`${prefix}:ok`, 'fence');
+      await eventually(() => told.includes('fence'), WAIT_MS); // answered in order: the two before were refused
+      await admin.call(['ACL', 'SETUSER', user, 'allchannels']); // no reconnect: the next watch asks
+      watch(`${prefix}:no`, 'second');
+      watch(`${prefix}:no-pattern:2`, 'second routed', `${prefix}:no-pattern:*`);
+      const all = ['first', 'second', 'first routed', 'second routed'];
+      await eventually(() => all.every((who) => told.includes(who)), WAIT_MS);
+      await admin.call(['PUBLISH', `${prefix}:no`, 'x']);
+      await admin.call(['PUBLISH', `${prefix}:no-pattern:2`, 'y']);
+      await eventually(() => told.includes('second=x') && told.includes('second routed=y'), WAIT_MS);
+      expect(told).toContain('first=x');
+    } finally {
+      channels.close();
+      await admin.call(['ACL', 'DELUSER', user]);
+      admin.close();
+    }
+  });
+
+  it('a watcher that throws costs the others nothing: not their wake, not the connection', async () => {
+    const admin = new RespConnection(new URL(REDIS_TEST_URL), { timeoutMs: 2_000, connectTimeoutMs: 2_000 });
+    const name = `${uniquePrefix('sub')}:c`;
+    const channels = subscriber(REDIS_TEST_URL, { connectTimeoutMs: 2_000 });
+    const boom = () => {
+      throw new Error('a faulty watcher');
+    };
+    try {
+      let listening = 0;
+      const heard: string[] = [];
+      channels.subscribe(name, boom, { onListening: boom });
+      channels.subscribe(name, (m) => heard.push(m), { onListening: () => listening++ });
+      await eventually(() => listening === 1, WAIT_MS);
+      for (const m of ['a', 'b']) await admin.call(['PUBLISH', name, m]);
+      await eventually(() => heard.length === 2, WAIT_MS);
+      // The same connection still listens: a new one would have told the watcher again.
+      await new Promise((resolve) => setTimeout(resolve, 100));
+      expect(listening).toBe(1);
+      expect(heard).toEqual(['a', 'b']);
+    } finally {
+      channels.close();
+      admin.close();
+    }
+  });
+
   it('lets a channel go at its last watcher, keeps a pattern, and tells a later watcher at once', async () => {
     const admin = new RespConnection(new URL(REDIS_TEST_URL), { timeoutMs: 2_000, connectTimeoutMs: 2_000 });
     const prefix = uniquePrefix('sub');
-    const channels = subscriber(REDIS_TEST_URL, { timeoutMs: 2_000, connectTimeoutMs: 2_000 });
+    const channels = subscriber(REDIS_TEST_URL, { connectTimeoutMs: 2_000 });
     const numsub = async (name: string) =>
       Number(((await admin.call(['PUBSUB', 'NUMSUB', name])) as [string, number])[1]);
     try {

@@ -285,6 +285,23 @@ describe('RespConnection when the connection fails', () => {
       expect(fake.connections).toHaveLength(2);
     });
   });
+
+  it('without a timeout (the subscriber’s connection), waits as long as Redis takes, on the same connection', async () => {
+    const fake = await fakeRedis();
+    const redis = new RespConnection(new URL(fake.url), { connectTimeoutMs: 2_000 });
+    try {
+      expect(await redis.call(['PING'])).toBe('PONG');
+      fake.settings.hold = true;
+      const late = redis.call(['SUBSCRIBE', 'c']);
+      await new Promise((resolve) => setTimeout(resolve, 600));
+      fake.release();
+      expect(await late).toBe('PONG');
+      expect(fake.connections).toHaveLength(1);
+    } finally {
+      redis.close();
+      fake.server.close();
+    }
+  });
 });
 
 describe('transactions and pipelines through the TCP client', () => {

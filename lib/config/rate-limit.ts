@@ -85,17 +85,21 @@ export function redisUrlParts(url: URL): RedisUrlParts {
       throw new Error(`REDIS_URL's ${what} is not URL-encoded (write % as %25)`);
     }
   };
-  const query = new Map(url.searchParams);
-  for (const name of query.keys())
+  const query = new Map<string, string>();
+  for (const [name, value] of url.searchParams) {
     if (!REDIS_URL_QUERY.has(name))
       throw new Error(`REDIS_URL's query may only hold db, password and family (not "${name.slice(0, 32)}")`);
+    if (query.has(name)) throw new Error(`REDIS_URL's query names ${name} twice`);
+    if (value) query.set(name, value);
+  }
   if (!/^(\/\d*)?$/.test(url.pathname) || !/^(\d+)?$/.test(query.get('db') ?? ''))
     throw new Error("REDIS_URL's database must be a number, as in redis://host:6379/2");
   const fromPath = url.pathname.slice(1);
   const fromQuery = query.get('db');
   if (fromPath && fromQuery !== undefined && Number(fromPath) !== Number(fromQuery))
     throw new Error('REDIS_URL names two databases, in its path and in ?db=');
-  const password = decode(url.password, 'password') ?? (query.get('password') || undefined);
+  // A `+` in ?password= reads as a space, as in any query string (ioredis read it so too): %2B is a plus.
+  const password = decode(url.password, 'password') ?? query.get('password');
   return { username: decode(url.username, 'user name'), password, db: Number(fromPath || fromQuery || 0) };
 }
 
