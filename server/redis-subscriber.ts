@@ -3,7 +3,9 @@ import { RespConnection, type RespOptions } from './resp-connection';
 
 /**
  * No command timeout: a SUBSCRIBE answered late (a busy machine) is no reason to drop the connection and subscribe to
- * everything again. A dead peer is still found by TCP keep-alive.
+ * everything again. A dead peer is found by TCP itself, slowly (keep-alive probes, or the retransmission limit while a
+ * SUBSCRIBE is unanswered: minutes), and a peer that stays connected but never answers, not at all: meanwhile the
+ * watchers poll, so that costs wake latency, not replies.
  */
 type SubscriberOptions = Pick<RespOptions, 'connectTimeoutMs' | 'tls'>;
 

@@ -132,6 +132,7 @@ describe('loadConfig', () => {
     });
     expect(() => redisUrlParts(new URL('redis://h?tls=1'))).toThrow(/may only hold db, password and family/);
     expect(() => redisUrlParts(new URL('redis://h?db=x&db=2'))).toThrow(/names db twice/);
+    expect(() => redisUrlParts(new URL('redis://h?db=&db=2'))).toThrow(/names db twice/);
     expect(redisUrlParts(new URL('redis://h/2?db=&password='))).toEqual({
       username: undefined,
       password: undefined,

@@ -86,10 +86,12 @@ export function redisUrlParts(url: URL): RedisUrlParts {
     }
   };
   const query = new Map<string, string>();
+  const seen = new Set<string>();
   for (const [name, value] of url.searchParams) {
     if (!REDIS_URL_QUERY.has(name))
       throw new Error(`REDIS_URL's query may only hold db, password and family (not "${name.slice(0, 32)}")`);
-    if (query.has(name)) throw new Error(`REDIS_URL's query names ${name} twice`);
+    if (seen.has(name)) throw new Error(`REDIS_URL's query names ${name} twice`);
+    seen.add(name);
     if (value) query.set(name, value);
   }
   if (!/^(\/\d*)?$/.test(url.pathname) || !/^(\d+)?$/.test(query.get('db') ?? ''))
