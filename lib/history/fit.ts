@@ -130,7 +130,8 @@ function measure(
     const message = messages[i];
     if (message) tokens += count(textOf(message)) + attachmentTokens(message) + PER_MESSAGE;
   }
-  return { ...next, tokens };
+  next.tokens = tokens;
+  return next;
 }
 
 type Cap = 'messages' | 'chars' | 'tokens';

@@ -100,7 +100,8 @@ function createBodyParser(config: Config) {
     if (!looksLikeUseChat(body)) {
       const result = simpleBody.safeParse(body);
       if (!result.success) throw validationError(result.error.issues);
-      return { ...result.data, droppedParts: 0 };
+      // Not spreads: see lib/stream/respond.ts (once per request).
+      return Object.assign({}, result.data, { droppedParts: 0 });
     }
     const result = uiBody.safeParse(body);
     if (!result.success) throw validationError(result.error.issues);
@@ -111,7 +112,10 @@ function createBodyParser(config: Config) {
       config.tools.names,
     );
     if (converted.issues) throw validationError(converted.issues);
-    return { ...result.data, messages: converted.messages, droppedParts: converted.droppedParts };
+    return Object.assign({}, result.data, {
+      messages: converted.messages,
+      droppedParts: converted.droppedParts,
+    });
   };
 }
 

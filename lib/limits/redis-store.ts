@@ -141,7 +141,7 @@ function redisLedger(redis: Redis, options: Options, now: () => number): Ledger 
           ttl(DAY_MS),
         ],
       );
-      return toBooking(answer, amount, windows, { ...options, spend });
+      return toBooking(answer, amount, windows, Object.assign({}, options, { spend })); // not a spread: once per request
     },
     async renew(callerId, leaseId) {
       const key = keys.streams(callerId);

@@ -26,7 +26,7 @@ export function queuedTarget(target: UpstreamTarget, queue: UpstreamQueue): Upst
       try {
         const reply = await target.open(request, model, signal, attempt);
         const done = () => signal.removeEventListener('abort', release);
-        return { ...reply, tokens: holding(reply, slot, done) };
+        return Object.assign({}, reply, { tokens: holding(reply, slot, done) }); // not a spread: see respond.ts
       } catch (error) {
         signal.removeEventListener('abort', release);
         // Refused before a token: the provider generated nothing, so nothing of the booking was used.

@@ -77,7 +77,7 @@ export class Leader implements Claimed {
     // Everyone here left while it waited for its admission: followers elsewhere (if any) take it over.
     if (this.live.readerCount === 0 && !this.deps.config.resume) {
       this.giveUp();
-      return { ...this.joined, ...(detail && { detail }) };
+      return Object.assign({}, this.joined, detail && { detail });
     }
     this.started = true;
     // No parent: the reply is not its first client's (readers come and go); the last one leaving stops it.
@@ -93,7 +93,8 @@ export class Leader implements Claimed {
       cacheable,
       mirror,
     });
-    return { ...this.joined, produced, messageId: options.messageId, ...(detail && { detail }) };
+    // Not a spread: see lib/stream/respond.ts (once per request).
+    return Object.assign({}, this.joined, { produced, messageId: options.messageId }, detail && { detail });
   }
 
   abandon(): void {
