@@ -8,22 +8,43 @@ import { REDIS_TEST_URL, uniquePrefix } from './support/redis';
 const WAIT_MS = 10_000; // a busy CI machine answers late; every wait below ends as soon as its condition holds
 const port = new URL(REDIS_TEST_URL).port;
 
+/**
+ * A subscriber logged in as a user of its own, allowed only the `<prefix>:ok*` channels for now (the SUBSCRIBE and the
+ * PSUBSCRIBE of any other are refused), with an admin connection to change that; both let go, and the user deleted,
+ * after `test`.
+ */
+async function withRestrictedUser(
+  test: (t: {
+    admin: RespConnection;
+    user: string;
+    prefix: string;
+    channels: ReturnType<typeof subscriber>;
+  }) => Promise<void>,
+): Promise<void> {
+  const admin = new RespConnection(new URL(REDIS_TEST_URL), { timeoutMs: 2_000, connectTimeoutMs: 2_000 });
+  const user = `sub-test-${randomUUID()}`;
+  const prefix = uniquePrefix('sub');
+  await admin.call(['ACL', 'SETUSER', user, 'on', '>pw', '~*', '+@all', 'resetchannels', `&${prefix}:ok*`]);
+  const channels = subscriber(`redis://${user}:pw@127.0.0.1:${port}`, { connectTimeoutMs: 2_000 });
+  try {
+    await test({ admin, user, prefix, channels });
+  } finally {
+    channels.close();
+    await admin.call(['ACL', 'DELUSER', user]);
+    admin.close();
+  }
+}
+
 describe('pub/sub on its own connection (server/redis-subscriber.ts)', () => {
-  it('asks again for what Redis refused once a new connection is ready, and tells every watcher again', async () => {
-    const admin = new RespConnection(new URL(REDIS_TEST_URL), { timeoutMs: 2_000, connectTimeoutMs: 2_000 });
-    const user = `sub-test-${randomUUID()}`;
-    const prefix = uniquePrefix('sub');
-    // Allowed only its own `ok` channels, for now: the SUBSCRIBE and the PSUBSCRIBE of the others are refused.
-    await admin.call(['ACL', 'SETUSER', user, 'on', '>pw', '~*', '+@all', 'resetchannels', `&${prefix}:ok*`]);
-    const channels = subscriber(`redis://${user}:pw@127.0.0.1:${port}`, { connectTimeoutMs: 2_000 });
-    const seen: string[] = [];
-    const watch = (name: string, pattern?: string) =>
-      channels.subscribe(name, (message) => seen.push(`${name}=${message}`), {
-        pattern,
-        onListening: () => seen.push(`${name} listens`),
-      });
-    const count = (entry: string) => seen.filter((s) => s === entry).length;
-    try {
+  it('asks again for what Redis refused once a new connection is ready, and tells every watcher again', () =>
+    withRestrictedUser(async ({ admin, user, prefix, channels }) => {
+      const seen: string[] = [];
+      const watch = (name: string, pattern?: string) =>
+        channels.subscribe(name, (message) => seen.push(`${name}=${message}`), {
+          pattern,
+          onListening: () => seen.push(`${name} listens`),
+        });
+      const count = (entry: string) => seen.filter((s) => s === entry).length;
       watch(`${prefix}:no`);
       watch(`${prefix}:no-pattern:1`, `${prefix}:no-pattern:*`);
       watch(`${prefix}:ok`);
@@ -40,26 +61,16 @@ describe('pub/sub on its own connection (server/redis-subscriber.ts)', () => {
       expect(count(`${prefix}:ok listens`)).toBe(2); // what it may have missed while the connection was down
       for (const name of all) await admin.call(['PUBLISH', name, 'b']);
       await eventually(() => all.every((name) => seen.includes(`${name}=b`)), WAIT_MS);
-    } finally {
-      channels.close();
-      await admin.call(['ACL', 'DELUSER', user]);
-      admin.close();
-    }
-  });
+    }));
 
-  it('asks again for what Redis refused at the next watch, once it may listen', async () => {
-    const admin = new RespConnection(new URL(REDIS_TEST_URL), { timeoutMs: 2_000, connectTimeoutMs: 2_000 });
-    const user = `sub-test-${randomUUID()}`;
-    const prefix = uniquePrefix('sub');
-    await admin.call(['ACL', 'SETUSER', user, 'on', '>pw', '~*', '+@all', 'resetchannels', `&${prefix}:ok*`]);
-    const channels = subscriber(`redis://${user}:pw@127.0.0.1:${port}`, { connectTimeoutMs: 2_000 });
-    const told: string[] = [];
-    const watch = (name: string, who: string, pattern?: string) =>
-      channels.subscribe(name, (m) => told.push(`${who}=${m}`), {
-        pattern,
-        onListening: () => told.push(who),
-      });
-    try {
+  it('asks again for what Redis refused at the next watch, once it may listen', () =>
+    withRestrictedUser(async ({ admin, user, prefix, channels }) => {
+      const told: string[] = [];
+      const watch = (name: string, who: string, pattern?: string) =>
+        channels.subscribe(name, (m) => told.push(`${who}=${m}`), {
+          pattern,
+          onListening: () => told.push(who),
+        });
       watch(`${prefix}:no`, 'first');
       watch(`${prefix}:no-pattern:1`, 'first routed', `${prefix}:no-pattern:*`);
       watch(`${prefix}:ok`, 'fence');
@@ -73,12 +84,7 @@ describe('pub/sub on its own connection (server/redis-subscriber.ts)', () => {
       await admin.call(['PUBLISH', `${prefix}:no-pattern:2`, 'y']);
       await eventually(() => told.includes('second=x') && told.includes('second routed=y'), WAIT_MS);
       expect(told).toContain('first=x');
-    } finally {
-      channels.close();
-      await admin.call(['ACL', 'DELUSER', user]);
-      admin.close();
-    }
-  });
+    }));
 
   it('a watcher that throws costs the others nothing: not their wake, not the connection', async () => {
     const admin = new RespConnection(new URL(REDIS_TEST_URL), { timeoutMs: 2_000, connectTimeoutMs: 2_000 });
