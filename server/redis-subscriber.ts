@@ -59,7 +59,7 @@ class Subscriptions {
     const map = pattern ? this.routed : this.channels;
     let channel = map.get(name);
     if (!channel) {
-      const subscription = pattern ? this.byPattern(pattern) : this.subscription('SUBSCRIBE', name);
+      const subscription = pattern ? this.byPattern(pattern) : unheard('SUBSCRIBE', name);
       channel = { watchers: new Set(), subscription };
       map.set(name, channel);
     }
@@ -68,8 +68,8 @@ class Subscriptions {
     const mine = channel;
     mine.watchers.add(watcher);
     const { subscription } = mine;
-    // One Redis refused (ACL) is asked for again by the next watch, as by the next connection: it may be allowed now.
-    if (!subscription.heard && !subscription.asking) this.ask(this.open(), subscription);
+    // A new one is asked for; one Redis refused (ACL) is asked for again, as by the next connection: it may be allowed now.
+    if (!subscription.heard) this.ask(subscription);
     if (onListening && subscription.heard)
       queueMicrotask(() => mine.watchers.has(watcher) && safely(onListening));
     return () => {
@@ -99,44 +99,40 @@ class Subscriptions {
     return this.connection;
   }
 
-  private subscription(kind: Subscription['kind'], name: string): Subscription {
-    const made: Subscription = { kind, name, heard: false, asking: false };
-    this.ask(this.open(), made);
-    return made;
-  }
-
   private byPattern(pattern: string): Subscription {
     let made = this.patterns.get(pattern);
     if (!made) {
-      made = this.subscription('PSUBSCRIBE', pattern);
+      made = unheard('PSUBSCRIBE', pattern);
       this.patterns.set(pattern, made);
     }
     return made;
   }
 
-  private ask(connection: RespConnection, subscription: Subscription): void {
+  private ask(subscription: Subscription): void {
     if (subscription.asking) return;
     subscription.asking = true;
-    connection.call([subscription.kind, subscription.name]).then(
-      () => {
-        subscription.asking = false;
-        this.heard(subscription);
-      },
-      () => {
-        // Refused, or the connection dropped: asked again when the next one is ready.
-        subscription.asking = false;
-      },
-    );
+    this.open()
+      .call([subscription.kind, subscription.name])
+      .then(
+        () => {
+          subscription.asking = false;
+          this.heard(subscription);
+        },
+        () => {
+          // Refused, or the connection dropped: asked again at the next watch, or when the next connection is ready.
+          subscription.asking = false;
+        },
+      );
   }
 
   /** A new connection is ready: it listens to nothing yet. */
   private askAgain(): void {
-    const { connection } = this;
-    if (!connection) return;
-    for (const channel of this.channels.values()) channel.subscription.heard = false;
-    for (const pattern of this.patterns.values()) pattern.heard = false;
-    for (const channel of this.channels.values()) this.ask(connection, channel.subscription);
-    for (const pattern of this.patterns.values()) this.ask(connection, pattern);
+    const wanted = [...this.patterns.values()];
+    for (const channel of this.channels.values()) wanted.push(channel.subscription);
+    for (const subscription of wanted) {
+      subscription.heard = false;
+      this.ask(subscription);
+    }
   }
 
   /** Redis listens: the watchers of every channel it hears are told (again, after a new connection). */
@@ -151,6 +147,13 @@ class Subscriptions {
     }
   }
 }
+
+const unheard = (kind: Subscription['kind'], name: string): Subscription => ({
+  kind,
+  name,
+  heard: false,
+  asking: false,
+});
 
 function wakeAll(map: ReadonlyMap<string, Channel>, name: string, message: string): void {
   for (const watcher of map.get(name)?.watchers ?? []) safely(() => watcher.wake(message));

@@ -8,8 +8,8 @@ export interface RespOptions {
    * How long Redis may leave the oldest command unanswered before the connection is taken for dead: it is closed,
    * the commands it sent fail, and a new one is opened. The store guard's own timeout (lib/limits/store-guard.ts)
    * decides far sooner whether the store is down; this only frees calls that nobody waits for any more. Absent: no
-   * such check (a subscribed connection, where a SUBSCRIBE answered late is no reason to start over; TCP keep-alive
-   * still finds a dead peer).
+   * such check (a subscribed connection, where a SUBSCRIBE answered late is no reason to start over; see
+   * server/redis-subscriber.ts for how a dead peer is found then).
    */
   readonly timeoutMs?: number;
   readonly connectTimeoutMs: number;

@@ -94,10 +94,10 @@ export function redisUrlParts(url: URL): RedisUrlParts {
     seen.add(name);
     if (value) query.set(name, value);
   }
-  if (!/^(\/\d*)?$/.test(url.pathname) || !/^(\d+)?$/.test(query.get('db') ?? ''))
-    throw new Error("REDIS_URL's database must be a number, as in redis://host:6379/2");
   const fromPath = url.pathname.slice(1);
   const fromQuery = query.get('db');
+  if (!/^(\/\d*)?$/.test(url.pathname) || !/^(\d+)?$/.test(fromQuery ?? ''))
+    throw new Error("REDIS_URL's database must be a number, as in redis://host:6379/2");
   if (fromPath && fromQuery !== undefined && Number(fromPath) !== Number(fromQuery))
     throw new Error('REDIS_URL names two databases, in its path and in ?db=');
   // A `+` in ?password= reads as a space, as in any query string (ioredis read it so too): %2B is a plus.
