@@ -4,6 +4,8 @@ import type { ChatHandler } from '../lib/chat-handler';
 import type { Config } from '../lib/config';
 import { worstCaseTokens } from '../lib/limits/token-bound';
 import type { RequestLog } from '../lib/log';
+import { queuedTarget } from '../lib/queue/queued-target';
+import type { UpstreamQueue } from '../lib/queue/upstream-queue';
 import type { ChatRequest } from '../lib/types';
 import { postChatStream, type Transport } from '../lib/upstream/openai-http';
 import { createUpstreamTarget } from '../lib/upstream/target';
@@ -302,6 +304,23 @@ describe('no first token within the first-token timeout', () => {
     expect(h.fake.calls).toHaveLength(2);
     await eventually(() => h.fake.calls.every((c) => c.aborted));
   });
+
+  it('tries no fallback model once the deadline has cut an attempt', async () => {
+    const handler = buildHandler({
+      ...fallbacksConfig,
+      failover: {
+        ...fallbacksConfig.failover,
+        policy: { ...fallbacksConfig.failover.policy, startDeadlineMs: 1500, maxAttempts: 2 },
+      },
+    });
+    h.fake.script(
+      ...Array.from({ length: 4 }, () => ({ kind: 'slow-first-token', delayMs: 5_000 }) as const),
+    );
+    await expectError(await ask(handler), 504, 'upstream_timeout', /took too long to answer/);
+    // test-model: cut at 1 s (first token), then at 1.5 s (the deadline); backup-model and the spare never asked.
+    expect(models(h.fake)).toEqual(['test-model', 'test-model']);
+    expect(spare.calls).toHaveLength(0);
+  });
 });
 
 describe('after the first token: errors go inside the stream, which ends cleanly', () => {
@@ -500,5 +519,51 @@ describe('an upstream reply’s tokens (lib/upstream/target.ts)', () => {
     expect(await waiting).toBe('rejected');
     await eventually(() => h.fake.calls[0]?.aborted === true, 5_000);
     release();
+  });
+});
+
+describe('the start deadline and a wait in line (lib/queue/queued-target.ts)', () => {
+  it('an attempt whose wait for capacity used up the deadline is not sent: 504, and the slot goes back', async () => {
+    const config = testConfig({ OPENAI_BASE_URL: h.fake.url });
+    const target = createUpstreamTarget({
+      provider: 'main',
+      apiKey: TEST_KEY,
+      baseURL: h.fake.url,
+      systemPrompt: '',
+      models: config.models,
+      tools: [],
+      startDeadlineMs: 10_000,
+    });
+    const released: (number | undefined)[] = [];
+    // A line that gives its slot 80 ms later: longer than the 50 ms the deadline has left.
+    const queue: UpstreamQueue = {
+      acquire: () =>
+        new Promise((resolve) =>
+          setTimeout(() => resolve({ held: true, release: (used) => released.push(used) }), 80),
+        ),
+      learn: () => {},
+      waiting: () => 0,
+    };
+    const request: ChatRequest = {
+      messages: [{ role: 'user', content: 'waited too long' }],
+      model: config.defaultModel,
+      maxTokens: 100,
+      temperature: undefined,
+      reasoningEffort: undefined,
+      messageId: undefined,
+    };
+    const opening = queuedTarget(target, queue).open(
+      request,
+      config.defaultModel,
+      new AbortController().signal,
+      {
+        firstTokenMs: 10_000,
+        idleMs: 60_000,
+        deadlineMs: 50,
+      },
+    );
+    await expect(opening).rejects.toMatchObject({ status: 504, code: 'upstream_timeout' });
+    expect(h.fake.calls).toHaveLength(0);
+    expect(released).toEqual([0]);
   });
 });

@@ -1,5 +1,5 @@
 import type { Delta, QueueTicket, Reply } from '../types';
-import type { UpstreamTarget } from '../upstream/target';
+import type { Attempt, UpstreamTarget } from '../upstream/target';
 import type { Slot, UpstreamQueue } from './upstream-queue';
 
 /**
@@ -16,9 +16,12 @@ const anonymous = (): QueueTicket => ({ callerId: 'anonymous', priority: 0, toke
 export function queuedTarget(target: UpstreamTarget, queue: UpstreamQueue): UpstreamTarget {
   return {
     provider: target.provider,
-    async open(request, model, signal, attempt) {
+    async open(request, model, signal, timeouts) {
       const ticket = request.ticket ?? anonymous();
-      const slot = await queue.acquire(target.provider, model, ticket, signal, attempt.mayFallBack);
+      const waitedFrom = performance.now();
+      const slot = await queue.acquire(target.provider, model, ticket, signal, timeouts.mayFallBack);
+      // The wait counts toward the start deadline (the queue's own limit keeps a wait within it).
+      const attempt = lessWaited(timeouts, performance.now() - waitedFrom);
       // Nothing held: the reply streams through untouched (no extra step per token).
       if (!slot.held) return target.open(request, model, signal, attempt);
       const release = () => slot.release();
@@ -35,6 +38,11 @@ export function queuedTarget(target: UpstreamTarget, queue: UpstreamQueue): Upst
       }
     },
   };
+}
+
+function lessWaited(attempt: Attempt, waitedMs: number): Attempt {
+  if (attempt.deadlineMs === undefined || waitedMs < 1) return attempt;
+  return Object.assign({}, attempt, { deadlineMs: attempt.deadlineMs - waitedMs }); // not a spread: see respond.ts
 }
 
 async function* holding(reply: Reply, slot: Slot, done: () => void): AsyncGenerator<Delta> {

@@ -47,9 +47,10 @@ export function abortError(signal: AbortSignal): ProxyError {
   const detail = `aborted: ${reason.message}`;
   switch (reason.kind) {
     case 'first_token':
-    case 'deadline':
     case 'moderation':
       return upstreamTimeout({ detail });
+    case 'deadline':
+      return pastDeadline(detail);
     case 'idle':
       return new ProxyError(504, 'upstream_stalled', 'The assistant stopped responding. Please try again.', {
         type: 'upstream_error',
@@ -142,9 +143,17 @@ export function upstreamError(error: unknown, secrets: readonly string[]): Upstr
 }
 
 /** No first token in time: worth another try, here or on a fallback. */
-function upstreamTimeout(options: ProxyErrorOptions): UpstreamFailure {
+/** The start deadline covers every attempt and fallback: nothing more is tried once it has passed. */
+export function pastDeadline(detail: string): UpstreamFailure {
+  return upstreamTimeout({ detail }, { retry: false, fallback: 'none' });
+}
+
+function upstreamTimeout(
+  options: ProxyErrorOptions,
+  advice: UpstreamFailure['advice'] = { retry: true, fallback: 'any' },
+): UpstreamFailure {
   const message = 'The assistant took too long to answer. Please try again.';
-  return new UpstreamFailure(504, 'upstream_timeout', message, { retry: true, fallback: 'any' }, options);
+  return new UpstreamFailure(504, 'upstream_timeout', message, advice, options);
 }
 
 /** A failure after tokens were sent: the status is already 200, so this text goes inside the stream. */
