@@ -478,6 +478,32 @@ describe('the server-sent events parser', () => {
   });
 });
 
+/** The main upstream as one target: a single attempt, no failover around it. */
+function directTarget() {
+  const config = testConfig({ OPENAI_BASE_URL: h.fake.url });
+  const target = createUpstreamTarget({
+    provider: 'main',
+    apiKey: TEST_KEY,
+    baseURL: h.fake.url,
+    systemPrompt: '',
+    models: config.models,
+    tools: [],
+    startDeadlineMs: 10_000,
+  });
+  return { config, target };
+}
+
+function plainRequest(content: string, model: string): ChatRequest {
+  return {
+    messages: [{ role: 'user', content }],
+    model,
+    maxTokens: 100,
+    temperature: undefined,
+    reasoningEffort: undefined,
+    messageId: undefined,
+  };
+}
+
 describe('an upstream reply’s tokens (lib/upstream/target.ts)', () => {
   it('return() while a read waits on a stalled upstream: settles at once, and the upstream connection closes', async () => {
     let release = () => {};
@@ -485,24 +511,8 @@ describe('an upstream reply’s tokens (lib/upstream/target.ts)', () => {
       release = resolve;
     });
     h.fake.script({ kind: 'pause', afterTokens: 2, until: stalled });
-    const config = testConfig({ OPENAI_BASE_URL: h.fake.url });
-    const target = createUpstreamTarget({
-      provider: 'main',
-      apiKey: TEST_KEY,
-      baseURL: h.fake.url,
-      systemPrompt: '',
-      models: config.models,
-      tools: [],
-      startDeadlineMs: 10_000,
-    });
-    const request: ChatRequest = {
-      messages: [{ role: 'user', content: 'stall after two' }],
-      model: config.defaultModel,
-      maxTokens: 100,
-      temperature: undefined,
-      reasoningEffort: undefined,
-      messageId: undefined,
-    };
+    const { config, target } = directTarget();
+    const request = plainRequest('stall after two', config.defaultModel);
     const reply = await target.open(request, config.defaultModel, new AbortController().signal, {
       firstTokenMs: 10_000,
       idleMs: 60_000,
@@ -524,16 +534,7 @@ describe('an upstream reply’s tokens (lib/upstream/target.ts)', () => {
 
 describe('the start deadline and a wait in line (lib/queue/queued-target.ts)', () => {
   it('an attempt whose wait for capacity used up the deadline is not sent: 504, and the slot goes back', async () => {
-    const config = testConfig({ OPENAI_BASE_URL: h.fake.url });
-    const target = createUpstreamTarget({
-      provider: 'main',
-      apiKey: TEST_KEY,
-      baseURL: h.fake.url,
-      systemPrompt: '',
-      models: config.models,
-      tools: [],
-      startDeadlineMs: 10_000,
-    });
+    const { config, target } = directTarget();
     const released: (number | undefined)[] = [];
     // A line that gives its slot 80 ms later: longer than the 50 ms the deadline has left.
     const queue: UpstreamQueue = {
@@ -544,14 +545,7 @@ describe('the start deadline and a wait in line (lib/queue/queued-target.ts)', (
       learn: () => {},
       waiting: () => 0,
     };
-    const request: ChatRequest = {
-      messages: [{ role: 'user', content: 'waited too long' }],
-      model: config.defaultModel,
-      maxTokens: 100,
-      temperature: undefined,
-      reasoningEffort: undefined,
-      messageId: undefined,
-    };
+    const request = plainRequest('waited too long', config.defaultModel);
     const opening = queuedTarget(target, queue).open(
       request,
       config.defaultModel,
