@@ -142,12 +142,12 @@ export function upstreamError(error: unknown, secrets: readonly string[]): Upstr
   return new UpstreamFailure(502, 'upstream_error', UNAVAILABLE, { retry: false, fallback: 'none' }, opts);
 }
 
-/** No first token in time: worth another try, here or on a fallback. */
 /** The start deadline covers every attempt and fallback: nothing more is tried once it has passed. */
 export function pastDeadline(detail: string): UpstreamFailure {
   return upstreamTimeout({ detail }, { retry: false, fallback: 'none' });
 }
 
+/** No first token in time: worth another try, here or on a fallback (unless the start deadline has passed). */
 function upstreamTimeout(
   options: ProxyErrorOptions,
   advice: UpstreamFailure['advice'] = { retry: true, fallback: 'any' },

@@ -40,10 +40,10 @@ export interface FailoverOptions {
 /**
  * Tries each route in order, retrying one that advises it, but only before the first token: once a token has been
  * sent, the reply is committed. One deadline covers everything: each attempt's first-token timer stops at it (an
- * attempt cut there is neither retried nor followed by a fallback), and no retry waits past it. The deadline has no abort signal of its own: each
- * attempt has one already, and on Node 20 a signal costs about 2 µs to make and, stranger, survives the young
- * generation's collections (measured: about 200 bytes promoted to the old generation per signal), so a request's
- * signals are a good part of what its garbage collections copy.
+ * attempt cut there is neither retried nor followed by a fallback), and no retry waits past it. The deadline has no
+ * abort signal of its own: each attempt has one already, and on Node 20 a signal costs about 2 µs to make and,
+ * stranger, survives the young generation's collections whatever holds it (one signal fewer a request: 1.3-1.4 KB
+ * less promoted to the old generation, `node --trace-gc-nvp`).
  */
 export function createFailover(options: FailoverOptions): Upstream {
   const { policy } = options;
