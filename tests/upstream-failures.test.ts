@@ -4,8 +4,6 @@ import type { ChatHandler } from '../lib/chat-handler';
 import type { Config } from '../lib/config';
 import { worstCaseTokens } from '../lib/limits/token-bound';
 import type { RequestLog } from '../lib/log';
-import { queuedTarget } from '../lib/queue/queued-target';
-import type { UpstreamQueue } from '../lib/queue/upstream-queue';
 import type { ChatRequest } from '../lib/types';
 import { postChatStream, type Transport } from '../lib/upstream/openai-http';
 import { createUpstreamTarget } from '../lib/upstream/target';
@@ -529,35 +527,5 @@ describe('an upstream reply’s tokens (lib/upstream/target.ts)', () => {
     expect(await waiting).toBe('rejected');
     await eventually(() => h.fake.calls[0]?.aborted === true, 5_000);
     release();
-  });
-});
-
-describe('the start deadline and a wait in line (lib/queue/queued-target.ts)', () => {
-  it('an attempt whose wait for capacity used up the deadline is not sent: 504, and the slot goes back', async () => {
-    const { config, target } = directTarget();
-    const released: (number | undefined)[] = [];
-    // A line that gives its slot 80 ms later: longer than the 50 ms the deadline has left.
-    const queue: UpstreamQueue = {
-      acquire: () =>
-        new Promise((resolve) =>
-          setTimeout(() => resolve({ held: true, release: (used) => released.push(used) }), 80),
-        ),
-      learn: () => {},
-      waiting: () => 0,
-    };
-    const request = plainRequest('waited too long', config.defaultModel);
-    const opening = queuedTarget(target, queue).open(
-      request,
-      config.defaultModel,
-      new AbortController().signal,
-      {
-        firstTokenMs: 10_000,
-        idleMs: 60_000,
-        deadlineMs: 50,
-      },
-    );
-    await expect(opening).rejects.toMatchObject({ status: 504, code: 'upstream_timeout' });
-    expect(h.fake.calls).toHaveLength(0);
-    expect(released).toEqual([0]);
   });
 });

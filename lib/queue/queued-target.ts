@@ -1,5 +1,5 @@
 import type { Delta, QueueTicket, Reply } from '../types';
-import type { Attempt, UpstreamTarget } from '../upstream/target';
+import type { UpstreamTarget } from '../upstream/target';
 import type { Slot, UpstreamQueue } from './upstream-queue';
 
 /**
@@ -16,12 +16,9 @@ const anonymous = (): QueueTicket => ({ callerId: 'anonymous', priority: 0, toke
 export function queuedTarget(target: UpstreamTarget, queue: UpstreamQueue): UpstreamTarget {
   return {
     provider: target.provider,
-    async open(request, model, signal, timeouts) {
+    async open(request, model, signal, attempt) {
       const ticket = request.ticket ?? anonymous();
-      const waitedFrom = performance.now();
-      const slot = await queue.acquire(target.provider, model, ticket, signal, timeouts.mayFallBack);
-      // The wait counts toward the start deadline (the queue's own limit keeps a wait within it).
-      const attempt = lessWaited(timeouts, performance.now() - waitedFrom);
+      const slot = await queue.acquire(target.provider, model, ticket, signal, attempt.mayFallBack);
       // Nothing held: the reply streams through untouched (no extra step per token).
       if (!slot.held) return target.open(request, model, signal, attempt);
       const release = () => slot.release();
@@ -38,11 +35,6 @@ export function queuedTarget(target: UpstreamTarget, queue: UpstreamQueue): Upst
       }
     },
   };
-}
-
-function lessWaited(attempt: Attempt, waitedMs: number): Attempt {
-  if (attempt.deadlineMs === undefined || waitedMs < 1) return attempt;
-  return Object.assign({}, attempt, { deadlineMs: attempt.deadlineMs - waitedMs }); // not a spread: see respond.ts
 }
 
 async function* holding(reply: Reply, slot: Slot, done: () => void): AsyncGenerator<Delta> {

@@ -47,10 +47,9 @@ export function abortError(signal: AbortSignal): ProxyError {
   const detail = `aborted: ${reason.message}`;
   switch (reason.kind) {
     case 'first_token':
+    case 'deadline':
     case 'moderation':
       return upstreamTimeout({ detail });
-    case 'deadline':
-      return pastDeadline(detail);
     case 'idle':
       return new ProxyError(504, 'upstream_stalled', 'The assistant stopped responding. Please try again.', {
         type: 'upstream_error',
@@ -142,18 +141,10 @@ export function upstreamError(error: unknown, secrets: readonly string[]): Upstr
   return new UpstreamFailure(502, 'upstream_error', UNAVAILABLE, { retry: false, fallback: 'none' }, opts);
 }
 
-/** The start deadline covers every attempt and fallback: nothing more is tried once it has passed. */
-export function pastDeadline(detail: string): UpstreamFailure {
-  return upstreamTimeout({ detail }, { retry: false, fallback: 'none' });
-}
-
-/** No first token in time: worth another try, here or on a fallback (unless the start deadline has passed). */
-function upstreamTimeout(
-  options: ProxyErrorOptions,
-  advice: UpstreamFailure['advice'] = { retry: true, fallback: 'any' },
-): UpstreamFailure {
+/** No first token in time: worth another try, here or on a fallback. */
+function upstreamTimeout(options: ProxyErrorOptions): UpstreamFailure {
   const message = 'The assistant took too long to answer. Please try again.';
-  return new UpstreamFailure(504, 'upstream_timeout', message, advice, options);
+  return new UpstreamFailure(504, 'upstream_timeout', message, { retry: true, fallback: 'any' }, options);
 }
 
 /** A failure after tokens were sent: the status is already 200, so this text goes inside the stream. */

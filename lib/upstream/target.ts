@@ -4,7 +4,7 @@ import { type ModelsConfig, optionsFor } from '../config/models';
 import type { ToolDeclaration } from '../config/tools';
 import type { ChatRequest, Delta, HeaderLookup, Reply, ToolCallFragment } from '../types';
 import { type LinkedAbort, linkedAbort, UpstreamTimeout } from './abort';
-import { abortError, midStreamError, pastDeadline, UpstreamFailure, upstreamError } from './errors';
+import { abortError, midStreamError, UpstreamFailure, upstreamError } from './errors';
 import { postChatStream, type Transport } from './openai-http';
 import { createParameterFixes } from './parameters';
 
@@ -16,12 +16,6 @@ export interface Attempt {
   readonly idleMs: number;
   /** A later route (another model or provider) could answer if this one cannot: the queue need not wait for it. */
   readonly mayFallBack?: boolean;
-  /**
-   * What is left of the start deadline, which covers every attempt of a request: the first token must come within it
-   * too. Its timer is this attempt's first-token timer (one abort signal per attempt: on Node 20 each signal costs
-   * microseconds and survives the young generation's collections; see lib/upstream/failover.ts).
-   */
-  readonly deadlineMs?: number;
 }
 
 /** One OpenAI-compatible API with one key: a single attempt, no retries (lib/upstream/failover.ts owns those). */
@@ -71,10 +65,7 @@ export function createUpstreamTarget(options: TargetOptions): UpstreamTarget {
     async open(request, model, signal, timeouts) {
       const modelOptions = optionsFor(model, options.models, options.startDeadlineMs);
       const firstTokenMs = modelOptions.firstTokenTimeoutMs ?? timeouts.firstTokenMs;
-      // Its wait in line for capacity took what was left: no call the deadline would cut at once.
-      if (timeouts.deadlineMs !== undefined && timeouts.deadlineMs <= 0)
-        throw pastDeadline('the start deadline passed before the attempt');
-      const attempt = linkedAbort(signal, firstTokenTimeout(firstTokenMs, timeouts.deadlineMs));
+      const attempt = linkedAbort(signal, { ms: firstTokenMs, kind: 'first_token' });
       const outcome: Reply['outcome'] = { deltas: 0 };
       const adapted: string[] = [];
       let iterator: AsyncIterator<ChatCompletionChunk[]> | undefined;
@@ -116,13 +107,6 @@ export function createUpstreamTarget(options: TargetOptions): UpstreamTarget {
       return { tokens, outcome, ready: tokens.ready, ...(adapted.length > 0 && { adapted }) };
     },
   };
-}
-
-/** The first token's timeout, or the start deadline's if that is sooner. */
-function firstTokenTimeout(firstTokenMs: number, deadlineMs: number | undefined) {
-  if (deadlineMs === undefined || deadlineMs >= firstTokenMs)
-    return { ms: firstTokenMs, kind: 'first_token' } as const;
-  return { ms: Math.max(0, deadlineMs), kind: 'deadline' } as const;
 }
 
 /** The deltas of the first batch that has any (what else it carried is recorded in `outcome`). */
