@@ -476,32 +476,6 @@ describe('the server-sent events parser', () => {
   });
 });
 
-/** The main upstream as one target: a single attempt, no failover around it. */
-function directTarget() {
-  const config = testConfig({ OPENAI_BASE_URL: h.fake.url });
-  const target = createUpstreamTarget({
-    provider: 'main',
-    apiKey: TEST_KEY,
-    baseURL: h.fake.url,
-    systemPrompt: '',
-    models: config.models,
-    tools: [],
-    startDeadlineMs: 10_000,
-  });
-  return { config, target };
-}
-
-function plainRequest(content: string, model: string): ChatRequest {
-  return {
-    messages: [{ role: 'user', content }],
-    model,
-    maxTokens: 100,
-    temperature: undefined,
-    reasoningEffort: undefined,
-    messageId: undefined,
-  };
-}
-
 describe('an upstream reply’s tokens (lib/upstream/target.ts)', () => {
   it('return() while a read waits on a stalled upstream: settles at once, and the upstream connection closes', async () => {
     let release = () => {};
@@ -509,8 +483,24 @@ describe('an upstream reply’s tokens (lib/upstream/target.ts)', () => {
       release = resolve;
     });
     h.fake.script({ kind: 'pause', afterTokens: 2, until: stalled });
-    const { config, target } = directTarget();
-    const request = plainRequest('stall after two', config.defaultModel);
+    const config = testConfig({ OPENAI_BASE_URL: h.fake.url });
+    const target = createUpstreamTarget({
+      provider: 'main',
+      apiKey: TEST_KEY,
+      baseURL: h.fake.url,
+      systemPrompt: '',
+      models: config.models,
+      tools: [],
+      startDeadlineMs: 10_000,
+    });
+    const request: ChatRequest = {
+      messages: [{ role: 'user', content: 'stall after two' }],
+      model: config.defaultModel,
+      maxTokens: 100,
+      temperature: undefined,
+      reasoningEffort: undefined,
+      messageId: undefined,
+    };
     const reply = await target.open(request, config.defaultModel, new AbortController().signal, {
       firstTokenMs: 10_000,
       idleMs: 60_000,

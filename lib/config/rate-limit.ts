@@ -86,22 +86,21 @@ export function redisUrlParts(url: URL): RedisUrlParts {
     }
   };
   const query = new Map<string, string>();
-  const seen = new Set<string>();
   for (const [name, value] of url.searchParams) {
     if (!REDIS_URL_QUERY.has(name))
       throw new Error(`REDIS_URL's query may only hold db, password and family (not "${name.slice(0, 32)}")`);
-    if (seen.has(name)) throw new Error(`REDIS_URL's query names ${name} twice`);
-    seen.add(name);
-    if (value) query.set(name, value);
+    if (query.has(name)) throw new Error(`REDIS_URL's query names ${name} twice`);
+    query.set(name, value);
   }
+  // An empty parameter counts as absent.
   const fromPath = url.pathname.slice(1);
-  const fromQuery = query.get('db');
+  const fromQuery = query.get('db') || undefined;
   if (!/^(\/\d*)?$/.test(url.pathname) || !/^(\d+)?$/.test(fromQuery ?? ''))
     throw new Error("REDIS_URL's database must be a number, as in redis://host:6379/2");
   if (fromPath && fromQuery !== undefined && Number(fromPath) !== Number(fromQuery))
     throw new Error('REDIS_URL names two databases, in its path and in ?db=');
   // A `+` in ?password= reads as a space, as in any query string (ioredis read it so too): %2B is a plus.
-  const password = decode(url.password, 'password') ?? query.get('password');
+  const password = decode(url.password, 'password') ?? (query.get('password') || undefined);
   return { username: decode(url.username, 'user name'), password, db: Number(fromPath || fromQuery || 0) };
 }
 
