@@ -28,8 +28,37 @@ export function printChecks(results: Results): void {
       atFloor?.measured === undefined ? 'not judged' : `${atFloor.measured}, ${verdict(atFloor)}`;
     console.log(`  ${verdict(check).padEnd(10)}  ${check.goal}: ${describe(check)} (floor: ${floorSide})`);
   });
-  for (const check of featureCosts(results))
+  for (const check of [...featureCosts(results), ...cpuCosts(results)])
     console.log(`  ${verdict(check).padEnd(10)}  ${check.goal}: ${describe(check)}`);
+}
+
+/**
+ * Whose CPU it is: the proxy's per request (32 clients) and per token (the open streams) against the floor's on the
+ * same runtime. The floor's is the runtime's; the excess is ours; Redis's is the limiter's and the reply log's, spent
+ * on the other core.
+ */
+function cpuCosts(results: Results): Check[] {
+  const [proxy, floor] = [row(results, PROXY), row(results, FLOOR)];
+  const [proxyB, floorB] = [clean(proxy?.b)?.cpu, clean(floor?.b)?.cpu];
+  const [proxyC, floorC] = [clean(proxy?.c)?.cpuPerToken, clean(floor?.c)?.cpuPerToken];
+  const ours = (mine: number, runtime: number) =>
+    `${fmtCount(mine)} µs, the floor ${fmtCount(runtime)} µs: ${fmtCount(mine - runtime)} µs ours`;
+  const perRequest = proxyB && floorB && ours(proxyB.server, floorB.server);
+  return [
+    {
+      goal: `CPU per request, ${results.settings.clients} clients`,
+      measured: perRequest && `${perRequest}, and Redis ${fmtCount(proxyB.redis)} µs`,
+      met: 'cost',
+    },
+    {
+      goal: 'CPU per token, open streams',
+      measured:
+        proxyC !== undefined && floorC !== undefined && Number.isFinite(proxyC + floorC)
+          ? ours(proxyC, floorC)
+          : undefined,
+      met: 'cost',
+    },
+  ];
 }
 
 function verdict(check: Check): string {

@@ -1,4 +1,5 @@
 import { Agent, request } from 'node:http';
+import type { CpuUse } from './cpu';
 
 /**
  * The bench's client: plain `node:http` with keep-alive (cheaper than `fetch`, so more of the machine is left to
@@ -98,6 +99,8 @@ function readTokens(
 export interface Batch {
   readonly outcomes: Outcome[];
   readonly seconds: number;
+  /** The CPU each process spent on the batch, where it was metered (bench/cpu.ts). */
+  readonly cpu?: CpuUse;
 }
 
 /** `count` requests from `concurrency` clients, each sending its next request when the last one ended. */

@@ -56,6 +56,7 @@ export function printTables(results: Results): void {
     ['vs peer', (m) => fmtRatio(m.rps, peer)],
     ['TTFT p50 / p99', (m) => pair(m.ttft.p50, m.ttft.p99)],
     ['total p50 / p99', (m) => pair(m.total.p50, m.total.p99)],
+    ['CPU µs/req: server · Redis', (m) => cpuCell(m)],
   ]);
   section(
     results,
@@ -70,6 +71,7 @@ export function printTables(results: Results): void {
       ['RSS MB idle → peak → after', (m) => rssLine(m)],
       ['KB/open stream', (m) => fmtCount(perStream(m))],
       ['back to idle', (m) => (backToIdle(m) ? 'yes' : 'NO')],
+      ['CPU µs/token', (m) => fmtCount(m.cpuPerToken)],
     ],
   );
 }
@@ -91,6 +93,10 @@ function section<M extends Measured>(
   }
 }
 
+/** The serving process's CPU per request, and Redis's where it did any work for it (the limiter, the reply log). */
+const cpuCell = (m: Measured) =>
+  m.cpu ? `${fmtCount(m.cpu.server)}${m.cpu.redis >= 1 ? ` · ${fmtCount(m.cpu.redis)}` : ''}` : '–';
+
 const mb = (kb: number) => (kb / 1024).toFixed(0);
 const rssLine = (m: OpenStreams) => `${mb(m.rss.idle)} → ${mb(m.rss.peak)} → ${mb(m.rss.after)}`;
 /**
@@ -108,8 +114,10 @@ export function printMarkdown(results: Results): void {
     '1 client: TTFT p50 / p99',
     `${s.clients} clients: req/s (× direct)`,
     `${s.clients} clients: total p50 / p99`,
+    `${s.clients} clients: CPU µs/req (server · Redis)`,
     `${fmtCount(s.streams)} streams: TTFT p50 / p99`,
     'RSS per open stream',
+    'CPU µs/token',
   ];
   const direct = row(results, DIRECT);
   const body = results.rows.map((r) => {
@@ -120,8 +128,10 @@ export function printMarkdown(results: Results): void {
       r.a ? `${pair(r.a.ttft.p50, r.a.ttft.p99)} ms` : '',
       r.b ? `${fmtCount(r.b.rps)} (${fmtRatio(r.b.rps, direct?.b?.rps ?? Number.NaN)})` : '',
       r.b ? `${pair(r.b.total.p50, r.b.total.p99)} ms` : '',
+      r.b ? cpuCell(r.b) : '',
       r.c ? `${pair(r.c.ttft.p50, r.c.ttft.p99)} ms` : '',
       r.c && r.name !== DIRECT ? `${rssKbCell(r.c)}` : '',
+      r.c ? fmtCount(r.c.cpuPerToken) : '',
     ];
   });
   console.log(

@@ -1,9 +1,10 @@
 import { writeFileSync } from 'node:fs';
 import { chartSvg } from './chart';
 import { printChecks } from './checks';
+import type { CpuMeter } from './cpu';
 import { nodeVersion, redisAnswers, Servers, serverNode } from './processes';
 import { printMarkdown, printTables, type Results, type Row } from './report';
-import { bothOrders, manyClients, oneClient, openStreams, SETTINGS, warmUp } from './scenarios';
+import { bothOrders, manyClients, oneClient, openStreams, prime, SETTINGS, warmUp } from './scenarios';
 import { type Fleet, LIFTED_LIMITS, type Store, startFleet } from './targets';
 
 /**
@@ -109,21 +110,35 @@ async function runScenarios(fleet: Fleet): Promise<Row[]> {
     await run();
     console.log(` ${((performance.now() - started) / 1000).toFixed(0)} s`);
   };
+  /** Whose CPU a target's batch is metered on: its server, the fake upstream behind it (direct: none), Redis. */
+  const meter = (name: string): CpuMeter => {
+    const { server } = target(name);
+    const upstream = server === fleet.fake ? undefined : fleet.fake.child.pid;
+    return { server: server.child.pid, upstream, redisUrl: redisUrl() };
+  };
   const set = (name: string, part: Partial<Row>) => rows.set(name, { ...rows.get(name), ...part, name });
-  await phase(`warm-up, ${s.warmUp} requests per target…`, async () => {
+  await phase(`warm-up, ${s.warmUp} requests per target (at most ${s.warmUpSeconds} s each)…`, async () => {
     for (const name of fleet.targets.keys()) await warmUp(target(name));
   });
   // (a) and (b) first, right after the warm-up, so every target has the same history when they are measured: a
   // process that has run the 1,000 streams has a grown young generation (fewer scavenges), which made the reply log
   // look free next to a target that had not. (c) last: its "idle" is then a warm server at rest after traffic.
   await phase(`(a) 1 client, ${s.sequential} requests each, instant tokens, in both orders…`, async () => {
-    const measured = await bothOrders(SCENARIOS.a, (name, share) => oneClient(target(name), share));
+    const measured = await bothOrders(
+      SCENARIOS.a,
+      (name, share) => oneClient(target(name), share),
+      (name) => prime(target(name), 'a'),
+    );
     for (const [name, a] of measured) set(name, { a });
   });
   await phase(
     `(b) ${s.clients} clients, ${s.concurrent} requests each, instant tokens, in both orders…`,
     async () => {
-      const measured = await bothOrders(SCENARIOS.b, (name, share) => manyClients(target(name), share));
+      const measured = await bothOrders(
+        SCENARIOS.b,
+        (name, share) => manyClients(target(name), meter(name), share),
+        (name) => prime(target(name), 'b'),
+      );
       for (const [name, b] of measured) set(name, { b });
     },
   );
@@ -131,7 +146,7 @@ async function runScenarios(fleet: Fleet): Promise<Row[]> {
     `(c) ${s.streams} streams at once, ${s.pacedTokens} tokens ${s.tokenDelayMs} ms apart…`,
     async () => {
       for (const name of SCENARIOS.c)
-        set(name, { c: await openStreams(target(name), target(name).server, fleet.fake) });
+        set(name, { c: await openStreams(target(name), target(name).server, fleet.fake, meter(name)) });
     },
   );
   return [...rows.values()];

@@ -1,4 +1,5 @@
 import type { Outcome } from './client';
+import type { CpuUse } from './cpu';
 
 export interface Summary {
   readonly n: number;
@@ -44,9 +45,11 @@ export interface Measured {
   readonly total: Summary;
   /** Successful requests per second over the batch (loops only). */
   readonly rps: number;
+  /** CPU µs per successful request, by process, where the batch was metered. */
+  readonly cpu?: CpuUse;
 }
 
-export function measure(outcomes: readonly Outcome[], seconds = Number.NaN): Measured {
+export function measure(outcomes: readonly Outcome[], seconds = Number.NaN, cpu?: CpuUse): Measured {
   const errorKinds: Record<string, number> = {};
   const ttft: number[] = [];
   const total: number[] = [];
@@ -65,7 +68,13 @@ export function measure(outcomes: readonly Outcome[], seconds = Number.NaN): Mea
     ttft: summarize(ttft),
     total: summarize(total),
     rps: ttft.length / seconds,
+    ...(cpu && { cpu: perRequest(cpu, ttft.length) }),
   };
+}
+
+function perRequest(cpu: CpuUse, requests: number): CpuUse {
+  const n = Math.max(1, requests);
+  return { server: cpu.server / n, upstream: cpu.upstream / n, redis: cpu.redis / n, client: cpu.client / n };
 }
 
 export function describeErrors(m: Measured): string {
