@@ -33,29 +33,28 @@ export function printChecks(results: Results): void {
 }
 
 /**
- * Whose CPU it is: the proxy's per request (32 clients) and per token (the open streams) against the floor's on the
- * same runtime. The floor's is the runtime's; the excess is ours; Redis's is the limiter's and the reply log's, spent
- * on the other core.
+ * Whose CPU it is: the proxy's per request (32 clients) and per token (the open streams: a stream's CPU ÷ its tokens)
+ * against the floor's on the same runtime. The floor's is the runtime's; the excess is ours; Redis's is the limiter's
+ * and the reply log's, spent outside the proxy's process.
  */
 function cpuCosts(results: Results): Check[] {
   const [proxy, floor] = [row(results, PROXY), row(results, FLOOR)];
   const [proxyB, floorB] = [clean(proxy?.b)?.cpu, clean(floor?.b)?.cpu];
-  const [proxyC, floorC] = [clean(proxy?.c)?.cpuPerToken, clean(floor?.c)?.cpuPerToken];
-  const ours = (mine: number, runtime: number) =>
-    `${fmtCount(mine)} µs, the floor ${fmtCount(runtime)} µs: ${fmtCount(mine - runtime)} µs ours`;
-  const perRequest = proxyB && floorB && ours(proxyB.server, floorB.server);
+  const ours = (mine = Number.NaN, runtime = Number.NaN) =>
+    Number.isFinite(mine + runtime)
+      ? `${fmtCount(mine)} µs, the floor ${fmtCount(runtime)} µs: ${fmtCount(mine - runtime)} µs ours`
+      : undefined;
+  const perRequest = ours(proxyB?.server, floorB?.server);
+  const redis = proxyB && Number.isFinite(proxyB.redis) ? `, and Redis ${fmtCount(proxyB.redis)} µs` : '';
   return [
     {
       goal: `CPU per request, ${results.settings.clients} clients`,
-      measured: perRequest && `${perRequest}, and Redis ${fmtCount(proxyB.redis)} µs`,
+      measured: perRequest && `${perRequest}${redis}`,
       met: 'cost',
     },
     {
-      goal: 'CPU per token, open streams',
-      measured:
-        proxyC !== undefined && floorC !== undefined && Number.isFinite(proxyC + floorC)
-          ? ours(proxyC, floorC)
-          : undefined,
+      goal: 'CPU per token, open streams (a stream ÷ its tokens)',
+      measured: ours(clean(proxy?.c)?.cpuPerToken, clean(floor?.c)?.cpuPerToken),
       met: 'cost',
     },
   ];

@@ -119,18 +119,37 @@ export function rssKb(pid: number | undefined): number {
   }
 }
 
-/** Does a Redis answer PING at this URL? (Plain TCP, no auth, no TLS: what a local bench needs.) */
-export function redisAnswers(url: string, timeoutMs = 1_000): Promise<boolean> {
+/** Does a Redis answer PING at this URL? */
+export async function redisAnswers(url: string): Promise<boolean> {
+  const reply = await redisReply(url, 'PING', (text) => text.includes('\r\n'));
+  return reply?.startsWith('+PONG') ?? false;
+}
+
+/**
+ * One inline command to a Redis at this URL and its reply's text once `complete` says it is all in; undefined if it
+ * does not answer within `timeoutMs` or answers an error. (Plain TCP, no auth, no TLS: what a local bench needs.)
+ */
+export function redisReply(
+  url: string,
+  command: string,
+  complete: (text: string) => boolean,
+  timeoutMs = 1_000,
+): Promise<string | undefined> {
   const { hostname, port } = new URL(url);
   return new Promise((resolve) => {
     const socket = connect({ host: hostname || '127.0.0.1', port: Number(port || 6379) });
-    const done = (ok: boolean) => {
+    let text = '';
+    const done = (reply: string | undefined) => {
       socket.destroy();
-      resolve(ok);
+      resolve(reply);
     };
-    socket.setTimeout(timeoutMs, () => done(false));
-    socket.on('error', () => done(false));
-    socket.on('connect', () => socket.write('PING\r\n'));
-    socket.on('data', (data: Buffer) => done(data.toString().startsWith('+PONG')));
+    socket.setTimeout(timeoutMs, () => done(undefined));
+    socket.on('error', () => done(undefined));
+    socket.on('connect', () => socket.write(`${command}\r\n`));
+    socket.on('data', (data: Buffer) => {
+      text += data.toString('latin1'); // one character a byte: a bulk string's length counts bytes
+      if (text.startsWith('-')) done(undefined);
+      else if (complete(text)) done(text);
+    });
   });
 }

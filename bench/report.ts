@@ -93,9 +93,11 @@ function section<M extends Measured>(
   }
 }
 
-/** The serving process's CPU per request, and Redis's where it did any work for it (the limiter, the reply log). */
+/** The serving process's CPU per request, and Redis's for a proxy on Redis (the limiter, the reply log). */
 const cpuCell = (m: Measured) =>
-  m.cpu ? `${fmtCount(m.cpu.server)}${m.cpu.redis >= 1 ? ` · ${fmtCount(m.cpu.redis)}` : ''}` : '–';
+  m.cpu
+    ? `${fmtCount(m.cpu.server)}${Number.isFinite(m.cpu.redis) ? ` · ${fmtCount(m.cpu.redis)}` : ''}`
+    : '–';
 
 const mb = (kb: number) => (kb / 1024).toFixed(0);
 const rssLine = (m: OpenStreams) => `${mb(m.rss.idle)} → ${mb(m.rss.peak)} → ${mb(m.rss.after)}`;

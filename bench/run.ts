@@ -50,7 +50,7 @@ async function main(): Promise<void> {
   const servers = new Servers(node);
   try {
     const fleet = await startFleet(servers, store, redisUrl());
-    const rows = await runScenarios(fleet);
+    const rows = await runScenarios(fleet, store);
     const results: Results = {
       node: nodeVersion(node),
       clientNode: process.version,
@@ -95,7 +95,7 @@ async function prerequisites(node: string): Promise<Store> {
   return redis ? 'redis' : 'memory';
 }
 
-async function runScenarios(fleet: Fleet): Promise<Row[]> {
+async function runScenarios(fleet: Fleet, store: Store): Promise<Row[]> {
   const rows = new Map<string, Row>([...fleet.targets.keys()].map((name) => [name, { name }]));
   const target = (name: string) => {
     const found = fleet.targets.get(name);
@@ -110,11 +110,10 @@ async function runScenarios(fleet: Fleet): Promise<Row[]> {
     await run();
     console.log(` ${((performance.now() - started) / 1000).toFixed(0)} s`);
   };
-  /** Whose CPU a target's batch is metered on: its server, the fake upstream behind it (direct: none), Redis. */
+  /** Whose CPU a target's batch is metered on: its server's, and Redis's for the proxy's rows when it is on Redis. */
   const meter = (name: string): CpuMeter => {
-    const { server } = target(name);
-    const upstream = server === fleet.fake ? undefined : fleet.fake.child.pid;
-    return { server: server.child.pid, upstream, redisUrl: redisUrl() };
+    const onRedis = store === 'redis' && name.startsWith('proxy');
+    return { server: target(name).server.child.pid, ...(onRedis && { redisUrl: redisUrl() }) };
   };
   const set = (name: string, part: Partial<Row>) => rows.set(name, { ...rows.get(name), ...part, name });
   await phase(`warm-up, ${s.warmUp} requests per target (at most ${s.warmUpSeconds} s each)…`, async () => {

@@ -16,7 +16,7 @@ export const SETTINGS = {
   tokenDelayMs: Number(process.env.BENCH_PACE_MS ?? 20),
   pacedTokens: Number(process.env.BENCH_PACED_TOKENS ?? 50),
   /**
-   * Warm-up requests per target, 32 at a time, or `warmUpSeconds` of them if that comes first: until the JIT has
+   * Warm-up requests per target, 32 at a time, or as many as `warmUpSeconds` allow (checked between batches of 500): until the JIT has
    * optimised the hot paths, so that each target is measured at the speed it keeps. The proxy's CPU per request,
    * batches of 1,000 from a fresh start: 1,761, 1,046, 711, 641, then 540-780 µs (the floor's 761, 381, 235, then
    * 180-290): with the 1,000 this was, the tables read the proxy at twice its steady CPU per request. With 100, a
@@ -59,7 +59,7 @@ export function oneClient(target: Target, share = 1): Promise<Batch> {
   return loop(target, Math.round(SETTINGS.sequential * share), 1, SETTINGS.timeoutMs);
 }
 
-/** (b) many concurrent clients, instant tokens: throughput and latency, and the CPU each process spent. */
+/** (b) many concurrent clients, instant tokens: throughput and latency, and the CPU its server (and Redis) spent. */
 export async function manyClients(target: Target, meter: CpuMeter, share = 1): Promise<Batch> {
   const count = Math.round(SETTINGS.concurrent * share);
   const [batch, cpu] = await cpuDuring(meter, () =>
@@ -79,12 +79,12 @@ export async function manyClients(target: Target, meter: CpuMeter, share = 1): P
 export async function bothOrders(
   names: readonly string[],
   run: (name: string, share: number) => Promise<Batch>,
-  prime: (name: string) => Promise<unknown>,
+  primeFirst: (name: string) => Promise<unknown>,
 ): Promise<Map<string, Measured>> {
   const batches = new Map<string, Batch[]>(names.map((name) => [name, []]));
   for (const order of [names, [...names].reverse()]) {
     for (const name of order) {
-      await prime(name);
+      await primeFirst(name);
       batches.get(name)?.push(await run(name, 0.5));
     }
   }
@@ -107,7 +107,11 @@ export interface OpenStreams extends Measured {
   readonly peakOpen: number;
   /** Resident memory of the serving process, KB: idle before, peak while open, after they ended. */
   readonly rss: { readonly idle: number; readonly peak: number; readonly after: number };
-  /** The serving process's CPU µs per token it relayed (streams that ended well × tokens each). */
+  /**
+   * The serving process's CPU over the scenario ÷ the tokens it relayed (streams that ended well × tokens each): a
+   * token's cost and its share of its stream's (the request, its limits, its connection; about 15 of the proxy's 83
+   * µs in one run, 5 of the floor's 36).
+   */
   readonly cpuPerToken: number;
 }
 

@@ -72,9 +72,11 @@ export function measure(outcomes: readonly Outcome[], seconds = Number.NaN, cpu?
   };
 }
 
+/** Per successful request; NaN when none succeeded (a failure's CPU has no request to go with). */
 function perRequest(cpu: CpuUse, requests: number): CpuUse {
-  const n = Math.max(1, requests);
-  return { server: cpu.server / n, upstream: cpu.upstream / n, redis: cpu.redis / n, client: cpu.client / n };
+  return requests > 0
+    ? { server: cpu.server / requests, redis: cpu.redis / requests }
+    : { server: Number.NaN, redis: Number.NaN };
 }
 
 export function describeErrors(m: Measured): string {
