@@ -99,7 +99,7 @@ function readTokens(
 export interface Batch {
   readonly outcomes: Outcome[];
   readonly seconds: number;
-  /** The CPU each process spent on the batch, where it was metered (bench/cpu.ts). */
+  /** The CPU its server (and Redis, for a proxy on Redis) spent on the batch, where it was metered (bench/cpu.ts). */
   readonly cpu?: CpuUse;
 }
 
