@@ -16,11 +16,11 @@ export const SETTINGS = {
   tokenDelayMs: Number(process.env.BENCH_PACE_MS ?? 20),
   pacedTokens: Number(process.env.BENCH_PACED_TOKENS ?? 50),
   /**
-   * Warm-up requests per target, 32 at a time, or as many as `warmUpSeconds` allow (checked between batches of 500): until the JIT has
-   * optimised the hot paths, so that each target is measured at the speed it keeps. The proxy's CPU per request,
-   * batches of 1,000 from a fresh start: 1,761, 1,046, 711, 641, then 540-780 µs (the floor's 761, 381, 235, then
-   * 180-290): with the 1,000 this was, the tables read the proxy at twice its steady CPU per request. With 100, a
-   * target that also ran the 1,000 streams was measured warmer than one that did not.
+   * Warm-up requests per target, 32 at a time, or as many as `warmUpSeconds` allow (checked between batches of
+   * 500): until the JIT has optimised the hot paths, so that each target is measured at the speed it keeps. The
+   * proxy's CPU per request, batches of 1,000 from a fresh start: 1,761, 1,046, 711, 641, then 540-780 µs (the
+   * floor's 761, 381, 235, then 180-290): with the 1,000 this was, the tables read the proxy at twice its steady CPU
+   * per request. With 100, a target that also ran the 1,000 streams was measured warmer than one that did not.
    */
   warmUp: Number(process.env.BENCH_WARMUP ?? 5000),
   /** The most a target's warm-up may take: a slow peer (the ai SDK route does ~200 req/s) stops there. */
