@@ -145,7 +145,7 @@ async function runScenarios(fleet: Fleet, store: Store): Promise<Row[]> {
     `(c) ${s.streams} streams at once, ${s.pacedTokens} tokens ${s.tokenDelayMs} ms apart…`,
     async () => {
       for (const name of SCENARIOS.c)
-        set(name, { c: await openStreams(target(name), target(name).server, fleet.fake, meter(name)) });
+        set(name, { c: await openStreams(target(name), target(name).server, fleet.fake) });
     },
   );
   return [...rows.values()];

@@ -116,12 +116,7 @@ export interface OpenStreams extends Measured {
 }
 
 /** (c) `streams` streams opened at once, paced by the fake upstream; RSS sampled from /proc meanwhile. */
-export async function openStreams(
-  target: Target,
-  server: Server,
-  fake: Server,
-  meter: CpuMeter,
-): Promise<OpenStreams> {
+export async function openStreams(target: Target, server: Server, fake: Server): Promise<OpenStreams> {
   const { streams, tokenDelayMs, pacedTokens, timeoutMs } = SETTINGS;
   await control(fake, `paced ${tokenDelayMs} ${streams} ${pacedTokens}`);
   closeIdleConnections(); // 1,000 users arriving: new connections, none a server may be closing right now
@@ -143,7 +138,7 @@ export async function openStreams(
     },
   };
   const started = performance.now();
-  const [outcomes, cpu] = await cpuDuring(meter, () =>
+  const [outcomes, cpu] = await cpuDuring({ server: pid }, () =>
     Promise.all(Array.from({ length: streams }, () => once(target, timeoutMs, watch))),
   );
   const seconds = (performance.now() - started) / 1000;
