@@ -7,7 +7,7 @@ import { withConfigFiles } from './config-files';
 import { startDemoUpstream } from './demo';
 import { loadDotEnv } from './env-file';
 import { createHostCheck, loopbackOnlyWarning, loopbackOrigins } from './host-check';
-import { nodeServerOptions, stopOnSignal } from './lifecycle';
+import { keepHeapWhenIdle, nodeServerOptions, stopOnSignal } from './lifecycle';
 import { nodePlatform } from './node-platform';
 import { startObservability } from './observability';
 import { routes } from './routes';
@@ -20,6 +20,7 @@ import { loadServerConfig } from './server-config';
  */
 async function main(): Promise<void> {
   const dev = process.argv.includes('--dev');
+  keepHeapWhenIdle();
   if (loadDotEnv()) console.log('Read settings from .env (variables already set in the environment win).');
   const env: Env = withConfigFiles(
     dev && !process.env.OPENAI_API_KEY?.trim() ? await withDemoUpstream(process.env) : process.env,

@@ -6,6 +6,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { beforeAll, describe, expect, it, onTestFinished } from 'vitest';
 import { demoReply } from '../fake-upstream/behaviours';
+import { keepHeapWhenIdle } from '../server/lifecycle';
 import { batchedStdoutLogger } from '../server/stdout-log';
 import { eventually, startHarness, TEST_KEY } from './support/harness';
 import { buildServer, builtServer, freePort, npmRun, portIsFree } from './support/processes';
@@ -353,5 +354,14 @@ describe('the Node server’s log writer (server/stdout-log.ts)', () => {
     expect(out[1]).toBe(`${JSON.stringify(line(4))}\n`);
     await new Promise((resolve) => setImmediate(resolve));
     expect(out).toHaveLength(2);
+  });
+});
+
+describe('the Node server’s heap (server/lifecycle.ts)', () => {
+  it('turns V8’s memory reducer off, unless node was started with --memory-reducer', () => {
+    const set: string[] = [];
+    keepHeapWhenIdle(['--enable-source-maps'], (flags) => set.push(flags));
+    keepHeapWhenIdle(['--enable-source-maps', '--memory-reducer'], (flags) => set.push(flags));
+    expect(set).toEqual(['--no-memory-reducer']);
   });
 });
