@@ -16,6 +16,7 @@ setFlagsFromString('--no-memory-reducer');
 const upstream = process.env.OPENAI_BASE_URL ?? '';
 const agent = new Agent({ keepAliveTimeout: 10_000, connections: 1_024 });
 const sse = (chunk: unknown) => `data: ${JSON.stringify(chunk)}\n\n`;
+const END = `${sse({ type: 'text-end', id: '0' })}${sse({ type: 'finish' })}data: [DONE]\n\n`;
 
 interface UiMessage {
   readonly role: string;
@@ -44,21 +45,28 @@ const server = createServer(async (req, res) => {
     res.writeHead(200, { 'content-type': 'text/event-stream', 'x-vercel-ai-ui-message-stream': 'v1' });
     res.write(sse({ type: 'start' }) + sse({ type: 'text-start', id: '0' }));
     let buffer = '';
+    // As the proxy does (lib/upstream/openai-http.ts): the reply ends at `[DONE]`, with the tokens that came with it
+    // in the same write, and the rest of the body is only read so the connection can be reused.
+    let ended = false;
     up.body.setEncoding('utf8');
     for await (const text of up.body) {
+      if (ended) continue;
       buffer += text;
       let out = '';
-      for (let end = buffer.indexOf('\n\n'); end >= 0; end = buffer.indexOf('\n\n')) {
+      for (let end = buffer.indexOf('\n\n'); end >= 0 && !ended; end = buffer.indexOf('\n\n')) {
         const data = buffer.slice(6, end); // "data: …"
         buffer = buffer.slice(end + 2);
-        if (data === '[DONE]') continue;
-        const delta = (JSON.parse(data) as { choices?: { delta?: { content?: string } }[] }).choices?.[0]
-          ?.delta?.content;
-        if (delta) out += sse({ type: 'text-delta', id: '0', delta });
+        if (data === '[DONE]') ended = true;
+        else {
+          const delta = (JSON.parse(data) as { choices?: { delta?: { content?: string } }[] }).choices?.[0]
+            ?.delta?.content;
+          if (delta) out += sse({ type: 'text-delta', id: '0', delta });
+        }
       }
-      if (out) res.write(out);
+      if (ended) res.end(out + END);
+      else if (out) res.write(out);
     }
-    res.end(`${sse({ type: 'text-end', id: '0' })}${sse({ type: 'finish' })}data: [DONE]\n\n`);
+    if (!ended) res.end(END);
   } catch (error) {
     res.destroy(error as Error);
   }

@@ -48,9 +48,10 @@ export type Behaviour =
   | { kind: 'paced'; tokenDelayMs: number; text?: string }
   /**
    * A normal reply whose events all go out in one write after its headers, so the proxy reads it whole: a short answer
-   * from a fast model, or a provider's own cache.
+   * from a fast model, or a provider's own cache. `openAfterDone`: the body does not end after `[DONE]` (the response
+   * stays open until the client closes it), as a server whose end of body comes later.
    */
-  | { kind: 'whole'; text?: string };
+  | { kind: 'whole'; text?: string; openAfterDone?: boolean };
 
 const openAiError = (
   status: number,

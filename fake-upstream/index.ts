@@ -268,6 +268,11 @@ async function streamReply(
       `data: ${JSON.stringify({ id: 'chatcmpl-fake', object: 'chat.completion.chunk', created, model, choices: [], usage })}\n\n`,
     );
   }
+  if (behaviour.kind === 'whole' && behaviour.openAfterDone) {
+    res.write('data: [DONE]\n\n');
+    res.uncork();
+    return;
+  }
   res.end('data: [DONE]\n\n');
 }
 

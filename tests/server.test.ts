@@ -1,7 +1,7 @@
 import { execFileSync } from 'node:child_process';
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { Agent, createServer, get, request } from 'node:http';
-import type { AddressInfo } from 'node:net';
+import { type AddressInfo, connect } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { beforeAll, describe, expect, it, onTestFinished } from 'vitest';
@@ -202,6 +202,23 @@ describe('npm start', () => {
     const line = execFileSync('ss', ['-ltnH', `sport = :${port}`], { encoding: 'utf8' }).trim();
     const backlog = Number(line.split(/\s+/)[2]);
     expect(backlog).toBe(Math.min(4_096, cap));
+  });
+
+  it('sends a reply read whole from the upstream in one write: the read with its first token has its end too', async () => {
+    h.fake.script({ kind: 'whole', text: 'One write, end included.', openAfterDone: true });
+    const body = JSON.stringify({ messages: [{ role: 'user', content: 'Hi' }] });
+    const reads: string[] = [];
+    const socket = connect(port, '127.0.0.1');
+    onTestFinished(() => void socket.destroy());
+    socket.on('data', (data: Buffer) => reads.push(data.toString('utf8')));
+    socket.write(
+      `${chatPostHead(port, Buffer.byteLength(body)).replace('text/plain', 'text/event-stream')}${body}`,
+    );
+    await eventually(() => reads.join('').includes('\r\n0\r\n\r\n'), 10_000);
+    // The head, the tokens and the end, in one write (one `writev`); the upstream's body had not even ended.
+    const first = reads.find((read) => read.includes('"type":"text-delta"'));
+    expect(first).toContain('"type":"finish"');
+    expect(first).toMatch(/\r\n0\r\n\r\n$/);
   });
 
   it('answers a body trickled in at 1 byte per second with 408 once BODY_TIMEOUT_MS has passed', async () => {

@@ -476,6 +476,47 @@ describe('the server-sent events parser', () => {
   });
 });
 
+describe('the end of an upstream body after [DONE]', () => {
+  it('ends the chunks at [DONE] without waiting for the body to end, and reads the rest so the connection is reused', async () => {
+    const event = `data: ${JSON.stringify({ choices: [{ index: 0, delta: { content: 'hi' } }] })}\n\n`;
+    let release = () => {};
+    const rest = new Promise<void>((resolve) => {
+      release = resolve;
+    });
+    const seen = { drained: false, cancelled: false };
+    const transport: Transport = async () => ({
+      status: 200,
+      headers: { get: () => null, all: () => new Headers() },
+      body: (async function* () {
+        yield new TextEncoder().encode(`${event}data: [DONE]\n\n`);
+        await rest; // the body's end comes later (or, from some servers, only when the connection closes)
+        yield new TextEncoder().encode(': after the end\n\n');
+        seen.drained = true;
+      })(),
+      text: async () => '',
+      cancel: async () => {
+        seen.cancelled = true;
+      },
+    });
+    const endpoint = { baseURL: 'http://upstream.test/v1', apiKey: 'key', transport };
+    const { chunks } = await postChatStream(endpoint, {}, new AbortController().signal);
+    const batches: number[] = [];
+    for await (const batch of chunks) batches.push(batch.length); // returns while `rest` is still pending
+    expect(batches).toEqual([1]);
+    expect(seen).toEqual({ drained: false, cancelled: false });
+    release();
+    await eventually(() => seen.drained, 5_000);
+    expect(seen.cancelled).toBe(false);
+  });
+
+  it('a reply read whole from an upstream that keeps its body open after [DONE] still ends at once', async () => {
+    const handler = buildHandler(testConfig({ OPENAI_BASE_URL: h.fake.url, IDLE_TIMEOUT_MS: '60000' }));
+    h.fake.script({ kind: 'whole', text: 'All of it at once.', openAfterDone: true });
+    const res = await ask(handler);
+    expect(await res.text()).toBe('All of it at once.');
+  });
+});
+
 describe('an upstream reply’s tokens (lib/upstream/target.ts)', () => {
   it('return() while a read waits on a stalled upstream: settles at once, and the upstream connection closes', async () => {
     let release = () => {};

@@ -49,31 +49,28 @@ export type Transport = (url: string, request: TransportRequest) => Promise<Upst
 export const fetchTransport: Transport = async (url, { headers, body, signal }) => {
   const response = await fetch(url, { method: 'POST', headers, body, signal });
   const stream = response.body;
+  // Taken when the body is first read (`text()` reads it otherwise); a cancel goes through it then, which also ends
+  // a read that is waiting (the stream itself cannot be cancelled while a reader holds it).
+  let reader: ReadableStreamDefaultReader<Uint8Array> | undefined;
+  const read = (): Promise<ReadableStreamReadResult<Uint8Array>> => {
+    reader ??= stream?.getReader();
+    return reader ? reader.read() : Promise.resolve({ done: true, value: undefined });
+  };
   return {
     status: response.status,
     headers: { get: (name) => response.headers.get(name), all: () => response.headers },
-    body: stream ? chunksOfStream(stream) : emptyBody(),
+    body: {
+      [Symbol.asyncIterator]: () => ({
+        next: read,
+        return: async () => ({ done: true, value: undefined }),
+      }),
+    },
     text: () => response.text(),
     cancel: async () => {
-      await stream?.cancel().catch(() => {});
+      await (reader ?? stream)?.cancel().catch(() => {});
     },
   };
 };
-
-async function* chunksOfStream(stream: ReadableStream<Uint8Array>): AsyncGenerator<Uint8Array> {
-  const reader = stream.getReader();
-  try {
-    for (;;) {
-      const { done, value } = await reader.read();
-      if (done) return;
-      yield value;
-    }
-  } finally {
-    reader.releaseLock();
-  }
-}
-
-async function* emptyBody(): AsyncGenerator<Uint8Array> {}
 
 const OPENAI = 'https://api.openai.com/v1';
 
@@ -148,21 +145,28 @@ function parseJson(text: string): unknown {
  * Server-sent events to chat chunks, in one pass over each read: split on blank lines, join an event's `data:`
  * lines, stop at `[DONE]`; the chunks of one read come as one batch. An `error` event or a payload with an `error`
  * object is the SDK's `APIError`; a payload that is not JSON, its `SyntaxError` (either is thrown after the chunks
- * before it in the same read have been yielded). Returning early (the client left, a timeout) cancels the body, which
- * closes the upstream connection, so nothing more is generated or billed.
+ * before it in the same read have been yielded). `[DONE]` ends the chunks at once: the body's own end (its last
+ * bytes, read only so the connection can be reused) is not waited for (`drainRest`), so the reply's end goes out in
+ * the same write as its last tokens when they came together, one write a reply fewer. Returning early (the client
+ * left, a timeout) cancels the body, which closes the upstream connection, so nothing more is generated or billed.
  */
 async function* chunksOf(response: UpstreamResponse): AsyncGenerator<ChatCompletionChunk[]> {
+  const reads = response.body[Symbol.asyncIterator]();
   const decoder = new TextDecoder();
   let buffer = '';
-  let finished = false;
-  let over = false; // `[DONE]` came: what follows is read (so the connection can be reused) but not parsed
+  let settled = false; // read to its end, or left to drain: nothing to cancel
   try {
-    for await (const bytes of response.body) {
-      if (over) continue;
-      buffer += decoder.decode(bytes, { stream: true });
+    for (;;) {
+      const read = await reads.next();
+      if (read.done) {
+        settled = true;
+        return;
+      }
+      buffer += decoder.decode(read.value, { stream: true });
       if (buffer.includes('\r')) buffer = lineFeeds(buffer);
       const batch: ChatCompletionChunk[] = [];
       let failed: { error: unknown } | undefined;
+      let over = false;
       for (let end = buffer.indexOf('\n\n'); end >= 0 && !over && !failed; end = buffer.indexOf('\n\n')) {
         const event = buffer.slice(0, end);
         buffer = buffer.slice(end + 2);
@@ -176,11 +180,31 @@ async function* chunksOf(response: UpstreamResponse): AsyncGenerator<ChatComplet
       }
       if (batch.length > 0) yield batch;
       if (failed) throw failed.error;
+      if (over) {
+        settled = true;
+        drainRest(reads, response);
+        return;
+      }
     }
-    finished = true;
   } finally {
-    if (!finished) await response.cancel();
+    if (!settled) {
+      await reads.return?.();
+      await response.cancel();
+    }
   }
+}
+
+/** How long the body may go on after `[DONE]` (an upstream that keeps it open) before its connection is cut. */
+const DRAIN_MS = 10_000;
+
+/**
+ * The rest of a body after `[DONE]`, normally only its end, read in the background so the pool can reuse the
+ * connection; one that has not ended after `DRAIN_MS` is cancelled (its connection closes).
+ */
+function drainRest(reads: AsyncIterator<Uint8Array>, response: UpstreamResponse): void {
+  const timer = setTimeout(() => void response.cancel(), DRAIN_MS);
+  const step = (): Promise<void> => reads.next().then((read) => (read.done ? clearTimeout(timer) : step()));
+  step().catch(() => clearTimeout(timer));
 }
 
 const DONE = Symbol('done');
