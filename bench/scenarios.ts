@@ -30,7 +30,8 @@ export const SETTINGS = {
    * idle, the proxy's next 1,000 requests cost 895 µs of CPU each against 590 before and after (page faults 9,353
    * against 3,600: V8 gave memory back while idle, and takes it again); in the bench, where each server waits while
    * the others are measured, (b)'s first half read 1,118-1,259 µs a request and its second 692-817. The floor pays it
-   * too, less (a smaller heap).
+   * too, less (a smaller heap). With V8's memory reducer off (server/lifecycle.ts), the first few hundred requests
+   * after an idle still cost up to three times the rest (the young generation and some JIT code grow back).
    */
   primeRequests: {
     a: Number(process.env.BENCH_PRIME_A ?? 100),
