@@ -129,6 +129,19 @@ describe.each(backends)('%s store', (_name, make) => {
     expect((await ledger.book('user:l', tokens(1), 'third', 2)).booked).toBe(true);
     expect((await ledger.book('user:l', tokens(1), 'fourth', 2)).booked).toBe(false);
   });
+
+  it('frees a later slot that lapsed while an earlier one, renewed, is still held', async () => {
+    let now = 5_000_000 * 60_000;
+    const { ledger } = make(() => now);
+    expect((await ledger.book('user:r', tokens(1), 'first', 2)).booked).toBe(true);
+    now += 1_000;
+    expect((await ledger.book('user:r', tokens(1), 'second', 2)).booked).toBe(true);
+    now += 5_000;
+    await ledger.renew('user:r', 'first'); // now expires after 'second', though taken before it
+    now += 6_000; // 'second' is 11 s old (lease 10 s); 'first' was renewed 6 s ago
+    expect((await ledger.book('user:r', tokens(1), 'third', 2)).booked).toBe(true);
+    expect((await ledger.book('user:r', tokens(1), 'fourth', 2)).booked).toBe(false);
+  });
 });
 
 describe('memory store over time (injected clock)', () => {
