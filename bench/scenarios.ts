@@ -31,7 +31,7 @@ export const SETTINGS = {
    * against 3,600: V8 gave memory back while idle, and takes it again); in the bench, where each server waits while
    * the others are measured, (b)'s first half read 1,118-1,259 µs a request and its second 692-817. The floor pays it
    * too, less (a smaller heap). With V8's memory reducer off (server/lifecycle.ts), the first few hundred requests
-   * after an idle still cost up to three times the rest (the young generation and some JIT code grow back).
+   * after an idle still cost up to 3.6 times the rest (the young generation and some JIT code grow back).
    */
   primeRequests: {
     a: Number(process.env.BENCH_PRIME_A ?? 100),

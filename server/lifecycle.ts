@@ -31,13 +31,17 @@ const SWEEP_MS = 50;
  * off, 1,002 then 570 and 606. An idle server then keeps the heap its last burst grew (229 MB RSS idle against 129),
  * which that burst needed anyway. Node 24 does not shrink an idle heap this way (303 MB before and after the same
  * idle; 743 µs then 504 without this, 812 then 501 with it). A V8 flag: `NODE_OPTIONS` does not take it, so the
- * server sets it itself rather than asking `npm start` and the Dockerfile to pass it.
+ * server sets it itself rather than asking `npm start` and the Dockerfile to pass it. Node calls a flag set after
+ * start-up undefined behaviour in general; this one V8 reads when it would schedule the reducing collection, and
+ * measured it holds: the idle RSS stayed at 234 MB (129 MB without it), and no collection shrank the heap.
  */
 export function keepHeapWhenIdle(
   execArgv: readonly string[] = process.execArgv,
   setFlags: (flags: string) => void = setFlagsFromString,
 ): void {
-  if (!execArgv.includes('--memory-reducer')) setFlags('--no-memory-reducer');
+  // V8 takes `--memory_reducer` and `--memory-reducer=true` as the same flag.
+  const asked = execArgv.some((arg) => /^--memory[-_]reducer(=|$)/.test(arg));
+  if (!asked) setFlags('--no-memory-reducer');
 }
 
 /**

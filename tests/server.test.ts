@@ -379,6 +379,8 @@ describe('the Node server’s heap (server/lifecycle.ts)', () => {
     const set: string[] = [];
     keepHeapWhenIdle(['--enable-source-maps'], (flags) => set.push(flags));
     keepHeapWhenIdle(['--enable-source-maps', '--memory-reducer'], (flags) => set.push(flags));
-    expect(set).toEqual(['--no-memory-reducer']);
+    keepHeapWhenIdle(['--memory_reducer=true'], (flags) => set.push(flags));
+    keepHeapWhenIdle(['--memory-reducer-for-small-heaps'], (flags) => set.push(flags));
+    expect(set).toEqual(['--no-memory-reducer', '--no-memory-reducer']);
   });
 });

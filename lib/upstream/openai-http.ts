@@ -188,8 +188,11 @@ async function* chunksOf(response: UpstreamResponse): AsyncGenerator<ChatComplet
     }
   } finally {
     if (!settled) {
-      await reads.return?.();
-      await response.cancel();
+      try {
+        await reads.return?.();
+      } finally {
+        await response.cancel();
+      }
     }
   }
 }
@@ -202,9 +205,12 @@ const DRAIN_MS = 10_000;
  * connection; one that has not ended after `DRAIN_MS` is cancelled (its connection closes).
  */
 function drainRest(reads: AsyncIterator<Uint8Array>, response: UpstreamResponse): void {
-  const timer = setTimeout(() => void response.cancel(), DRAIN_MS);
+  const timer = setTimeout(() => void response.cancel().catch(() => {}), DRAIN_MS);
   const step = (): Promise<void> => reads.next().then((read) => (read.done ? clearTimeout(timer) : step()));
-  step().catch(() => clearTimeout(timer));
+  // From a promise, so that even a read that throws at once ends here and not in the finished reply.
+  Promise.resolve()
+    .then(step)
+    .catch(() => clearTimeout(timer));
 }
 
 const DONE = Symbol('done');
