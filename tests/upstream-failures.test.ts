@@ -509,6 +509,30 @@ describe('the end of an upstream body after [DONE]', () => {
     expect(seen.cancelled).toBe(false);
   });
 
+  it('a connection lost after [DONE] does not fail the reply that came whole before it', async () => {
+    const event = `data: ${JSON.stringify({ choices: [{ index: 0, delta: { content: 'hi' } }] })}\n\n`;
+    let cancelled = false;
+    const transport: Transport = async () => ({
+      status: 200,
+      headers: { get: () => null, all: () => new Headers() },
+      body: (async function* () {
+        yield new TextEncoder().encode(`${event}data: [DONE]\n\n`);
+        throw new Error('read ECONNRESET');
+      })(),
+      text: async () => '',
+      cancel: async () => {
+        cancelled = true;
+      },
+    });
+    const endpoint = { baseURL: 'http://upstream.test/v1', apiKey: 'key', transport };
+    const { chunks } = await postChatStream(endpoint, {}, new AbortController().signal);
+    const batches: number[] = [];
+    for await (const batch of chunks) batches.push(batch.length);
+    expect(batches).toEqual([1]);
+    await new Promise((resolve) => setTimeout(resolve, 20)); // the drain meets the reset: nothing more to do
+    expect(cancelled).toBe(false);
+  });
+
   it('a reply read whole from an upstream that keeps its body open after [DONE] still ends at once', async () => {
     const handler = buildHandler(testConfig({ OPENAI_BASE_URL: h.fake.url, IDLE_TIMEOUT_MS: '60000' }));
     h.fake.script({ kind: 'whole', text: 'All of it at once.', openAfterDone: true });
