@@ -1,7 +1,7 @@
 import { createServer } from 'node:http';
 import type { AddressInfo } from 'node:net';
-import { setFlagsFromString } from 'node:v8';
 import { Agent, request } from 'undici';
+import { keepHeapWhenIdle } from '../server/lifecycle';
 
 /**
  * The runtime's floor: the least a proxy speaking these two protocols must do on Node, and nothing else. HTTP in
@@ -10,9 +10,9 @@ import { Agent, request } from 'undici';
  * it arrives. No validation, limits, logs, failover, cache or reply log. Whatever the proxy costs above this row is
  * ours, not the runtime's.
  */
-// The runtime setting the proxy's server makes (server/lifecycle.ts keepHeapWhenIdle): the floor is the same
-// runtime, tuned the same way, so that the distance between the two rows stays ours.
-setFlagsFromString('--no-memory-reducer');
+// The runtime setting the proxy's server makes: the floor is the same runtime, tuned the same way, so that the
+// distance between the two rows stays ours.
+keepHeapWhenIdle();
 const upstream = process.env.OPENAI_BASE_URL ?? '';
 const agent = new Agent({ keepAliveTimeout: 10_000, connections: 1_024 });
 const sse = (chunk: unknown) => `data: ${JSON.stringify(chunk)}\n\n`;

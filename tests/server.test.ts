@@ -211,9 +211,7 @@ describe('npm start', () => {
     const socket = connect(port, '127.0.0.1');
     onTestFinished(() => void socket.destroy());
     socket.on('data', (data: Buffer) => reads.push(data.toString('utf8')));
-    socket.write(
-      `${chatPostHead(port, Buffer.byteLength(body)).replace('text/plain', 'text/event-stream')}${body}`,
-    );
+    socket.write(`${chatPostHead(port, Buffer.byteLength(body), 'text/event-stream')}${body}`);
     await eventually(() => reads.join('').includes('\r\n0\r\n\r\n'), 10_000);
     // The head, the tokens and the end, in one write (one `writev`); the upstream's body had not even ended.
     const first = reads.find((read) => read.includes('"type":"text-delta"'));

@@ -433,21 +433,32 @@ describe('FALLBACK_MESSAGE', () => {
   });
 });
 
+/**
+ * The parser's batches for an upstream whose body is `body` (its reads, as bytes); `onCancel` hears the parser cancel
+ * it.
+ */
+async function chunksOfBody(body: AsyncIterable<Uint8Array>, onCancel = () => {}) {
+  const transport: Transport = async () => ({
+    status: 200,
+    headers: { get: () => null, all: () => new Headers() },
+    body,
+    text: async () => '',
+    cancel: async () => onCancel(),
+  });
+  const endpoint = { baseURL: 'http://upstream.test/v1', apiKey: 'key', transport };
+  return (await postChatStream(endpoint, {}, new AbortController().signal)).chunks;
+}
+
+const bytes = (text: string) => new TextEncoder().encode(text);
+
 describe('the server-sent events parser', () => {
   /** The parser's batches for an upstream whose body arrives in exactly these reads. */
-  const chunksOfReads = async (reads: readonly string[]) => {
-    const transport: Transport = async () => ({
-      status: 200,
-      headers: { get: () => null, all: () => new Headers() },
-      body: (async function* () {
-        for (const read of reads) yield new TextEncoder().encode(read);
+  const chunksOfReads = (reads: readonly string[]) =>
+    chunksOfBody(
+      (async function* () {
+        for (const read of reads) yield bytes(read);
       })(),
-      text: async () => reads.join(''),
-      cancel: async () => {},
-    });
-    const endpoint = { baseURL: 'http://upstream.test/v1', apiKey: 'key', transport };
-    return (await postChatStream(endpoint, {}, new AbortController().signal)).chunks;
-  };
+    );
 
   it('reads CR LF events split anywhere between reads, a CR at the end of one and its LF at the start of the next', async () => {
     const event = (text: string) =>
@@ -477,29 +488,25 @@ describe('the server-sent events parser', () => {
 });
 
 describe('the end of an upstream body after [DONE]', () => {
+  const event = `data: ${JSON.stringify({ choices: [{ index: 0, delta: { content: 'hi' } }] })}\n\n`;
+
   it('ends the chunks at [DONE] without waiting for the body to end, and reads the rest so the connection is reused', async () => {
-    const event = `data: ${JSON.stringify({ choices: [{ index: 0, delta: { content: 'hi' } }] })}\n\n`;
     let release = () => {};
     const rest = new Promise<void>((resolve) => {
       release = resolve;
     });
     const seen = { drained: false, cancelled: false };
-    const transport: Transport = async () => ({
-      status: 200,
-      headers: { get: () => null, all: () => new Headers() },
-      body: (async function* () {
-        yield new TextEncoder().encode(`${event}data: [DONE]\n\n`);
+    const chunks = await chunksOfBody(
+      (async function* () {
+        yield bytes(`${event}data: [DONE]\n\n`);
         await rest; // the body's end comes later (or, from some servers, only when the connection closes)
-        yield new TextEncoder().encode(': after the end\n\n');
+        yield bytes(': after the end\n\n');
         seen.drained = true;
       })(),
-      text: async () => '',
-      cancel: async () => {
+      () => {
         seen.cancelled = true;
       },
-    });
-    const endpoint = { baseURL: 'http://upstream.test/v1', apiKey: 'key', transport };
-    const { chunks } = await postChatStream(endpoint, {}, new AbortController().signal);
+    );
     const batches: number[] = [];
     for await (const batch of chunks) batches.push(batch.length); // returns while `rest` is still pending
     expect(batches).toEqual([1]);
@@ -510,22 +517,16 @@ describe('the end of an upstream body after [DONE]', () => {
   });
 
   it('a connection lost after [DONE] does not fail the reply that came whole before it', async () => {
-    const event = `data: ${JSON.stringify({ choices: [{ index: 0, delta: { content: 'hi' } }] })}\n\n`;
     let cancelled = false;
-    const transport: Transport = async () => ({
-      status: 200,
-      headers: { get: () => null, all: () => new Headers() },
-      body: (async function* () {
-        yield new TextEncoder().encode(`${event}data: [DONE]\n\n`);
+    const chunks = await chunksOfBody(
+      (async function* () {
+        yield bytes(`${event}data: [DONE]\n\n`);
         throw new Error('read ECONNRESET');
       })(),
-      text: async () => '',
-      cancel: async () => {
+      () => {
         cancelled = true;
       },
-    });
-    const endpoint = { baseURL: 'http://upstream.test/v1', apiKey: 'key', transport };
-    const { chunks } = await postChatStream(endpoint, {}, new AbortController().signal);
+    );
     const batches: number[] = [];
     for await (const batch of chunks) batches.push(batch.length);
     expect(batches).toEqual([1]);

@@ -50,12 +50,12 @@ export function rawExchange(
 }
 
 /** The request line and headers of a keep-alive JSON POST to the chat endpoint, announcing `length` bytes. */
-export function chatPostHead(port: number, length: number): string {
+export function chatPostHead(port: number, length: number, accept = 'text/plain'): string {
   return [
     'POST /api/chat HTTP/1.1',
     `Host: 127.0.0.1:${port}`,
     'Content-Type: application/json',
-    'Accept: text/plain',
+    `Accept: ${accept}`,
     'Connection: keep-alive',
     `Content-Length: ${length}`,
     '',
