@@ -28,8 +28,28 @@ export function printChecks(results: Results): void {
       atFloor?.measured === undefined ? 'not judged' : `${atFloor.measured}, ${verdict(atFloor)}`;
     console.log(`  ${verdict(check).padEnd(10)}  ${check.goal}: ${describe(check)} (floor: ${floorSide})`);
   });
-  for (const check of [...featureCosts(results), ...cpuCosts(results)])
+  for (const check of [...featureCosts(results), ...roundTripCost(results), ...cpuCosts(results)])
     console.log(`  ${verdict(check).padEnd(10)}  ${check.goal}: ${describe(check)}`);
+}
+
+/**
+ * The platform's share of the first token at 1 client: a proxy limited on Redis waits for one round trip to it before
+ * the upstream is asked, so the floor's overhead plus that round trip is the least such a proxy can add there.
+ */
+function roundTripCost(results: Results): Check[] {
+  const trip = results.redisRoundTrip;
+  if (!trip) return [];
+  const direct = clean(row(results, DIRECT)?.a);
+  const floor = clean(row(results, FLOOR)?.a);
+  const least = direct && floor ? floor.ttft.p50 - direct.ttft.p50 + trip.p50 : Number.NaN;
+  const bound = Number.isFinite(least) ? `: the floor plus one is +${fmtMs(least)} ms over direct` : '';
+  return [
+    {
+      goal: 'a round trip to Redis (PING, one at a time), which every admission waits for',
+      measured: `p50 ${fmtMs(trip.p50)} ms, p99 ${fmtMs(trip.p99)} ms${bound}`,
+      met: 'cost',
+    },
+  ];
 }
 
 /**

@@ -1,5 +1,5 @@
 import type { OpenStreams, SETTINGS } from './scenarios';
-import { describeErrors, fmtCount, fmtMs, fmtRatio, type Measured } from './stats';
+import { describeErrors, fmtCount, fmtMs, fmtRatio, type Measured, type Summary } from './stats';
 import { alignedTable, markdownTable } from './table';
 
 /** One run's numbers, as the tables, the checks and the chart read them. */
@@ -16,6 +16,8 @@ export interface Results {
   readonly store: 'redis' | 'memory';
   readonly settings: typeof SETTINGS;
   readonly rows: readonly Row[];
+  /** One round trip to Redis (PING, ms), where the proxy is limited on Redis: bench/round-trip.ts. */
+  readonly redisRoundTrip?: Summary;
   readonly seconds: number;
 }
 

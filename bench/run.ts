@@ -4,6 +4,7 @@ import { printChecks } from './checks';
 import type { CpuMeter } from './cpu';
 import { nodeVersion, redisAnswers, Servers, serverNode } from './processes';
 import { printMarkdown, printTables, type Results, type Row } from './report';
+import { redisRoundTrip } from './round-trip';
 import { bothOrders, manyClients, oneClient, openStreams, prime, SETTINGS, warmUp } from './scenarios';
 import { type Fleet, LIFTED_LIMITS, type Store, startFleet } from './targets';
 
@@ -51,12 +52,15 @@ async function main(): Promise<void> {
   try {
     const fleet = await startFleet(servers, store, redisUrl());
     const rows = await runScenarios(fleet, store);
+    // After the scenarios, with every server at rest (at 1 client, all but the one measured are).
+    const roundTrip = store === 'redis' ? await redisRoundTrip(redisUrl()) : undefined;
     const results: Results = {
       node: nodeVersion(node),
       clientNode: process.version,
       store,
       settings: SETTINGS,
       rows,
+      ...(roundTrip && { redisRoundTrip: roundTrip }),
       seconds: (performance.now() - started) / 1000,
     };
     printTables(results);

@@ -485,6 +485,22 @@ describe('the server-sent events parser', () => {
     await expect(failed).rejects.toThrow(/malformed server-sent event JSON/);
     expect(batches).toEqual([['a', 'b', 'c'], ['d']]);
   });
+
+  it('reads data on several lines or without its space, skips comments and other fields, and throws an error event', async () => {
+    const reads = [
+      ': keep-alive\n\n',
+      'id: 1\ndata: {"choices":[{"index":0,\ndata: "delta":{"content":"x"}}]}\n\n',
+      'data:{"choices":[{"index":0,"delta":{"content":"y"}}]}\n\n',
+      'event: error\ndata: {"error":{"message":"overloaded"}}\n\n',
+    ];
+    const chunks = await chunksOfReads(reads);
+    const texts: string[] = [];
+    const failed = (async () => {
+      for await (const batch of chunks) texts.push(...batch.map((c) => String(c.choices[0]?.delta.content)));
+    })();
+    await expect(failed).rejects.toThrow(/overloaded/);
+    expect(texts).toEqual(['x', 'y']);
+  });
 });
 
 describe('the end of an upstream body after [DONE]', () => {
