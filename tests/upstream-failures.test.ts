@@ -491,7 +491,7 @@ describe('the server-sent events parser', () => {
       ': keep-alive\n\n',
       'id: 1\ndata: {"choices":[{"index":0,\ndata: "delta":{"content":"x"}}]}\n\n',
       'data:{"choices":[{"index":0,"delta":{"content":"y"}}]}\n\n',
-      'event: error\ndata: {"error":{"message":"overloaded"}}\n\n',
+      'event: error\ndata: {"message":"overloaded"}\n\n', // an error by its name alone, not by an `error` field
     ];
     const chunks = await chunksOfReads(reads);
     const texts: string[] = [];
