@@ -8,8 +8,12 @@ import type { Logger, LogLine } from '../lib/log';
  * the process exits is written on the way out.
  */
 export function batchedStdoutLogger(
-  out: (text: string) => void = (text) => process.stdout.write(text),
-  err: (text: string) => void = (text) => process.stderr.write(text),
+  out: (text: string) => void = whileOpen(process.stdout, (error) =>
+    process.stderr.write(
+      `ai-chat-proxy: stdout failed (${error.message}): log lines are dropped from now on.\n`,
+    ),
+  ),
+  err: (text: string) => void = whileOpen(process.stderr),
 ): Logger & { flush(): void } {
   let lines = '';
   let errors = '';
@@ -31,4 +35,25 @@ export function batchedStdoutLogger(
     setImmediate(flush);
   };
   return Object.assign(log, { flush });
+}
+
+/**
+ * Writes to a stream for as long as it takes them. A stream that fails (its reader went away: `EPIPE` when the log
+ * collector reading our stdout stops) emits an `error` that nothing else listens for, and an unhandled `error` ends
+ * the process: every reply in flight cut for the sake of a log line. Once it has failed, its lines are dropped (there
+ * is nowhere left to write them), and `onFail` hears why, once.
+ */
+export function whileOpen(
+  stream: NodeJS.WritableStream,
+  onFail: (error: Error) => void = () => {},
+): (text: string) => void {
+  let failed = false;
+  stream.on('error', (error: Error) => {
+    if (failed) return;
+    failed = true;
+    onFail(error);
+  });
+  return (text) => {
+    if (!failed) stream.write(text);
+  };
 }

@@ -4,10 +4,11 @@ import { Agent, createServer, get, request } from 'node:http';
 import { type AddressInfo, connect } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { Writable } from 'node:stream';
 import { beforeAll, describe, expect, it, onTestFinished } from 'vitest';
 import { demoReply } from '../fake-upstream/behaviours';
 import { keepHeapWhenIdle } from '../server/lifecycle';
-import { batchedStdoutLogger } from '../server/stdout-log';
+import { batchedStdoutLogger, whileOpen } from '../server/stdout-log';
 import { eventually, startHarness, TEST_KEY } from './support/harness';
 import { buildServer, builtServer, freePort, npmRun, portIsFree } from './support/processes';
 import { chatPostHead, rawExchange } from './support/raw-http';
@@ -369,6 +370,26 @@ describe('the Node server’s log writer (server/stdout-log.ts)', () => {
     expect(out[1]).toBe(`${JSON.stringify(line(4))}\n`);
     await new Promise((resolve) => setImmediate(resolve));
     expect(out).toHaveLength(2);
+  });
+});
+
+describe('a log stream that fails (server/stdout-log.ts)', () => {
+  it('drops its lines from then on instead of letting its error end the process, and says why once', async () => {
+    let written = '';
+    const broken = new Writable({
+      write(chunk, _encoding, callback) {
+        written += String(chunk);
+        callback(Object.assign(new Error('write EPIPE'), { code: 'EPIPE' })); // its reader went away
+      },
+    });
+    const notes: string[] = [];
+    const write = whileOpen(broken, (error) => notes.push(error.message));
+    write('first\n');
+    await new Promise((resolve) => setImmediate(resolve)); // the error is emitted after the write returns
+    write('second\n');
+    await new Promise((resolve) => setImmediate(resolve));
+    expect(written).toBe('first\n');
+    expect(notes).toEqual(['write EPIPE']);
   });
 });
 
