@@ -1,6 +1,7 @@
 import { APIConnectionError, APIError } from 'openai/error';
 import type { ChatCompletionChunk } from 'openai/resources/chat/completions';
 import type { HeaderLookup } from '../types';
+import { platformSignal } from './abort';
 
 /**
  * The two calls the proxy makes to an OpenAI-compatible API: a streamed chat completion and a plain JSON POST
@@ -47,7 +48,7 @@ export type Transport = (url: string, request: TransportRequest) => Promise<Upst
 
 /** The Web platform's way: `fetch`, on the edge and wherever no faster transport is given. */
 export const fetchTransport: Transport = async (url, { headers, body, signal }) => {
-  const response = await fetch(url, { method: 'POST', headers, body, signal });
+  const response = await fetch(url, { method: 'POST', headers, body, signal: platformSignal(signal) });
   const stream = response.body;
   // Taken when the body is first read (`text()` reads it otherwise); a cancel goes through it then, which also ends
   // a read that is waiting (the stream itself cannot be cancelled while a reader holds it).
