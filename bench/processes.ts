@@ -127,7 +127,8 @@ export async function redisAnswers(url: string): Promise<boolean> {
 
 /**
  * One inline command to a Redis at this URL and its reply's text once `complete` says it is all in; undefined if it
- * does not answer within `timeoutMs` or answers an error. (Plain TCP, no auth, no TLS: what a local bench needs.)
+ * does not answer within `timeoutMs`, answers an error, or closes the connection first. (Plain TCP, no auth, no
+ * TLS: what a local bench needs.)
  */
 export function redisReply(
   url: string,
@@ -145,6 +146,8 @@ export function redisReply(
     };
     socket.setTimeout(timeoutMs, () => done(undefined));
     socket.on('error', () => done(undefined));
+    // A Redis that closes the connection without an answer (or mid-answer): the idle timer stops with the socket.
+    socket.on('close', () => done(undefined));
     socket.on('connect', () => socket.write(`${command}\r\n`));
     socket.on('data', (data: Buffer) => {
       text += data.toString('latin1'); // one character a byte: a bulk string's length counts bytes
