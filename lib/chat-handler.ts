@@ -52,6 +52,8 @@ export interface ChatHandlerDeps {
   readonly streamResponse?: StreamResponder;
   /** The platform's body reader (`Platform.bodyReader`); `req.body` by default. */
   readonly bodyReader?: BodyReaderOf;
+  /** The platform's signal for a client that left (`Platform.clientSignal`); `req.signal` by default. */
+  readonly clientSignal?: (req: Request) => AbortSignal;
 }
 
 export type ChatHandler = (req: Request) => Promise<Response>;
@@ -65,7 +67,7 @@ export type ChatHandler = (req: Request) => Promise<Response>;
 export function createChatHandler(deps: ChatHandlerDeps): ChatHandler {
   const { config, gate, waitUntil, replies } = deps;
   const { now, newId } = deps.internal;
-  const { validate, cors, authenticate, bodyLimits, safetyIdentifier, reject } = stages(deps);
+  const { validate, cors, authenticate, bodyLimits, safetyIdentifier, reject, clientSignal } = stages(deps);
 
   return async (req) => {
     const startedAt = now();
@@ -79,9 +81,10 @@ export function createChatHandler(deps: ChatHandlerDeps): ChatHandler {
       const trace = deps.traces?.start(req, requestId); // ended by this request's log line
       // Merged in place: see `Object.assign` in lib/stream/respond.ts.
       Object.assign(headers, cors.check(req));
+      // What every answer needs; the client's signal is the platform's own where it has one (`clientSignal`).
+      const asked = { req, signal: clientSignal(req), context, headers, startedAt };
       const control = streamControl(req);
-      if (control)
-        return await resumeOrStop(deps, replies, control, { req, authenticate, context, headers, startedAt });
+      if (control) return await resumeOrStop(deps, replies, control, { ...asked, authenticate });
       if (req.method !== 'POST') throw methodNotAllowed(req.method);
       const verified = await authenticate(req);
       const { body, bytes } = await readJsonBody(req, bodyLimits, deps.bodyReader);
@@ -91,7 +94,7 @@ export function createChatHandler(deps: ChatHandlerDeps): ChatHandler {
       Object.assign(headers, historyHeaders(valid.history));
       const worstCase = worstCaseTokens(request, config.operatorTokens);
       // The reply log's claim is a round trip to Redis too: it goes with the admission's, and is given up on a refusal.
-      claimed = claimAhead(deps, req, valid, verified?.id);
+      claimed = claimAhead(deps, req, asked.signal, valid, verified?.id);
       admission = await gate.admit(req, verified?.id, withSpend(deps.pricing, request, worstCase));
       Object.assign(headers, admission.headers);
       Object.assign(context, admissionFields(admission));
@@ -100,19 +103,15 @@ export function createChatHandler(deps: ChatHandlerDeps): ChatHandler {
       if (trace) request = { ...request, trace }; // the parent of its upstream spans
       const moderation: ModerationOutcome['log'] = {};
       const produce = moderatedUpstream(deps, request, moderation);
-      const run: Run = {
+      const run: Run = Object.assign(asked, {
         queued,
-        req,
         request,
         valid,
         admitted: admission,
-        context,
-        headers,
-        startedAt,
         produce,
         moderation,
         place,
-      };
+      });
       admission = undefined; // from here on, the reply's end settles it
       return replies
         ? await answerFromLog(deps, replies, run, reject, claimed)
@@ -144,6 +143,7 @@ function stages(deps: ChatHandlerDeps) {
     },
     safetyIdentifier: safetyIdentifierSecret ? createSafetyIdentifier(safetyIdentifierSecret) : undefined,
     reject: rejecter(deps.log, deps.internal.now),
+    clientSignal: deps.clientSignal ?? ((req: Request) => req.signal),
   };
 }
 
@@ -206,7 +206,7 @@ function moderatedUpstream(
 async function answerDirectly(deps: ChatHandlerDeps, run: Run, reject: Reject): Promise<Response> {
   // The total timeout covers the whole reply; retries and the first-token deadline live in the upstream.
   const { totalTimeoutMs } = deps.config.failover;
-  const abort = deps.shutdown.linkedAbort(run.req.signal, { ms: totalTimeoutMs, kind: 'total' });
+  const abort = deps.shutdown.linkedAbort(run.signal, { ms: totalTimeoutMs, kind: 'total' });
   return startWhenReady(
     countStreaming(abort, run.produce(abort.signal)),
     run.place,

@@ -57,6 +57,11 @@ export interface Platform {
   readonly streamResponse?: StreamResponder;
   /** How a request's body is read, where the platform has a cheaper way than `req.body` (Node: its request stream). */
   readonly bodyReader?: BodyReaderOf;
+  /**
+   * How the handler hears that a client left, where the platform has a cheaper way than `req.signal` (Node: its
+   * response's `close`, on a signal of our own rather than Node 20's slow one; see lib/upstream/abort.ts).
+   */
+  readonly clientSignal?: (req: Request) => AbortSignal;
   /** Clock, jitter and ids; tests replace them to move time instead of sleeping. */
   readonly _internal?: Partial<Internal>;
 }
@@ -129,6 +134,7 @@ export function createProxy(config: Config, platform: Platform): ChatProxy {
     shutdown,
     ...(platform.streamResponse && { streamResponse: platform.streamResponse }),
     ...(platform.bodyReader && { bodyReader: platform.bodyReader }),
+    ...(platform.clientSignal && { clientSignal: platform.clientSignal }),
   });
   const tracked: ChatHandler = async (req) => {
     const release = shutdown.hold();

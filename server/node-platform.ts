@@ -1,6 +1,7 @@
 import { hash } from 'node:crypto';
 import type { Platform } from '../lib/create-proxy';
 import type { CountTokens } from '../lib/history/token-count';
+import { nodeClientSignal } from './client-signal';
 import { nodeBodyReader } from './node-body';
 import { tcpRedis } from './redis-tcp';
 import { nodeStreamResponse } from './reply-pipe';
@@ -25,6 +26,7 @@ export const nodePlatform: Platform = {
   // with the reply written straight to the socket.
   streamResponse: nodeStreamResponse,
   bodyReader: nodeBodyReader,
+  clientSignal: nodeClientSignal,
 };
 
 /**

@@ -182,6 +182,17 @@ describe('npm start', () => {
     expect(stdout + stderr).not.toContain(TEST_KEY);
   });
 
+  it('aborts the upstream when the client leaves before the first token (its signal is the server’s own)', async () => {
+    h.fake.script({ kind: 'slow-first-token', delayMs: 10_000 });
+    const client = new AbortController();
+    const pending = post(port, 'Hi', 'text/event-stream', client.signal).catch(() => undefined);
+    const calls = h.fake.calls.length;
+    await eventually(() => h.fake.calls.length === calls + 1, 5_000);
+    client.abort();
+    await pending;
+    await eventually(() => h.fake.calls[calls]?.aborted === true, 5_000);
+  });
+
   it('keeps an idle connection open for 65 s, longer than the proxies in front of it keep theirs', async () => {
     const header = await new Promise<string | undefined>((resolve, reject) => {
       const agent = new Agent({ keepAlive: true });

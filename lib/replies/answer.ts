@@ -24,13 +24,14 @@ export type Reject = (
 export function claimAhead(
   deps: Pick<RespondDeps, 'gate' | 'internal'> & { readonly replies?: Replies | undefined },
   req: Request,
+  signal: AbortSignal,
   valid: ValidRequest,
   verifiedCallerId: string | undefined,
 ): Promise<Claimed> | undefined {
   if (!deps.replies) return undefined;
   const callerId = deps.gate.ahead(req, verifiedCallerId);
   if (callerId === undefined) return undefined;
-  const claimed = deps.replies.claim(valid.request, serveOptions(deps, req, valid, callerId));
+  const claimed = deps.replies.claim(valid.request, serveOptions(deps, req, signal, valid, callerId));
   claimed.catch(() => {}); // awaited once admitted; a refusal gives it up
   return claimed;
 }
@@ -38,13 +39,14 @@ export function claimAhead(
 function serveOptions(
   deps: Pick<RespondDeps, 'internal'>,
   req: Request,
+  signal: AbortSignal,
   valid: ValidRequest,
   callerId: string,
 ): ServeOptions {
   return {
     callerId,
     messageId: valid.request.messageId ?? deps.internal.newId(),
-    signal: req.signal,
+    signal,
     cacheControl: valid.regenerate ? 'no-cache' : cacheControlOf(req),
     storable: valid.history.trimmed === 0,
     chatId: valid.chatId,
@@ -67,7 +69,7 @@ export async function answerFromLog(
 ): Promise<Response> {
   const { req, request, valid } = run;
   const claim = await (claimed ??
-    replies.claim(valid.request, serveOptions(deps, req, valid, run.admitted.caller.id)));
+    replies.claim(valid.request, serveOptions(deps, req, run.signal, valid, run.admitted.caller.id)));
   const joined = claim.start(run.produce);
   const produced = joined.produced ?? Promise.resolve(undefined);
   const extra = {
@@ -88,7 +90,7 @@ export async function answerFromLog(
       failed: (caught, inStream) => {
         joined.leave();
         // Its leader vanished before its first token, and nothing reached this client: claim again, once, and lead.
-        if (takeover && !inStream && isLeaderLost(caught) && !req.signal.aborted) {
+        if (takeover && !inStream && isLeaderLost(caught) && !run.signal.aborted) {
           const context = { ...run.context, took_over: true };
           return answerFromLog(deps, replies, { ...run, context }, reject, undefined, false);
         }
@@ -156,6 +158,8 @@ export function streamControl(req: Request): StreamControl | undefined {
 
 export interface ControlContext {
   readonly req: Request;
+  /** Aborts when the client leaves (`Platform.clientSignal`, else `req.signal`). */
+  readonly signal: AbortSignal;
   readonly authenticate: Authenticate;
   readonly context: RequestContext;
   readonly headers: Record<string, string>;
@@ -213,7 +217,7 @@ export async function resumeOrStop(
       finish(200);
       return Response.json({ stopped: result === 'stopped' }, { headers });
     }
-    const resumed = await replies.resume(control.chatId, admission.caller.id, req.signal);
+    const resumed = await replies.resume(control.chatId, admission.caller.id, ctx.signal);
     if (resumed.kind === 'not_found') throw notFound();
     if (resumed.kind === 'none') {
       finish(204);

@@ -31,6 +31,8 @@ export type Produce = (signal: AbortSignal) => Promise<ServedReply>;
 /** One admitted request on its way to a reply: what the reply's end needs to settle and log it. */
 export interface Run {
   readonly req: Request;
+  /** Aborts when the client leaves (`Platform.clientSignal`, else `req.signal`). */
+  readonly signal: AbortSignal;
   readonly request: ChatRequest;
   readonly valid: ValidRequest;
   readonly admitted: Admission;
