@@ -470,6 +470,28 @@ describe('the server-sent events parser', () => {
     expect(texts).toEqual(['one', 'two']);
   });
 
+  it('reads characters split between reads, at every byte of every length, and whole ones again after', async () => {
+    const words = ['é', '€', '𝄞', 'naïve ünïcödé', '日本語のテキスト'];
+    for (const word of words) {
+      const event = bytes(
+        `data: ${JSON.stringify({ choices: [{ index: 0, delta: { content: word } }] })}\n\n`,
+      );
+      const after = 'data: {"choices":[{"index":0,"delta":{"content":"ok"}}]}\n\ndata: [DONE]\n\n';
+      for (let cut = 1; cut < event.length; cut++) {
+        const reads = [event.subarray(0, cut), event.subarray(cut), bytes(after)];
+        const chunks = await chunksOfBody(
+          (async function* () {
+            yield* reads;
+          })(),
+        );
+        const texts: string[] = [];
+        for await (const batch of chunks)
+          texts.push(...batch.map((c) => String(c.choices[0]?.delta.content)));
+        expect(texts).toEqual([word, 'ok']);
+      }
+    }
+  });
+
   it('gives the events of one read as one batch, and a bad event’s error only after the good ones before it', async () => {
     const event = (text: string) =>
       `data: ${JSON.stringify({ choices: [{ index: 0, delta: { content: text } }] })}\n\n`;

@@ -153,7 +153,7 @@ function parseJson(text: string): unknown {
  */
 async function* chunksOf(response: UpstreamResponse): AsyncGenerator<ChatCompletionChunk[]> {
   const reads = response.body[Symbol.asyncIterator]();
-  const decoder = new TextDecoder();
+  let decoder: TextDecoder | undefined; // this stream's own, from its first read that splits a character
   let buffer = '';
   let settled = false; // read to its end, or left to drain: nothing to cancel
   try {
@@ -163,7 +163,10 @@ async function* chunksOf(response: UpstreamResponse): AsyncGenerator<ChatComplet
         settled = true;
         return;
       }
-      buffer += decoder.decode(read.value, { stream: true });
+      buffer +=
+        decoder || !endsWhole(read.value)
+          ? (decoder ??= new TextDecoder()).decode(read.value, { stream: true })
+          : WHOLE.decode(read.value);
       if (buffer.includes('\r')) buffer = lineFeeds(buffer);
       const batch: ChatCompletionChunk[] = [];
       let failed: { error: unknown } | undefined;
@@ -196,6 +199,24 @@ async function* chunksOf(response: UpstreamResponse): AsyncGenerator<ChatComplet
       }
     }
   }
+}
+
+/**
+ * One decoder for every stream's reads while they end on a whole character, as nearly all do: a `TextDecoder` costs
+ * about 2 µs to make on Node 20 (0.4-1 on Node 24), one per reply. A stream whose read splits a character gets one of
+ * its own from then on, which carries the rest of it into the next read.
+ */
+const WHOLE = new TextDecoder();
+
+/** The bytes end on a whole UTF-8 character: ASCII, or a lead byte followed by all its continuation bytes. */
+function endsWhole(bytes: Uint8Array): boolean {
+  const last = bytes.length - 1;
+  if (last < 0 || (bytes[last] as number) < 0x80) return true;
+  let lead = last;
+  while (lead > last - 3 && lead > 0 && ((bytes[lead] as number) & 0xc0) === 0x80) lead--;
+  const byte = bytes[lead] as number;
+  const length = byte >= 0xf0 ? 4 : byte >= 0xe0 ? 3 : byte >= 0xc0 ? 2 : 1;
+  return last - lead + 1 === length;
 }
 
 /** How long the body may go on after `[DONE]` (an upstream that keeps it open) before its connection is cut. */
