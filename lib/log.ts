@@ -86,13 +86,14 @@ export const jsonLogger: Logger = (line) => {
 
 export function usageFields(usage: Usage | undefined): Pick<RequestLog, 'usage'> {
   if (!usage) return {};
+  // Not a spread followed by properties, which Node 20 builds on a slow path (see lib/stream/respond.ts).
+  const counts = { prompt_tokens: usage.promptTokens };
+  if (usage.cachedPromptTokens) Object.assign(counts, { cached_tokens: usage.cachedPromptTokens });
   return {
-    usage: {
-      prompt_tokens: usage.promptTokens,
-      ...(usage.cachedPromptTokens ? { cached_tokens: usage.cachedPromptTokens } : {}),
+    usage: Object.assign(counts, {
       completion_tokens: usage.completionTokens,
       total_tokens: usage.totalTokens,
-    },
+    }),
   };
 }
 

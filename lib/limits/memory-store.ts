@@ -76,14 +76,13 @@ function memoryLedger(windows: Windows, now: () => number): Ledger {
         spend: checks.spend.window,
         day: checks.globalSpend.window,
       };
-      return {
-        budget: checks.budget.state(booked),
-        ...(micros.on && { spend: checks.spend.state(booked) }),
-        ...(global.on && { globalSpend: checks.globalSpend.state(booked) }),
-        stream: { granted: streamOk },
-        windows: bookedIn,
-        booked,
-      };
+      // Not spreads followed by properties, which Node 20 builds on a slow path (see lib/stream/respond.ts).
+      return Object.assign(
+        { budget: checks.budget.state(booked) },
+        micros.on ? { spend: checks.spend.state(booked) } : undefined,
+        global.on ? { globalSpend: checks.globalSpend.state(booked) } : undefined,
+        { stream: { granted: streamOk }, windows: bookedIn, booked },
+      );
     },
     async renew(callerId, leaseId) {
       slots.renew(callerId, leaseId);

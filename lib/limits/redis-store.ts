@@ -192,23 +192,23 @@ function toBooking(
     resetAt: (window + 1) * ms,
   });
   const { spend } = options;
-  return {
-    budget: state(
-      tokensOk,
-      options.tokenBudget,
-      tokens,
-      amount.tokens,
-      windows.tokens,
-      options.budgetWindowMs,
-    ),
-    ...(spend.budgetMicros > 0 && {
-      spend: state(spendOk, spend.budgetMicros, spent, amount.micros, windows.spend, spend.windowMs),
-    }),
-    ...(spend.globalDailyMicros > 0 && {
-      globalSpend: state(globalOk, spend.globalDailyMicros, today, amount.micros, windows.day, DAY_MS),
-    }),
-    stream: { granted: streamOk === 1 },
-    windows,
-    booked,
-  };
+  const budget = state(
+    tokensOk,
+    options.tokenBudget,
+    tokens,
+    amount.tokens,
+    windows.tokens,
+    options.budgetWindowMs,
+  );
+  // Not spreads followed by properties, which Node 20 builds on a slow path (see lib/stream/respond.ts).
+  return Object.assign(
+    { budget },
+    spend.budgetMicros > 0
+      ? { spend: state(spendOk, spend.budgetMicros, spent, amount.micros, windows.spend, spend.windowMs) }
+      : undefined,
+    spend.globalDailyMicros > 0
+      ? { globalSpend: state(globalOk, spend.globalDailyMicros, today, amount.micros, windows.day, DAY_MS) }
+      : undefined,
+    { stream: { granted: streamOk === 1 }, windows, booked },
+  );
 }

@@ -108,12 +108,14 @@ export function uiFraming(meta: UiReplyMeta): Framing {
     end: (reason, usage) => {
       const finishReason = (reason && FINISH_REASONS[reason]) || 'other';
       const costUsd = usage && meta.costOf?.(usage);
-      const messageMetadata: ChatMetadata = {
-        ...model,
-        ...usageMetadata(usage),
-        ...(costUsd !== undefined && { costUsd }),
-        finishReason,
-      };
+      // Not spreads followed by a property, which Node 20 builds on a slow path (see lib/stream/respond.ts).
+      const messageMetadata: ChatMetadata = Object.assign(
+        {},
+        model,
+        usageMetadata(usage),
+        costUsd !== undefined ? { costUsd } : undefined,
+        { finishReason },
+      );
       // A call's arguments are whole only now: useChat runs `onToolCall` on `tool-input-available`.
       const inputs = calls.all().map(inputChunk);
       return (
@@ -148,14 +150,9 @@ function trimmedPart(trimmed: number | undefined): UIMessageChunk[] {
 function usageMetadata(usage: Usage | undefined): Pick<ChatMetadata, 'usage'> {
   if (!usage) return {};
   const { promptTokens, completionTokens, reasoningTokens, totalTokens } = usage;
-  return {
-    usage: {
-      promptTokens,
-      completionTokens,
-      ...(reasoningTokens !== undefined && { reasoningTokens }),
-      totalTokens,
-    },
-  };
+  const counts = { promptTokens, completionTokens };
+  if (reasoningTokens !== undefined) Object.assign(counts, { reasoningTokens });
+  return { usage: Object.assign(counts, { totalTokens }) };
 }
 
 /** A UI stream's headers: the SDK's (including `x-vercel-ai-ui-message-stream: v1`), ours winning on conflict. */
