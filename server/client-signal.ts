@@ -18,7 +18,9 @@ export function nodeClientSignal(req: Request): AbortSignal {
     if (incoming.errored) left.abort(incoming.errored);
     else if (!res.writableEnded) left.abort();
   };
-  if (res.destroyed || incoming.errored || (incoming.destroyed && !incoming.complete)) onClose();
+  // Gone already (srvx's `isClientGone`, or the response closed): at once.
+  if (res.destroyed || incoming.aborted || incoming.errored || (incoming.destroyed && !incoming.complete))
+    onClose();
   else res.once('close', onClose);
   return left.signal;
 }

@@ -13,8 +13,9 @@ describe('linkedAbort', () => {
     const link = linkedAbort(undefined);
     const heard: string[] = [];
     link.signal.addEventListener('abort', () => heard.push('once'), { once: true });
+    link.signal.onabort = () => heard.push('replaced');
+    link.signal.onabort = () => heard.push('onabort'); // keeps the place the first one took
     link.signal.addEventListener('abort', (event) => heard.push(`listener ${event.type}`));
-    link.signal.onabort = () => heard.push('onabort');
     expect(link.signal.aborted).toBe(false);
     expect(() => link.signal.throwIfAborted()).not.toThrow();
 
@@ -24,8 +25,17 @@ describe('linkedAbort', () => {
     expect(link.signal.aborted).toBe(true);
     expect(link.signal.reason).toBeInstanceOf(DOMException);
     expect((link.signal.reason as DOMException).name).toBe('AbortError');
-    expect(heard.sort()).toEqual(['listener abort', 'onabort', 'once']);
+    expect(heard).toEqual(['once', 'onabort', 'listener abort']); // in the order they were added, as the platform's
     expect(() => link.signal.throwIfAborted()).toThrow(link.signal.reason as DOMException);
+  });
+
+  it('forgets an onabort set back to null', () => {
+    const link = linkedAbort(undefined);
+    let heard = 0;
+    link.signal.onabort = () => heard++;
+    link.signal.onabort = null;
+    link.abort();
+    expect(heard).toBe(0);
   });
 
   it('follows its parent with the parent’s reason, until disposed', () => {

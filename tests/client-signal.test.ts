@@ -41,6 +41,17 @@ describe('nodeClientSignal', () => {
     expect(signal?.reason).toBeInstanceOf(Error); // Node's `aborted` (ECONNRESET) on the request
   });
 
+  it('starts aborted for a client already gone: its response closed, or its request failed', () => {
+    const through = (req: object, res: object) => ({ runtime: { node: { req, res } } }) as unknown as Request;
+    const open = { destroyed: false, writableEnded: false, once: () => {} };
+    const closed = nodeClientSignal(through({ complete: true }, { ...open, destroyed: true }));
+    expect(closed.aborted).toBe(true);
+    const failure = new Error('aborted');
+    const failed = nodeClientSignal(through({ errored: failure }, open));
+    expect(failed.reason).toBe(failure);
+    expect(nodeClientSignal(through({ complete: true }, open)).aborted).toBe(false);
+  });
+
   it('is the request’s own signal for a request that did not come through srvx’s Node adapter', () => {
     const req = new Request('http://localhost/');
     expect(nodeClientSignal(req)).toBe(req.signal);

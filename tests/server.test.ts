@@ -188,9 +188,12 @@ describe('npm start', () => {
     const pending = post(port, 'Hi', 'text/event-stream', client.signal).catch(() => undefined);
     const calls = h.fake.calls.length;
     await eventually(() => h.fake.calls.length === calls + 1, 5_000);
+    const leftAt = performance.now();
     client.abort();
     await pending;
     await eventually(() => h.fake.calls[calls]?.aborted === true, 5_000);
+    // Cut for the client leaving, not by the first-token timeout (10 s) or the fake's own delay.
+    expect((h.fake.calls[calls]?.abortedAt ?? Number.POSITIVE_INFINITY) - leftAt).toBeLessThan(5_000);
   });
 
   it('keeps an idle connection open for 65 s, longer than the proxies in front of it keep theirs', async () => {

@@ -5,7 +5,7 @@ import type { Config } from '../lib/config';
 import { worstCaseTokens } from '../lib/limits/token-bound';
 import type { RequestLog } from '../lib/log';
 import type { ChatRequest } from '../lib/types';
-import { postChatStream, type Transport } from '../lib/upstream/openai-http';
+import { endsWhole, postChatStream, type Transport } from '../lib/upstream/openai-http';
 import { createUpstreamTarget } from '../lib/upstream/target';
 import {
   buildHandler,
@@ -490,6 +490,30 @@ describe('the server-sent events parser', () => {
         expect(texts).toEqual([word, 'ok']);
       }
     }
+  });
+
+  it('tells a read that ends on a whole character from one that splits one (which needs a decoder of its own)', () => {
+    for (const text of ['', 'a', 'é', '€', '𝄞', 'data: naïve €\n\n'])
+      expect(endsWhole(bytes(text))).toBe(true);
+    for (const char of ['é', '€', '𝄞']) {
+      const whole = bytes(`ab${char}`);
+      const width = bytes(char).length;
+      for (let cut = 1; cut < width; cut++)
+        expect(endsWhole(whole.subarray(0, whole.length - cut))).toBe(false);
+    }
+  });
+
+  it('drops a byte-order mark at the stream’s start only, never a U+FEFF that starts a later read', async () => {
+    const event = (text: string) =>
+      `data: ${JSON.stringify({ choices: [{ index: 0, delta: { content: text } }] })}\n\n`;
+    const first = event('a');
+    const split = first.length + 'data: {"choices":[{"index":0,"delta":{"content":"'.length;
+    const body = `\uFEFF${first}${event('\uFEFFb')}data: [DONE]\n\n`;
+    const at = split + 1; // the second event's content starts with U+FEFF: a read begins right there
+    const chunks = await chunksOfReads([body.slice(0, at), body.slice(at)]);
+    const texts: string[] = [];
+    for await (const batch of chunks) texts.push(...batch.map((c) => String(c.choices[0]?.delta.content)));
+    expect(texts).toEqual(['a', '\uFEFFb']);
   });
 
   it('gives the events of one read as one batch, and a bad event’s error only after the good ones before it', async () => {

@@ -19,9 +19,10 @@ export interface LinkedAbort {
 }
 
 /**
- * An abort controller (a `LinkController`, below) that also fires when `parent` does (the client's `req.signal`, or an outer deadline; none for
- * a reply no single client owns), and, with `timeoutMs`, when that time has passed, with an UpstreamTimeout of `kind`
- * as the reason. Every timeout is an abort, not a race: the upstream request really stops, and stops billing.
+ * An abort controller (a `LinkController`, below) that also fires when `parent` does (the client's signal, from
+ * `Platform.clientSignal`, or an outer deadline; none for a reply no single client owns), and, with `timeoutMs`, when
+ * that time has passed, with an UpstreamTimeout of `kind` as the reason. Every timeout is an abort, not a race: the
+ * upstream request really stops, and stops billing.
  */
 export function linkedAbort(
   parent: AbortSignal | undefined,
@@ -73,14 +74,30 @@ export function abortableSleep(ms: number, signal: AbortSignal): Promise<void> {
 class LinkSignal extends EventTarget implements AbortSignal {
   aborted = false;
   reason: unknown = undefined;
-  onabort: ((this: AbortSignal, event: Event) => unknown) | null = null;
+  #onabort: ((this: AbortSignal, event: Event) => unknown) | null = null;
 
   throwIfAborted(): void {
     if (this.aborted) throw this.reason;
   }
+
+  /** As the platform's: a listener of its own, in the order it was first set, until it is set to null. */
+  get onabort(): ((this: AbortSignal, event: Event) => unknown) | null {
+    return this.#onabort;
+  }
+
+  set onabort(handler: ((this: AbortSignal, event: Event) => unknown) | null) {
+    if (handler && !this.#onabort) this.addEventListener('abort', this);
+    if (!handler) this.removeEventListener('abort', this);
+    this.#onabort = handler;
+  }
+
+  /** The `onabort` listener (the signal is its own listener object: nothing to allocate per signal). */
+  handleEvent(event: Event): void {
+    this.#onabort?.call(this, event);
+  }
 }
 
-/** `AbortController`'s `abort` for a `LinkSignal`: once, with an `AbortError` when no reason is given, as the platform's. */
+/** `AbortController`'s `abort` for a `LinkSignal`: once, with an `AbortError` if no reason is given, as the platform's. */
 class LinkController {
   readonly signal = new LinkSignal();
 
@@ -90,9 +107,7 @@ class LinkController {
     signal.aborted = true;
     signal.reason =
       reason === undefined ? new DOMException('This operation was aborted', 'AbortError') : reason;
-    const event = new Event('abort');
-    signal.onabort?.call(signal, event);
-    signal.dispatchEvent(event);
+    signal.dispatchEvent(new Event('abort'));
   }
 }
 

@@ -153,7 +153,7 @@ function parseJson(text: string): unknown {
  */
 async function* chunksOf(response: UpstreamResponse): AsyncGenerator<ChatCompletionChunk[]> {
   const reads = response.body[Symbol.asyncIterator]();
-  let decoder: TextDecoder | undefined; // this stream's own, from its first read that splits a character
+  const decode = utf8Reads();
   let buffer = '';
   let settled = false; // read to its end, or left to drain: nothing to cancel
   try {
@@ -163,10 +163,7 @@ async function* chunksOf(response: UpstreamResponse): AsyncGenerator<ChatComplet
         settled = true;
         return;
       }
-      buffer +=
-        decoder || !endsWhole(read.value)
-          ? (decoder ??= new TextDecoder()).decode(read.value, { stream: true })
-          : WHOLE.decode(read.value);
+      buffer += decode(read.value);
       if (buffer.includes('\r')) buffer = lineFeeds(buffer);
       const batch: ChatCompletionChunk[] = [];
       let failed: { error: unknown } | undefined;
@@ -202,14 +199,28 @@ async function* chunksOf(response: UpstreamResponse): AsyncGenerator<ChatComplet
 }
 
 /**
- * One decoder for every stream's reads while they end on a whole character, as nearly all do: a `TextDecoder` costs
- * about 2 µs to make on Node 20 (0.4-1 on Node 24), one per reply. A stream whose read splits a character gets one of
- * its own from then on, which carries the rest of it into the next read.
+ * A stream's reads as text. One decoder serves every stream's reads while they end on a whole character, as nearly
+ * all do: a `TextDecoder` costs about 2 µs to make on Node 20 (0.4-1 on Node 24), and one a reply was made before. A
+ * stream whose read splits a character gets its own from then on, which carries the rest of it into the next read.
+ * A byte-order mark is dropped at the stream's start only, as one decoder for the whole stream did: a decoder drops
+ * one at the start of each `decode` (unless told not to), which here would be any read's.
  */
-const WHOLE = new TextDecoder();
+function utf8Reads(): (bytes: Uint8Array) => string {
+  let own: TextDecoder | undefined;
+  let started = false;
+  return (bytes) => {
+    if (!own && !endsWhole(bytes)) own = new TextDecoder('utf-8', { ignoreBOM: true });
+    const text = own ? own.decode(bytes, { stream: true }) : WHOLE.decode(bytes);
+    if (started || !text) return text;
+    started = true;
+    return text.charCodeAt(0) === 0xfeff ? text.slice(1) : text;
+  };
+}
+
+const WHOLE = new TextDecoder('utf-8', { ignoreBOM: true });
 
 /** The bytes end on a whole UTF-8 character: ASCII, or a lead byte followed by all its continuation bytes. */
-function endsWhole(bytes: Uint8Array): boolean {
+export function endsWhole(bytes: Uint8Array): boolean {
   const last = bytes.length - 1;
   if (last < 0 || (bytes[last] as number) < 0x80) return true;
   let lead = last;
