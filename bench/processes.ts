@@ -1,6 +1,6 @@
 import { type ChildProcess, execFileSync, spawn } from 'node:child_process';
 import { existsSync, readFileSync } from 'node:fs';
-import { connect } from 'node:net';
+import { connect, type Socket } from 'node:net';
 
 /**
  * The servers the bench measures, each in its own process. `BENCH_NODE=/path/to/node` (or `--node <path>`) runs
@@ -125,6 +125,12 @@ export async function redisAnswers(url: string): Promise<boolean> {
   return reply?.startsWith('+PONG') ?? false;
 }
 
+/** A plain TCP connection to the Redis at this URL (no auth, no TLS: a local bench's). */
+export function redisSocket(url: string): Socket {
+  const { hostname, port } = new URL(url);
+  return connect({ host: hostname || '127.0.0.1', port: Number(port || 6379) });
+}
+
 /**
  * One inline command to a Redis at this URL and its reply's text once `complete` says it is all in; undefined if it
  * does not answer within `timeoutMs`, answers an error, or closes the connection first. (Plain TCP, no auth, no
@@ -136,9 +142,8 @@ export function redisReply(
   complete: (text: string) => boolean,
   timeoutMs = 1_000,
 ): Promise<string | undefined> {
-  const { hostname, port } = new URL(url);
   return new Promise((resolve) => {
-    const socket = connect({ host: hostname || '127.0.0.1', port: Number(port || 6379) });
+    const socket = redisSocket(url);
     let text = '';
     const done = (reply: string | undefined) => {
       socket.destroy();

@@ -1,4 +1,4 @@
-import { connect } from 'node:net';
+import { redisSocket } from './processes';
 import { type Summary, summarize } from './stats';
 
 /** Between one answer and the next PING: as Redis waits between one client's requests, so both processes may sleep. */
@@ -13,9 +13,8 @@ const GAP_MS = 1;
  * Redis does not answer them all (each within a second), or closes the connection first.
  */
 export function redisRoundTrip(url: string, count = 300): Promise<Summary | undefined> {
-  const { hostname, port } = new URL(url);
   return new Promise((resolve) => {
-    const socket = connect({ host: hostname || '127.0.0.1', port: Number(port || 6379) });
+    const socket = redisSocket(url);
     socket.setNoDelay(true);
     const samples: number[] = [];
     let sentAt = 0;

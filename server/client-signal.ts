@@ -1,5 +1,5 @@
-import type { IncomingMessage, ServerResponse } from 'node:http';
 import { linkedAbort } from '../lib/upstream/abort';
+import { srvxNode } from './node-body';
 
 /**
  * A request's "the client left", as srvx's `req.signal` tells it (the response closed before it ended; with the
@@ -8,8 +8,7 @@ import { linkedAbort } from '../lib/upstream/abort';
  * everything it points to. A request that did not come through srvx's Node adapter keeps its own `req.signal`.
  */
 export function nodeClientSignal(req: Request): AbortSignal {
-  const node = (req as { runtime?: { node?: { req?: IncomingMessage; res?: ServerResponse } } }).runtime
-    ?.node;
+  const node = srvxNode(req);
   const incoming = node?.req;
   const res = node?.res;
   if (!incoming || !res) return req.signal;

@@ -1,5 +1,10 @@
-import type { IncomingMessage } from 'node:http';
+import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { BodyReader } from '../lib/http/read-body';
+
+/** The Node request and response srvx's Node adapter keeps on a request (`req.runtime.node`); none for any other. */
+export function srvxNode(req: Request): { req?: IncomingMessage; res?: ServerResponse } | undefined {
+  return (req as { runtime?: { node?: { req?: IncomingMessage; res?: ServerResponse } } }).runtime?.node;
+}
 
 /**
  * A request's body read straight from Node's request stream (srvx keeps it on `req.runtime.node.req`), instead of
@@ -8,7 +13,7 @@ import type { BodyReader } from '../lib/http/read-body';
  * Undefined for a request that did not come through srvx's Node adapter.
  */
 export function nodeBodyReader(req: Request): BodyReader | undefined {
-  const incoming = (req as { runtime?: { node?: { req?: IncomingMessage } } }).runtime?.node?.req;
+  const incoming = srvxNode(req)?.req;
   if (!incoming || req.method === 'GET' || req.method === 'HEAD') return undefined;
   // Something already read it, or holds it elsewhere (srvx's web stream, a framework's `rawBody`): leave it to them.
   if ('rawBody' in incoming || incoming.readableDidRead || incoming.readableFlowing !== null)

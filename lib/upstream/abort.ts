@@ -67,9 +67,10 @@ export function abortableSleep(ms: number, signal: AbortSignal): Promise<void> {
  * The signal of a `linkedAbort`: an `AbortSignal` to whoever listens (undici, the queue, a sleep), built as a plain
  * `EventTarget`. Node 20 builds its own signals on a slow path, an `EventTarget` given another prototype: 3.3-4.5 µs
  * each against 0.04-0.14 on Node 24 (micro-benchmark), and V8 11 keeps such an object, and what it points to, through
- * the young generation's collections (see the README's Benchmarks). A request makes three of these (the reply's total
- * timeout, the failover's deadline, the attempt's first-token timeout): −6.3% main-thread instructions per request
- * on Node 20 (`npm run bench:instructions -- --ref`). `fetch` takes only the platform's own: see `platformSignal`.
+ * the young generation's collections (see the README's Benchmarks). A request makes four of these (the reply's total
+ * timeout, the failover's deadline, the attempt's first-token timeout, and on the Node server the client's:
+ * server/client-signal.ts): −8.3% main-thread instructions per request on Node 20 with them and the session's other
+ * changes (`npm run bench:instructions -- --ref`). `fetch` takes only the platform's own: see `platformSignal`.
  */
 class LinkSignal extends EventTarget implements AbortSignal {
   aborted = false;
