@@ -104,7 +104,7 @@ export function createRateLimitGate(options: GateOptions): RateLimitGate {
       }
       if (verdict.requests.pending) options.waitUntil(verdict.requests.pending.catch(() => {}));
       const decision: LimitDecision = detail === undefined ? 'allowed' : 'fail_local';
-      const headers = { ...quotaHeaders(config, verdict, internal.now()), ...failHeader(decision) };
+      const headers = Object.assign(quotaHeaders(config, verdict, internal.now()), failHeader(decision));
       const refused = refusal(verdict, headers, internal.now());
       if (refused) throw remembered(refused, caller, refusedLately, internal.now());
       const admission = {

@@ -165,7 +165,8 @@ class LogMirror implements Mirror {
       this.stop();
       const keep = this.options.keep(last);
       const unread = this.options.forgettable && !keep.cacheable && !this.followed;
-      const ended = unread ? await this.log.finish(key, generation, [], { ...keep, unread }) : 'read';
+      const forget = { keepMs: keep.keepMs, cacheable: keep.cacheable, unread }; // not `...keep` (Node 20's slow path)
+      const ended = unread ? await this.log.finish(key, generation, [], forget) : 'read';
       if (ended === 'read') await this.log.finish(key, generation, batch, keep);
       this.settle(true);
     } else this.answered(await this.log.append(key, generation, batch, leaseMs));

@@ -68,15 +68,15 @@ export function createFailover(options: FailoverOptions): Upstream {
             try {
               const mayFallBack = index < routes.length - 1;
               const reply = await route.target.open(request, route.model, deadline.signal, {
-                ...timeouts,
+                firstTokenMs: timeouts.firstTokenMs,
+                idleMs: timeouts.idleMs,
                 mayFallBack,
               });
               deadline.clearTimer();
-              const fallback = index === 0 ? 'none' : 'model';
-              return {
-                ...reply,
-                served: { model: route.model, provider: route.target.provider, attempts, fallback },
-              };
+              const fallback = index === 0 ? ('none' as const) : ('model' as const);
+              // Not `{ ...reply, served }`: a spread followed by a property is Node 20's slow path (lib/stream/respond.ts).
+              const served = { model: route.model, provider: route.target.provider, attempts, fallback };
+              return Object.assign({}, reply, { served });
             } catch (error) {
               if (!(error instanceof UpstreamFailure)) throw error;
               last = error;
