@@ -131,6 +131,12 @@ export interface Reply {
   readonly adapted?: readonly string[];
   /** A token is already here: the next step of `tokens` will not wait (so several can go out as one chunk). */
   readonly ready?: () => boolean;
+  /**
+   * The next token if it is already here, taken without a step of `tokens`: what that step would have given, without
+   * its promise (on the path of every token, one upstream read often carries dozens). Undefined when the next step
+   * would wait, or would end the reply (or throw): `tokens` tells those.
+   */
+  readonly take?: () => Delta | undefined;
 }
 
 /**

@@ -1,9 +1,13 @@
 import { UI_MESSAGE_STREAM_HEADERS } from 'ai';
 import { describe, expect, it } from 'vitest';
 import { demoReply } from '../fake-upstream/behaviours';
+import { LiveReply } from '../lib/replies/live-reply';
+import { pump } from '../lib/replies/pump';
+import { replayReply } from '../lib/replies/replay';
 import { ReplyBody } from '../lib/stream/reply-stream';
 import { textFraming } from '../lib/stream/text-framing';
 import { UI_STREAM_HEADERS } from '../lib/stream/ui-framing';
+import { linkedAbort } from '../lib/upstream/abort';
 import { chatRequest, eventually, startHarness, userSays } from './support/harness';
 import { chatLikeUseChat, userMessage } from './support/ui';
 
@@ -217,7 +221,7 @@ describe('chunks (lib/stream/reply-stream.ts)', () => {
       wake?.();
     };
     const reply = { tokens: tokens(), outcome: { deltas: 0 }, ready: () => queue.length > 0 };
-    return { reply, give, finish };
+    return { reply, give: Object.assign(give, { take: () => queue.shift() }), finish };
   }
   const framing = textFraming(false);
   const hooks = { abort: () => {}, onEnd: () => {} };
@@ -236,6 +240,40 @@ describe('chunks (lib/stream/reply-stream.ts)', () => {
     expect((await reader.read()).done).toBe(true);
   });
 
+  it('takes the tokens already there without a step of the iterator each (Reply.take), in order', async () => {
+    const { reply, give, finish } = handedReply();
+    const iterator = reply.tokens;
+    let steps = 0;
+    const tokens = { [Symbol.asyncIterator]: () => tokens, next: () => (steps++, iterator.next()) };
+    const taking = { ...reply, tokens, take: () => (reply.ready() ? give.take() : undefined) };
+    const reader = new ReplyBody(taking, framing, hooks).readable().getReader();
+    give('a', 'b', 'c');
+    expect(decoder.decode((await reader.read()).value)).toBe('abc');
+    expect(steps).toBe(1);
+    give('d', 'e');
+    finish();
+    expect(decoder.decode((await reader.read()).value)).toBe('de');
+    expect((await reader.read()).done).toBe(true);
+    expect(steps).toBe(3); // 'd', then the end
+  });
+
+  it('a replayed reply: its recorded tokens and its end as one chunk, each token taken without a step', async () => {
+    const live = new LiveReply();
+    const served = { model: 'm', provider: 'main', attempts: 1, fallback: 'none' } as const;
+    live.push({ type: 'head', head: { served, messageId: 'x' } });
+    for (const delta of ['a', 'b', 'c']) live.push({ type: 'delta', delta, at: 0 });
+    live.push({ type: 'end', finishReason: 'stop' });
+    const { reply } = await replayReply(live.reader());
+    const iterator = reply.tokens[Symbol.asyncIterator]();
+    let steps = 0;
+    const tokens = { [Symbol.asyncIterator]: () => tokens, next: () => (steps++, iterator.next()) };
+    const ending = { ...framing, end: () => '<end>' };
+    const reader = new ReplyBody({ ...reply, tokens }, ending, hooks).readable().getReader();
+    expect(decoder.decode((await reader.read()).value)).toBe('abc<end>');
+    expect(steps).toBe(2); // 'a', then the end: 'b' and 'c' were taken
+    expect(reply.outcome).toMatchObject({ deltas: 3, finishReason: 'stop' });
+  });
+
   it('sends one token per chunk for a reply that cannot tell what is there (straight from the upstream)', async () => {
     const { reply, give, finish } = handedReply();
     const { ready: _unknown, ...upstream } = reply;
@@ -244,5 +282,37 @@ describe('chunks (lib/stream/reply-stream.ts)', () => {
     finish();
     expect(decoder.decode((await reader.read()).value)).toBe('a');
     expect(decoder.decode((await reader.read()).value)).toBe('b');
+  });
+});
+
+describe("the leader's pump (lib/replies/pump.ts)", () => {
+  it('records every token in order, stepping the tokens once per read: the rest of a read is taken', async () => {
+    const reads = [['a', 'b', 'c'], ['d']];
+    let batch: string[] = [];
+    let steps = 0;
+    const tokens = {
+      [Symbol.asyncIterator]: () => tokens,
+      next: async (): Promise<IteratorResult<string>> => {
+        steps++;
+        batch = [...(reads.shift() ?? [])];
+        const value = batch.shift();
+        return value === undefined ? { done: true, value: undefined } : { done: false, value };
+      },
+    };
+    const served = { model: 'm', provider: 'main', attempts: 1, fallback: 'none' } as const;
+    const reply = { tokens, outcome: { deltas: 4, finishReason: 'stop' }, served, take: () => batch.shift() };
+    const live = new LiveReply();
+    const abort = { ...linkedAbort(undefined), streaming: () => {} };
+    await pump(live, async () => reply, abort, 'x');
+    const events = Array.from({ length: live.events.length }, (_, i) => live.events.at(i));
+    expect(events.map((e) => (e?.type === 'delta' ? e.delta : e?.type))).toEqual([
+      'head',
+      'a',
+      'b',
+      'c',
+      'd',
+      'end',
+    ]);
+    expect(steps).toBe(3); // 'a', 'd', then the end
   });
 });

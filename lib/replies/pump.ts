@@ -1,6 +1,7 @@
 import { ProxyError, toProxyError } from '../errors';
 import { countStreaming, type TrackedAbort } from '../shutdown';
 import type { Produce } from '../stream/respond';
+import type { Delta, Reply } from '../types';
 import type { ServedReply } from '../upstream/failover';
 import { recordError } from './events';
 import type { LiveReply } from './live-reply';
@@ -26,8 +27,7 @@ export async function pump(
     const startedAt = Date.now();
     // `| 0`: a small integer is stored in the event itself; the difference of two `Date.now()`s, a double, would be
     // boxed as a number of its own, 16 bytes more for every token a reply keeps in memory.
-    for await (const delta of reply.tokens)
-      live.push({ type: 'delta', delta, at: (Date.now() - startedAt) | 0 });
+    await eachDelta(reply, (delta) => live.push({ type: 'delta', delta, at: (Date.now() - startedAt) | 0 }));
     const { finishReason, usage } = reply.outcome;
     live.push({ type: 'end', ...(finishReason && { finishReason }), ...(usage && { usage }) });
   } catch (caught) {
@@ -36,6 +36,23 @@ export async function pump(
     abort.dispose();
   }
   return reply;
+}
+
+/**
+ * `for await` over the reply's tokens, with those that came in the same read taken at once (`Reply.take`): one
+ * promise a read instead of one a token.
+ */
+async function eachDelta(reply: Reply, onDelta: (delta: Delta) => void): Promise<void> {
+  const tokens = reply.tokens[Symbol.asyncIterator]();
+  for (let next = await tokens.next(); !next.done; next = await tokens.next()) {
+    try {
+      onDelta(next.value);
+      for (let delta = reply.take?.(); delta !== undefined; delta = reply.take?.()) onDelta(delta);
+    } catch (error) {
+      await tokens.return?.(); // as `for await` does when its body throws
+      throw error;
+    }
+  }
 }
 
 /**

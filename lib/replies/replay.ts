@@ -21,13 +21,15 @@ export async function replayReply(reader: ReplyReader, pace = false): Promise<Re
   const first = await nextOrThrow(reader);
   const outcome: ServedReply['outcome'] = { deltas: 0 };
   const { served, adapted } = head.head;
-  // A paced replay waits before each delta: nothing is ever ready ahead of its time.
-  const tokens = pace ? pacedTokens(reader, first, outcome) : new ReplayedTokens(reader, first, outcome);
-  const ready = pace ? {} : { ready: reader.ready };
-  return {
-    reply: { tokens, outcome, served, ...ready, ...(adapted && { adapted }) },
-    head: head.head,
-  };
+  const reply: Replayed['reply'] = pace
+    ? // A paced replay waits before each delta: nothing is ever ready ahead of its time.
+      { tokens: pacedTokens(reader, first, outcome), outcome, served }
+    : replayedReply(new ReplayedTokens(reader, first, outcome), outcome, served);
+  return { reply: adapted ? Object.assign(reply, { adapted }) : reply, head: head.head };
+}
+
+function replayedReply(tokens: ReplayedTokens, outcome: ServedReply['outcome'], served: ReplyHead['served']) {
+  return { tokens, outcome, served, ready: tokens.ready, take: tokens.take };
 }
 
 const END = Symbol('end');
@@ -65,6 +67,24 @@ class ReplayedTokens implements AsyncIterableIterator<Delta> {
     return this;
   }
 
+  /** `Reply.ready`: an event is here, taken from the reader or held back by `take`. */
+  readonly ready = (): boolean => this.pending !== undefined || this.reader.ready();
+
+  /**
+   * `Reply.take`: the next event if it is a delta. Anything else (the end, an error, or an event that is no token) is
+   * held for `next`, which consumes it as it always does.
+   */
+  readonly take = (): Delta | undefined => {
+    if (this.done) return undefined;
+    const event = this.nextEvent();
+    if (event?.type !== 'delta') {
+      this.pending = event;
+      return undefined;
+    }
+    this.outcome.deltas++;
+    return event.delta;
+  };
+
   next(): Promise<IteratorResult<Delta>> {
     try {
       const step = this.step();
@@ -98,7 +118,7 @@ class ReplayedTokens implements AsyncIterableIterator<Delta> {
   private step(): IteratorResult<Delta> | undefined {
     if (this.done) return DONE;
     try {
-      for (let event = this.take(); event; event = this.take()) {
+      for (let event = this.nextEvent(); event; event = this.nextEvent()) {
         const step = consume(event, this.outcome);
         if (step === END) {
           this.done = true;
@@ -114,7 +134,7 @@ class ReplayedTokens implements AsyncIterableIterator<Delta> {
     return undefined;
   }
 
-  private take(): ReplyEvent | undefined {
+  private nextEvent(): ReplyEvent | undefined {
     const event = this.pending ?? this.reader.take();
     this.pending = undefined;
     return event;

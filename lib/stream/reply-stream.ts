@@ -35,6 +35,7 @@ export class ReplyBody {
   /** What goes out first, before any token (the UI stream's `start` parts). */
   readonly opening: string;
   private readonly tokens: AsyncIterator<Delta>;
+  private readonly take: (() => Delta | undefined) | undefined;
   private ended = false;
   /** The stream is complete (ended or failed in its own protocol): `next` has returned its last text. */
   private closed = false;
@@ -45,6 +46,7 @@ export class ReplyBody {
     private readonly hooks: { abort: () => void; onEnd: (end: StreamEnd) => void },
   ) {
     this.tokens = reply.tokens[Symbol.asyncIterator]();
+    this.take = reply.take;
     this.opening = framing.start();
   }
 
@@ -72,6 +74,9 @@ export class ReplyBody {
             { kind: 'complete' },
           );
         text += frame(this.framing, next.value);
+        // Those already here too, each without a promise (`Reply.take`).
+        for (let delta = this.take?.(); delta !== undefined; delta = this.take?.())
+          text += frame(this.framing, delta);
         if (text && !this.reply.ready?.()) return text;
       }
       return undefined;

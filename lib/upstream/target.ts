@@ -104,7 +104,13 @@ export function createUpstreamTarget(options: TargetOptions): UpstreamTarget {
       }
       attempt.clearTimer();
       const tokens = new UpstreamTokens(first, iterator, outcome, attempt, timeouts.idleMs, secrets);
-      return { tokens, outcome, ready: tokens.ready, ...(adapted.length > 0 && { adapted }) };
+      return {
+        tokens,
+        outcome,
+        ready: tokens.ready,
+        take: tokens.take,
+        ...(adapted.length > 0 && { adapted }),
+      };
     },
   };
 }
@@ -173,13 +179,17 @@ class UpstreamTokens implements AsyncIterableIterator<Delta> {
 
   readonly ready = (): boolean => !this.closed && this.at < this.batch.length;
 
-  next(): Promise<IteratorResult<Delta>> {
+  /** `Reply.take`: the batch's next delta, if there is one. */
+  readonly take = (): Delta | undefined => {
+    if (this.closed) return undefined;
     const delta = this.batch[this.at];
-    if (delta !== undefined && !this.closed) {
-      this.at++;
-      return Promise.resolve({ done: false, value: delta });
-    }
-    return this.read();
+    if (delta !== undefined) this.at++;
+    return delta;
+  };
+
+  next(): Promise<IteratorResult<Delta>> {
+    const delta = this.take();
+    return delta === undefined ? this.read() : Promise.resolve({ done: false, value: delta });
   }
 
   /**
