@@ -1,7 +1,7 @@
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
 import { EventList } from '../lib/replies/event-list';
-import type { ReplyEvent } from '../lib/replies/events';
+import { eventBytes, type ReplyEvent } from '../lib/replies/events';
 import { LiveReply } from '../lib/replies/live-reply';
 
 const head: ReplyEvent = {
@@ -66,5 +66,46 @@ describe('EventList: a reply kept compactly', () => {
     live.push({ type: 'end' });
     expect(await reader.next()).toEqual({ type: 'end' });
     expect(await reader.next()).toBeUndefined();
+  });
+});
+
+describe('eventBytes: what a recorded event counts for the size caps', () => {
+  it('bounds the head and the end from above without serializing them (twice their JSON at least)', () => {
+    const big = 2 ** 53 - 1;
+    const usage = {
+      promptTokens: big,
+      cachedPromptTokens: big,
+      completionTokens: big,
+      reasoningTokens: big,
+      totalTokens: big,
+    };
+    const served = {
+      model: 'a-rather-long-model-name',
+      provider: 'fallback-2',
+      attempts: big,
+      fallback: 'message',
+    } as const;
+    const events: ReplyEvent[] = [
+      head,
+      {
+        type: 'head',
+        head: {
+          served,
+          messageId: 'm'.repeat(80),
+          adapted: ['max_tokens→max_completion_tokens', '-temperature'],
+        },
+      },
+      {
+        type: 'head',
+        head: {
+          served: { model: undefined, provider: undefined, attempts: 3, fallback: 'message' },
+          messageId: '',
+        },
+      },
+      { type: 'end' },
+      { type: 'end', finishReason: 'content_filter', usage },
+    ];
+    for (const event of events)
+      expect(eventBytes(event)).toBeGreaterThanOrEqual(2 * JSON.stringify(event).length);
   });
 });

@@ -11,12 +11,14 @@ const isObject = (at: number) => at < 0;
  * words are mostly strings `JSON.parse` interned, shared already); here its text is part of one string per 64
  * deltas, and its time offset and end a pair of numbers in a typed array (out of the collected heap): 8 bytes and its
  * text. The other events, a few per reply, are kept as they are. A delta read back is a new object (short-lived: the
- * reader writes it out and drops it).
+ * reader writes it out and drops it). The typed array comes with the first full chunk: one of that size is kept off
+ * the collected heap, and making one costs about 2 µs on Node 20 and 24 (against 0.1 µs for the plain array the
+ * numbers are in until then), so a short reply does without.
  */
 export class EventList {
   private count = 0;
   /** Per event: its time offset (`at`; for an object, -1 - its index in `objects`), and its text's end offset. */
-  private slots = new Int32Array(2 * CHUNK);
+  private slots: number[] | Int32Array = [];
   private readonly objects: ReplyEvent[] = [];
   /** The text of each full chunk of `CHUNK` events (objects count as empty texts). */
   private readonly chunks: string[] = [];
@@ -34,8 +36,8 @@ export class EventList {
   }
 
   push(event: ReplyEvent): void {
-    if (2 * this.count + 2 > this.slots.length) this.grow();
     const i = 2 * this.count;
+    if (i === 2 * CHUNK || (i > 2 * CHUNK && i + 2 > this.slots.length)) this.grow();
     // A text delta with a time offset the slot can hold (a reply read back from the shared log is checked too).
     if (
       event.type === 'delta' &&
@@ -77,7 +79,7 @@ export class EventList {
   }
 
   private grow(): void {
-    const bigger = new Int32Array(this.slots.length * 2);
+    const bigger = new Int32Array(Math.max(4 * CHUNK, 2 * this.slots.length));
     bigger.set(this.slots);
     this.slots = bigger;
   }
