@@ -1,7 +1,15 @@
 import { isIP, type Socket, connect as tcpConnect } from 'node:net';
 import { type ConnectionOptions, connect as tlsConnect } from 'node:tls';
 import { redisUrlParts } from '../lib/config/rate-limit';
-import { encodeCommand, INCOMPLETE, ReplyError, type RespArg, RespReader } from './resp-codec';
+import {
+  appendCommand,
+  encodeCommand,
+  INCOMPLETE,
+  joinBytes,
+  ReplyError,
+  type RespArg,
+  RespReader,
+} from './resp-codec';
 
 export interface RespOptions {
   /**
@@ -56,7 +64,11 @@ export class RespConnection {
   private readonly hello: { readonly text: string; readonly answers: number };
   /** Answers to `hello` still to come on this connection. */
   private handshake = 0;
+  /** The commands called while a batch was out (or before the connection was ready), as the pieces of one write. */
   private unsent: (string | Buffer)[] = [];
+  private unsentCommands = 0;
+  /** Some piece of `unsent` is bytes: it is joined as a `Buffer`. */
+  private unsentBytes = false;
   /** Answers still to come for what was written: while there are any, new commands wait and go out together after. */
   private inFlight = 0;
   private flushQueued = false;
@@ -81,7 +93,8 @@ export class RespConnection {
   /** Sends one command; resolves with its answer, rejects with a `ReplyError` for an error answer. */
   call(args: readonly RespArg[]): Promise<unknown> {
     if (this.closed) return Promise.reject(new Error('Connection is closed.'));
-    this.unsent.push(encodeCommand(args));
+    if (appendCommand(this.unsent, args)) this.unsentBytes = true;
+    this.unsentCommands++;
     const answer = new Promise((resolve, reject) => this.waiting.push({ resolve, reject }));
     if (this.connected && this.inFlight === 0 && !this.flushQueued) {
       this.flushQueued = true;
@@ -154,15 +167,13 @@ export class RespConnection {
 
   private flush(): void {
     this.flushQueued = false;
-    const { socket, unsent } = this;
-    if (!socket || !this.connected || unsent.length === 0) return;
+    const { socket, unsent, unsentBytes } = this;
+    if (!socket || !this.connected || this.unsentCommands === 0) return;
+    this.inFlight += this.unsentCommands;
     this.unsent = [];
-    this.inFlight += unsent.length;
-    socket.write(
-      unsent.every((part) => typeof part === 'string')
-        ? unsent.join('')
-        : Buffer.concat(unsent.map((part) => (typeof part === 'string' ? Buffer.from(part) : part))),
-    );
+    this.unsentCommands = 0;
+    this.unsentBytes = false;
+    socket.write(unsentBytes ? joinBytes(unsent) : unsent.join(''));
   }
 
   private onData(chunk: Buffer): void {
@@ -185,7 +196,7 @@ export class RespConnection {
       return;
     }
     // The batch out is answered: what queued meanwhile goes now, in one write.
-    if (--this.inFlight === 0 && this.unsent.length > 0) this.flush();
+    if (--this.inFlight === 0 && this.unsentCommands > 0) this.flush();
     const waiting = this.waiting[this.head];
     if (!waiting) throw new Error('Redis answered a command that was never sent');
     this.waiting[this.head++] = undefined; // let it go before the queue is compacted
@@ -209,11 +220,13 @@ export class RespConnection {
    */
   private drop(error: Error): void {
     const { waiting, head, socket, unsent } = this;
-    const carried = this.connected && !this.closed ? unsent.length : 0;
+    const carried = this.connected && !this.closed ? this.unsentCommands : 0;
     const failed = waiting.length - carried;
     this.waiting = carried ? waiting.slice(failed) : [];
     this.head = 0;
     this.unsent = carried ? unsent : [];
+    this.unsentCommands = carried;
+    if (!carried) this.unsentBytes = false;
     this.handshake = 0;
     this.inFlight = 0;
     this.answeredAtLastCheck = -1;

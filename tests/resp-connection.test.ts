@@ -7,7 +7,14 @@ import { join } from 'node:path';
 import { createServer as createTlsServer } from 'node:tls';
 import { describe, expect, it } from 'vitest';
 import { tcpRedis } from '../server/redis-tcp';
-import { encodeCommand, INCOMPLETE, ReplyError, RespReader } from '../server/resp-codec';
+import {
+  appendCommand,
+  encodeCommand,
+  INCOMPLETE,
+  joinBytes,
+  ReplyError,
+  RespReader,
+} from '../server/resp-codec';
 import { RespConnection } from '../server/resp-connection';
 import { REDIS_TEST_URL, uniquePrefix } from './support/redis';
 
@@ -71,6 +78,28 @@ describe('RESP2 codec', () => {
       Buffer.concat([Buffer.from('*2\r\n$3\r\nSET\r\n$3\r\n'), bytes, Buffer.from('\r\n')]),
     );
   });
+
+  it('writes headers past its tables of shared ones (64 arguments, 512 bytes) as they are', () => {
+    const long = 'ü'.repeat(300); // 600 bytes
+    expect(encodeCommand(['SET', long])).toBe(`*2\r\n$3\r\nSET\r\n$600\r\n${long}\r\n`);
+    const many = Array.from({ length: 70 }, (_, i) => `a${i}`);
+    const expected = `*70\r\n${many.map((a) => `$${a.length}\r\n${a}\r\n`).join('')}`;
+    expect(encodeCommand(many)).toBe(expected);
+  });
+
+  it('appends commands as the pieces of one write, joined as bytes once one of them is bytes', () => {
+    const pieces: (string | Buffer)[] = [];
+    expect(appendCommand(pieces, ['GET', 'k'])).toBe(false);
+    expect(appendCommand(pieces, ['SET', 'k', Buffer.from([0xff])])).toBe(true);
+    expect(appendCommand(pieces, ['INCRBY', 'n', 511])).toBe(false);
+    expect(joinBytes(pieces)).toEqual(
+      Buffer.concat([
+        Buffer.from('*2\r\n$3\r\nGET\r\n$1\r\nk\r\n*3\r\n$3\r\nSET\r\n$1\r\nk\r\n$1\r\n'),
+        Buffer.from([0xff]),
+        Buffer.from('\r\n*3\r\n$6\r\nINCRBY\r\n$1\r\nn\r\n$3\r\n511\r\n'),
+      ]),
+    );
+  });
 });
 
 const connect = (url = REDIS_TEST_URL, timeoutMs = 2_000) =>
@@ -93,6 +122,25 @@ describe('RespConnection on the real Redis', () => {
       expect(await redis.call(['SET', `${key}:n`, 5, 'PX', 10_000])).toBe('OK');
       expect(await redis.call(['INCRBY', `${key}:n`, -8])).toBe(-3);
       expect(await redis.call(['GET', `${key}:missing`])).toBeNull();
+    } finally {
+      redis.close();
+    }
+  });
+
+  it('sends a batch in which one command carries bytes: every command in it is answered in its place', async () => {
+    const redis = connect();
+    try {
+      const key = uniquePrefix('bytes');
+      await redis.call(['PING']); // connected: the calls below go out as one batch after the first
+      const first = redis.call(['ECHO', 'first']);
+      const batch = [
+        redis.call(['SET', key, Buffer.from([0xff, 0x00, 0xfe]), 'PX', 10_000]), // not UTF-8: sent as text, it would be 9 bytes
+        redis.call(['STRLEN', key]),
+        redis.call(['ECHO', 'ü'.repeat(300)]),
+      ];
+      expect(await first).toBe('first');
+      expect(await Promise.all(batch)).toEqual(['OK', 3, 'ü'.repeat(300)]);
+      expect(await redis.call(['ECHO', 'after'])).toBe('after'); // text again, after a batch joined as bytes
     } finally {
       redis.close();
     }
