@@ -168,9 +168,11 @@ async function* chunksOf(response: UpstreamResponse): AsyncGenerator<ChatComplet
       const batch: ChatCompletionChunk[] = [];
       let failed: { error: unknown } | undefined;
       let over = false;
-      for (let end = buffer.indexOf('\n\n'); end >= 0 && !over && !failed; end = buffer.indexOf('\n\n')) {
-        const event = buffer.slice(0, end);
-        buffer = buffer.slice(end + 2);
+      // Events are cut at an offset, and what is left of the read kept once, after them: not a new remainder each.
+      let at = 0;
+      for (let end = buffer.indexOf('\n\n'); end >= 0 && !over && !failed; end = buffer.indexOf('\n\n', at)) {
+        const event = buffer.slice(at, end);
+        at = end + 2;
         try {
           const chunk = parseEvent(event, response.headers);
           if (chunk === DONE) over = true;
@@ -179,6 +181,7 @@ async function* chunksOf(response: UpstreamResponse): AsyncGenerator<ChatComplet
           failed = { error };
         }
       }
+      buffer = buffer.slice(at);
       if (batch.length > 0) yield batch;
       if (failed) throw failed.error;
       if (over) {
@@ -260,12 +263,16 @@ function lineFeeds(text: string): string {
 function parseEvent(event: string, headers: ResponseHeaders): ChatCompletionChunk | typeof DONE | undefined {
   let data: string | undefined;
   let name: string | undefined;
-  for (const line of event.split('\n')) {
-    if (line.startsWith('data:')) {
-      const value = line.charCodeAt(5) === 32 ? line.slice(6) : line.slice(5);
-      data = data === undefined ? value : `${data}\n${value}`;
-    } else if (line.startsWith('event:')) name = line.slice(6).trim();
-  }
+  // Nearly every event is one `data:` line: read without splitting it into an array of lines first.
+  if (event.startsWith('data:') && !event.includes('\n'))
+    data = event.charCodeAt(5) === 32 ? event.slice(6) : event.slice(5);
+  else
+    for (const line of event.split('\n')) {
+      if (line.startsWith('data:')) {
+        const value = line.charCodeAt(5) === 32 ? line.slice(6) : line.slice(5);
+        data = data === undefined ? value : `${data}\n${value}`;
+      } else if (line.startsWith('event:')) name = line.slice(6).trim();
+    }
   if (data === undefined) return undefined; // a comment or a keep-alive
   if (data === '[DONE]') return DONE;
   const parsed = parseJson(data) as (ChatCompletionChunk & { error?: unknown }) | undefined;
