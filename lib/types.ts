@@ -133,8 +133,9 @@ export interface Reply {
   readonly ready?: () => boolean;
   /**
    * The next token if it is already here, taken without a step of `tokens`: what that step would have given, without
-   * its promise (on the path of every token, one upstream read often carries dozens). Undefined when the next step
-   * would wait, or would end the reply (or throw): `tokens` tells those.
+   * its promise (on the path of every token, one upstream read often carries dozens). Undefined when the next token is
+   * not simply here: the next step of `tokens` tells what comes (it may wait, end the reply, throw, or pass over an
+   * event that is no token).
    */
   readonly take?: () => Delta | undefined;
 }

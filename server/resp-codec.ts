@@ -29,7 +29,8 @@ export function appendCommand(pieces: (string | Buffer)[], args: readonly RespAr
     args.length < ARRAY_HEADERS.length ? (ARRAY_HEADERS[args.length] as string) : `*${args.length}\r\n`,
   );
   for (const arg of args) {
-    const text = typeof arg === 'number' ? String(arg) : arg;
+    // Anything not text or bytes as its string, as a command built by hand may hold (`undefined`, a boolean).
+    const text = typeof arg === 'string' || Buffer.isBuffer(arg) ? arg : String(arg);
     const length = typeof text === 'string' ? Buffer.byteLength(text) : text.length;
     bytes ||= typeof text !== 'string';
     pieces.push(

@@ -93,7 +93,13 @@ export class RespConnection {
   /** Sends one command; resolves with its answer, rejects with a `ReplyError` for an error answer. */
   call(args: readonly RespArg[]): Promise<unknown> {
     if (this.closed) return Promise.reject(new Error('Connection is closed.'));
-    if (appendCommand(this.unsent, args)) this.unsentBytes = true;
+    const before = this.unsent.length;
+    try {
+      if (appendCommand(this.unsent, args)) this.unsentBytes = true;
+    } catch (error) {
+      this.unsent.length = before; // none of it: half a command would put the next one out of step
+      return Promise.reject(error);
+    }
     this.unsentCommands++;
     const answer = new Promise((resolve, reject) => this.waiting.push({ resolve, reject }));
     if (this.connected && this.inFlight === 0 && !this.flushQueued) {

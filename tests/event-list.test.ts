@@ -108,4 +108,9 @@ describe('eventBytes: what a recorded event counts for the size caps', () => {
     for (const event of events)
       expect(eventBytes(event)).toBeGreaterThanOrEqual(2 * JSON.stringify(event).length);
   });
+
+  it('measures a head read back in another shape by its JSON, without throwing', () => {
+    const odd = { type: 'head', head: {} } as unknown as ReplyEvent;
+    expect(eventBytes(odd)).toBe(2 * JSON.stringify(odd).length);
+  });
 });

@@ -87,6 +87,11 @@ describe('RESP2 codec', () => {
     expect(encodeCommand(many)).toBe(expected);
   });
 
+  it('writes any other argument as its string, as a command built by hand may hold one', () => {
+    const odd = [undefined, true] as unknown as string[];
+    expect(encodeCommand(['ECHO', ...odd])).toBe('*3\r\n$4\r\nECHO\r\n$9\r\nundefined\r\n$4\r\ntrue\r\n');
+  });
+
   it('appends commands as the pieces of one write, joined as bytes once one of them is bytes', () => {
     const pieces: (string | Buffer)[] = [];
     expect(appendCommand(pieces, ['GET', 'k'])).toBe(false);
@@ -122,6 +127,22 @@ describe('RespConnection on the real Redis', () => {
       expect(await redis.call(['SET', `${key}:n`, 5, 'PX', 10_000])).toBe('OK');
       expect(await redis.call(['INCRBY', `${key}:n`, -8])).toBe(-3);
       expect(await redis.call(['GET', `${key}:missing`])).toBeNull();
+    } finally {
+      redis.close();
+    }
+  });
+
+  it('refuses a command it cannot write, and sends none of it: the next one is answered', async () => {
+    const redis = connect();
+    try {
+      await redis.call(['PING']);
+      const unwritable = {
+        toString: () => {
+          throw new Error('no text for this');
+        },
+      } as unknown as string;
+      await expect(redis.call(['ECHO', 'a', unwritable])).rejects.toThrow('no text for this');
+      expect(await redis.call(['ECHO', 'next'])).toBe('next');
     } finally {
       redis.close();
     }

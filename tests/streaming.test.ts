@@ -244,7 +244,13 @@ describe('chunks (lib/stream/reply-stream.ts)', () => {
     const { reply, give, finish } = handedReply();
     const iterator = reply.tokens;
     let steps = 0;
-    const tokens = { [Symbol.asyncIterator]: () => tokens, next: () => (steps++, iterator.next()) };
+    const tokens = {
+      [Symbol.asyncIterator]: () => tokens,
+      next: () => {
+        steps++;
+        return iterator.next();
+      },
+    };
     const taking = { ...reply, tokens, take: () => (reply.ready() ? give.take() : undefined) };
     const reader = new ReplyBody(taking, framing, hooks).readable().getReader();
     give('a', 'b', 'c');
@@ -266,7 +272,13 @@ describe('chunks (lib/stream/reply-stream.ts)', () => {
     const { reply } = await replayReply(live.reader());
     const iterator = reply.tokens[Symbol.asyncIterator]();
     let steps = 0;
-    const tokens = { [Symbol.asyncIterator]: () => tokens, next: () => (steps++, iterator.next()) };
+    const tokens = {
+      [Symbol.asyncIterator]: () => tokens,
+      next: () => {
+        steps++;
+        return iterator.next();
+      },
+    };
     const ending = { ...framing, end: () => '<end>' };
     const reader = new ReplyBody({ ...reply, tokens }, ending, hooks).readable().getReader();
     expect(decoder.decode((await reader.read()).value)).toBe('abc<end>');

@@ -69,11 +69,13 @@ export function replayError(recorded: RecordedError): ProxyError {
 /**
  * A cheap upper bound of an event's recorded size (its JSON, roughly), for the per-reply and cache caps. The head and
  * the end, once a reply each, are bounded from their strings (their other fields are a few numbers and names) rather
- * than serialized: about 1 µs each on Node 20.
+ * than serialized: about 1 µs each on Node 20. Their strings are model and provider names and ids, which the config
+ * and the ids keep to characters JSON writes as they are; a head read back in another shape is serialized.
  */
 export function eventBytes(event: ReplyEvent): number {
   if (event.type === 'delta' && typeof event.delta === 'string') return 2 * event.delta.length + 32;
-  if (event.type === 'head') return 2 * (160 + headChars(event.head));
+  if (event.type === 'head' && typeof event.head?.messageId === 'string' && event.head.served)
+    return 2 * (160 + headChars(event.head));
   // Its usage is at most five numbers of 16 digits with their names.
   if (event.type === 'end') return 2 * (224 + (event.finishReason?.length ?? 0));
   return 2 * JSON.stringify(event).length;

@@ -49,7 +49,8 @@ async function eachDelta(reply: Reply, onDelta: (delta: Delta) => void): Promise
       onDelta(next.value);
       for (let delta = reply.take?.(); delta !== undefined; delta = reply.take?.()) onDelta(delta);
     } catch (error) {
-      await tokens.return?.(); // as `for await` does when its body throws
+      // As `for await` does when its body throws: the tokens are closed, and the body's error is the one told.
+      await Promise.resolve(tokens.return?.()).catch(() => {});
       throw error;
     }
   }

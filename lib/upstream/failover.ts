@@ -74,7 +74,7 @@ export function createFailover(options: FailoverOptions): Upstream {
               });
               deadline.clearTimer();
               const fallback = index === 0 ? ('none' as const) : ('model' as const);
-              // Not `{ ...reply, served }`: a spread followed by a property is Node 20's slow path (lib/stream/respond.ts).
+              // Not `{ ...reply, served }`: Node 20's slow path (see lib/stream/respond.ts).
               const served = { model: route.model, provider: route.target.provider, attempts, fallback };
               return Object.assign({}, reply, { served });
             } catch (error) {
