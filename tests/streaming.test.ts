@@ -7,6 +7,7 @@ import { replayReply } from '../lib/replies/replay';
 import { ReplyBody } from '../lib/stream/reply-stream';
 import { textFraming } from '../lib/stream/text-framing';
 import { UI_STREAM_HEADERS } from '../lib/stream/ui-framing';
+import type { Delta } from '../lib/types';
 import { linkedAbort } from '../lib/upstream/abort';
 import { chatRequest, eventually, startHarness, userSays } from './support/harness';
 import { chatLikeUseChat, userMessage } from './support/ui';
@@ -223,6 +224,19 @@ describe('chunks (lib/stream/reply-stream.ts)', () => {
     const reply = { tokens: tokens(), outcome: { deltas: 0 }, ready: () => queue.length > 0 };
     return { reply, give: Object.assign(give, { take: () => queue.shift() }), finish };
   }
+  /** The tokens, and how many steps of their iterator were taken. */
+  function counted(from: AsyncIterable<Delta>) {
+    const iterator = from[Symbol.asyncIterator]();
+    let steps = 0;
+    const tokens = {
+      [Symbol.asyncIterator]: () => tokens,
+      next: () => {
+        steps++;
+        return iterator.next();
+      },
+    };
+    return { tokens, steps: () => steps };
+  }
   const framing = textFraming(false);
   const hooks = { abort: () => {}, onEnd: () => {} };
   const decoder = new TextDecoder();
@@ -242,25 +256,17 @@ describe('chunks (lib/stream/reply-stream.ts)', () => {
 
   it('takes the tokens already there without a step of the iterator each (Reply.take), in order', async () => {
     const { reply, give, finish } = handedReply();
-    const iterator = reply.tokens;
-    let steps = 0;
-    const tokens = {
-      [Symbol.asyncIterator]: () => tokens,
-      next: () => {
-        steps++;
-        return iterator.next();
-      },
-    };
+    const { tokens, steps } = counted(reply.tokens);
     const taking = { ...reply, tokens, take: () => (reply.ready() ? give.take() : undefined) };
     const reader = new ReplyBody(taking, framing, hooks).readable().getReader();
     give('a', 'b', 'c');
     expect(decoder.decode((await reader.read()).value)).toBe('abc');
-    expect(steps).toBe(1);
+    expect(steps()).toBe(1);
     give('d', 'e');
     finish();
     expect(decoder.decode((await reader.read()).value)).toBe('de');
     expect((await reader.read()).done).toBe(true);
-    expect(steps).toBe(3); // 'd', then the end
+    expect(steps()).toBe(3); // 'd', then the end
   });
 
   it('a replayed reply: its recorded tokens and its end as one chunk, each token taken without a step', async () => {
@@ -270,19 +276,11 @@ describe('chunks (lib/stream/reply-stream.ts)', () => {
     for (const delta of ['a', 'b', 'c']) live.push({ type: 'delta', delta, at: 0 });
     live.push({ type: 'end', finishReason: 'stop' });
     const { reply } = await replayReply(live.reader());
-    const iterator = reply.tokens[Symbol.asyncIterator]();
-    let steps = 0;
-    const tokens = {
-      [Symbol.asyncIterator]: () => tokens,
-      next: () => {
-        steps++;
-        return iterator.next();
-      },
-    };
+    const { tokens, steps } = counted(reply.tokens);
     const ending = { ...framing, end: () => '<end>' };
     const reader = new ReplyBody({ ...reply, tokens }, ending, hooks).readable().getReader();
     expect(decoder.decode((await reader.read()).value)).toBe('abc<end>');
-    expect(steps).toBe(2); // 'a', then the end: 'b' and 'c' were taken
+    expect(steps()).toBe(2); // 'a', then the end: 'b' and 'c' were taken
     expect(reply.outcome).toMatchObject({ deltas: 3, finishReason: 'stop' });
   });
 
