@@ -20,7 +20,8 @@ export default defineConfig({
         test: { name: 'fast', include: ['tests/**/*.test.ts'], exclude: SLOW, isolate: false },
       },
       // One file at a time: a burst that keeps the event loop busy on purpose must not starve a browser test.
-      { extends: true, test: { name: 'slow', include: SLOW, fileParallelism: false } },
+      // Their own servers' start-up (`SERVER_START_MS` in tests/support/processes.ts) is in each test's time.
+      { extends: true, test: { name: 'slow', include: SLOW, fileParallelism: false, testTimeout: 60_000 } },
     ],
   },
 });

@@ -6,7 +6,7 @@ import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it } from
 import { type FakeUpstream, startFakeUpstream } from '../fake-upstream';
 import { demoReply } from '../fake-upstream/behaviours';
 import { eventually, TEST_KEY } from './support/harness';
-import { freePort, npmRun } from './support/processes';
+import { freePort, npmRun, SERVER_START_MS } from './support/processes';
 
 /**
  * The real thing: `npm run dev` serves the chat page, Debian's Chromium loads it, and `useChat` from
@@ -42,7 +42,7 @@ afterAll(() => browser?.close());
 async function openChat(env: Record<string, string> = {}): Promise<Page> {
   const port = await freePort();
   const dev = npmRun('dev', { PORT: String(port), ...env });
-  await eventually(() => dev.output().stdout.includes('listening on'), 15_000);
+  await eventually(() => dev.output().stdout.includes('listening on'), SERVER_START_MS);
   const page = await browser.newPage();
   await page.goto(`http://127.0.0.1:${port}/`);
   return page;

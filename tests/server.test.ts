@@ -10,7 +10,7 @@ import { demoReply } from '../fake-upstream/behaviours';
 import { keepHeapWhenIdle } from '../server/lifecycle';
 import { batchedStdoutLogger, whileOpen } from '../server/stdout-log';
 import { eventually, startHarness, TEST_KEY } from './support/harness';
-import { buildServer, builtServer, freePort, npmRun, portIsFree } from './support/processes';
+import { buildServer, builtServer, freePort, npmRun, portIsFree, SERVER_START_MS } from './support/processes';
 import { chatPostHead, rawExchange } from './support/raw-http';
 import { REDIS_TEST_URL } from './support/redis';
 
@@ -34,7 +34,7 @@ describe('the Node server, started the way a user starts it', () => {
   it('npm run dev without a key says it uses the demo upstream and streams demo replies token by token', async () => {
     const port = await freePort();
     const dev = npmRun('dev', { PORT: String(port) });
-    await eventually(() => dev.output().stdout.includes('listening on'), 15_000);
+    await eventually(() => dev.output().stdout.includes('listening on'), SERVER_START_MS);
     expect(dev.output().stdout).toMatch(/No OPENAI_API_KEY set: using the built-in demo upstream/);
     expect(dev.output().stdout).toMatch(/Rate limits: 20 requests \/ 60 s.* in-memory, this process only/);
     expect(dev.output().stdout).toContain(`http://127.0.0.1:${port}/`);
@@ -85,7 +85,7 @@ describe('the Node server’s metrics and traces', () => {
         OTEL_EXPORTER_OTLP_ENDPOINT: `http://127.0.0.1:${collectorPort}`,
         OTEL_BSP_SCHEDULE_DELAY: '100', // the SDK's own setting: send batches at once rather than every 5 s
       });
-      await eventually(() => dev.output().stdout.includes('listening on'), 15_000);
+      await eventually(() => dev.output().stdout.includes('listening on'), SERVER_START_MS);
       expect(dev.output().stdout).toContain(`Metrics at http://127.0.0.1:${port}/metrics`);
       expect(dev.output().stdout).toContain(`Traces go to http://127.0.0.1:${collectorPort}/v1/traces`);
       await (await post(port, 'Hello, observed proxy')).text();
@@ -125,7 +125,7 @@ describe('the built server, started with plain node as in production', () => {
       `OPENAI_API_KEY=${TEST_KEY}\nOPENAI_BASE_URL=${h.fake.url}\nRATE_LIMIT_STORE=memory\nPORT=${port}\n`,
     );
     const start = builtServer({ ENV_FILE: file });
-    await eventually(() => start.output().stdout.includes('listening on'), 15_000);
+    await eventually(() => start.output().stdout.includes('listening on'), SERVER_START_MS);
     expect(start.output().stdout).toContain('Read settings from .env');
     expect(start.output().stdout).toContain(`127.0.0.1:${port}`);
   });
@@ -160,7 +160,7 @@ describe('npm start', () => {
       SHUTDOWN_GRACE_MS: '1500',
     };
     start = npmRun('start', env, { keep: true });
-    await eventually(() => start.output().stdout.includes('listening on'), 15_000);
+    await eventually(() => start.output().stdout.includes('listening on'), SERVER_START_MS);
   });
 
   it('serves the real upstream, and a client disconnect over HTTP aborts it', async () => {
