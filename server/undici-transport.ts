@@ -1,5 +1,6 @@
 import { Agent } from 'undici';
 import type { Transport } from '../lib/upstream/openai-http';
+import { bodySlabs } from './body-slabs';
 
 /**
  * The upstream calls on the Node server, through undici's own `request` on a keep-alive pool per origin instead of
@@ -10,6 +11,7 @@ import type { Transport } from '../lib/upstream/openai-http';
 export function undiciTransport(): Transport {
   // Connections are kept between requests (keep-alive), so a request does not pay a TCP handshake to the upstream.
   const agent = new Agent({ keepAliveTimeout: 30_000, keepAliveMaxTimeout: 600_000 });
+  const bytesOf = bodySlabs(); // undici keeps a body until its reply ends: see server/body-slabs.ts
   return async (url, { headers, body, signal }) => {
     const { origin, pathname, search } = new URL(url);
     const response = await agent.request({
@@ -17,7 +19,7 @@ export function undiciTransport(): Transport {
       path: `${pathname}${search}`,
       method: 'POST',
       headers,
-      body,
+      body: bytesOf(body),
       signal,
     });
     const raw = response.headers; // names in lower case
