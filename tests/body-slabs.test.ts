@@ -2,20 +2,29 @@ import { createServer } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
-import { bodySlabs } from '../server/body-slabs';
+import { bodySlabs, LARGEST_SHARED, SLAB_BYTES } from '../server/body-slabs';
 import { undiciTransport } from '../server/undici-transport';
+
+/** Text of 1 to 4 UTF-8 bytes a unit, lone surrogates (3 bytes each, as U+FFFD) included. */
+const anyUnit = fc.oneof(
+  fc.constantFrom('a', 'é', '€', '🦊', '\uD800', '\uDFFF'),
+  fc.string({ unit: 'binary', minLength: 1, maxLength: 1 }),
+);
 
 describe('bodySlabs: upstream bodies in slabs of their own', () => {
   it('gives every body back byte for byte, none overwriting another, across many slabs', () => {
     fc.assert(
-      fc.property(fc.array(fc.string({ unit: 'binary', maxLength: 3000 }), { maxLength: 60 }), (texts) => {
-        const bytesOf = bodySlabs();
-        const bodies = texts.map(bytesOf);
-        bodies.forEach((body, i) => {
-          expect(body.equals(Buffer.from(texts[i] as string))).toBe(true);
-        });
-      }),
-      { numRuns: 300 },
+      fc.property(
+        fc.array(fc.string({ unit: anyUnit, maxLength: 1500, size: 'max' }), { maxLength: 20, size: 'max' }),
+        (texts) => {
+          const bytesOf = bodySlabs();
+          const bodies = texts.map(bytesOf);
+          bodies.forEach((body, i) => {
+            expect(body.equals(Buffer.from(texts[i] as string))).toBe(true);
+          });
+        },
+      ),
+      { numRuns: 60 },
     );
   });
 
@@ -28,33 +37,36 @@ describe('bodySlabs: upstream bodies in slabs of their own', () => {
     expect(b.byteOffset).toBeGreaterThanOrEqual(a.byteOffset + a.length);
   });
 
-  it('starts a new slab when the next body does not fit, and gives a large body bytes of its own', () => {
+  it('gives a body larger than half a slab in bytes (not in characters) bytes of its own', () => {
     const bytesOf = bodySlabs();
-    const first = bytesOf('a'.repeat(4000));
-    const filler = Array.from({ length: 3 }, () => bytesOf('€'.repeat(1300))); // 3,900 bytes each
-    expect(filler.every((body) => body.buffer === first.buffer)).toBe(true);
-    const next = bytesOf('€'.repeat(1300));
-    expect(next.buffer).not.toBe(first.buffer);
-    expect(next.toString()).toBe('€'.repeat(1300));
-    const large = bytesOf('b'.repeat(5000));
-    expect(large.buffer).not.toBe(next.buffer);
-    expect(large.toString()).toBe('b'.repeat(5000));
-    expect(first.toString()).toBe('a'.repeat(4000));
+    const small = bytesOf('{}');
+    const wide = '€'.repeat(LARGEST_SHARED / 2); // half as many characters as the limit, 1.5 times its bytes
+    const large = bytesOf(wide);
+    expect(large.buffer).not.toBe(small.buffer);
+    expect(large.toString()).toBe(wide);
+    const atLimit = bytesOf('b'.repeat(LARGEST_SHARED));
+    expect(atLimit.buffer).toBe(small.buffer);
+    expect(atLimit.toString()).toBe('b'.repeat(LARGEST_SHARED));
   });
 
   it('fills a slab to its last byte, and never past it', () => {
+    const filler = 'a'.repeat(SLAB_BYTES - LARGEST_SHARED - 96); // with a body of LARGEST_SHARED: 96 bytes left
+    const fill = (bytesOf: (text: string) => Buffer) => [
+      bytesOf('a'.repeat(LARGEST_SHARED)),
+      bytesOf(filler),
+    ];
     const bytesOf = bodySlabs();
-    const full = [4096, 4096, 4096, 4000].map((n) => bytesOf('a'.repeat(n))); // 96 bytes left
-    const over = bytesOf('€'.repeat(33)); // 99 bytes
-    expect(over.buffer).not.toBe(full[0]?.buffer);
-    expect(over.toString()).toBe('€'.repeat(33));
-    const bytesOf2 = bodySlabs();
-    const first = bytesOf2('a'.repeat(4096));
-    for (const n of [4096, 4096, 4000]) bytesOf2('a'.repeat(n));
-    const last = bytesOf2('€'.repeat(32)); // exactly the 96 left
-    expect(last.buffer).toBe(first.buffer);
-    expect(last.byteOffset + last.length).toBe(last.buffer.byteLength);
+    const [first] = fill(bytesOf);
+    const last = bytesOf('€'.repeat(32)); // exactly the 96 left
+    expect(last.buffer).toBe(first?.buffer);
+    expect(last.byteOffset + last.length).toBe(SLAB_BYTES);
     expect(last.toString()).toBe('€'.repeat(32));
+    const again = bodySlabs();
+    const [full] = fill(again);
+    const over = again('€'.repeat(33)); // 99 bytes
+    expect(over.buffer).not.toBe(full?.buffer);
+    expect(over.toString()).toBe('€'.repeat(33));
+    expect(full?.toString()).toBe('a'.repeat(LARGEST_SHARED));
   });
 });
 
