@@ -35,7 +35,6 @@ export async function portIsFree(port: number): Promise<boolean> {
   return listened;
 }
 
-/** Runs an npm script exactly as a user types it, in its own process group so the whole tree can be stopped. */
 /**
  * How long a server a test starts may take to say it is listening. A wait, not a measurement: `npm run dev` on a
  * fresh clone (tsx compiling every source with an empty cache) while the fast tests load both cores has taken over
@@ -43,6 +42,7 @@ export async function portIsFree(port: number): Promise<boolean> {
  */
 export const SERVER_START_MS = 45_000;
 
+/** Runs an npm script exactly as a user types it, in its own process group so the whole tree can be stopped. */
 export function npmRun(
   script: 'dev' | 'start',
   env: Record<string, string>,
