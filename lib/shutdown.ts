@@ -1,3 +1,4 @@
+import { InFlightSet } from './in-flight';
 import { type LinkedAbort, linkedAbort, UpstreamTimeout } from './upstream/abort';
 import type { ServedReply } from './upstream/failover';
 
@@ -57,8 +58,8 @@ export interface Shutdown extends ShutdownHooks {
  * long-lived AbortSignal: a signal with a listener per concurrent request would trip Node's listener-leak warning.
  */
 export function createShutdown(): Shutdown {
-  const open = new Set<LinkedAbort>();
-  const streams = new Set<LinkedAbort>();
+  const open = new InFlightSet<LinkedAbort>();
+  const counts = { streams: 0 };
   let busy = 0;
   let stopped: UpstreamTimeout | undefined;
   const waiters = new Set<() => void>();
@@ -96,34 +97,50 @@ export function createShutdown(): Shutdown {
 
   return {
     hold,
-    streaming: () => streams.size,
+    streaming: () => counts.streams,
     linkedAbort(parent, timeout) {
       const abort = linkedAbort(parent, timeout);
       if (stopped) abort.abort(stopped);
-      open.add(abort);
-      const release = hold();
-      // Every member named, not `...abort` and two more: Node 20 builds that on a slow path (about 2 µs).
-      return {
-        signal: abort.signal,
-        abort: abort.abort,
-        clearTimer: abort.clearTimer,
-        streaming: () => {
-          if (open.has(abort)) streams.add(abort); // an abort disposed already has no stream left to count
-        },
-        dispose: () => {
-          abort.dispose();
-          open.delete(abort);
-          streams.delete(abort);
-          release();
-        },
-      };
+      return tracked(abort, open.add(abort), hold(), counts);
     },
     async drain(graceMs) {
       const done = await quiet(graceMs);
       stopped = new UpstreamTimeout('shutdown');
       if (done) return;
-      for (const abort of open) abort.abort(stopped);
+      for (const abort of open.values()) abort.abort(stopped);
       await quiet(SETTLE_MS);
+    },
+  };
+}
+
+/**
+ * `abort` as the shutdown tracks it: a stream in flight from `streaming` until `dispose`, which also takes it out of
+ * the drain's reach (`close`) and ends the work the drain waits for (`release`).
+ */
+function tracked(
+  abort: LinkedAbort,
+  close: () => void,
+  release: () => void,
+  counts: { streams: number },
+): TrackedAbort {
+  // 0: not streaming yet; 1: a stream in flight; -1: disposed (it has no stream left to count).
+  let state = 0;
+  // Every member named, not `...abort` and two more: Node 20 builds that on a slow path (about 2 µs).
+  return {
+    signal: abort.signal,
+    abort: abort.abort,
+    clearTimer: abort.clearTimer,
+    streaming: () => {
+      if (state !== 0) return;
+      state = 1;
+      counts.streams++;
+    },
+    dispose: () => {
+      if (state === 1) counts.streams--;
+      state = -1;
+      abort.dispose();
+      close();
+      release();
     },
   };
 }

@@ -1,3 +1,4 @@
+import { InFlightMap } from '../lib/in-flight';
 import type { Subscribe } from '../lib/redis/connect';
 import { RespConnection, type RespOptions } from './resp-connection';
 
@@ -45,8 +46,8 @@ export function subscriber(url: string, options: SubscriberOptions): { subscribe
 }
 
 class Subscriptions {
-  private readonly channels = new Map<string, Channel>(); // by SUBSCRIBE
-  private readonly routed = new Map<string, Channel>(); // by a pattern's PSUBSCRIBE
+  private readonly channels = new InFlightMap<Channel>(); // by SUBSCRIBE
+  private readonly routed = new InFlightMap<Channel>(); // by a pattern's PSUBSCRIBE
   private readonly patterns = new Map<string, Subscription>();
   private connection: RespConnection | undefined;
 
@@ -155,7 +156,7 @@ const unheard = (kind: Subscription['kind'], name: string): Subscription => ({
   asking: false,
 });
 
-function wakeAll(map: ReadonlyMap<string, Channel>, name: string, message: string): void {
+function wakeAll(map: Pick<InFlightMap<Channel>, 'get'>, name: string, message: string): void {
   for (const watcher of map.get(name)?.watchers ?? []) safely(() => watcher.wake(message));
 }
 

@@ -1,5 +1,6 @@
 import type { RateLimitConfig } from '../config/rate-limit';
 import { briefOutage, type ProxyError } from '../errors';
+import { InFlightMap } from '../in-flight';
 import type { Internal } from '../internal';
 import { redact } from '../redact';
 import { oneAtATime, refusedCallers, sharedAsk } from './ask';
@@ -217,7 +218,7 @@ async function finish(admission: Admission, delta: Amount, guard: StoreGuard): P
 
 /** Renews the stream slots of admitted requests while they stream, so only a crashed holder lets one expire. */
 function createLeaseKeeper(leaseMs: number, guard: StoreGuard) {
-  const timers = new Map<string, ReturnType<typeof setInterval>>();
+  const timers = new InFlightMap<ReturnType<typeof setInterval>>();
   return {
     keep(admission: Admission) {
       if (admission.held.length === 0) return;

@@ -1,5 +1,6 @@
 import type { RepliesConfig } from '../config/replies';
 import type { ToolDeclaration } from '../config/tools';
+import type { InFlightMap } from '../in-flight';
 import type { Internal } from '../internal';
 import type { ShutdownHooks } from '../shutdown';
 import type { ServedReply } from '../upstream/failover';
@@ -90,8 +91,8 @@ export interface Entry {
 
 export interface Registry {
   readonly hold: () => () => void;
-  readonly inFlight: Map<string, Entry>;
-  readonly chats: Map<string, { owner: string; entry: Entry }>;
+  readonly inFlight: InFlightMap<Entry>;
+  readonly chats: InFlightMap<{ owner: string; entry: Entry }>;
   readonly memory: MemoryCache;
 }
 
@@ -110,7 +111,7 @@ export function reading(...args: Parameters<typeof join>): Claimed {
   };
 }
 
-export function forget(inFlight: Map<string, Entry>, key: string, entry: Entry): void {
+export function forget(inFlight: InFlightMap<Entry>, key: string, entry: Entry): void {
   if (inFlight.get(key) === entry) inFlight.delete(key);
 }
 

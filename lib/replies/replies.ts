@@ -1,3 +1,4 @@
+import { InFlightMap } from '../in-flight';
 import { redact } from '../redact';
 import type { ChatRequest } from '../types';
 import type { ReplyEvent } from './events';
@@ -57,8 +58,8 @@ interface Ask {
 export function createReplies(deps: RepliesDeps): Replies {
   const { config, shared, internal } = deps;
   const registry: Registry = {
-    inFlight: new Map(),
-    chats: new Map(),
+    inFlight: new InFlightMap(),
+    chats: new InFlightMap(),
     memory: new MemoryCache(config.cacheMaxBytes, internal.now),
     hold: deps.shutdown.hold,
   };
@@ -68,7 +69,7 @@ export function createReplies(deps: RepliesDeps): Replies {
   // Claims in progress on this instance: identical requests arriving together wait for the first one's claim and
   // then join what it found, so one instance asks Redis once and follows with one tail, however many arrive. A hit is
   // shared with them as it is (claiming again, one at a time, would make a popular cached prompt a queue).
-  const claiming = new Map<string, Promise<LiveReply | undefined>>();
+  const claiming = new InFlightMap<Promise<LiveReply | undefined>>();
 
   const joinKey = async (ask: Ask): Promise<Claimed> => {
     const { key, hit, cache, shares, options } = ask;
@@ -205,7 +206,7 @@ function ours(chats: Registry['chats'], chatId: string, callerId: string, shared
 }
 
 /** Follows a reply written on another instance; one tail per instance is shared by its local followers. */
-function followerFactory(deps: RepliesDeps, inFlight: Map<string, Entry>): Follow {
+function followerFactory(deps: RepliesDeps, inFlight: InFlightMap<Entry>): Follow {
   const { config } = deps;
   const shared = deps.shared as SharedLog;
   return (key, claim, counted) => {

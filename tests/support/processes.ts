@@ -58,8 +58,8 @@ export async function buildServer(): Promise<void> {
 }
 
 /** The built server started with plain node, as in production: fast, once `buildServer` has run. */
-export function builtServer(env: Record<string, string>) {
-  return track(spawn(process.execPath, ['dist/server.mjs'], spawnOptions(env)));
+export function builtServer(env: Record<string, string>, nodeFlags: readonly string[] = []) {
+  return track(spawn(process.execPath, [...nodeFlags, 'dist/server.mjs'], spawnOptions(env)));
 }
 
 function spawnOptions(env: Record<string, string>) {
