@@ -1,3 +1,4 @@
+import { InFlightMap } from '../in-flight';
 import type { PlaceInLine } from '../types';
 
 /** One request waiting in a provider's line. */
@@ -10,7 +11,7 @@ export interface Waiter {
 
 /** One priority's waiters: each caller's, in arrival order, and whose turn is next (round-robin). */
 interface Level {
-  readonly byCaller: Map<string, Waiter[]>;
+  readonly byCaller: InFlightMap<Waiter[]>;
   /** Callers with someone waiting, in turn order: the first goes next, then moves to the back. */
   readonly turns: string[];
 }
@@ -40,7 +41,7 @@ export function createLine(): Line {
   const levelOf = (priority: number): Level => {
     let level = levels.get(priority);
     if (!level) {
-      level = { byCaller: new Map(), turns: [] };
+      level = { byCaller: new InFlightMap(), turns: [] };
       levels.set(priority, level);
       order = [...levels.keys()].sort((a, b) => b - a);
     }
