@@ -8,8 +8,9 @@ import { defaultInternal, type Internal } from '../lib/internal';
 import type { RequestLog } from '../lib/log';
 import type { TcpRedis } from '../lib/redis/connect';
 import { upstashRestRedis } from '../lib/redis/upstash-rest';
+import { EventList } from '../lib/replies/event-list';
 import { isLeaderLost, type ReplyEvent } from '../lib/replies/events';
-import { mirrorTo } from '../lib/replies/mirror';
+import { type MirrorOptions, mirrorTo } from '../lib/replies/mirror';
 import { createRedisLog } from '../lib/replies/redis-log';
 import { createReplies, type ServeOptions } from '../lib/replies/replies';
 import { webSha256 } from '../lib/replies/reply-key';
@@ -1683,6 +1684,19 @@ describe('the leader’s mirror to the shared log (lib/replies/mirror.ts)', () =
     } as unknown as SharedLog;
     return { log, writes, call: () => call?.() };
   }
+  /** A mirror over a reply's own event list, as a leader's: `add` records the event there, then tells the mirror. */
+  function mirrored(log: SharedLog, mirrorOptions: Omit<MirrorOptions, 'events'>) {
+    const events = new EventList();
+    const mirror = mirrorTo(log, { ...mirrorOptions, events });
+    return {
+      ended: mirror.ended,
+      renew: mirror.renew,
+      add(event: ReplyEvent, bytesSoFar: number) {
+        events.push(event);
+        mirror.add(bytesSoFar);
+      },
+    };
+  }
   const options = {
     key: 'k',
     generation: 'g',
@@ -1700,7 +1714,7 @@ describe('the leader’s mirror to the shared log (lib/replies/mirror.ts)', () =
   it('with calls, writes an unfollowed reply only with its renewals, and at once when called', async () => {
     vi.useFakeTimers();
     const { log, writes, call } = recordingLog(true);
-    const mirror = mirrorTo(log, options);
+    const mirror = mirrored(log, options);
     mirror.add(head, 0);
     mirror.add(ev('a'), 0);
     await vi.advanceTimersByTimeAsync(0);
@@ -1742,7 +1756,7 @@ describe('the leader’s mirror to the shared log (lib/replies/mirror.ts)', () =
       });
       return append(...args);
     };
-    const mirror = mirrorTo(log, options);
+    const mirror = mirrored(log, options);
     mirror.add(head, 0);
     mirror.add(ev('a'), 0);
     await vi.advanceTimersByTimeAsync(0);
@@ -1761,7 +1775,7 @@ describe('the leader’s mirror to the shared log (lib/replies/mirror.ts)', () =
   it('writes a reply that ends in the burst it started in as one write: its end, with no opening first', async () => {
     vi.useFakeTimers();
     const { log, writes } = recordingLog(true);
-    const mirror = mirrorTo(log, options);
+    const mirror = mirrored(log, options);
     mirror.add(head, 0);
     mirror.add(ev('a'), 0); // the opening waits for the rest of what has arrived…
     await Promise.resolve(); // …including what a microtask brings (the next token of a batch already read)
@@ -1781,7 +1795,7 @@ describe('the leader’s mirror to the shared log (lib/replies/mirror.ts)', () =
         if (keep.unread) writes.push(['unread']);
         return keep.unread ? answer : 'ended';
       };
-      const mirror = mirrorTo(log, { ...options, forgettable: true });
+      const mirror = mirrored(log, { ...options, forgettable: true });
       mirror.add(head, 0);
       mirror.add(ev('a'), 0);
       mirror.add({ type: 'end', finishReason: 'stop' }, 0);
@@ -1800,7 +1814,7 @@ describe('the leader’s mirror to the shared log (lib/replies/mirror.ts)', () =
     vi.useFakeTimers();
     const answer = { stop: false, readers: 0, called: false };
     const { log, writes } = recordingLog(true, answer);
-    const mirror = mirrorTo(log, options);
+    const mirror = mirrored(log, options);
     mirror.add(head, 0);
     mirror.add(ev('a'), 0);
     await vi.advanceTimersByTimeAsync(0);
@@ -1813,10 +1827,29 @@ describe('the leader’s mirror to the shared log (lib/replies/mirror.ts)', () =
     expect(writes.at(-1)).toEqual(['c']);
   });
 
+  it('ends the log with an error once the reply outgrows the cap, and writes nothing of it after', async () => {
+    vi.useFakeTimers();
+    const { log, writes } = recordingLog(true);
+    const mirror = mirrored(log, { ...options, maxBytes: 100 });
+    mirror.add(head, 10);
+    mirror.add(ev('a'), 50);
+    await vi.advanceTimersByTimeAsync(0);
+    mirror.add(ev('b'), 90);
+    mirror.add(ev('c'), 150); // past the cap: the error goes in its place
+    mirror.add(ev('d'), 200);
+    mirror.add({ type: 'end', finishReason: 'stop' }, 210);
+    await vi.advanceTimersByTimeAsync(0);
+    await expect(mirror.ended).resolves.toBe(true);
+    expect(writes).toEqual([
+      ['head', 'a'],
+      ['finish', 'b', 'error'],
+    ]);
+  });
+
   it('without calls (Upstash REST), writes an unfollowed reply a tenth of a second at a time', async () => {
     vi.useFakeTimers();
     const { log, writes } = recordingLog(false);
-    const mirror = mirrorTo(log, options);
+    const mirror = mirrored(log, options);
     mirror.add(head, 0);
     mirror.add(ev('a'), 0);
     await vi.advanceTimersByTimeAsync(0);

@@ -55,7 +55,7 @@ export class Leader implements Claimed {
   ) {
     const { key, generation, options, cache } = claim;
     const { config } = deps;
-    this.live = new LiveReply({ onIdle: () => this.idle(), onEvent: (event) => this.recorded(event) });
+    this.live = new LiveReply({ onIdle: () => this.idle(), onEvent: () => this.recorded() });
     this.entry = { live: this.live, key, generation, stop: () => this.stop() };
     this.mirror =
       shared &&
@@ -132,8 +132,8 @@ export class Leader implements Claimed {
     void mirror.renew().then((answer) => this.nobodyReads(answer?.readers ?? 0) && this.stop());
   }
 
-  private recorded(event: ReplyEvent): void {
-    this.mirror?.add(event, this.live.bytes);
+  private recorded(): void {
+    this.mirror?.add(this.live.bytes);
     // Too big to record: nobody new may join it (those reading it here still get it all).
     if (this.live.bytes > this.deps.config.maxReplyBytes)
       forget(this.registry.inFlight, this.claim.key, this.entry);
@@ -161,6 +161,7 @@ function leaderMirror(
   },
 ): Mirror {
   return mirrorTo(shared, {
+    events: entry.live.events,
     key: entry.key,
     generation: entry.generation,
     leaseMs: config.leaseMs,

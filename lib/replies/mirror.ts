@@ -1,7 +1,13 @@
+import type { EventList } from './event-list';
 import { failure, isFinal, type ReplyEvent } from './events';
 import type { SharedLog, WriteAnswer } from './shared-log';
 
 export interface MirrorOptions {
+  /**
+   * The reply's events as it records them (`LiveReply.events`): the mirror writes them from there, so an event nobody
+   * elsewhere reads is never copied (a reply nobody followed writes none of them at its end).
+   */
+  readonly events: EventList;
   readonly key: string;
   readonly generation: string;
   readonly leaseMs: number;
@@ -24,8 +30,8 @@ export interface MirrorOptions {
 }
 
 export interface Mirror {
-  /** Called with each recorded event, in order. */
-  add(event: ReplyEvent, bytesSoFar: number): void;
+  /** The reply has recorded its next event in `events`, and holds `bytesSoFar` in all. */
+  add(bytesSoFar: number): void;
   /** Renews the lease now and tells how many readers follow from other instances. */
   renew(): Promise<WriteAnswer | undefined>;
   /** Settles once the mirror is done: true when the reply's end is in the shared log, false when it failed first. */
@@ -60,6 +66,14 @@ const TOO_LARGE = failure(
   'This reply is too long to follow from here. Please send your message again.',
 );
 
+/** Events `[from, to)` of the reply, then the cut if there was one; `last` is the last of them. */
+interface Batch {
+  readonly from: number;
+  readonly to: number;
+  readonly cut: ReplyEvent | undefined;
+  readonly last: ReplyEvent;
+}
+
 /**
  * Copies a leader's reply to the shared log for readers on other instances. Writes are batched: events wait a moment
  * for more (see `batchDelay`), and while a write is in flight they pile up for the next, so a fast stream costs a few
@@ -70,7 +84,11 @@ export function mirrorTo(log: SharedLog, options: MirrorOptions): Mirror {
 }
 
 class LogMirror implements Mirror {
-  private pending: ReplyEvent[] = [];
+  /** The first event of `events` not yet written, and the end of those to write (the rest are past the size cap). */
+  private next = 0;
+  private end = 0;
+  /** Past the size cap: written after the events before it, in place of the rest. */
+  private cut: ReplyEvent | undefined;
   private writing: Promise<void> | undefined;
   private scheduled: ReturnType<typeof setTimeout> | undefined;
   private burst = false;
@@ -97,12 +115,24 @@ class LogMirror implements Mirror {
     });
   }
 
-  add(event: ReplyEvent, bytesSoFar: number): void {
+  add(bytesSoFar: number): void {
     if (this.closed || this.broken) return;
+    const { events, maxBytes } = this.options;
     // Over the cap: stop recording, and end the log with an error for the readers elsewhere.
-    this.pending.push(bytesSoFar > this.options.maxBytes && !isFinal(event) ? TOO_LARGE : event);
-    if (this.pending.at(-1) === TOO_LARGE) this.closed = true;
+    if (bytesSoFar > maxBytes && !isFinal(events.last as ReplyEvent)) {
+      this.cut = TOO_LARGE;
+      this.closed = true;
+    } else this.end = events.length;
     this.schedule();
+  }
+
+  private get pending(): number {
+    return this.end - this.next + (this.cut ? 1 : 0);
+  }
+
+  /** The last event to write: the reply's last, unless the cap cut it short. */
+  private get last(): ReplyEvent | undefined {
+    return this.cut ?? (this.end > 0 ? this.options.events.last : undefined);
   }
 
   /** Renews the lease now; the answer says whether to stop and who follows. */
@@ -120,14 +150,16 @@ class LogMirror implements Mirror {
 
   /** What is pending goes now, or else a renewal. A data write renews the lease too. */
   private writeOrRenew(): void {
-    if (this.pending.length) this.flush();
+    if (this.pending) this.flush();
     else void this.renew();
   }
 
   /** Writes what is pending now, after a moment, or with the next renewal or call (see `batchDelay`). */
   private schedule(): void {
-    if (this.writing || this.pending.length === 0) return;
-    const wait = batchDelay(this.pending, this.followed, this.unwatch !== undefined);
+    if (this.writing || this.pending === 0) return;
+    // The reply's first event, with more after it: the opening (the head and the tokens that came with it).
+    const opening = this.next === 0 && this.pending > 1;
+    const wait = batchDelay(this.last, opening, this.followed, this.unwatch !== undefined);
     if (wait === 0) this.flush();
     else if (wait === THIS_BURST) this.flushAfterBurst();
     else if (wait !== undefined) this.scheduled ??= setTimeout(() => this.flush(), wait);
@@ -145,9 +177,10 @@ class LogMirror implements Mirror {
   private flush(): void {
     clearTimeout(this.scheduled);
     this.scheduled = undefined; // a write in flight reschedules what is pending when it is done
-    if (this.writing || this.broken || this.pending.length === 0) return;
-    const batch = this.pending;
-    this.pending = [];
+    if (this.writing || this.broken || this.pending === 0) return;
+    const batch: Batch = { from: this.next, to: this.end, cut: this.cut, last: this.last as ReplyEvent };
+    this.next = this.end;
+    this.cut = undefined;
     this.writing = this.write(batch).then(
       () => {
         this.writing = undefined;
@@ -157,19 +190,27 @@ class LogMirror implements Mirror {
     );
   }
 
-  private async write(batch: ReplyEvent[]): Promise<void> {
+  private async write(batch: Batch): Promise<void> {
     const { key, generation, leaseMs } = this.options;
-    const last = batch.at(-1);
-    if (last && isFinal(last)) {
+    const { last } = batch;
+    if (isFinal(last)) {
       this.closed = true;
       this.stop();
       const keep = this.options.keep(last);
       const unread = this.options.forgettable && !keep.cacheable && !this.followed;
       const forget = { keepMs: keep.keepMs, cacheable: keep.cacheable, unread }; // not `...keep` (Node 20's slow path)
       const ended = unread ? await this.log.finish(key, generation, [], forget) : 'read';
-      if (ended === 'read') await this.log.finish(key, generation, batch, keep);
+      if (ended === 'read') await this.log.finish(key, generation, this.eventsOf(batch), keep);
       this.settle(true);
-    } else this.answered(await this.log.append(key, generation, batch, leaseMs));
+    } else this.answered(await this.log.append(key, generation, this.eventsOf(batch), leaseMs));
+  }
+
+  private eventsOf({ from, to, cut }: Batch): ReplyEvent[] {
+    const { events } = this.options;
+    const batch: ReplyEvent[] = [];
+    for (let i = from; i < to; i++) batch.push(events.at(i));
+    if (cut) batch.push(cut);
+    return batch;
   }
 
   /** A call that was lost (the calls pattern not subscribed yet, a reconnect) still arrives: in the next write's answer. */
@@ -202,9 +243,12 @@ class LogMirror implements Mirror {
  * wait for. Else a moment for more, so a fast reply is a write or two, not dozens. Undefined: until the next renewal or
  * call (an unfollowed reply on a log that can call the leader).
  */
-function batchDelay(pending: readonly ReplyEvent[], followed: boolean, calls: boolean): number | undefined {
-  const last = pending.at(-1);
-  const opening = pending[0]?.type === 'head' && pending.length > 1;
+function batchDelay(
+  last: ReplyEvent | undefined,
+  opening: boolean,
+  followed: boolean,
+  calls: boolean,
+): number | undefined {
   if (last && isFinal(last)) return 0;
   if (opening) return THIS_BURST;
   if (followed) return WRITE_BATCH_MS;
