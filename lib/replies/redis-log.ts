@@ -238,24 +238,23 @@ export function createRedisLog(redis: Redis, options: RedisLogOptions = {}): Sha
   const scripts = loadScripts(redis);
   const liveMs = (leaseMs: number) => ms(Math.max(options.liveMs ?? DEFAULT_LIVE_MS, 2 * leaseMs));
   const { subscribe } = options;
-  // Publishing costs a command inside the script; without subscribers (Upstash REST) nobody would hear it.
-  const channel = (key: string, generation: string) =>
-    subscribe ? layout.generation(key, generation).channel : '';
   const calls = (key: string, generation: string) =>
     subscribe ? layout.generation(key, generation).calls : '';
+  // Publishing costs a command inside the script; without subscribers (Upstash REST) nobody would hear it.
+  const writing = (key: string, generation: string) => writeKeys(layout, key, generation, !!subscribe);
   return {
     claim: (key, claim) =>
       claimReply(scripts, layout, key, claim, { liveMs: liveMs(claim.leaseMs), callLeader: !!subscribe }),
     async append(key, generation, events, leaseMs) {
-      const keys = writeKeys(layout, key, generation);
-      const args = [generation, batch(events), ms(leaseMs), liveMs(leaseMs), channel(key, generation)];
+      const { keys, channel } = writing(key, generation);
+      const args = [generation, batch(events), ms(leaseMs), liveMs(leaseMs), channel];
       const [stop, readers, called] = list(await scripts.append.exec(keys, args));
       return { stop: Number(stop) === 1, readers: Number(readers), called: Number(called) === 1 };
     },
     async finish(key, generation, events, { keepMs, cacheable, unread = false }) {
-      const keys = writeKeys(layout, key, generation);
+      const { keys, channel } = writing(key, generation);
       const recorded = unread ? '' : batch(events);
-      const args = [generation, recorded, ms(keepMs), cacheable ? '1' : '0', channel(key, generation)];
+      const args = [generation, recorded, ms(keepMs), cacheable ? '1' : '0', channel];
       const ended = await scripts.finish.exec(keys, [...args, unread ? '1' : '0']);
       return Number(ended) === 2 ? 'read' : 'ended';
     },
@@ -332,9 +331,10 @@ function chatRecords(redis: Redis, scripts: Scripts, layout: Layout) {
   };
 }
 
-function writeKeys(layout: Layout, key: string, generation: string): string[] {
-  const { stream, meta, lease } = layout.generation(key, generation);
-  return [layout.base(key), stream, meta, lease];
+/** A writing script's keys, and the channel it wakes the readers on ('' without subscribers): named once a call. */
+function writeKeys(layout: Layout, key: string, generation: string, subscribed: boolean) {
+  const { stream, meta, lease, channel } = layout.generation(key, generation);
+  return { keys: [layout.base(key), stream, meta, lease], channel: subscribed ? channel : '' };
 }
 
 /** Stream entries `[id, ['e', batch]]` → the events in order, and the id of the last entry as the next cursor. */
