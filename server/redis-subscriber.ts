@@ -140,7 +140,7 @@ class Subscriptions {
   private heard(subscription: Subscription): void {
     subscription.heard = true;
     const heardBy =
-      subscription.kind === 'SUBSCRIBE' ? [this.channels.get(subscription.name)] : [...this.routed.values()];
+      subscription.kind === 'SUBSCRIBE' ? [this.channels.get(subscription.name)] : this.routed.values();
     for (const channel of heardBy) {
       if (channel?.subscription !== subscription) continue;
       for (const watcher of [...channel.watchers])

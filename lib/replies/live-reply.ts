@@ -40,7 +40,7 @@ export class LiveReply {
   /** Readers waiting for the next event (`whenReady`). */
   private waiting: LiveReader[] = [];
 
-  constructor(private readonly hooks: LiveReplyHooks = {}) {}
+  constructor(private hooks: LiveReplyHooks = {}) {}
 
   get ended(): boolean {
     const last = this.events.last;
@@ -77,6 +77,8 @@ export class LiveReply {
     this.events.push(event);
     this.bytes += eventBytes(event);
     this.hooks.onEvent?.(event);
+    // Ended: nothing more to record or stop. A reply kept for cache hits then reaches its events, not its request.
+    if (isFinal(event)) this.hooks = {};
     // Swapped first: a reader woken may wait again at once, for the event after this one.
     const woken = this.waiting;
     if (woken.length === 0) return;
@@ -89,7 +91,7 @@ export class LiveReply {
     return new LiveReader(this);
   }
 
-  /** A reader waits for the next event (`LiveReader.wake`). */
+  /** A reader waits for the next event (`LiveReader.wake`); for `LiveReader` only, as `left` is. */
   wait(reader: LiveReader): void {
     this.waiting.push(reader);
   }
@@ -139,8 +141,15 @@ class LiveReader implements ReplyReader {
       wake();
       return;
     }
-    this.onReady = wake;
-    this.live.wait(this);
+    const waiting = this.onReady;
+    // A second wait before the first was woken: both are called, and the reader waits once.
+    this.onReady = waiting
+      ? () => {
+          waiting();
+          wake();
+        }
+      : wake;
+    if (!waiting) this.live.wait(this);
   }
 
   /** The event it waited for is recorded, or it left: its `whenReady` callback runs, once. */
