@@ -4,8 +4,8 @@ import type { SharedLog, WriteAnswer } from './shared-log';
 
 export interface MirrorOptions {
   /**
-   * The reply's events as it records them (`LiveReply.events`): the mirror writes them from there, so an event nobody
-   * elsewhere reads is never copied (a reply nobody followed writes none of them at its end).
+   * The reply's events as it records them (`LiveReply.events`): the mirror builds those it writes from there when it
+   * writes them, and holds no copy meanwhile (the end of a reply nobody followed or may resume writes none).
    */
   readonly events: EventList;
   readonly key: string;
