@@ -94,6 +94,11 @@ export interface Registry {
   readonly inFlight: InFlightMap<Entry>;
   readonly chats: InFlightMap<{ owner: string; entry: Entry }>;
   readonly memory: MemoryCache;
+  /**
+   * Cacheable replies whose end is on its way to the shared log: hits until it is there. Apart from `memory`, whose
+   * LRU order needs a `Map`: one entry a reply, gone in milliseconds, is what lib/in-flight.ts is for.
+   */
+  readonly landing: InFlightMap<LiveReply>;
 }
 
 /** A follower's or a hit's claim: it reads from the claim on, so giving it up is leaving. */

@@ -14,7 +14,6 @@ import {
   type ServeOptions,
 } from './joining';
 import { LiveReply } from './live-reply';
-import type { MemoryCache } from './memory-cache';
 import { type Mirror, type MirrorOptions, mirrorTo } from './mirror';
 import { type Produce, pump } from './pump';
 import type { SharedLog } from './shared-log';
@@ -192,7 +191,7 @@ function produceAndKeep(
   p: Production,
 ): Promise<ServedReply | undefined> {
   const { config, shared } = deps;
-  const { inFlight, chats, memory } = registry;
+  const { inFlight, chats } = registry;
   const { entry, options } = p;
   const { key, generation, live } = entry;
   const chatId = config.resume ? options.chatId : undefined;
@@ -210,7 +209,7 @@ function produceAndKeep(
     if (chatId && chats.get(chatId)?.entry === entry) chats.delete(chatId);
     if (chatId) void shared?.dropChat(chatId, generation).catch(() => {});
     const last = live.events.last;
-    if (last && p.cacheable(last)) keepInMemory(memory, key, live, config.cacheTtlMs, p.mirror);
+    if (last && p.cacheable(last)) keepInMemory(registry, key, live, config.cacheTtlMs, p.mirror);
     return reply;
   });
 }
@@ -218,17 +217,25 @@ function produceAndKeep(
 /**
  * A cacheable reply that just ended, for this instance's hits. With a shared log, only while its end is on its way
  * there (an identical request in that moment is a hit, not a follower or a second upstream call): then hits come from
- * the log, which a regenerate on another instance may have replaced. Without one (or if it failed), for its TTL.
+ * the log, which a regenerate on another instance may have replaced. Without one (or if it failed), for its TTL, in
+ * the memory cache.
  */
 function keepInMemory(
-  memory: MemoryCache,
+  { memory, landing }: Pick<Registry, 'memory' | 'landing'>,
   key: string,
   live: LiveReply,
   ttlMs: number,
   mirror?: Mirror,
 ): void {
-  memory.set(key, live, ttlMs);
-  void mirror?.ended.then((landed) => landed && memory.drop(key, live));
+  if (!mirror) {
+    memory.set(key, live, ttlMs);
+    return;
+  }
+  landing.set(key, live);
+  void mirror.ended.then((landed) => {
+    if (landing.get(key) === live) landing.delete(key);
+    if (!landed && !landing.has(key)) memory.set(key, live, ttlMs); // a newer reply of the key is landing: it wins
+  });
 }
 
 /** Only a complete reply from the model itself, within the size cap: never an error, a cut or stopped stream, the

@@ -61,9 +61,10 @@ export function createReplies(deps: RepliesDeps): Replies {
     inFlight: new InFlightMap(),
     chats: new InFlightMap(),
     memory: new MemoryCache(config.cacheMaxBytes, internal.now),
+    landing: new InFlightMap(),
     hold: deps.shutdown.hold,
   };
-  const { inFlight, memory, hold } = registry;
+  const { inFlight, memory, landing, hold } = registry;
   const lead: Lead = (claim, log) => new Leader(deps, registry, claim, log);
   const follow = followerFactory(deps, inFlight);
   // Claims in progress on this instance: identical requests arriving together wait for the first one's claim and
@@ -79,7 +80,7 @@ export function createReplies(deps: RepliesDeps): Replies {
     // A reply given up before it started: claimed again once its end is in the shared log, where a claim reads it.
     if (local?.settling) await local.settling;
     else if (local?.live.joinable) return reading(hold, 'follower', cache, local.live, options.signal);
-    const cached = hit ? memory.get(key) : undefined;
+    const cached = hit ? (landing.get(key) ?? memory.get(key)) : undefined;
     if (cached) return replay(cached);
     if (!shared) return lead({ key, generation: internal.newId(), options, cache }, undefined);
     const pending = shares ? claiming.get(key) : undefined;
