@@ -6,8 +6,8 @@
  * table alive, and that one the next, along with every entry any of them held, until a full collection: so with
  * requests in flight together, each one's objects (a reply in flight reaches its whole request) were copied to the
  * old generation: 7.6 KB a request at 32 clients with the reply log on, and 0.23 KB with these and the reply reader
- * made a class (`--trace-gc-nvp`; see the README's "What a request promotes"). A dictionary object's old table points at nothing, and neither does a list
- * node once unlinked.
+ * made a class (`--trace-gc-nvp`; see the README's "What a request promotes"). A dictionary object's old table points
+ * at nothing, and neither does a list node once unlinked.
  */
 
 /** A string-keyed map on a dictionary object (`Object.create(null)`: no prototype, so any key is a key). */
