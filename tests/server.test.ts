@@ -425,8 +425,8 @@ describe('the Node server’s heap (server/lifecycle.ts)', () => {
  * object literal with a getter (V8 keeps the getter where scavenges cannot free it) and a long-lived `Map` or `Set` of
  * things in flight (the tables it leaves hold their entries; see lib/in-flight.ts; with the response cache on, the
  * replies whose end is on its way to Redis were such a `Map`'s). With either, a request promoted 5-7 KB (that cache:
- * 1.2-1.4 KB); without, 0.1-0.25 (Node 20 and 24). Counted in bytes, not time: scavenges come with allocation, so a busy
- * machine changes when they happen, not what survives them (a request lasts a few requests' allocations, a
+ * 1.2-1.4 KB); without, 0.1-0.25 (Node 20 and 24). Counted in bytes, not time: scavenges come with allocation, so a
+ * busy machine changes when they happen, not what survives them (a request lasts a few requests' allocations, a
  * scavenge ~90: the young generation is fixed at 16 MB).
  */
 describe('the built server, under --trace-gc-nvp', () => {
